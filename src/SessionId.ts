@@ -1,0 +1,102 @@
+/**
+ * Session ids and the keys they are stored under.
+ *
+ * An id is 32 bytes from the platform CSPRNG, written as base64url without
+ * padding (43 characters). Stores never see it: they see the `StorageKey`,
+ * base64url(SHA-256(id)) — or HMAC-SHA-256 with a pepper — so a leaked store
+ * dump does not hand out live cookies.
+ *
+ * @since 1.0.0
+ */
+import { Brand, Effect, Option, Redacted } from "effect"
+import { createHash, createHmac, randomBytes } from "node:crypto"
+
+/**
+ * @since 1.0.0
+ * @category models
+ */
+export type SessionId = string & Brand.Brand<"effect-session/SessionId">
+
+/**
+ * What a store keys a record by: a digest of the id, never the id itself.
+ *
+ * @since 1.0.0
+ * @category models
+ */
+export type StorageKey = string & Brand.Brand<"effect-session/StorageKey">
+
+const pattern = /^[A-Za-z0-9_-]{43}$/
+
+/**
+ * A fresh id: 256 bits from the CSPRNG.
+ *
+ * @since 1.0.0
+ * @category constructors
+ */
+export const generate: Effect.Effect<SessionId> = Effect.sync(unsafeGenerate)
+
+/**
+ * @since 1.0.0
+ * @category constructors
+ */
+export function unsafeGenerate(): SessionId {
+  return randomBytes(32).toString("base64url") as SessionId
+}
+
+/**
+ * Reads a cookie value as an id. Anything that is not exactly 43 base64url
+ * characters is `None`: it never reaches a store.
+ *
+ * @since 1.0.0
+ * @category parsing
+ */
+export const parse = (value: string | undefined): Option.Option<SessionId> =>
+  value !== undefined && pattern.test(value) ? Option.some(value as SessionId) : Option.none()
+
+/**
+ * @since 1.0.0
+ * @category refinements
+ */
+export const isSessionId = (value: unknown): value is SessionId => typeof value === "string" && pattern.test(value)
+
+/**
+ * Builds the function from ids to storage keys: SHA-256, or HMAC-SHA-256
+ * when a pepper is given (so keys cannot be recomputed from a stolen id
+ * list without the pepper).
+ *
+ * @since 1.0.0
+ * @category storage keys
+ */
+export const makeStorageKey = (pepper?: Redacted.Redacted<string> | undefined): (id: SessionId) => StorageKey => {
+  if (pepper === undefined) {
+    return (id) => createHash("sha256").update(id).digest("base64url") as StorageKey
+  }
+  const secret = Redacted.value(pepper)
+  return (id) => createHmac("sha256", secret).update(id).digest("base64url") as StorageKey
+}
+
+/**
+ * The unpeppered storage key of an id.
+ *
+ * @since 1.0.0
+ * @category storage keys
+ */
+export const storageKey: (id: SessionId) => StorageKey = makeStorageKey()
+
+/**
+ * A storage key as a `StorageKey`, for stores that read keys back from their
+ * backend (an index, a directory listing).
+ *
+ * @since 1.0.0
+ * @category storage keys
+ */
+export const unsafeStorageKey = (key: string): StorageKey => key as StorageKey
+
+/**
+ * The first characters of a storage key: enough to correlate log lines and
+ * spans, too few to be a credential.
+ *
+ * @since 1.0.0
+ * @category observability
+ */
+export const logPrefix = (key: StorageKey): string => key.slice(0, 8)
