@@ -162,12 +162,13 @@ export class SessionEncodeError extends Data.TaggedError("SessionEncodeError")<{
 
 /**
  * The errors a request can fail with because of its session. A
- * `SessionConflict` never escapes the middleware: it is resolved by replay.
+ * `SessionConflict` reaches the app only when concurrent writers kept
+ * winning for `maxConflictRetries` replays in a row.
  *
  * @since 1.0.0
  * @category errors
  */
-export type SessionError = SessionStoreError | SessionTooLarge | SessionEncodeError
+export type SessionError = SessionStoreError | SessionTooLarge | SessionEncodeError | SessionConflict
 
 const describeCause = (cause: unknown): string => {
   if (cause instanceof Error) return cause.message

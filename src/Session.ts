@@ -1,0 +1,228 @@
+/**
+ * Typed server-side sessions for `@effect/platform` HTTP apps.
+ *
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Session } from "effect-session"
+ *
+ * class AppSession extends Session.Tag<AppSession>()("app/AppSession", {
+ *   username: Schema.optional(Schema.String),
+ *   visits: Schema.optionalWith(Schema.Int, { default: () => 0 })
+ * }) {}
+ *
+ * const app = router.pipe(AppSession.middleware({ cookie: { secure: false } }))
+ * ```
+ *
+ * @since 1.0.0
+ */
+import type { HttpApp } from "@effect/platform"
+import type { Duration, Redacted } from "effect"
+import { Context, Effect, Either, Option, ParseResult, Schema } from "effect"
+import * as internal from "./internal/session.js"
+import type { SessionError } from "./SessionError.js"
+import type { SessionId, StorageKey } from "./SessionId.js"
+import * as Id from "./SessionId.js"
+import { SessionIndex, SessionStore } from "./SessionStore.js"
+import type { SessionStoreError } from "./SessionError.js"
+
+/**
+ * The session of the current request, as the handler sees it through the
+ * accessors of its `Session.Tag`.
+ *
+ * @since 1.0.0
+ * @category models
+ */
+export interface SessionHandle<A> extends internal.SessionHandle<A> {}
+
+/**
+ * Cookie attributes. Defaults: name `session`, `HttpOnly`, `Secure`,
+ * `SameSite=Lax`, `Path=/`, persistent (`Max-Age` = the session's time left).
+ *
+ * @since 1.0.0
+ * @category models
+ */
+export interface CookieOptions {
+  readonly name?: string | undefined
+  readonly domain?: string | undefined
+  readonly path?: string | undefined
+  readonly secure?: boolean | undefined
+  readonly httpOnly?: boolean | undefined
+  readonly sameSite?: "lax" | "strict" | "none" | undefined
+  readonly partitioned?: boolean | undefined
+  /** `false` for a browser-session cookie (no `Max-Age`). Default `true`. */
+  readonly persistent?: boolean | undefined
+}
+
+/**
+ * @since 1.0.0
+ * @category models
+ */
+export interface Options {
+  readonly cookie?: CookieOptions | undefined
+  /** A session unused for this long is dead. Default 14 days. */
+  readonly idleTimeout?: Duration.DurationInput | undefined
+  /** A session older than this is dead however active. Default 30 days. */
+  readonly absoluteTimeout?: Duration.DurationInput | undefined
+  /**
+   * A read-only request extends the idle deadline only when that moves it by
+   * more than this (so reads do not write). Default min(idleTimeout / 10, 1 hour).
+   */
+  readonly touchAfter?: Duration.DurationInput | undefined
+  /** The largest encoded session, in bytes. Default 64 KiB. */
+  readonly maxSize?: number | undefined
+  /** Storage keys become HMAC-SHA-256(pepper, id) instead of SHA-256(id). */
+  readonly pepper?: Redacted.Redacted<string> | undefined
+  /** How many times a save is replayed over a concurrent writer's data. Default 25. */
+  readonly maxConflictRetries?: number | undefined
+}
+
+/**
+ * The middleware of a session tag: applied to an `HttpApp`, it provides the
+ * session to the app, and requires a `SessionStore` instead.
+ *
+ * Apply it to the app (`router.pipe(AppSession.middleware())`), not as
+ * `HttpServer.serve`'s middleware argument: there the save would run after
+ * the response was written.
+ *
+ * @since 1.0.0
+ * @category models
+ */
+export type Middleware<Self> = <E, R>(
+  app: HttpApp.Default<E, R>
+) => HttpApp.Default<E | SessionError, Exclude<R, Self> | SessionStore>
+
+/**
+ * The class `Session.Tag` builds: the `Context.Tag` of the session handle,
+ * and the home of the typed accessors.
+ *
+ * @since 1.0.0
+ * @category models
+ */
+export interface TagClass<Self, Id extends string, Fields extends Schema.Struct.Fields>
+  extends Context.TagClass<Self, Id, SessionHandle<Schema.Struct.Type<Fields>>>
+{
+  readonly fields: Fields
+  readonly schema: Schema.Struct<Fields>
+  /** A value of the session. */
+  readonly get: <K extends keyof Schema.Struct.Type<Fields>>(
+    key: K
+  ) => Effect.Effect<Schema.Struct.Type<Fields>[K], SessionError, Self>
+  /** The whole session data. */
+  readonly getAll: Effect.Effect<Schema.Struct.Type<Fields>, SessionError, Self>
+  readonly set: <K extends keyof Schema.Struct.Type<Fields>>(
+    key: K,
+    value: Schema.Struct.Type<Fields>[K]
+  ) => Effect.Effect<void, SessionError, Self>
+  /**
+   * Changes a value with a function. When a concurrent request saved the
+   * session first, `f` is applied again to its value, so concurrent
+   * increments all count.
+   */
+  readonly update: <K extends keyof Schema.Struct.Type<Fields>>(
+    key: K,
+    f: (value: Schema.Struct.Type<Fields>[K]) => Schema.Struct.Type<Fields>[K]
+  ) => Effect.Effect<void, SessionError, Self>
+  /** Removes a value (a field with a default goes back to its default). */
+  readonly remove: (key: keyof Schema.Struct.Type<Fields>) => Effect.Effect<void, SessionError, Self>
+  /** Removes every value. A session left empty is deleted and its cookie expired. */
+  readonly clear: Effect.Effect<void, SessionError, Self>
+  /** Moves the session to a new id, keeping its data; the old id stops working. */
+  readonly regenerate: Effect.Effect<void, SessionError, Self>
+  /** Logout: the stored session is removed and the cookie expired. */
+  readonly invalidate: Effect.Effect<void, SessionError, Self>
+  /** `regenerate`, then bind the session to a principal (see `revokeAll`). */
+  readonly login: (principal: string) => Effect.Effect<void, SessionError, Self>
+  /** The principal bound by `login`. */
+  readonly principal: Effect.Effect<Option.Option<string>, SessionError, Self>
+  /** The session's id (a new one is issued if the session is new). */
+  readonly id: Effect.Effect<SessionId, SessionError, Self>
+  readonly middleware: (options?: Options) => Middleware<Self>
+  /**
+   * Runs an effect against the stored session of an id, outside an HTTP
+   * request (a WebSocket, an RPC handler): loads lazily, saves on success.
+   * An unknown or malformed id gives a fresh session, stored under a new id
+   * if it is written (`id` tells which).
+   */
+  readonly withSession: <A, E, R>(
+    id: string,
+    effect: Effect.Effect<A, E, R>,
+    options?: Options
+  ) => Effect.Effect<A, E | SessionError, Exclude<R, Self> | SessionStore>
+}
+
+/**
+ * Defines a session: its tag, its schema and its accessors. Every field must
+ * be optional or have a default, so that a new session decodes from `{}`.
+ *
+ * @since 1.0.0
+ * @category constructors
+ */
+export const Tag = <Self>() =>
+<const Id extends string, Fields extends Schema.Struct.Fields>(
+  id: Id,
+  fields: Fields & ({} extends Schema.Struct.Encoded<Fields> ? unknown : "every session field must be optional or have a default")
+): TagClass<Self, Id, Fields> => {
+  type A = Schema.Struct.Type<Fields>
+  const schema = Schema.Struct(fields as Fields)
+  // the fields' own requirements are checked by the signature of `Tag`'s users
+  const dataSchema = schema as unknown as Schema.Schema<A, unknown, never>
+  const decoded = Schema.decodeUnknownEither(dataSchema)({})
+  if (Either.isLeft(decoded)) {
+    throw new TypeError(
+      `effect-session: ${id}: every session field must be optional or have a default; {} does not decode:\n${
+        ParseResult.TreeFormatter.formatErrorSync(decoded.left)
+      }`
+    )
+  }
+  const empty: A = decoded.right
+  const TagBase = Context.Tag(id)<Self, SessionHandle<A>>()
+  const tag = TagBase as unknown as Context.Tag<Self, internal.RequestSession<A>>
+  const withHandle = <B>(f: (handle: internal.RequestSession<A>) => Effect.Effect<B, SessionError>) =>
+    Effect.flatMap(tag, f)
+  const statics = {
+    fields,
+    schema,
+    get: (key: keyof A) => withHandle((h) => h.get(key)),
+    getAll: withHandle((h) => h.getAll),
+    set: (key: keyof A, value: any) => withHandle((h) => h.set(key, value)),
+    update: (key: keyof A, f: (value: any) => any) => withHandle((h) => h.update(key, f)),
+    remove: (key: keyof A) => withHandle((h) => h.remove(key)),
+    clear: withHandle((h) => h.clear),
+    regenerate: withHandle((h) => h.regenerate),
+    invalidate: withHandle((h) => h.invalidate),
+    login: (principal: string) => withHandle((h) => h.login(principal)),
+    principal: withHandle((h) => h.principal),
+    id: withHandle((h) => h.id),
+    middleware: (options?: Options) => internal.middleware(tag, internal.makeConfig(dataSchema, empty, options)),
+    withSession: <B, E, R>(sessionId: string, effect: Effect.Effect<B, E, R>, options?: Options) => {
+      const config = internal.makeConfig(dataSchema, empty, options)
+      return Effect.flatMap(SessionStore, (store) => {
+        const session = new internal.RequestSession(config, store, () => Id.parse(sessionId))
+        return Effect.provideService(effect, tag, session).pipe(
+          Effect.zipLeft(session.commit)
+        )
+      })
+    }
+  }
+  return Object.assign(TagBase, statics) as unknown as TagClass<Self, Id, Fields>
+}
+
+/**
+ * The storage keys of the live sessions of a principal.
+ *
+ * @since 1.0.0
+ * @category principals
+ */
+export const list = (principal: string): Effect.Effect<ReadonlyArray<StorageKey>, SessionStoreError, SessionIndex> =>
+  Effect.flatMap(SessionIndex, (index) => index.keys(principal))
+
+/**
+ * Ends every session of a principal ("log out everywhere"); returns how many
+ * were live. Requires a store that provides `SessionIndex`: it does not
+ * compile against one that cannot.
+ *
+ * @since 1.0.0
+ * @category principals
+ */
+export const revokeAll = (principal: string): Effect.Effect<number, SessionStoreError, SessionIndex> =>
+  Effect.flatMap(SessionIndex, (index) => index.removeAll(principal))

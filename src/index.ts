@@ -1,0 +1,38 @@
+/**
+ * @since 1.0.0
+ */
+
+/**
+ * @since 1.0.0
+ */
+export * as Session from "./Session.js"
+
+/**
+ * @since 1.0.0
+ */
+export * as SessionCodec from "./SessionCodec.js"
+
+/**
+ * @since 1.0.0
+ */
+export * as SessionError from "./SessionError.js"
+
+/**
+ * @since 1.0.0
+ */
+export * as SessionId from "./SessionId.js"
+
+/**
+ * @since 1.0.0
+ */
+export * as SessionStore from "./SessionStore.js"
+
+/**
+ * @since 1.0.0
+ */
+export * as MemoryStore from "./MemoryStore.js"
+
+/**
+ * @since 1.0.0
+ */
+export * as StoreConformance from "./StoreConformance.js"

@@ -1,0 +1,505 @@
+import type { HttpApp } from "@effect/platform"
+import { Cookies, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import type { Context, Redacted } from "effect"
+import { Duration, Effect, Exit, Option, Random } from "effect"
+import type { Envelope, SessionCodec } from "../SessionCodec.js"
+import * as Codec from "../SessionCodec.js"
+import type { SessionError } from "../SessionError.js"
+import type { SessionId, StorageKey } from "../SessionId.js"
+import * as Id from "../SessionId.js"
+import { SessionStore } from "../SessionStore.js"
+import type { SessionRecord } from "../SessionStore.js"
+
+/** @internal */
+export interface CookieOptions {
+  readonly name?: string | undefined
+  readonly domain?: string | undefined
+  readonly path?: string | undefined
+  readonly secure?: boolean | undefined
+  readonly httpOnly?: boolean | undefined
+  readonly sameSite?: "lax" | "strict" | "none" | undefined
+  readonly partitioned?: boolean | undefined
+  readonly persistent?: boolean | undefined
+}
+
+/** @internal */
+export interface Options {
+  readonly cookie?: CookieOptions | undefined
+  readonly idleTimeout?: Duration.DurationInput | undefined
+  readonly absoluteTimeout?: Duration.DurationInput | undefined
+  readonly touchAfter?: Duration.DurationInput | undefined
+  readonly maxSize?: number | undefined
+  readonly pepper?: Redacted.Redacted<string> | undefined
+  readonly maxConflictRetries?: number | undefined
+}
+
+/** @internal */
+export type Op<A> =
+  | { readonly _tag: "Set"; readonly key: keyof A; readonly value: unknown }
+  | { readonly _tag: "Update"; readonly key: keyof A; readonly f: (value: any) => unknown }
+  | { readonly _tag: "Remove"; readonly key: keyof A }
+  | { readonly _tag: "Clear" }
+
+/**
+ * Everything that does not depend on the request, built once per
+ * middleware.
+ *
+ * @internal
+ */
+export interface Config<A> {
+  readonly codec: SessionCodec<A>
+  readonly empty: A
+  readonly emptyFingerprint: string
+  readonly storageKey: (id: SessionId) => StorageKey
+  readonly cookieName: string
+  readonly cookieOptions: NonNullable<Cookies.Cookie["options"]>
+  readonly persistent: boolean
+  readonly idleMillis: number
+  readonly absoluteMillis: number
+  readonly touchAfterMillis: number
+  readonly maxConflictRetries: number
+}
+
+const hour = 60 * 60 * 1000
+
+/** @internal */
+export const makeConfig = <A, I>(
+  schema: import("effect").Schema.Schema<A, I, never>,
+  empty: A,
+  options: Options | undefined
+): Config<A> => {
+  const cookie = options?.cookie ?? {}
+  const cookieName = cookie.name ?? "session"
+  const cookieOptions = {
+    path: cookie.path ?? "/",
+    httpOnly: cookie.httpOnly ?? true,
+    secure: cookie.secure ?? true,
+    sameSite: cookie.sameSite ?? "lax",
+    ...(cookie.domain !== undefined ? { domain: cookie.domain } : {}),
+    ...(cookie.partitioned !== undefined ? { partitioned: cookie.partitioned } : {})
+  } as const
+  if (cookieName.startsWith("__Host-")) {
+    if (!cookieOptions.secure || cookieOptions.path !== "/" || cookie.domain !== undefined) {
+      throw new TypeError(
+        `effect-session: a cookie named "${cookieName}" must be Secure, have Path=/ and no Domain (browsers drop it otherwise)`
+      )
+    }
+  } else if (cookieName.startsWith("__Secure-") && !cookieOptions.secure) {
+    throw new TypeError(`effect-session: a cookie named "${cookieName}" must be Secure (browsers drop it otherwise)`)
+  }
+  if (cookieOptions.sameSite === "none" && !cookieOptions.secure) {
+    throw new TypeError("effect-session: SameSite=None requires Secure (browsers drop it otherwise)")
+  }
+  // validates the name and attributes once, so per-request cookies cannot fail
+  const probe = Cookies.makeCookie(cookieName, "x", cookieOptions)
+  if (probe._tag === "Left") {
+    throw new TypeError(`effect-session: invalid session cookie: ${probe.left.message}`)
+  }
+  const idleMillis = Duration.toMillis(options?.idleTimeout ?? "14 days")
+  const absoluteMillis = Duration.toMillis(options?.absoluteTimeout ?? "30 days")
+  if (!(idleMillis > 0) || !(absoluteMillis > 0)) {
+    throw new TypeError("effect-session: idleTimeout and absoluteTimeout must be positive")
+  }
+  const touchAfterMillis = options?.touchAfter !== undefined
+    ? Duration.toMillis(options.touchAfter)
+    : Math.min(idleMillis / 10, hour)
+  const codec = Codec.make(schema, { maxSize: options?.maxSize })
+  const emptyFingerprint = Effect.runSync(codec.fingerprint(empty))
+  return {
+    codec,
+    empty,
+    emptyFingerprint,
+    storageKey: Id.makeStorageKey(options?.pepper),
+    cookieName,
+    cookieOptions,
+    persistent: cookie.persistent ?? true,
+    idleMillis,
+    absoluteMillis,
+    touchAfterMillis,
+    maxConflictRetries: options?.maxConflictRetries ?? 25
+  }
+}
+
+interface Loaded<A> {
+  readonly key: StorageKey
+  readonly version: number
+  readonly expiresAt: number
+  readonly envelope: Envelope<A>
+  readonly fingerprint: string
+}
+
+/** @internal */
+export type CookieAction =
+  | { readonly _tag: "None" }
+  | { readonly _tag: "Set"; readonly id: SessionId; readonly expiresAt: number }
+  | { readonly _tag: "Expire" }
+
+const noCookie: CookieAction = { _tag: "None" }
+
+const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+
+const applyOps = <A>(config: Config<A>, base: A, ops: ReadonlyArray<Op<A>>): A => {
+  let data: Record<PropertyKey, unknown> = { ...(base as Record<PropertyKey, unknown>) }
+  for (const op of ops) {
+    switch (op._tag) {
+      case "Set":
+        data[op.key] = op.value
+        break
+      case "Update":
+        data[op.key] = op.f(data[op.key])
+        break
+      case "Remove": {
+        const fallback = (config.empty as Record<PropertyKey, unknown>)[op.key]
+        if (fallback === undefined) delete data[op.key]
+        else data[op.key] = fallback
+        break
+      }
+      case "Clear":
+        data = { ...(config.empty as Record<PropertyKey, unknown>) }
+        break
+    }
+  }
+  return data as A
+}
+
+/**
+ * The session handle a request (or `withSession`) works with.
+ *
+ * @internal
+ */
+export interface SessionHandle<A> {
+  readonly get: <K extends keyof A>(key: K) => Effect.Effect<A[K], SessionError>
+  readonly getAll: Effect.Effect<A, SessionError>
+  readonly set: <K extends keyof A>(key: K, value: A[K]) => Effect.Effect<void, SessionError>
+  readonly update: <K extends keyof A>(key: K, f: (value: A[K]) => A[K]) => Effect.Effect<void, SessionError>
+  readonly remove: (key: keyof A) => Effect.Effect<void, SessionError>
+  readonly clear: Effect.Effect<void, SessionError>
+  readonly regenerate: Effect.Effect<void, SessionError>
+  readonly invalidate: Effect.Effect<void, SessionError>
+  readonly login: (principal: string) => Effect.Effect<void, SessionError>
+  readonly principal: Effect.Effect<Option.Option<string>, SessionError>
+  readonly id: Effect.Effect<SessionId, SessionError>
+}
+
+/**
+ * The session of one request: lazy, records writes as operations so they can
+ * be replayed over newer data when a concurrent request saved first.
+ *
+ * @internal
+ */
+export class RequestSession<A> implements SessionHandle<A> {
+  constructor(
+    readonly config: Config<A>,
+    readonly store: SessionStore["Type"],
+    /** Reads the client's id; called at most once, on first use. */
+    readonly readId: () => Option.Option<SessionId>
+  ) {}
+
+  /** Whether the handler used the session at all. */
+  used = false
+  private loading: Effect.Effect<void, SessionError> | undefined
+  /** The client's id, once read. */
+  clientId: Option.Option<SessionId> = Option.none()
+  /** The stored session the request started from. */
+  loaded: Option.Option<Loaded<A>> = Option.none()
+  data!: A
+  ops: Array<Op<A>> = []
+  principal_: Option.Option<string> = Option.none()
+  /** Start over under a new id: regenerate, login, invalidate. */
+  renew = false
+  /** Drop everything the request started from. */
+  invalidated = false
+  newId: SessionId | undefined
+
+  readonly ensureLoaded: Effect.Effect<void, SessionError> = Effect.suspend(() => {
+    if (this.loading === undefined) {
+      this.used = true
+      this.loading = Effect.runSync(Effect.cached(this.load))
+    }
+    return this.loading
+  })
+
+  private readonly load: Effect.Effect<void, SessionError> = Effect.suspend(() => {
+    this.clientId = this.readId()
+    if (Option.isNone(this.clientId)) {
+      this.data = this.config.empty
+      return Effect.void
+    }
+    const key = this.config.storageKey(this.clientId.value)
+    return Effect.map(loadLive(this.config, this.store, key), (loaded) => {
+      this.loaded = loaded
+      if (Option.isSome(loaded)) {
+        this.data = loaded.value.envelope.data
+        this.principal_ = loaded.value.envelope.principal
+      } else {
+        this.data = this.config.empty
+      }
+    })
+  })
+
+  get<K extends keyof A>(key: K): Effect.Effect<A[K], SessionError> {
+    return Effect.map(this.ensureLoaded, () => this.data[key])
+  }
+
+  readonly getAll: Effect.Effect<A, SessionError> = Effect.map(this.ensureLoaded, () => this.data)
+
+  set<K extends keyof A>(key: K, value: A[K]): Effect.Effect<void, SessionError> {
+    return this.record({ _tag: "Set", key, value })
+  }
+
+  update<K extends keyof A>(key: K, f: (value: A[K]) => A[K]): Effect.Effect<void, SessionError> {
+    return this.record({ _tag: "Update", key, f })
+  }
+
+  remove(key: keyof A): Effect.Effect<void, SessionError> {
+    return this.record({ _tag: "Remove", key })
+  }
+
+  readonly clear: Effect.Effect<void, SessionError> = Effect.suspend(() => this.record({ _tag: "Clear" }))
+
+  readonly principal: Effect.Effect<Option.Option<string>, SessionError> = Effect.map(
+    this.ensureLoaded,
+    () => this.principal_
+  )
+
+  record(op: Op<A>): Effect.Effect<void, SessionError> {
+    return Effect.map(this.ensureLoaded, () => {
+      this.ops.push(op)
+      this.data = applyOps(this.config, this.data, [op])
+    })
+  }
+
+  readonly regenerate: Effect.Effect<void, SessionError> = Effect.map(this.ensureLoaded, () => {
+    this.renew = true
+    this.newId = undefined
+  })
+
+  readonly invalidate: Effect.Effect<void, SessionError> = Effect.map(this.ensureLoaded, () => {
+    this.renew = true
+    this.invalidated = true
+    this.newId = undefined
+    this.ops = []
+    this.data = this.config.empty
+    this.principal_ = Option.none()
+  })
+
+  login(principal: string): Effect.Effect<void, SessionError> {
+    return Effect.map(this.regenerate, () => {
+      this.principal_ = Option.some(principal)
+    })
+  }
+
+  readonly id: Effect.Effect<SessionId, SessionError> = Effect.flatMap(this.ensureLoaded, () => {
+    if (!this.renew && Option.isSome(this.loaded) && Option.isSome(this.clientId)) {
+      return Effect.succeed(this.clientId.value)
+    }
+    if (this.newId === undefined) this.newId = Id.unsafeGenerate()
+    return Effect.succeed(this.newId)
+  })
+
+  /**
+   * Saves what the request did. Returns what the response's cookie must do.
+   */
+  readonly commit: Effect.Effect<CookieAction, SessionError> = Effect.suspend(() => {
+    if (!this.used) return Effect.succeed(noCookie)
+    return Effect.flatMap(this.loading!, () => Effect.flatMap(now, (t) => this.save(t)))
+  })
+
+  private save(t: number): Effect.Effect<CookieAction, SessionError> {
+    const config = this.config
+    const store = this.store
+    const hadCookie = Option.isSome(this.clientId)
+    return Effect.gen(this, function*() {
+      const fingerprint = yield* config.codec.fingerprint(this.data)
+      const empty = fingerprint === config.emptyFingerprint && Option.isNone(this.principal_)
+
+      if (Option.isSome(this.loaded) && !this.renew) {
+        const loaded = this.loaded.value
+        const modified = fingerprint !== loaded.fingerprint
+        if (!modified) return yield* this.touch(loaded, t)
+        if (empty) {
+          yield* store.remove(loaded.key)
+          return { _tag: "Expire" } as const
+        }
+        return yield* this.updateWithReplay(loaded, t)
+      }
+
+      // a new session: nothing stored yet, or starting over under a new id
+      const previous = this.loaded
+      let base: Pick<Envelope<A>, "createdAt" | "absoluteExpiresAt"> = {
+        createdAt: t,
+        absoluteExpiresAt: t + config.absoluteMillis
+      }
+      if (Option.isSome(previous) && !this.invalidated) {
+        // regenerate keeps the absolute deadline: a new id is not a new session
+        base = previous.value.envelope
+        if (!empty) {
+          // guard: a concurrent logout of the old session must not be undone
+          // by carrying its data over to a new id
+          const guard = yield* this.guardPrevious(previous.value)
+          if (guard === "Gone") return hadCookie ? { _tag: "Expire" } as const : noCookie
+        }
+      }
+      if (empty) {
+        if (Option.isSome(previous)) yield* store.remove(previous.value.key)
+        return hadCookie ? { _tag: "Expire" } as const : noCookie
+      }
+      const id = this.newId ?? Id.unsafeGenerate()
+      this.newId = id
+      const envelope: Envelope<A> = { ...base, data: this.data, principal: this.principal_ }
+      const expiresAt = Math.min(t + config.idleMillis, envelope.absoluteExpiresAt)
+      const bytes = yield* config.codec.encode(envelope)
+      yield* store.insert(config.storageKey(id), { data: bytes, expiresAt, principal: envelope.principal }).pipe(
+        Effect.catchTag("SessionConflict", (conflict) =>
+          // 256 random bits do not collide; if a store says they did, fail loudly
+          Effect.dieMessage(`effect-session: insert of a fresh id conflicted (${conflict.reason})`))
+      )
+      if (Option.isSome(previous)) yield* store.remove(previous.value.key)
+      return { _tag: "Set", id, expiresAt } as const
+    })
+  }
+
+  private touch(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
+    const expiresAt = Math.min(t + this.config.idleMillis, loaded.envelope.absoluteExpiresAt)
+    if (expiresAt - loaded.expiresAt <= this.config.touchAfterMillis) return Effect.succeed(noCookie)
+    return Effect.map(this.store.touch(loaded.key, expiresAt), (live): CookieAction =>
+      live && Option.isSome(this.clientId)
+        ? { _tag: "Set", id: this.clientId.value, expiresAt }
+        : noCookie)
+  }
+
+  /** Re-checks the old session with a compare-and-set before it is replaced. */
+  private guardPrevious(loaded: Loaded<A>): Effect.Effect<"Live" | "Gone", SessionError> {
+    return Effect.flatMap(this.config.codec.encode(loaded.envelope), (bytes) =>
+      this.store.update(loaded.key, { data: bytes, expiresAt: loaded.expiresAt, principal: loaded.envelope.principal }, loaded.version).pipe(
+        Effect.as("Live" as const),
+        Effect.catchTag("SessionConflict", (conflict) => {
+          if (conflict.reason !== "VersionMismatch") return Effect.succeed("Gone" as const)
+          // changed meanwhile: replay this request's writes over the newer data
+          return Effect.flatMap(loadLive(this.config, this.store, loaded.key), (fresh) => {
+            if (Option.isNone(fresh)) return Effect.succeed("Gone" as const)
+            this.data = applyOps(this.config, fresh.value.envelope.data, this.ops)
+            this.loaded = fresh
+            return this.guardPrevious(fresh.value)
+          })
+        })
+      ))
+  }
+
+  private updateWithReplay(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
+    const config = this.config
+    const clientId = (this.clientId as Option.Some<SessionId>).value
+    const write = (current: Loaded<A>, data: A): Effect.Effect<CookieAction, SessionError> => {
+      const envelope: Envelope<A> = { ...current.envelope, data, principal: this.principal_ }
+      const expiresAt = Math.min(t + config.idleMillis, envelope.absoluteExpiresAt)
+      return Effect.flatMap(
+        config.codec.encode(envelope),
+        (bytes) => this.store.update(current.key, { data: bytes, expiresAt, principal: envelope.principal }, current.version)
+      ).pipe(Effect.as<CookieAction>({ _tag: "Set", id: clientId, expiresAt }))
+    }
+    const attempt = (current: Loaded<A>, data: A, retries: number): Effect.Effect<CookieAction, SessionError> =>
+      Effect.catchTag(write(current, data), "SessionConflict", (conflict) => {
+        // removed or expired meanwhile (a logout won the race): never recreate it
+        if (conflict.reason !== "VersionMismatch") return dropped
+        if (retries >= config.maxConflictRetries) return Effect.fail(conflict)
+        // a concurrent request saved first: replay this request's writes over its data
+        return Effect.zipRight(
+          backoff(retries),
+          Effect.flatMap(loadLive(config, this.store, current.key), (fresh) =>
+            Option.isNone(fresh)
+              ? dropped
+              : attempt(fresh.value, applyOps(config, fresh.value.envelope.data, this.ops), retries + 1))
+        )
+      })
+    return attempt(loaded, this.data, 0)
+  }
+}
+
+const dropped: Effect.Effect<CookieAction> = Effect.as(
+  Effect.logDebug("effect-session: the session was removed during the request; its writes are dropped"),
+  { _tag: "Expire" } as const
+)
+
+/** Jittered exponential backoff: 1–2 ms, 2–4 ms, … capped at 50 ms. */
+const backoff = (retries: number): Effect.Effect<void> =>
+  Effect.flatMap(Random.next, (r) => Effect.sleep(Duration.millis(Math.min(50, 2 ** retries) * (1 + r))))
+
+/** Loads a record and decodes it; dead or undecodable sessions are absent. */
+const loadLive = <A>(
+  config: Config<A>,
+  store: SessionStore["Type"],
+  key: StorageKey
+): Effect.Effect<Option.Option<Loaded<A>>, SessionError> =>
+  Effect.flatMap(store.load(key), (record) =>
+    Option.isNone(record)
+      ? Effect.succeedNone
+      : Effect.flatMap(now, (t) => decodeRecord(config, key, record.value, t)))
+
+const decodeRecord = <A>(
+  config: Config<A>,
+  key: StorageKey,
+  record: SessionRecord,
+  t: number
+): Effect.Effect<Option.Option<Loaded<A>>, SessionError> =>
+  config.codec.decode(record.data).pipe(
+    Effect.flatMap((envelope) => {
+      if (envelope.absoluteExpiresAt <= t || record.expiresAt <= t) return Effect.succeedNone
+      return Effect.map(config.codec.fingerprint(envelope.data), (fingerprint) =>
+        Option.some({ key, version: record.version, expiresAt: record.expiresAt, envelope, fingerprint }))
+    }),
+    Effect.catchTag("SessionDecodeError", (error) =>
+      Effect.as(
+        Effect.logWarning(`effect-session: stored session ${Id.logPrefix(key)}… is undecodable; starting a new one`, error.message),
+        Option.none()
+      ))
+  )
+
+/** @internal */
+export const applyCookie = <A>(
+  config: Config<A>,
+  response: HttpServerResponse.HttpServerResponse,
+  action: CookieAction,
+  t: number
+): HttpServerResponse.HttpServerResponse => {
+  switch (action._tag) {
+    case "None":
+      return response
+    case "Expire":
+      return HttpServerResponse.expireCookie(response, config.cookieName, config.cookieOptions)
+    case "Set":
+      return HttpServerResponse.unsafeSetCookie(response, config.cookieName, action.id, config.persistent
+        ? { ...config.cookieOptions, maxAge: Duration.millis(Math.max(0, action.expiresAt - t)) }
+        : config.cookieOptions)
+  }
+}
+
+/** @internal */
+export const addVary = (response: HttpServerResponse.HttpServerResponse): HttpServerResponse.HttpServerResponse => {
+  const vary = response.headers["vary"]
+  if (vary === undefined || vary === "") return HttpServerResponse.setHeader(response, "vary", "Cookie")
+  if (vary.split(",").some((v) => { const s = v.trim().toLowerCase(); return s === "cookie" || s === "*" })) return response
+  return HttpServerResponse.setHeader(response, "vary", `${vary}, Cookie`)
+}
+
+/** @internal */
+export const middleware = <Self, A>(
+  tag: Context.Tag<Self, RequestSession<A>>,
+  config: Config<A>
+) =>
+<E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E | SessionError, Exclude<R, Self> | SessionStore> =>
+  Effect.flatMap(
+    Effect.zip(HttpServerRequest.HttpServerRequest, SessionStore),
+    ([request, store]) => {
+      const session = new RequestSession(config, store, () => Id.parse(request.cookies[config.cookieName]))
+      return Effect.flatMap(Effect.exit(Effect.provideService(app, tag, session)), (exit) => {
+        if (!session.used || Exit.isFailure(exit)) return exit as Effect.Effect<HttpServerResponse.HttpServerResponse, E | SessionError>
+        const response = addVary(exit.value)
+        // like a transaction: a failed request saves nothing
+        if (response.status >= 500) return Effect.succeed(response)
+        return Effect.flatMap(session.commit, (action) =>
+          action._tag === "None"
+            ? Effect.succeed(response)
+            : Effect.map(now, (t) => applyCookie(config, response, action, t)))
+      })
+    }
+  ) as any
