@@ -302,8 +302,14 @@ export class RequestSession<A> implements SessionHandle<A> {
    */
   readonly commit: Effect.Effect<CookieAction, SessionError> = Effect.suspend(() => {
     if (!this.used) return Effect.succeed(noCookie)
-    return Effect.flatMap(this.loading!, () => Effect.flatMap(now, (t) => this.save(t)))
+    return Effect.flatMap(this.loading!, () => Effect.flatMap(now, (t) => {
+      this.committedAt = t
+      return this.save(t)
+    }))
   })
+
+  /** The time the save was computed at: cookie lifetimes count from it. */
+  committedAt = 0
 
   private save(t: number): Effect.Effect<CookieAction, SessionError> {
     const config = this.config
@@ -499,7 +505,7 @@ export const middleware = <Self, A>(
         return Effect.flatMap(session.commit, (action) =>
           action._tag === "None"
             ? Effect.succeed(response)
-            : Effect.map(now, (t) => applyCookie(config, response, action, t)))
+            : Effect.succeed(applyCookie(config, response, action, session.committedAt)))
       })
     }
   ) as any
