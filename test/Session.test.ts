@@ -361,7 +361,11 @@ describe("Session middleware over HTTP", () => {
       )
       expect(results.every((r) => r.status === 200)).toBe(true)
       expect((yield* browser.get("/get")).body).toBe("anonymous:51")
-    }).pipe(Effect.provide(env(app))))
+      // the requests did race: some saves lost their compare-and-set and were replayed
+      expect((yield* StoreCalls).update).toBeGreaterThan(50)
+    }).pipe(
+      Effect.provide(serve(app).pipe(Layer.provideMerge(counting(MemoryStore.layer(), { latency: "2 millis" }))))
+    ))
 
   it.live("a slow request that writes after a concurrent logout does not bring the session back", () =>
     Effect.gen(function*() {
@@ -394,6 +398,75 @@ describe("Session middleware over HTTP", () => {
         expect(slowResult.body).toBe("slow done")
         expect(Option.isNone(yield* storedRecord(id))).toBe(true)
         expect((yield* browser.get("/get", { cookie })).body).toBe("anonymous:0")
+      }).pipe(Effect.provide(env(slow)))
+    }))
+
+  const withPausedRoute = (path: HttpRouter.PathInput, before: Effect.Effect<unknown, any, TestSession>, after: Effect.Effect<unknown, any, TestSession>) =>
+    Effect.gen(function*() {
+      const paused = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const slow = routes.pipe(
+        HttpRouter.get(
+          path,
+          Effect.gen(function*() {
+            yield* before
+            yield* Deferred.succeed(paused, void 0)
+            yield* Deferred.await(release)
+            yield* after
+            return HttpServerResponse.text("slow done")
+          })
+        ),
+        TestSession.middleware({ cookie: { secure: false } })
+      )
+      return { paused, release, app: slow }
+    })
+
+  it.live("a concurrent save is not overwritten: the loser's writes are replayed over the winner's data", () =>
+    Effect.gen(function*() {
+      const { app: slow, paused, release } = yield* withPausedRoute(
+        "/slow-set",
+        TestSession.get("visits"),
+        TestSession.set("username", "late-writer")
+      )
+      return yield* Effect.gen(function*() {
+        const browser = yield* makeBrowser
+        yield* browser.get("/incr")
+        const cookie = `session=${browser.jar.get("session")}`
+        const calls = yield* resetCalls
+        const slowRequest = yield* Effect.fork(browser.get("/slow-set", { cookie }))
+        yield* Deferred.await(paused)
+        expect((yield* browser.get("/incr", { cookie })).body).toBe("2")
+        yield* Deferred.succeed(release, void 0)
+        expect((yield* Effect.flatten(slowRequest.await)).body).toBe("slow done")
+        // the slow request lost its compare-and-set once, reloaded and replayed its `set`
+        expect(calls.update).toBe(3)
+        expect(calls.load).toBe(3)
+        expect((yield* browser.get("/get", { cookie })).body).toBe("late-writer:2")
+      }).pipe(Effect.provide(env(slow)))
+    }))
+
+  it.live("a slow login racing a logout does not carry the logged-out session to a new id", () =>
+    Effect.gen(function*() {
+      const { app: slow, paused, release } = yield* withPausedRoute(
+        "/slow-login",
+        TestSession.get("visits"),
+        Effect.zipRight(TestSession.login("alice"), TestSession.set("username", "alice"))
+      )
+      return yield* Effect.gen(function*() {
+        const browser = yield* makeBrowser
+        yield* browser.get("/incr")
+        const id = browser.jar.get("session")!
+        const cookie = `session=${id}`
+        const slowRequest = yield* Effect.fork(browser.get("/slow-login", { cookie }))
+        yield* Deferred.await(paused)
+        expect((yield* browser.get("/logout", { cookie })).body).toBe("bye")
+        yield* Deferred.succeed(release, void 0)
+        const result = yield* Effect.flatten(slowRequest.await)
+        expect(result.body).toBe("slow done")
+        // no new session was issued: the cookie is expired instead
+        expect(result.setCookies.length).toBe(1)
+        expect(parseSetCookie(result.setCookies[0]).attributes["max-age"]).toBe("0")
+        expect(Option.isNone(yield* storedRecord(id))).toBe(true)
       }).pipe(Effect.provide(env(slow)))
     }))
 

@@ -2,7 +2,8 @@ import type { HttpApp } from "@effect/platform"
 import { HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import type { HttpClientResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Context, Effect, Layer } from "effect"
+import type { Duration } from "effect"
+import { Clock, Context, Effect, Layer } from "effect"
 import type { StoreOperation } from "../../src/SessionError.js"
 import { SessionStore } from "../../src/SessionStore.js"
 
@@ -11,22 +12,32 @@ export class StoreCalls extends Context.Tag("test/StoreCalls")<StoreCalls, Recor
 
 /** Wraps the provided `SessionStore` so that tests can count its calls. */
 export const counting = <E, R>(
-  store: Layer.Layer<SessionStore, E, R>
+  store: Layer.Layer<SessionStore, E, R>,
+  options?: {
+    /** A real-time pause before every operation, as a network store has, so requests interleave. */
+    readonly latency?: Duration.DurationInput
+  }
 ): Layer.Layer<SessionStore | StoreCalls, E, R> =>
   Layer.effectContext(Effect.gen(function*() {
     const inner = yield* SessionStore
     const calls: Record<string, number> = {}
-    const count = (operation: StoreOperation) => {
-      calls[operation] = (calls[operation] ?? 0) + 1
-    }
+    const pause = options?.latency === undefined
+      ? Effect.void
+      : Effect.withClock(Effect.sleep(options.latency), Clock.make())
+    const count = (operation: StoreOperation) =>
+      Effect.zipRight(
+        Effect.sync(() => {
+          calls[operation] = (calls[operation] ?? 0) + 1
+        }),
+        pause
+      )
     const wrapped: SessionStore["Type"] = {
       name: inner.name,
-      load: (key) => Effect.zipRight(Effect.sync(() => count("load")), inner.load(key)),
-      insert: (key, write) => Effect.zipRight(Effect.sync(() => count("insert")), inner.insert(key, write)),
-      update: (key, write, version) =>
-        Effect.zipRight(Effect.sync(() => count("update")), inner.update(key, write, version)),
-      touch: (key, expiresAt) => Effect.zipRight(Effect.sync(() => count("touch")), inner.touch(key, expiresAt)),
-      remove: (key) => Effect.zipRight(Effect.sync(() => count("remove")), inner.remove(key))
+      load: (key) => Effect.zipRight(count("load"), inner.load(key)),
+      insert: (key, write) => Effect.zipRight(count("insert"), inner.insert(key, write)),
+      update: (key, write, version) => Effect.zipRight(count("update"), inner.update(key, write, version)),
+      touch: (key, expiresAt) => Effect.zipRight(count("touch"), inner.touch(key, expiresAt)),
+      remove: (key) => Effect.zipRight(count("remove"), inner.remove(key))
     }
     return Context.make(SessionStore, wrapped).pipe(Context.add(StoreCalls, calls))
   })).pipe(Layer.provide(store))
