@@ -211,37 +211,43 @@ export class RequestSession<A> implements SessionHandle<A> {
   invalidated = false
   newId: SessionId | undefined
 
-  readonly ensureLoaded: Effect.Effect<void, SessionError> = Effect.suspend(() => {
-    if (this.loading === undefined) {
-      this.used = true
-      this.loading = Effect.runSync(Effect.cached(this.load))
-    }
-    return this.loading
-  })
-
-  private readonly load: Effect.Effect<void, SessionError> = Effect.suspend(() => {
-    this.clientId = this.readId()
-    if (Option.isNone(this.clientId)) {
-      this.data = this.config.empty
-      return Effect.void
-    }
-    const key = this.config.storageKey(this.clientId.value)
-    return Effect.map(loadLive(this.config, this.store, key), (loaded) => {
-      this.loaded = loaded
-      if (Option.isSome(loaded)) {
-        this.data = loaded.value.envelope.data
-        this.principal_ = loaded.value.envelope.principal
-      } else {
-        this.data = this.config.empty
+  get ensureLoaded(): Effect.Effect<void, SessionError> {
+    return Effect.suspend(() => {
+      if (this.loading === undefined) {
+        this.used = true
+        this.loading = Effect.runSync(Effect.cached(this.load))
       }
+      return this.loading
     })
-  })
+  }
+
+  private get load(): Effect.Effect<void, SessionError> {
+    return Effect.suspend(() => {
+      this.clientId = this.readId()
+      if (Option.isNone(this.clientId)) {
+        this.data = this.config.empty
+        return Effect.void
+      }
+      const key = this.config.storageKey(this.clientId.value)
+      return Effect.map(loadLive(this.config, this.store, key), (loaded) => {
+        this.loaded = loaded
+        if (Option.isSome(loaded)) {
+          this.data = loaded.value.envelope.data
+          this.principal_ = loaded.value.envelope.principal
+        } else {
+          this.data = this.config.empty
+        }
+      })
+    })
+  }
 
   get<K extends keyof A>(key: K): Effect.Effect<A[K], SessionError> {
     return Effect.map(this.ensureLoaded, () => this.data[key])
   }
 
-  readonly getAll: Effect.Effect<A, SessionError> = Effect.map(this.ensureLoaded, () => this.data)
+  get getAll(): Effect.Effect<A, SessionError> {
+    return Effect.map(this.ensureLoaded, () => this.data)
+  }
 
   set<K extends keyof A>(key: K, value: A[K]): Effect.Effect<void, SessionError> {
     return this.record({ _tag: "Set", key, value })
@@ -255,12 +261,16 @@ export class RequestSession<A> implements SessionHandle<A> {
     return this.record({ _tag: "Remove", key })
   }
 
-  readonly clear: Effect.Effect<void, SessionError> = Effect.suspend(() => this.record({ _tag: "Clear" }))
+  get clear(): Effect.Effect<void, SessionError> {
+    return Effect.suspend(() => this.record({ _tag: "Clear" }))
+  }
 
-  readonly principal: Effect.Effect<Option.Option<string>, SessionError> = Effect.map(
-    this.ensureLoaded,
-    () => this.principal_
-  )
+  get principal(): Effect.Effect<Option.Option<string>, SessionError> {
+    return Effect.map(
+      this.ensureLoaded,
+      () => this.principal_
+    )
+  }
 
   record(op: Op<A>): Effect.Effect<void, SessionError> {
     return Effect.map(this.ensureLoaded, () => {
@@ -269,19 +279,23 @@ export class RequestSession<A> implements SessionHandle<A> {
     })
   }
 
-  readonly regenerate: Effect.Effect<void, SessionError> = Effect.map(this.ensureLoaded, () => {
-    this.renew = true
-    this.newId = undefined
-  })
+  get regenerate(): Effect.Effect<void, SessionError> {
+    return Effect.map(this.ensureLoaded, () => {
+      this.renew = true
+      this.newId = undefined
+    })
+  }
 
-  readonly invalidate: Effect.Effect<void, SessionError> = Effect.map(this.ensureLoaded, () => {
-    this.renew = true
-    this.invalidated = true
-    this.newId = undefined
-    this.ops = []
-    this.data = this.config.empty
-    this.principal_ = Option.none()
-  })
+  get invalidate(): Effect.Effect<void, SessionError> {
+    return Effect.map(this.ensureLoaded, () => {
+      this.renew = true
+      this.invalidated = true
+      this.newId = undefined
+      this.ops = []
+      this.data = this.config.empty
+      this.principal_ = Option.none()
+    })
+  }
 
   login(principal: string): Effect.Effect<void, SessionError> {
     return Effect.map(this.regenerate, () => {
@@ -289,24 +303,28 @@ export class RequestSession<A> implements SessionHandle<A> {
     })
   }
 
-  readonly id: Effect.Effect<SessionId, SessionError> = Effect.flatMap(this.ensureLoaded, () => {
-    if (!this.renew && Option.isSome(this.loaded) && Option.isSome(this.clientId)) {
-      return Effect.succeed(this.clientId.value)
-    }
-    if (this.newId === undefined) this.newId = Id.unsafeGenerate()
-    return Effect.succeed(this.newId)
-  })
+  get id(): Effect.Effect<SessionId, SessionError> {
+    return Effect.flatMap(this.ensureLoaded, () => {
+      if (!this.renew && Option.isSome(this.loaded) && Option.isSome(this.clientId)) {
+        return Effect.succeed(this.clientId.value)
+      }
+      if (this.newId === undefined) this.newId = Id.unsafeGenerate()
+      return Effect.succeed(this.newId)
+    })
+  }
 
   /**
    * Saves what the request did. Returns what the response's cookie must do.
    */
-  readonly commit: Effect.Effect<CookieAction, SessionError> = Effect.suspend(() => {
-    if (!this.used) return Effect.succeed(noCookie)
-    return Effect.flatMap(this.loading!, () => Effect.flatMap(now, (t) => {
-      this.committedAt = t
-      return this.save(t)
-    }))
-  })
+  get commit(): Effect.Effect<CookieAction, SessionError> {
+    return Effect.suspend(() => {
+      if (!this.used) return Effect.succeed(noCookie)
+      return Effect.flatMap(this.loading!, () => Effect.flatMap(now, (t) => {
+        this.committedAt = t
+        return this.save(t)
+      }))
+    })
+  }
 
   /** The time the save was computed at: cookie lifetimes count from it. */
   committedAt = 0
