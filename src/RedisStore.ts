@@ -1,0 +1,430 @@
+/**
+ * A store on Redis or Redis Cluster, through `ioredis`.
+ *
+ * A session is a hash under `prefix + storageKey` holding its version,
+ * expiry, principal and data, with a native TTL that only collects garbage:
+ * expiry is decided against the application's `Clock`. Every operation is
+ * one round trip (`load` one HMGET; `insert`, `update`, `touch` one Lua
+ * script each, `remove` one DEL). Every script touches one record, so it
+ * runs on a cluster. The principal index is a set per principal, pruned
+ * whenever it is read; on a cluster, where it lives in another slot, writing
+ * it costs a second round trip when a session gets a principal.
+ *
+ * ```ts
+ * import { Config } from "effect"
+ * import * as RedisStore from "effect-session/RedisStore"
+ *
+ * const StoreLive = RedisStore.layerConfig({
+ *   url: Config.string("REDIS_URL").pipe(Config.withDefault("redis://127.0.0.1:6379"))
+ * })
+ * ```
+ *
+ * See `docs/stores/redis.md`.
+ *
+ * @since 1.0.0
+ */
+import type { ConfigError, Scope } from "effect"
+import { Cause, Config, Duration, Effect, Layer, Option, Runtime } from "effect"
+import type { Cluster, RedisOptions } from "ioredis"
+import { Redis } from "ioredis"
+import { storeAndIndex } from "./internal/layer.js"
+import * as Scripts from "./internal/redisScripts.js"
+import type { StoreOperation } from "./SessionError.js"
+import { SessionConflict, SessionStoreError } from "./SessionError.js"
+import type { StorageKey } from "./SessionId.js"
+import * as SessionId from "./SessionId.js"
+import * as SessionStore from "./SessionStore.js"
+
+/**
+ * Either a client to use (`client`: a `Redis` or a `Cluster`, which the
+ * layer never closes) or the options of one for the layer to create and to
+ * close with its scope (`url` and/or any `ioredis` `RedisOptions`).
+ *
+ * @since 1.0.0
+ * @category models
+ */
+export interface Options extends Omit<RedisOptions, "commandTimeout"> {
+  /**
+   * A client owned by the caller. When given, `url` and the connection
+   * options are ignored, and the client is not closed by the layer.
+   */
+  readonly client?: Redis | Cluster | undefined
+  /** A `redis://` or `rediss://` URL; the other options refine it. */
+  readonly url?: string | undefined
+  /** Prepended to every key. Default `"session:"`. Must not contain a hash tag on a cluster. */
+  readonly prefix?: string | undefined
+  /**
+   * How long a command may take before the operation fails with
+   * `SessionStoreError`, whatever state the connection is in. Default 2 seconds.
+   */
+  readonly commandTimeout?: Duration.DurationInput | undefined
+}
+
+const name = "redis"
+
+// A principal's set is pruned when adding to it makes its size a multiple
+// of this, so sets of principals whose index is never read stay small.
+const pruneEvery = 32
+
+// How many records are read at once when the index is read.
+const indexConcurrency = 64
+
+const storageKeyPattern = /^[A-Za-z0-9_-]{43}$/
+
+/**
+ * @since 1.0.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Return<
+  { readonly store: SessionStore.SessionStore["Type"]; readonly index: SessionStore.SessionIndex["Type"] },
+  SessionStoreError,
+  Scope.Scope
+> {
+  const prefix = options?.prefix ?? "session:"
+  const timeoutMillis = Math.max(1, Duration.toMillis(Duration.decode(options?.commandTimeout ?? "2 seconds")))
+  const client: Redis | Cluster = options?.client ?? (yield* acquireClient(options ?? {}, timeoutMillis))
+  const cluster = client.isCluster
+
+  if (cluster && hasHashTag(prefix)) {
+    return yield* new SessionStoreError({
+      store: name,
+      operation: "setup",
+      cause: new Error(
+        `prefix ${JSON.stringify(prefix)} contains a hash tag: every session would live in one cluster slot`
+      )
+    })
+  }
+
+  const recordKey = (key: string) => prefix + key
+  const indexKey = (principal: string) => `${prefix}principal:${principal}`
+
+  const call = <A>(operation: StoreOperation, send: () => Promise<A>): Effect.Effect<A, SessionStoreError> =>
+    Effect.tryPromise({
+      try: () => withDeadline(send(), timeoutMillis),
+      catch: (cause) => new SessionStoreError({ store: name, operation, cause })
+    })
+
+  // Both client classes share these command signatures; the union of their
+  // overloads is not callable in TypeScript, so commands go through one view.
+  const commands = client as Redis
+
+  const runScript = (
+    operation: StoreOperation,
+    script: Scripts.RedisScript,
+    keys: ReadonlyArray<string>,
+    args: ReadonlyArray<string | Buffer>
+  ): Effect.Effect<unknown, SessionStoreError> =>
+    call(operation, () =>
+      commands.evalsha(script.sha, keys.length, ...keys, ...args).catch((error: unknown) =>
+        isNoScript(error) ? commands.eval(script.lua, keys.length, ...keys, ...args) : Promise.reject(error)
+      ))
+
+  const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+
+  const malformed = (operation: StoreOperation, detail: string) =>
+    new SessionStoreError({ store: name, operation, cause: new Error(`unexpected reply from Redis: ${detail}`) })
+
+  // The integers the writing scripts return.
+  const integers = (
+    operation: StoreOperation,
+    reply: unknown,
+    length: number
+  ): Effect.Effect<ReadonlyArray<number>, SessionStoreError> =>
+    Array.isArray(reply) && reply.length === length && reply.every((n) => typeof n === "number")
+      ? Effect.succeed(reply as Array<number>)
+      : Effect.fail(malformed(operation, JSON.stringify(reply)))
+
+  const writeArgs = (key: StorageKey, write: SessionStore.SessionWrite, t: number): Array<string | Buffer> => [
+    String(t),
+    String(write.expiresAt),
+    String(Math.ceil(write.expiresAt - t)),
+    Buffer.from(write.data.buffer, write.data.byteOffset, write.data.byteLength),
+    Option.isSome(write.principal) ? "1" : "0",
+    Option.getOrElse(write.principal, () => ""),
+    key
+  ]
+
+  // On a single node the principal's set is updated by the writing script
+  // itself. On a cluster the set usually lives on another slot and is
+  // written by a second script after the record, and after an update only
+  // when it gave the record a new principal. If that second write fails the
+  // operation fails: the request that made the session gets an error and no
+  // cookie, so the unlisted record is never used and expires. Adding to the
+  // set first instead would let a concurrent read of the index see a member
+  // without its record yet and prune it.
+  const writeKeys = (key: StorageKey, principal: Option.Option<string>): ReadonlyArray<string> =>
+    Option.isSome(principal) && !cluster ? [recordKey(key), indexKey(principal.value)] : [recordKey(key)]
+
+  const addToIndex = (
+    operation: StoreOperation,
+    key: StorageKey,
+    principal: string
+  ): Effect.Effect<number, SessionStoreError> =>
+    Effect.flatMap(
+      runScript(operation, Scripts.addToIndex, [indexKey(principal)], [key]),
+      (size) => typeof size === "number" ? Effect.succeed(size) : Effect.fail(malformed(operation, String(size)))
+    )
+
+  // Reads the records listed in a principal's set; removes from the set
+  // those that are gone, expired or moved to another principal.
+  const liveKeys = (operation: StoreOperation, principal: string) =>
+    Effect.gen(function*() {
+      const set = indexKey(principal)
+      const members = yield* call(operation, () => commands.smembers(set))
+      const t = yield* now
+      const states = yield* Effect.forEach(
+        members,
+        (member) =>
+          storageKeyPattern.test(member)
+            ? call(operation, () => commands.hmget(recordKey(member), "e", "p"))
+            : Effect.succeed([null, null]),
+        { concurrency: indexConcurrency }
+      )
+      const live: Array<StorageKey> = []
+      const dead: Array<string> = []
+      members.forEach((member, i) => {
+        const [expiresAt, owner] = states[i]
+        if (expiresAt !== null && Number(expiresAt) > t && owner === principal) {
+          live.push(SessionId.unsafeStorageKey(member))
+        } else {
+          dead.push(member)
+        }
+      })
+      if (dead.length > 0) yield* call(operation, () => commands.srem(set, ...dead))
+      return live
+    })
+
+  const pruneWhenDue = (principal: Option.Option<string>, setSize: number) =>
+    Option.isSome(principal) && setSize > 0 && setSize % pruneEvery === 0
+      ? liveKeys("cleanup", principal.value).pipe(
+        Effect.catchAll((error) => Effect.logWarning(`${name} store: pruning a principal index failed`, error)),
+        Effect.asVoid
+      )
+      : Effect.void
+
+  const store = SessionStore.make(name, {
+    load: (key) =>
+      Effect.gen(function*() {
+        const [version, expiresAt, principal, data] = yield* call(
+          "load",
+          () => commands.hmgetBuffer(recordKey(key), "v", "e", "p", "d")
+        )
+        if (version === null || version === undefined) return Option.none()
+        if (expiresAt === null || expiresAt === undefined || data === null || data === undefined) {
+          return yield* malformed("load", "a session hash without its expiry or data")
+        }
+        const record = {
+          // a copy: the reply may be a view into the parser's shared buffer
+          data: new Uint8Array(data),
+          version: Number(version.toString()),
+          expiresAt: Number(expiresAt.toString()),
+          principal: principal === null || principal === undefined
+            ? Option.none()
+            : Option.some(principal.toString("utf8"))
+        }
+        if (!Number.isFinite(record.version) || !Number.isFinite(record.expiresAt)) {
+          return yield* malformed("load", "a session hash with a non-numeric version or expiry")
+        }
+        return record.expiresAt > (yield* now) ? Option.some(record) : Option.none()
+      }),
+
+    insert: (key, write) =>
+      Effect.gen(function*() {
+        const t = yield* now
+        const [written, size] = yield* Effect.flatMap(
+          runScript("insert", Scripts.insert, writeKeys(key, write.principal), writeArgs(key, write, t)),
+          (reply) => integers("insert", reply, 2)
+        )
+        if (written === 0) return yield* new SessionConflict({ reason: "Exists" })
+        const setSize = cluster && Option.isSome(write.principal)
+          ? yield* addToIndex("insert", key, write.principal.value)
+          : size
+        yield* pruneWhenDue(write.principal, setSize)
+      }),
+
+    update: (key, write, expectedVersion) =>
+      Effect.gen(function*() {
+        const t = yield* now
+        const [version, size, moved] = yield* Effect.flatMap(
+          runScript("update", Scripts.update, writeKeys(key, write.principal), [
+            ...writeArgs(key, write, t),
+            String(expectedVersion)
+          ]),
+          (reply) => integers("update", reply, 3)
+        )
+        if (version === -1) return yield* new SessionConflict({ reason: "Missing" })
+        if (version === -2) return yield* new SessionConflict({ reason: "VersionMismatch" })
+        const setSize = cluster && moved === 1 && Option.isSome(write.principal)
+          ? yield* addToIndex("update", key, write.principal.value)
+          : size
+        yield* pruneWhenDue(write.principal, setSize)
+        return version
+      }),
+
+    touch: (key, expiresAt) =>
+      Effect.gen(function*() {
+        const t = yield* now
+        const reply = yield* runScript("touch", Scripts.touch, [recordKey(key)], [
+          String(t),
+          String(expiresAt),
+          String(Math.ceil(expiresAt - t))
+        ])
+        if (reply !== 0 && reply !== 1) return yield* malformed("touch", String(reply))
+        return reply === 1
+      }),
+
+    remove: (key) => Effect.asVoid(call("remove", () => commands.del(recordKey(key))))
+  })
+
+  const index = SessionStore.makeIndex(name, {
+    keys: (principal) => liveKeys("keys", principal),
+    removeAll: (principal) =>
+      Effect.gen(function*() {
+        const set = indexKey(principal)
+        const members = yield* call("removeAll", () => commands.smembers(set))
+        const t = yield* now
+        const outcomes = yield* Effect.forEach(
+          members.filter((member) => storageKeyPattern.test(member)),
+          (member) => runScript("removeAll", Scripts.revoke, [recordKey(member)], [principal, String(t)]),
+          { concurrency: indexConcurrency }
+        )
+        // Only the members read are removed from the set: a session added by
+        // a concurrent login stays listed, so a second revocation finds it.
+        if (members.length > 0) yield* call("removeAll", () => commands.srem(set, ...members))
+        return outcomes.filter((outcome) => outcome === 1).length
+      })
+  })
+
+  return { store, index }
+})
+
+/**
+ * The store and its index, alive for the layer's scope.
+ *
+ * @since 1.0.0
+ * @category layers
+ */
+export const layer = (
+  options?: Options
+): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError> => storeAndIndex(make(options))
+
+/**
+ * The layer with its options read from `Config`:
+ *
+ * ```ts
+ * RedisStore.layerConfig({
+ *   url: Config.string("REDIS_URL").pipe(Config.withDefault("redis://127.0.0.1:6379")),
+ *   prefix: Config.succeed("myapp:session:")
+ * })
+ * ```
+ *
+ * @since 1.0.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Config.Wrap<Options>
+): Layer.Layer<
+  SessionStore.SessionStore | SessionStore.SessionIndex,
+  ConfigError.ConfigError | SessionStoreError
+> => Layer.unwrapEffect(Effect.map(Config.unwrap(options), layer))
+
+// The layer's own client fails fast while disconnected instead of queueing
+// (a queued command could run long after its request gave up), and the
+// store waits briefly for the first connection so the first requests after
+// start-up do not fail needlessly.
+const acquireClient = (options: Options, timeoutMillis: number): Effect.Effect<Redis, never, Scope.Scope> => {
+  const { client: _client, commandTimeout: _timeout, prefix: _prefix, url, ...redisOptions } = options
+  const clientOptions: RedisOptions = { enableOfflineQueue: false, commandTimeout: timeoutMillis, ...redisOptions }
+  return Effect.acquireRelease(
+    Effect.sync(() => url === undefined ? new Redis(clientOptions) : new Redis(url, clientOptions)),
+    (redis) => Effect.promise(() => redis.quit().then(() => undefined, () => redis.disconnect()))
+  ).pipe(
+    Effect.tap(logConnectionEvents),
+    Effect.tap((redis) => awaitReady(redis, timeoutMillis))
+  )
+}
+
+// ioredis reports connection failures as "error" events (and prints them
+// when nobody listens). Operations already fail with SessionStoreError; the
+// log says once that the connection is lost and once that it is back.
+const logConnectionEvents = (redis: Redis): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    let connected = true
+    const onError = (error: Error) => {
+      if (connected) {
+        connected = false
+        runFork(Effect.logWarning(`${name} store: connection lost; reconnecting`, error))
+      } else {
+        runFork(Effect.logDebug(`${name} store: reconnect failed`, error))
+      }
+    }
+    const onReady = () => {
+      if (!connected) runFork(Effect.logInfo(`${name} store: connection restored`))
+      connected = true
+    }
+    redis.on("error", onError)
+    redis.on("ready", onReady)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        redis.off("error", onError)
+        redis.off("ready", onReady)
+      })
+    )
+  })
+
+const awaitReady = (redis: Redis, timeoutMillis: number): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    if (redis.status === "ready") return resume(Effect.void)
+    // with `lazyConnect` the layer connects when it is built; a failure is
+    // reported through the "error" event, which is logged
+    if (redis.status === "wait") redis.connect().catch(() => undefined)
+    const done = (ready: boolean) => {
+      clearTimeout(timer)
+      redis.off("ready", onReady)
+      resume(
+        ready ? Effect.void : Effect.logWarning(
+          `${name} store: not connected after ${timeoutMillis} ms; operations fail until the connection is up`
+        )
+      )
+    }
+    const onReady = () => done(true)
+    const timer = setTimeout(() => done(false), timeoutMillis)
+    redis.once("ready", onReady)
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      redis.off("ready", onReady)
+    })
+  })
+
+// A deadline on the wall clock, not on Effect's Clock: it bounds real I/O,
+// and must fire even when a TestClock drives the application's time.
+const withDeadline = <A>(promise: Promise<A>, millis: number): Promise<A> =>
+  new Promise<A>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Cause.TimeoutException(`Redis did not answer within ${millis} ms`)),
+      millis
+    )
+    promise.then(
+      (value) => {
+        clearTimeout(timer)
+        resolve(value)
+      },
+      (error: unknown) => {
+        clearTimeout(timer)
+        reject(error)
+      }
+    )
+  })
+
+const isNoScript = (error: unknown): boolean => error instanceof Error && error.message.startsWith("NOSCRIPT")
+
+// Redis Cluster hashes only the part of a key between the first `{` and the
+// next `}` when it is not empty; storage keys never contain braces, so the
+// prefix alone decides.
+const hasHashTag = (prefix: string): boolean => {
+  const open = prefix.indexOf("{")
+  if (open === -1) return false
+  const close = prefix.indexOf("}", open + 1)
+  return close > open + 1
+}

@@ -1,0 +1,231 @@
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import { Config, Context, Duration, Effect, Exit, Layer, Option, Scope } from "effect"
+import { Redis } from "ioredis"
+import { randomBytes } from "node:crypto"
+import * as RedisStore from "../../src/RedisStore.js"
+import { SessionStoreError } from "../../src/SessionError.js"
+import * as SessionId from "../../src/SessionId.js"
+import { SessionIndex, SessionStore } from "../../src/SessionStore.js"
+import * as StoreConformance from "../../src/StoreConformance.js"
+import { describeBackend, reachable } from "../utils/backend.js"
+
+const host = "127.0.0.1"
+const port = 6379
+const available = await reachable(host, port)
+
+// Every run writes under its own prefix, so that concurrent runs and other
+// suites on the same server never see each other's keys.
+const run = `test:${randomBytes(6).toString("hex")}`
+const prefix = `${run}:`
+
+const admin = new Redis({ host, port, lazyConnect: true })
+
+const scan = async (pattern: string): Promise<Array<string>> => {
+  const keys: Array<string> = []
+  let cursor = "0"
+  do {
+    const [next, batch] = await admin.scan(cursor, "MATCH", pattern, "COUNT", 1000)
+    keys.push(...batch)
+    cursor = next
+  } while (cursor !== "0")
+  return keys
+}
+
+afterAll(async () => {
+  if (!available) return
+  const keys = await scan(`${run}*`)
+  if (keys.length > 0) await admin.del(...keys)
+  await admin.quit()
+})
+
+const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+
+describeBackend("RedisStore (single node)", {
+  available,
+  reason: `no Redis server answers on ${host}:${port}`
+}, () => {
+  const layer = RedisStore.layer({ host, port, prefix })
+
+  describe("conformance", () => {
+    for (const check of StoreConformance.checks(layer)) {
+      it.effect(check.name, () => check.run)
+    }
+    for (const check of StoreConformance.indexChecks(layer)) {
+      it.effect(check.name, () => check.run)
+    }
+  })
+
+  it.effect("keys are prefix + storage key, and no raw session id appears in any key or value", () =>
+    Effect.gen(function*() {
+      const store = yield* SessionStore
+      const index = yield* SessionIndex
+      const id = SessionId.unsafeGenerate()
+      const key = SessionId.storageKey(id)
+      const principal = `user-${randomBytes(4).toString("hex")}`
+      // the data holds no id either: the test looks for the id anywhere
+      yield* store.insert(key, {
+        data: new TextEncoder().encode(JSON.stringify({ cart: [1, 2] })),
+        expiresAt: (yield* now) + 60_000,
+        principal: Option.some(principal)
+      })
+      expect(yield* index.keys(principal)).toEqual([key])
+
+      const keys = yield* Effect.promise(() => scan(`${prefix}*`))
+      expect(keys).toContain(`${prefix}${key}`)
+      expect(keys).toContain(`${prefix}principal:${principal}`)
+      // other tests of this run share the prefix: every key of the run is checked
+      for (const k of keys) {
+        expect(k.includes(id)).toBe(false)
+        const rest = k.slice(prefix.length)
+        expect(rest.startsWith("principal:") || /^[A-Za-z0-9_-]{43}$/.test(rest), `unexpected key ${k}`).toBe(true)
+        const values = rest.startsWith("principal:")
+          ? yield* Effect.promise(() => admin.smembersBuffer(k))
+          : yield* Effect.promise(() => admin.hgetallBuffer(k).then(Object.values))
+        for (const value of values) expect(value.includes(id)).toBe(false)
+      }
+
+      const record = yield* Effect.promise(() => admin.hgetallBuffer(`${prefix}${key}`))
+      expect(Object.keys(record).sort()).toEqual(["d", "e", "p", "v"])
+      for (const value of Object.values(record)) expect(value.includes(id)).toBe(false)
+      expect(record.v!.toString()).toBe("1")
+      expect(record.p!.toString()).toBe(principal)
+      expect(JSON.parse(record.d!.toString())).toEqual({ cart: [1, 2] })
+      const members = yield* Effect.promise(() => admin.smembers(`${prefix}principal:${principal}`))
+      expect(members).toEqual([key])
+    }).pipe(Effect.provide(layer)))
+
+  it.effect("a record has a native TTL of expiresAt - now, refreshed by touch", () =>
+    Effect.gen(function*() {
+      const store = yield* SessionStore
+      const key = SessionId.storageKey(SessionId.unsafeGenerate())
+      const t = yield* now
+      yield* store.insert(key, { data: new Uint8Array([1]), expiresAt: t + 60_000, principal: Option.none() })
+      const pttl = yield* Effect.promise(() => admin.pttl(`${prefix}${key}`))
+      expect(pttl).toBeGreaterThan(50_000)
+      expect(pttl).toBeLessThanOrEqual(60_000)
+      expect(yield* store.touch(key, t + 3_600_000)).toBe(true)
+      const touched = yield* Effect.promise(() => admin.pttl(`${prefix}${key}`))
+      expect(touched).toBeGreaterThan(3_500_000)
+      expect(touched).toBeLessThanOrEqual(3_600_000)
+    }).pipe(Effect.provide(layer)))
+
+  it.effect("expiry is decided by the application's clock, not Redis' clock", () =>
+    Effect.gen(function*() {
+      const store = yield* SessionStore
+      const key = SessionId.storageKey(SessionId.unsafeGenerate())
+      // an hour in the past on the wall clock (and on Redis' clock), but
+      // ahead of the TestClock, which starts at 0 here
+      const expiresAt = Date.now() - 3_600_000
+      yield* store.insert(key, { data: new Uint8Array([7]), expiresAt, principal: Option.none() })
+      const record = yield* store.load(key)
+      expect(Option.map(record, (r) => r.expiresAt)).toEqual(Option.some(expiresAt))
+    }).pipe(Effect.provide(layer)))
+
+  it.effect("a write whose expiry has already passed leaves nothing behind", () =>
+    Effect.gen(function*() {
+      const store = yield* SessionStore
+      const key = SessionId.storageKey(SessionId.unsafeGenerate())
+      const t = yield* now
+      yield* store.insert(key, { data: new Uint8Array([1]), expiresAt: t, principal: Option.none() })
+      expect(yield* Effect.promise(() => admin.exists(`${prefix}${key}`))).toBe(0)
+      expect(Option.isNone(yield* store.load(key))).toBe(true)
+    }).pipe(Effect.provide(layer)))
+
+  it.effect("a record that is not a session fails load with SessionStoreError", () =>
+    Effect.gen(function*() {
+      const store = yield* SessionStore
+      const key = SessionId.storageKey(SessionId.unsafeGenerate())
+      yield* Effect.promise(() => admin.set(`${prefix}${key}`, "not a hash", "PX", 60_000))
+      const result = yield* Effect.flip(store.load(key))
+      expect(result).toBeInstanceOf(SessionStoreError)
+      expect(result.operation).toBe("load")
+      expect(result.message).toMatch(/WRONGTYPE/)
+    }).pipe(Effect.provide(layer)))
+
+  it.effect("keys() removes dead members from a principal's set", () =>
+    Effect.gen(function*() {
+      const store = yield* SessionStore
+      const index = yield* SessionIndex
+      const principal = `user-${randomBytes(4).toString("hex")}`
+      const t = yield* now
+      const keys = Array.from({ length: 5 }, () => SessionId.storageKey(SessionId.unsafeGenerate()))
+      for (const key of keys) {
+        yield* store.insert(key, { data: new Uint8Array([1]), expiresAt: t + 60_000, principal: Option.some(principal) })
+      }
+      for (const key of keys.slice(0, 3)) yield* store.remove(key)
+      const set = `${prefix}principal:${principal}`
+      expect(yield* Effect.promise(() => admin.scard(set))).toBe(5)
+      expect([...(yield* index.keys(principal))].sort()).toEqual(keys.slice(3).sort())
+      expect(yield* Effect.promise(() => admin.scard(set))).toBe(2)
+    }).pipe(Effect.provide(layer)))
+
+  it.effect("a principal's set is pruned as it grows, without anyone reading it", () =>
+    Effect.gen(function*() {
+      const store = yield* SessionStore
+      const principal = `user-${randomBytes(4).toString("hex")}`
+      const t = yield* now
+      // 40 logins, each session removed (logout) before the next one
+      for (let i = 0; i < 40; i++) {
+        const key = SessionId.storageKey(SessionId.unsafeGenerate())
+        yield* store.insert(key, { data: new Uint8Array([1]), expiresAt: t + 60_000, principal: Option.some(principal) })
+        yield* store.remove(key)
+      }
+      // pruned at the 32nd add, when only that one was live: 1 + 8 members left, not 40
+      expect(yield* Effect.promise(() => admin.scard(`${prefix}principal:${principal}`))).toBe(9)
+    }).pipe(Effect.provide(layer)))
+
+  it.effect("removeAll leaves a session that an update moved to another principal", () =>
+    Effect.gen(function*() {
+      const store = yield* SessionStore
+      const index = yield* SessionIndex
+      const alice = `alice-${randomBytes(4).toString("hex")}`
+      const bob = `bob-${randomBytes(4).toString("hex")}`
+      const t = yield* now
+      const key = SessionId.storageKey(SessionId.unsafeGenerate())
+      yield* store.insert(key, { data: new Uint8Array([1]), expiresAt: t + 60_000, principal: Option.some(alice) })
+      yield* store.update(key, { data: new Uint8Array([2]), expiresAt: t + 60_000, principal: Option.some(bob) }, 1)
+      expect(yield* index.removeAll(alice)).toBe(0)
+      expect(Option.isSome(yield* store.load(key))).toBe(true)
+      expect(yield* index.keys(bob)).toEqual([key])
+      expect(yield* Effect.promise(() => admin.exists(`${prefix}principal:${alice}`))).toBe(0)
+    }).pipe(Effect.provide(layer)))
+
+  it.effect("a client passed in is used and not closed; a client the layer creates is closed with it", () =>
+    Effect.gen(function*() {
+      const connectionName = `effect-session-test-${randomBytes(4).toString("hex")}`
+      const own = new Redis({ host, port })
+      yield* Effect.addFinalizer(() => Effect.promise(() => own.quit()))
+
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(RedisStore.layer({ client: own, prefix }), scope)
+      const store = Context.get(context, SessionStore)
+      const key = SessionId.storageKey(SessionId.unsafeGenerate())
+      yield* store.insert(key, { data: new Uint8Array([1]), expiresAt: (yield* now) + 60_000, principal: Option.none() })
+      yield* Scope.close(scope, Exit.void)
+      expect(own.status).toBe("ready")
+      expect(yield* Effect.promise(() => own.exists(`${prefix}${key}`))).toBe(1)
+
+      const names = () => admin.client("LIST").then((list) => String(list))
+      const created = yield* Scope.make()
+      yield* Layer.buildWithScope(RedisStore.layer({ host, port, prefix, connectionName }), created)
+      expect(yield* Effect.promise(names)).toContain(`name=${connectionName}`)
+      yield* Scope.close(created, Exit.void)
+      expect(yield* Effect.promise(names)).not.toContain(`name=${connectionName}`)
+    }).pipe(Effect.scoped))
+
+  it.effect("layerConfig reads the options from Config", () =>
+    Effect.gen(function*() {
+      const store = yield* SessionStore
+      const key = SessionId.storageKey(SessionId.unsafeGenerate())
+      yield* store.insert(key, { data: new Uint8Array([5]), expiresAt: (yield* now) + 60_000, principal: Option.none() })
+      expect(yield* Effect.promise(() => admin.exists(`${run}-cfg:${key}`))).toBe(1)
+    }).pipe(
+      Effect.provide(RedisStore.layerConfig({
+        url: Config.string("REDIS_URL_FOR_THIS_TEST_IS_UNSET").pipe(Config.withDefault(`redis://${host}:${port}`)),
+        prefix: Config.succeed(`${run}-cfg:`),
+        commandTimeout: Config.duration("SESSION_REDIS_TIMEOUT_FOR_THIS_TEST_IS_UNSET").pipe(
+          Config.withDefault(Duration.seconds(3))
+        )
+      }))
+    ))
+})

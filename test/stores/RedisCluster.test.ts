@@ -1,0 +1,152 @@
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Option } from "effect"
+import { Cluster } from "ioredis"
+import { randomBytes } from "node:crypto"
+import * as RedisStore from "../../src/RedisStore.js"
+import { SessionConflict, SessionStoreError } from "../../src/SessionError.js"
+import * as SessionId from "../../src/SessionId.js"
+import { SessionStore } from "../../src/SessionStore.js"
+import * as StoreConformance from "../../src/StoreConformance.js"
+import { describeBackend, reachable } from "../utils/backend.js"
+import {
+  freePort,
+  type RedisServer,
+  redisBinaries,
+  redisCli,
+  removeDir,
+  startRedisServer,
+  tempDir,
+  waitFor
+} from "../utils/redisServer.js"
+
+const host = "127.0.0.1"
+const nodeCount = 3
+const prefix = `test:${randomBytes(6).toString("hex")}:`
+
+// A node also listens on port + 10000 (the cluster bus): both must be free.
+const freeNodePort = async (taken: ReadonlyArray<number>): Promise<number> => {
+  for (;;) {
+    const port = await freePort()
+    if (port + 10000 > 65535 || taken.includes(port)) continue
+    if (!(await reachable(host, port + 10000, 200))) return port
+  }
+}
+
+const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+const freshKey = () => SessionId.storageKey(SessionId.unsafeGenerate())
+const bytes = (s: string) => new TextEncoder().encode(s)
+const text = (b: Uint8Array) => new TextDecoder().decode(b)
+
+describeBackend("RedisStore (Redis Cluster, 3 private nodes)", redisBinaries(), () => {
+  const servers: Array<RedisServer> = []
+  let dir = ""
+  let cluster: Cluster | undefined
+
+  beforeAll(async () => {
+    dir = tempDir("redis-cluster")
+    const ports: Array<number> = []
+    for (let i = 0; i < nodeCount; i++) ports.push(await freeNodePort(ports))
+    for (const port of ports) {
+      servers.push(
+        await startRedisServer(port, dir, [
+          "--cluster-enabled",
+          "yes",
+          "--cluster-config-file",
+          `${dir}/nodes-${port}.conf`,
+          "--save",
+          "",
+          "--appendonly",
+          "no",
+          "--daemonize",
+          "no"
+        ])
+      )
+    }
+    redisCli([
+      "--cluster",
+      "create",
+      ...ports.map((port) => `${host}:${port}`),
+      "--cluster-replicas",
+      "0",
+      "--cluster-yes"
+    ])
+    for (const port of ports) {
+      await waitFor(
+        async () => redisCli(["-h", host, "-p", String(port), "cluster", "info"]).includes("cluster_state:ok"),
+        30_000,
+        `node ${port} did not reach cluster_state:ok`
+      )
+    }
+    cluster = new Cluster(ports.map((port) => ({ host, port })))
+    await new Promise<void>((resolve, reject) => {
+      cluster!.once("ready", resolve)
+      cluster!.once("error", reject)
+    })
+  })
+
+  afterAll(async () => {
+    if (cluster !== undefined) await cluster.quit().catch(() => cluster?.disconnect())
+    for (const server of servers) await server.stop("SIGKILL")
+    if (dir !== "") removeDir(dir)
+  })
+
+  // built per check, after beforeAll has started the cluster
+  const layer = Layer.suspend(() => RedisStore.layer({ client: cluster!, prefix }))
+
+  describe("conformance", () => {
+    for (const check of StoreConformance.checks(layer)) {
+      it.effect(check.name, () => check.run)
+    }
+    for (const check of StoreConformance.indexChecks(layer)) {
+      it.effect(check.name, () => check.run)
+    }
+  })
+
+  it.effect("200 concurrent read-modify-CAS increments on one key end at exactly 200", () =>
+    Effect.gen(function*() {
+      const store = yield* SessionStore
+      const key = freshKey()
+      const expiresAt = (yield* now) + 600_000
+      yield* store.insert(key, { data: bytes("0"), expiresAt, principal: Option.some("counter") })
+      const increment = Effect.gen(function*() {
+        const record = Option.getOrThrow(yield* store.load(key))
+        yield* store.update(
+          key,
+          { data: bytes(String(Number(text(record.data)) + 1)), expiresAt, principal: Option.some("counter") },
+          record.version
+        )
+      }).pipe(
+        Effect.retry({ while: (e) => e instanceof SessionConflict && e.reason === "VersionMismatch" })
+      )
+      yield* Effect.all(Array.from({ length: 200 }, () => increment), { concurrency: "unbounded", discard: true })
+      const record = Option.getOrThrow(yield* store.load(key))
+      expect(text(record.data)).toBe("200")
+      expect(record.version).toBe(201)
+    }).pipe(Effect.provide(layer)), 120_000)
+
+  it.effect("sessions are spread over the cluster's nodes, not kept in one slot", () =>
+    Effect.gen(function*() {
+      const store = yield* SessionStore
+      const t = yield* now
+      for (let i = 0; i < 30; i++) {
+        yield* store.insert(freshKey(), { data: bytes("x"), expiresAt: t + 60_000, principal: Option.none() })
+      }
+      const perNode = yield* Effect.promise(() =>
+        Promise.all(
+          cluster!.nodes("master").map(async (node) => {
+            const [, keys] = await node.scan("0", "MATCH", `${prefix}*`, "COUNT", 100_000)
+            return keys.length
+          })
+        )
+      )
+      expect(perNode.filter((count) => count > 0).length).toBeGreaterThanOrEqual(2)
+    }).pipe(Effect.provide(layer)))
+
+  it.effect("a prefix with a hash tag is refused on a cluster", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Layer.build(RedisStore.layer({ client: cluster!, prefix: "{app}:session:" })))
+      expect(error).toBeInstanceOf(SessionStoreError)
+      expect(error.operation).toBe("setup")
+      expect(error.message).toMatch(/hash tag/)
+    }).pipe(Effect.scoped))
+})

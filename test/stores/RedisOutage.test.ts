@@ -1,0 +1,226 @@
+import { afterAll, beforeAll, expect, it } from "@effect/vitest"
+import { Context, Effect, Either, Layer, Option, Schedule } from "effect"
+import { Redis } from "ioredis"
+import { performance } from "node:perf_hooks"
+import * as RedisStore from "../../src/RedisStore.js"
+import { SessionStoreError } from "../../src/SessionError.js"
+import * as SessionId from "../../src/SessionId.js"
+import { SessionIndex, SessionStore } from "../../src/SessionStore.js"
+import { describeBackend } from "../utils/backend.js"
+import {
+  freePort,
+  type RedisServer,
+  redisBinaries,
+  removeDir,
+  sleep,
+  startRedisServer,
+  tempDir,
+  waitFor
+} from "../utils/redisServer.js"
+
+const host = "127.0.0.1"
+const prefix = "outage:"
+// acknowledged writes are on disk before the reply: they survive a SIGKILL
+const persistent = ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+
+const binaries = redisBinaries()
+
+const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+const freshKey = () => SessionId.storageKey(SessionId.unsafeGenerate())
+const bytes = (s: string) => new TextEncoder().encode(s)
+const text = (b: Uint8Array) => new TextDecoder().decode(b)
+
+const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const start = performance.now()
+    const result = yield* Effect.either(effect)
+    return { error: Either.getLeft(result) as Option.Option<unknown>, millis: performance.now() - start }
+  })
+
+describeBackend("RedisStore on a private redis-server", binaries, () => {
+  const servers: Array<RedisServer> = []
+  let dir = ""
+  let port = 0
+
+  beforeAll(async () => {
+    dir = tempDir("redis")
+    port = await freePort()
+    servers.push(await startRedisServer(port, dir, persistent))
+  })
+
+  afterAll(async () => {
+    for (const server of servers) await server.stop("SIGKILL")
+    if (dir !== "") removeDir(dir)
+  })
+
+  it.live("every store operation is one Redis command (counted with MONITOR)", () =>
+    Effect.gen(function*() {
+      const client = new Redis({ host, port })
+      const marker = new Redis({ host, port })
+      const monitored = new Redis({ host, port })
+      const monitor = yield* Effect.promise(() => monitored.monitor())
+      yield* Effect.addFinalizer(() =>
+        Effect.promise(async () => {
+          monitor.disconnect()
+          await Promise.all([client.quit(), marker.quit(), monitored.quit()])
+        })
+      )
+      const seen: Array<{ readonly args: ReadonlyArray<string>; readonly source: string }> = []
+      monitor.on("monitor", (_time: string, args: Array<string>, source: string) => seen.push({ args, source }))
+      const markerName = `marker-${SessionId.unsafeGenerate().slice(0, 8)}`
+
+      // the commands a client other than the marker sent while `effect` ran;
+      // commands run by scripts (source "lua") are not round trips
+      let round = 0
+      const commandsOf = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        Effect.gen(function*() {
+          const begin = `${markerName}-${round++}-begin`
+          const end = `${markerName}-${round}-end`
+          yield* Effect.promise(() => marker.echo(begin))
+          yield* effect
+          yield* Effect.promise(() => marker.echo(end))
+          yield* Effect.promise(() =>
+            waitFor(async () => seen.some((e) => e.args[1] === end), 5000, "MONITOR did not report the end marker")
+          )
+          const from = seen.findIndex((e) => e.args[1] === begin)
+          const to = seen.findIndex((e) => e.args[1] === end)
+          return seen.slice(from + 1, to).filter((e) => e.source !== "lua").map((e) => e.args[0]!.toLowerCase())
+        })
+
+      const context = yield* Layer.build(RedisStore.layer({ client, prefix }))
+      const store = Context.get(context, SessionStore)
+      const index = Context.get(context, SessionIndex)
+      const t = yield* now
+      const write = (data: string, principal?: string) => ({
+        data: bytes(data),
+        expiresAt: t + 60_000,
+        principal: Option.fromNullable(principal)
+      })
+
+      // the first use of each script on a server without it cached costs
+      // EVALSHA (NOSCRIPT) + EVAL
+      yield* Effect.promise(() => client.script("FLUSH"))
+      const cold = yield* commandsOf(store.insert(freshKey(), write("cold")))
+      expect(cold).toEqual(["evalsha", "eval"])
+
+      // warm: every script cached on the server, as it is in a running app
+      const warm = freshKey()
+      yield* store.insert(warm, write("w"))
+      yield* store.update(warm, write("w", "bob"), 1)
+      yield* store.touch(warm, t + 120_000)
+
+      const key = freshKey()
+      const counts = {
+        insert: yield* commandsOf(store.insert(key, write("a"))),
+        insertWithPrincipal: yield* commandsOf(store.insert(freshKey(), write("p", "alice"))),
+        load: yield* commandsOf(store.load(key)),
+        update: yield* commandsOf(store.update(key, write("b", "alice"), 1)),
+        touch: yield* commandsOf(store.touch(key, t + 120_000)),
+        remove: yield* commandsOf(store.remove(key))
+      }
+      yield* Effect.log(`Redis commands per operation: ${JSON.stringify(counts)}`)
+      expect(counts).toEqual({
+        insert: ["evalsha"],
+        insertWithPrincipal: ["evalsha"],
+        load: ["hmget"],
+        update: ["evalsha"],
+        touch: ["evalsha"],
+        remove: ["del"]
+      })
+
+      // the index costs SMEMBERS, one read per member and one SREM for the dead
+      const listing = yield* commandsOf(index.keys("alice"))
+      expect(listing.sort()).toEqual(["hmget", "hmget", "smembers", "srem"])
+    }).pipe(Effect.scoped))
+
+  it.live("a server that stops answering fails operations at the command timeout", () =>
+    Effect.gen(function*() {
+      const timeout = 500
+      const store = Context.get(
+        yield* Layer.build(RedisStore.layer({ host, port, prefix, commandTimeout: timeout })),
+        SessionStore
+      )
+      const key = freshKey()
+      yield* store.insert(key, { data: bytes("kept"), expiresAt: (yield* now) + 600_000, principal: Option.none() })
+      const pid = servers[0]!.process.pid!
+      // the connection stays open, the server just never replies
+      process.kill(pid, "SIGSTOP")
+      const hung = yield* timed(store.load(key)).pipe(
+        Effect.ensuring(Effect.sync(() => process.kill(pid, "SIGCONT")))
+      )
+      yield* Effect.log(`a hung server failed load after ${hung.millis.toFixed(1)} ms (commandTimeout ${timeout} ms)`)
+      expect(Option.getOrThrow(hung.error)).toBeInstanceOf(SessionStoreError)
+      expect(hung.millis).toBeGreaterThanOrEqual(timeout - 50)
+      expect(hung.millis).toBeLessThan(timeout + 500)
+      const after = yield* store.load(key)
+      expect(Option.map(after, (r) => text(r.data))).toEqual(Option.some("kept"))
+    }).pipe(Effect.scoped))
+
+  it.live("a Redis outage fails operations within the command timeout, and the same layer recovers", () =>
+    Effect.gen(function*() {
+      const timeout = 1000
+      // a client passed in keeps ioredis' defaults: an offline queue that
+      // holds commands while disconnected, here without any retry limit
+      const own = new Redis({ host, port, maxRetriesPerRequest: null })
+      // the application owns this client and its connection events
+      own.on("error", () => {})
+      yield* Effect.addFinalizer(() => Effect.sync(() => own.disconnect()))
+      const created = Context.get(
+        yield* Layer.build(RedisStore.layer({ host, port, prefix, commandTimeout: timeout })),
+        SessionStore
+      )
+      const passed = Context.get(
+        yield* Layer.build(RedisStore.layer({ client: own, prefix, commandTimeout: timeout })),
+        SessionStore
+      )
+
+      const t = yield* now
+      const a = freshKey()
+      const b = freshKey()
+      yield* created.insert(a, { data: bytes("written before the outage"), expiresAt: t + 600_000, principal: Option.none() })
+      yield* passed.insert(b, { data: bytes("also written before"), expiresAt: t + 600_000, principal: Option.none() })
+
+      yield* Effect.promise(() => servers[0]!.stop("SIGKILL"))
+
+      const createdLoad = yield* timed(created.load(a))
+      const passedLoad = yield* timed(passed.load(b))
+      const createdInsert = yield* timed(
+        created.insert(freshKey(), { data: bytes("x"), expiresAt: t + 60_000, principal: Option.none() })
+      )
+      const createdUpdate = yield* timed(
+        created.update(a, { data: bytes("y"), expiresAt: t + 60_000, principal: Option.none() }, 1)
+      )
+      const createdTouch = yield* timed(created.touch(a, t + 60_000))
+      yield* Effect.log(
+        `during the outage: layer-created client load failed after ${createdLoad.millis.toFixed(1)} ms, ` +
+          `passed-in client (offline queue on) load failed after ${passedLoad.millis.toFixed(1)} ms ` +
+          `(commandTimeout ${timeout} ms)`
+      )
+      for (const [operation, { error, millis }] of [
+        ["load", createdLoad],
+        ["load", passedLoad],
+        ["insert", createdInsert],
+        ["update", createdUpdate],
+        ["touch", createdTouch]
+      ] as const) {
+        expect(Option.isSome(error), `${operation} succeeded during the outage`).toBe(true)
+        expect(Option.getOrThrow(error)).toBeInstanceOf(SessionStoreError)
+        expect((Option.getOrThrow(error) as SessionStoreError).operation).toBe(operation)
+        expect(millis).toBeLessThan(timeout + 500)
+      }
+      // the passed-in client queued the command: only the deadline ended it
+      expect(passedLoad.millis).toBeGreaterThanOrEqual(timeout - 50)
+      expect(String(Option.getOrThrow(passedLoad.error))).toMatch(/did not answer within/)
+
+      yield* Effect.promise(() => sleep(500))
+      servers.push(yield* Effect.promise(() => startRedisServer(port, dir, persistent)))
+
+      const reconnected = Schedule.intersect(Schedule.spaced("100 millis"), Schedule.recurs(150))
+      const recoveredA = yield* created.load(a).pipe(Effect.retry(reconnected))
+      const recoveredB = yield* passed.load(b).pipe(Effect.retry(reconnected))
+      expect(Option.map(recoveredA, (r) => text(r.data))).toEqual(Option.some("written before the outage"))
+      expect(Option.map(recoveredB, (r) => text(r.data))).toEqual(Option.some("also written before"))
+      expect(yield* created.update(a, { data: bytes("after"), expiresAt: t + 600_000, principal: Option.none() }, 1))
+        .toBe(2)
+    }).pipe(Effect.scoped))
+})
