@@ -1,37 +1,15 @@
 import type { HttpApp } from "@effect/platform"
 import { Cookies, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import type { Context, Redacted } from "effect"
+import type { Context } from "effect"
 import { Duration, Effect, Exit, Option, Random } from "effect"
 import type { Envelope, SessionCodec } from "../SessionCodec.js"
 import * as Codec from "../SessionCodec.js"
 import type { SessionError } from "../SessionError.js"
 import type { SessionId, StorageKey } from "../SessionId.js"
 import * as Id from "../SessionId.js"
+import type { Options } from "../Session.js"
 import { SessionStore } from "../SessionStore.js"
 import type { SessionRecord } from "../SessionStore.js"
-
-/** @internal */
-export interface CookieOptions {
-  readonly name?: string | undefined
-  readonly domain?: string | undefined
-  readonly path?: string | undefined
-  readonly secure?: boolean | undefined
-  readonly httpOnly?: boolean | undefined
-  readonly sameSite?: "lax" | "strict" | "none" | undefined
-  readonly partitioned?: boolean | undefined
-  readonly persistent?: boolean | undefined
-}
-
-/** @internal */
-export interface Options {
-  readonly cookie?: CookieOptions | undefined
-  readonly idleTimeout?: Duration.DurationInput | undefined
-  readonly absoluteTimeout?: Duration.DurationInput | undefined
-  readonly touchAfter?: Duration.DurationInput | undefined
-  readonly maxSize?: number | undefined
-  readonly pepper?: Redacted.Redacted<string> | undefined
-  readonly maxConflictRetries?: number | undefined
-}
 
 /** @internal */
 export type Op<A> =
