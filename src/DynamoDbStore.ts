@@ -213,9 +213,22 @@ const readRecord = (
   return Effect.succeed({ data, version, expiresAt, principal: Option.fromNullable(item.principal?.S) })
 }
 
+const defaultConnectionTimeoutMillis = 2_000
+const defaultRequestTimeoutMillis = 5_000
+
 const makeClient = (options: Options): Effect.Effect<DynamoDBClient, never, Scope.Scope> => {
   if (options.client !== undefined) return Effect.succeed(options.client)
-  const config: DynamoDBClientConfig = { ...options.clientConfig }
+  const config: DynamoDBClientConfig = {
+    // the SDK's default is to wait forever: a request must fail instead of
+    // holding the HTTP request that needs the session
+    requestHandler: {
+      connectionTimeout: defaultConnectionTimeoutMillis,
+      requestTimeout: defaultRequestTimeoutMillis,
+      // without it the handler only logs a warning and keeps waiting
+      throwOnRequestTimeout: true
+    },
+    ...options.clientConfig
+  }
   if (options.endpoint !== undefined) config.endpoint = options.endpoint
   if (options.region !== undefined) config.region = options.region
   if (options.credentials !== undefined) {

@@ -9,7 +9,9 @@ import {
 } from "@aws-sdk/client-dynamodb"
 import type { AttributeValue } from "@aws-sdk/client-dynamodb"
 import { afterAll, beforeAll, expect, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Layer, Logger, LogLevel, Option, TestClock } from "effect"
+import { Cause, Duration, Effect, Exit, Layer, Logger, LogLevel, Option, TestClock } from "effect"
+import type { AddressInfo } from "node:net"
+import { createServer } from "node:net"
 import * as DynamoDbStore from "../../src/DynamoDbStore.js"
 import { SessionConflict, SessionStoreError } from "../../src/SessionError.js"
 import * as SessionId from "../../src/SessionId.js"
@@ -322,4 +324,33 @@ describeBackend("DynamoDbStore (dynalite)", { available: started.server !== unde
       expect(failure).toBeInstanceOf(SessionStoreError)
       expect(failure.operation).toBe("setup")
     }))
+
+  it.live("an endpoint that accepts but never answers fails within the default request timeout, not never", () =>
+    Effect.gen(function*() {
+      // a TCP server that takes connections and says nothing, like a wedged load balancer
+      const sockets = new Set<import("node:net").Socket>()
+      const silent = createServer((socket) => void sockets.add(socket))
+      const port = yield* Effect.async<number>((resume) => {
+        silent.listen(0, "127.0.0.1", () => resume(Effect.succeed((silent.address() as AddressInfo).port)))
+      })
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          for (const socket of sockets) socket.destroy()
+          silent.close()
+        })
+      )
+      const [elapsed, exit] = yield* Effect.scoped(
+        Layer.build(DynamoDbStore.layer({
+          ...options,
+          endpoint: `http://127.0.0.1:${port}`,
+          tableName,
+          clientConfig: { maxAttempts: 1 }
+        }))
+      ).pipe(Effect.exit, Effect.timed)
+      const failure = Option.getOrThrow(Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none())
+      expect(failure).toBeInstanceOf(SessionStoreError)
+      // the layer's client gives up after its 5 s request timeout
+      expect(Duration.toMillis(elapsed)).toBeGreaterThanOrEqual(4_500)
+      expect(Duration.toMillis(elapsed)).toBeLessThan(15_000)
+    }).pipe(Effect.scoped), 30_000)
 })
