@@ -179,6 +179,15 @@ export const Tag = <Self>() =>
   const tag = TagBase as unknown as Context.Tag<Self, internal.RequestSession<A>>
   const withHandle = <B>(f: (handle: internal.RequestSession<A>) => Effect.Effect<B, SessionError>) =>
     Effect.flatMap(tag, f)
+  // built once per options object, not per call (DESIGN §8)
+  const configs = new WeakMap<Options, internal.Config<A>>()
+  const defaultConfig = internal.makeConfig(dataSchema, empty, undefined)
+  const configFor = (options: Options | undefined): internal.Config<A> => {
+    if (options === undefined) return defaultConfig
+    let config = configs.get(options)
+    if (config === undefined) configs.set(options, config = internal.makeConfig(dataSchema, empty, options))
+    return config
+  }
   const statics = {
     fields,
     schema,
@@ -193,9 +202,9 @@ export const Tag = <Self>() =>
     login: (principal: string) => withHandle((h) => h.login(principal)),
     principal: withHandle((h) => h.principal),
     id: withHandle((h) => h.id),
-    middleware: (options?: Options) => internal.middleware(tag, internal.makeConfig(dataSchema, empty, options)),
+    middleware: (options?: Options) => internal.middleware(tag, configFor(options)),
     withSession: <B, E, R>(sessionId: string, effect: Effect.Effect<B, E, R>, options?: Options) => {
-      const config = internal.makeConfig(dataSchema, empty, options)
+      const config = configFor(options)
       return Effect.flatMap(SessionStore, (store) => {
         const session = new internal.RequestSession(config, store, () => Id.parse(sessionId))
         return Effect.provideService(effect, tag, session).pipe(

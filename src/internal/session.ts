@@ -175,7 +175,6 @@ export class RequestSession<A> implements SessionHandle<A> {
 
   /** Whether the handler used the session at all. */
   used = false
-  private loading: Effect.Effect<void, SessionError> | undefined
   /** The client's id, once read. */
   clientId: Option.Option<SessionId> = Option.none()
   /** The stored session the request started from. */
@@ -189,13 +188,24 @@ export class RequestSession<A> implements SessionHandle<A> {
   invalidated = false
   newId: SessionId | undefined
 
+  private loadDone = false
+  private loadLock: Effect.Semaphore | undefined
+
+  /**
+   * Loads once, on first use. Fibers of one request share the load; a load
+   * that failed or was interrupted (a handler's timeout) is tried again by
+   * the next access rather than remembered.
+   */
   get ensureLoaded(): Effect.Effect<void, SessionError> {
     return Effect.suspend(() => {
-      if (this.loading === undefined) {
-        this.used = true
-        this.loading = Effect.runSync(Effect.cached(this.load))
-      }
-      return this.loading
+      this.used = true
+      if (this.loadDone) return Effect.void
+      this.loadLock ??= Effect.unsafeMakeSemaphore(1)
+      return this.loadLock.withPermits(1)(Effect.suspend(() =>
+        this.loadDone ? Effect.void : Effect.tap(this.load, () => {
+          this.loadDone = true
+        })
+      ))
     })
   }
 
@@ -297,7 +307,7 @@ export class RequestSession<A> implements SessionHandle<A> {
   get commit(): Effect.Effect<CookieAction, SessionError> {
     return Effect.suspend(() => {
       if (!this.used) return Effect.succeed(noCookie)
-      return Effect.flatMap(this.loading!, () => Effect.flatMap(now, (t) => {
+      return Effect.flatMap(this.ensureLoaded, () => Effect.flatMap(now, (t) => {
         this.committedAt = t
         return this.save(t)
       }))
@@ -319,10 +329,6 @@ export class RequestSession<A> implements SessionHandle<A> {
         const loaded = this.loaded.value
         const modified = fingerprint !== loaded.fingerprint
         if (!modified) return yield* this.touch(loaded, t)
-        if (empty) {
-          yield* store.remove(loaded.key)
-          return { _tag: "Expire" } as const
-        }
         return yield* this.updateWithReplay(loaded, t)
       }
 
@@ -339,12 +345,14 @@ export class RequestSession<A> implements SessionHandle<A> {
           // guard: a concurrent logout of the old session must not be undone
           // by carrying its data over to a new id
           const guard = yield* this.guardPrevious(previous.value)
-          if (guard === "Gone") return hadCookie ? { _tag: "Expire" } as const : noCookie
+          if (guard === "Gone") return noCookie
         }
       }
       if (empty) {
         if (Option.isSome(previous)) yield* store.remove(previous.value.key)
-        return hadCookie ? { _tag: "Expire" } as const : noCookie
+        // a request that only read a dead session leaves the cookie alone: it
+        // may be a late request with the id a concurrent login just replaced
+        return hadCookie && (this.renew || this.ops.length > 0) ? { _tag: "Expire" } as const : noCookie
       }
       const id = this.newId ?? Id.unsafeGenerate()
       this.newId = id
@@ -371,18 +379,20 @@ export class RequestSession<A> implements SessionHandle<A> {
   }
 
   /** Re-checks the old session with a compare-and-set before it is replaced. */
-  private guardPrevious(loaded: Loaded<A>): Effect.Effect<"Live" | "Gone", SessionError> {
+  private guardPrevious(loaded: Loaded<A>, retries = 0): Effect.Effect<"Live" | "Gone", SessionError> {
     return Effect.flatMap(this.config.codec.encode(loaded.envelope), (bytes) =>
       this.store.update(loaded.key, { data: bytes, expiresAt: loaded.expiresAt, principal: loaded.envelope.principal }, loaded.version).pipe(
         Effect.as("Live" as const),
         Effect.catchTag("SessionConflict", (conflict) => {
           if (conflict.reason !== "VersionMismatch") return Effect.succeed("Gone" as const)
+          if (retries >= this.config.maxConflictRetries) return Effect.fail(conflict)
           // changed meanwhile: replay this request's writes over the newer data
-          return Effect.flatMap(loadLive(this.config, this.store, loaded.key), (fresh) => {
+          const reload = Effect.zipRight(backoff(retries), loadLive(this.config, this.store, loaded.key))
+          return Effect.flatMap(reload, (fresh) => {
             if (Option.isNone(fresh)) return Effect.succeed("Gone" as const)
             this.data = applyOps(this.config, fresh.value.envelope.data, this.ops)
             this.loaded = fresh
-            return this.guardPrevious(fresh.value)
+            return this.guardPrevious(fresh.value, retries + 1)
           })
         })
       ))
@@ -394,10 +404,17 @@ export class RequestSession<A> implements SessionHandle<A> {
     const write = (current: Loaded<A>, data: A): Effect.Effect<CookieAction, SessionError> => {
       const envelope: Envelope<A> = { ...current.envelope, data, principal: this.principal_ }
       const expiresAt = Math.min(t + config.idleMillis, envelope.absoluteExpiresAt)
-      return Effect.flatMap(
-        config.codec.encode(envelope),
-        (bytes) => this.store.update(current.key, { data: bytes, expiresAt, principal: envelope.principal }, current.version)
-      ).pipe(Effect.as<CookieAction>({ _tag: "Set", id: clientId, expiresAt }))
+      return Effect.flatMap(config.codec.fingerprint(data), (fingerprint) => {
+        // emptied: the compare-and-set first, so that a concurrent writer's
+        // data is replayed into this request instead of deleted with it
+        const empty = fingerprint === config.emptyFingerprint && Option.isNone(this.principal_)
+        const written: Effect.Effect<CookieAction, SessionError> = empty
+          ? Effect.as(this.store.remove(current.key), { _tag: "Expire" } as const)
+          : Effect.succeed({ _tag: "Set", id: clientId, expiresAt } as const)
+        return Effect.flatMap(config.codec.encode(envelope), (bytes) =>
+          this.store.update(current.key, { data: bytes, expiresAt, principal: envelope.principal }, current.version)
+        ).pipe(Effect.zipRight(written))
+      })
     }
     const attempt = (current: Loaded<A>, data: A, retries: number): Effect.Effect<CookieAction, SessionError> =>
       Effect.catchTag(write(current, data), "SessionConflict", (conflict) => {
@@ -419,7 +436,7 @@ export class RequestSession<A> implements SessionHandle<A> {
 
 const dropped: Effect.Effect<CookieAction> = Effect.as(
   Effect.logDebug("effect-session: the session was removed during the request; its writes are dropped"),
-  { _tag: "Expire" } as const
+  noCookie
 )
 
 /** Jittered exponential backoff: 1–2 ms, 2–4 ms, … capped at 50 ms. */

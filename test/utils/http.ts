@@ -1,5 +1,5 @@
 import type { HttpApp } from "@effect/platform"
-import { HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
+import { Cookies, HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import type { HttpClientResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import type { Duration } from "effect"
@@ -65,8 +65,8 @@ export const makeBrowser = Effect.gen(function*() {
   const jar = new Map<string, string>()
   const toResponse = (res: HttpClientResponse.HttpClientResponse) =>
     Effect.map(res.text, (body): Response => {
-      const raw = res.headers["set-cookie"] as unknown
-      const setCookies = raw === undefined ? [] : Array.isArray(raw) ? raw as Array<string> : [String(raw)]
+      // the client joins several Set-Cookie headers into one; read them one by one
+      const setCookies = Cookies.toSetCookieHeaders(res.cookies)
       for (const line of setCookies) {
         const [pair, ...attributes] = line.split(";").map((s) => s.trim())
         const eq = pair.indexOf("=")
