@@ -103,7 +103,6 @@ interface Loaded<A> {
   readonly version: number
   readonly expiresAt: number
   readonly envelope: Envelope<A>
-  readonly fingerprint: string
 }
 
 /** @internal */
@@ -322,12 +321,16 @@ export class RequestSession<A> implements SessionHandle<A> {
     const store = this.store
     const hadCookie = Option.isSome(this.clientId)
     return Effect.gen(this, function*() {
+      // read only: no encoding at all
+      if (Option.isSome(this.loaded) && !this.renew && this.ops.length === 0) {
+        return yield* this.touch(this.loaded.value, t)
+      }
       const fingerprint = yield* config.codec.fingerprint(this.data)
       const empty = fingerprint === config.emptyFingerprint && Option.isNone(this.principal_)
 
       if (Option.isSome(this.loaded) && !this.renew) {
         const loaded = this.loaded.value
-        const modified = fingerprint !== loaded.fingerprint
+        const modified = fingerprint !== (yield* config.codec.fingerprint(loaded.envelope.data))
         if (!modified) return yield* this.touch(loaded, t)
         return yield* this.updateWithReplay(loaded, t)
       }
@@ -463,8 +466,7 @@ const decodeRecord = <A>(
   config.codec.decode(record.data).pipe(
     Effect.flatMap((envelope) => {
       if (envelope.absoluteExpiresAt <= t || record.expiresAt <= t) return Effect.succeedNone
-      return Effect.map(config.codec.fingerprint(envelope.data), (fingerprint) =>
-        Option.some({ key, version: record.version, expiresAt: record.expiresAt, envelope, fingerprint }))
+      return Effect.succeedSome({ key, version: record.version, expiresAt: record.expiresAt, envelope })
     }),
     Effect.catchTag("SessionDecodeError", (error) =>
       Effect.as(
