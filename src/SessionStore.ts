@@ -107,19 +107,22 @@ export class SessionIndex extends Context.Tag("effect-session/SessionIndex")<
  * @category constructors
  */
 export const make = (name: string, operations: SessionStoreOperations): SessionStore["Type"] => {
-  const attributes = (key: StorageKey) => ({ "effect-session.store": name, "effect-session.key": key.slice(0, 8) })
+  // no stack trace per span: it would cost an Error per store call, and the
+  // caller's own span already locates the request
+  const attributes = (key: StorageKey) => ({
+    captureStackTrace: false,
+    attributes: { "effect-session.store": name, "effect-session.key": key.slice(0, 8) }
+  })
   return {
     name,
-    load: (key) => Effect.withSpan(operations.load(key), "effect-session.load", { attributes: attributes(key) }),
+    load: (key) => Effect.withSpan(operations.load(key), "effect-session.load", attributes(key)),
     insert: (key, write) =>
-      Effect.withSpan(operations.insert(key, write), "effect-session.insert", { attributes: attributes(key) }),
+      Effect.withSpan(operations.insert(key, write), "effect-session.insert", attributes(key)),
     update: (key, write, expectedVersion) =>
-      Effect.withSpan(operations.update(key, write, expectedVersion), "effect-session.update", {
-        attributes: attributes(key)
-      }),
+      Effect.withSpan(operations.update(key, write, expectedVersion), "effect-session.update", attributes(key)),
     touch: (key, expiresAt) =>
-      Effect.withSpan(operations.touch(key, expiresAt), "effect-session.touch", { attributes: attributes(key) }),
-    remove: (key) => Effect.withSpan(operations.remove(key), "effect-session.remove", { attributes: attributes(key) })
+      Effect.withSpan(operations.touch(key, expiresAt), "effect-session.touch", attributes(key)),
+    remove: (key) => Effect.withSpan(operations.remove(key), "effect-session.remove", attributes(key))
   }
 }
 
@@ -131,9 +134,13 @@ export const make = (name: string, operations: SessionStoreOperations): SessionS
  */
 export const makeIndex = (name: string, operations: SessionIndexOperations): SessionIndex["Type"] => ({
   keys: (principal) =>
-    Effect.withSpan(operations.keys(principal), "effect-session.keys", { attributes: { "effect-session.store": name } }),
+    Effect.withSpan(operations.keys(principal), "effect-session.keys", {
+      captureStackTrace: false,
+      attributes: { "effect-session.store": name }
+    }),
   removeAll: (principal) =>
     Effect.withSpan(operations.removeAll(principal), "effect-session.removeAll", {
+      captureStackTrace: false,
       attributes: { "effect-session.store": name }
     })
 })
