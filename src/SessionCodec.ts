@@ -6,7 +6,7 @@
  *
  * @since 1.0.0
  */
-import { Effect, Option, ParseResult, Schema } from "effect"
+import { Effect, Either, Option, ParseResult, Schema } from "effect"
 import { SessionDecodeError, SessionEncodeError, SessionTooLarge } from "./SessionError.js"
 
 /**
@@ -75,7 +75,7 @@ export const make = <A, I>(
     principal: Schema.OptionFromNullOr(Schema.String)
   })
   const encodeEnvelope = Schema.encode(envelopeSchema)
-  const decodeEnvelope = Schema.decodeUnknown(envelopeSchema)
+  const decodeEnvelope = Schema.decodeUnknownEither(envelopeSchema)
   const encodeData = Schema.encode(schema)
   const textEncoder = new TextEncoder()
   const textDecoder = new TextDecoder("utf-8", { fatal: true })
@@ -91,19 +91,22 @@ export const make = <A, I>(
             : Effect.succeed(bytes)
         })
       ),
+    // synchronous all the way: one effect per decode on the hot path of every read
     decode: (bytes) =>
-      Effect.try({
-        try: () => JSON.parse(textDecoder.decode(bytes)) as unknown,
-        catch: (cause) => new SessionDecodeError({ cause })
-      }).pipe(
-        Effect.flatMap((json) =>
-          Effect.mapError(
-            decodeEnvelope(json),
-            (cause) => new SessionDecodeError({ cause: ParseResult.TreeFormatter.formatErrorSync(cause) })
-          )
-        ),
-        Effect.map(({ v: _, ...envelope }) => envelope)
-      ),
+      Effect.suspend(() => {
+        let json: unknown
+        try {
+          json = JSON.parse(textDecoder.decode(bytes))
+        } catch (cause) {
+          return Effect.fail(new SessionDecodeError({ cause }))
+        }
+        const decoded = decodeEnvelope(json)
+        if (Either.isLeft(decoded)) {
+          return Effect.fail(new SessionDecodeError({ cause: ParseResult.TreeFormatter.formatErrorSync(decoded.left) }))
+        }
+        const { v: _, ...envelope } = decoded.right
+        return Effect.succeed(envelope)
+      }),
     fingerprint: (data) =>
       encodeData(data).pipe(
         Effect.map((encoded) => JSON.stringify(encoded)),

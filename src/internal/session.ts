@@ -1,7 +1,6 @@
 import type { HttpApp } from "@effect/platform"
 import { Cookies, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import type { Context } from "effect"
-import { Duration, Effect, Exit, Option, Random } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Option, Random } from "effect"
 import type { Envelope, SessionCodec } from "../SessionCodec.js"
 import * as Codec from "../SessionCodec.js"
 import type { SessionError } from "../SessionError.js"
@@ -188,7 +187,9 @@ export class RequestSession<A> implements SessionHandle<A> {
   newId: SessionId | undefined
 
   private loadDone = false
-  private loadLock: Effect.Semaphore | undefined
+  /** A load is running; fibers arriving meanwhile wait for `loadSettled`. */
+  private loading = false
+  private loadSettled: Deferred.Deferred<void> | undefined
 
   /**
    * Loads once, on first use. Fibers of one request share the load; a load
@@ -199,12 +200,29 @@ export class RequestSession<A> implements SessionHandle<A> {
     return Effect.suspend(() => {
       this.used = true
       if (this.loadDone) return Effect.void
-      this.loadLock ??= Effect.unsafeMakeSemaphore(1)
-      return this.loadLock.withPermits(1)(Effect.suspend(() =>
-        this.loadDone ? Effect.void : Effect.tap(this.load, () => {
-          this.loadDone = true
-        })
-      ))
+      if (this.loading) {
+        // rare: another fiber of this request is loading; wait, then look again
+        return Effect.flatMap(this.waitForLoad, () => this.ensureLoaded)
+      }
+      this.loading = true
+      return Effect.onExit(this.load, (exit) => {
+        this.loading = false
+        if (Exit.isSuccess(exit)) this.loadDone = true
+        const settled = this.loadSettled
+        this.loadSettled = undefined
+        return settled === undefined ? Effect.void : Deferred.done(settled, Exit.void)
+      })
+    })
+  }
+
+  private get waitForLoad(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (!this.loading) return Effect.void
+      if (this.loadSettled !== undefined) return Deferred.await(this.loadSettled)
+      return Effect.flatMap(Deferred.make<void>(), (deferred) => {
+        this.loadSettled ??= deferred
+        return Deferred.await(this.loadSettled)
+      })
     })
   }
 
@@ -320,11 +338,11 @@ export class RequestSession<A> implements SessionHandle<A> {
     const config = this.config
     const store = this.store
     const hadCookie = Option.isSome(this.clientId)
-    return Effect.gen(this, function*() {
+    if (!this.renew && this.ops.length === 0) {
       // read only: no encoding at all
-      if (Option.isSome(this.loaded) && !this.renew && this.ops.length === 0) {
-        return yield* this.touch(this.loaded.value, t)
-      }
+      return Option.isSome(this.loaded) ? this.touch(this.loaded.value, t) : Effect.succeed(noCookie)
+    }
+    return Effect.gen(this, function*() {
       const fingerprint = yield* config.codec.fingerprint(this.data)
       const empty = fingerprint === config.emptyFingerprint && Option.isNone(this.principal_)
 
@@ -508,10 +526,14 @@ export const middleware = <Self, A>(
   config: Config<A>
 ) =>
 <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E | SessionError, Exclude<R, Self> | SessionStore> =>
-  Effect.flatMap(
-    Effect.zip(HttpServerRequest.HttpServerRequest, SessionStore),
-    ([request, store]) => {
-      const session = new RequestSession(config, store, () => Id.parse(request.cookies[config.cookieName]))
+  Effect.contextWithEffect(
+    (context: Context.Context<HttpServerRequest.HttpServerRequest | SessionStore>) => {
+      const request = Context.unsafeGet(context, HttpServerRequest.HttpServerRequest)
+      const session = new RequestSession(
+        config,
+        Context.unsafeGet(context, SessionStore),
+        () => Id.parse(request.cookies[config.cookieName])
+      )
       return Effect.flatMap(Effect.exit(Effect.provideService(app, tag, session)), (exit) => {
         if (!session.used || Exit.isFailure(exit)) return exit as Effect.Effect<HttpServerResponse.HttpServerResponse, E | SessionError>
         const response = addVary(exit.value)
