@@ -203,30 +203,30 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
       : Effect.void
 
   const store = SessionStore.make(name, {
+    // no generator on the hot path of every read: one command, one clock read
     load: (key) =>
-      Effect.gen(function*() {
-        const [version, expiresAt, principal, data] = yield* call(
-          "load",
-          () => commands.hmgetBuffer(recordKey(key), "v", "e", "p", "d")
-        )
-        if (version === null || version === undefined) return Option.none()
-        if (expiresAt === null || expiresAt === undefined || data === null || data === undefined) {
-          return yield* malformed("load", "a session hash without its expiry or data")
+      Effect.flatMap(
+        call("load", () => commands.hmgetBuffer(recordKey(key), "v", "e", "p", "d")),
+        ([version, expiresAt, principal, data]): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> => {
+          if (version === null || version === undefined) return Effect.succeedNone
+          if (expiresAt === null || expiresAt === undefined || data === null || data === undefined) {
+            return Effect.fail(malformed("load", "a session hash without its expiry or data"))
+          }
+          const record = {
+            // a copy: the reply may be a view into the parser's shared buffer
+            data: new Uint8Array(data),
+            version: Number(version.toString()),
+            expiresAt: Number(expiresAt.toString()),
+            principal: principal === null || principal === undefined
+              ? Option.none()
+              : Option.some(principal.toString("utf8"))
+          }
+          if (!Number.isFinite(record.version) || !Number.isFinite(record.expiresAt)) {
+            return Effect.fail(malformed("load", "a session hash with a non-numeric version or expiry"))
+          }
+          return Effect.map(now, (t) => record.expiresAt > t ? Option.some(record) : Option.none())
         }
-        const record = {
-          // a copy: the reply may be a view into the parser's shared buffer
-          data: new Uint8Array(data),
-          version: Number(version.toString()),
-          expiresAt: Number(expiresAt.toString()),
-          principal: principal === null || principal === undefined
-            ? Option.none()
-            : Option.some(principal.toString("utf8"))
-        }
-        if (!Number.isFinite(record.version) || !Number.isFinite(record.expiresAt)) {
-          return yield* malformed("load", "a session hash with a non-numeric version or expiry")
-        }
-        return record.expiresAt > (yield* now) ? Option.some(record) : Option.none()
-      }),
+      ),
 
     insert: (key, write) =>
       Effect.gen(function*() {

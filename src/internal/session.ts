@@ -534,10 +534,10 @@ export const middleware = <Self, A>(
         Context.unsafeGet(context, SessionStore),
         () => Id.parse(request.cookies[config.cookieName])
       )
-      return Effect.flatMap(Effect.exit(Effect.provideService(app, tag, session)), (exit) => {
-        if (!session.used || Exit.isFailure(exit)) return exit as Effect.Effect<HttpServerResponse.HttpServerResponse, E | SessionError>
-        const response = addVary(exit.value)
-        // like a transaction: a failed request saves nothing
+      // a failed app skips this: like a transaction, a failed request saves nothing
+      return Effect.flatMap(Effect.provideService(app, tag, session), (appResponse) => {
+        if (!session.used) return Effect.succeed(appResponse)
+        const response = addVary(appResponse)
         if (response.status >= 500) return Effect.succeed(response)
         return Effect.flatMap(session.commit, (action) =>
           action._tag === "None"
