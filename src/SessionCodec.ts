@@ -74,23 +74,44 @@ export const make = <A, I>(
     absoluteExpiresAt: Schema.Number,
     principal: Schema.OptionFromNullOr(Schema.String)
   })
-  const encodeEnvelope = Schema.encode(envelopeSchema)
   const decodeEnvelope = Schema.decodeUnknownEither(envelopeSchema)
-  const encodeData = Schema.encode(schema)
+  const encodeData = Schema.encodeEither(schema)
   const textEncoder = new TextEncoder()
   const textDecoder = new TextDecoder("utf-8", { fatal: true })
 
+  // A save compares the data with what was loaded and then writes it: the
+  // JSON of one data object is computed once (data objects are never mutated:
+  // every write makes a new one).
+  const jsonCache = new WeakMap<object, string>()
+  const dataJson = (data: A): Either.Either<string, SessionEncodeError> => {
+    const cacheable = typeof data === "object" && data !== null
+    const cached = cacheable ? jsonCache.get(data) : undefined
+    if (cached !== undefined) return Either.right(cached)
+    const encoded = encodeData(data)
+    if (Either.isLeft(encoded)) {
+      return Either.left(new SessionEncodeError({ cause: ParseResult.TreeFormatter.formatErrorSync(encoded.left) }))
+    }
+    const json = JSON.stringify(encoded.right)
+    if (cacheable) jsonCache.set(data, json)
+    return Either.right(json)
+  }
+
   return {
+    // the envelope is assembled around the data's JSON, in the field order of
+    // `envelopeSchema`, which `decode` checks
     encode: (envelope) =>
-      encodeEnvelope({ v: version, ...envelope }).pipe(
-        Effect.mapError((cause) => new SessionEncodeError({ cause: ParseResult.TreeFormatter.formatErrorSync(cause) })),
-        Effect.flatMap((encoded) => {
-          const bytes = textEncoder.encode(JSON.stringify(encoded))
-          return bytes.length > maxSize
-            ? Effect.fail(new SessionTooLarge({ size: bytes.length, limit: maxSize }))
-            : Effect.succeed(bytes)
-        })
-      ),
+      Effect.suspend((): Effect.Effect<Uint8Array, SessionEncodeError | SessionTooLarge> => {
+        const data = dataJson(envelope.data)
+        if (Either.isLeft(data)) return Effect.fail(data.left)
+        const principal = Option.isSome(envelope.principal) ? JSON.stringify(envelope.principal.value) : "null"
+        const bytes = textEncoder.encode(
+          `{"v":${version},"data":${data.right},"createdAt":${JSON.stringify(envelope.createdAt)},` +
+            `"absoluteExpiresAt":${JSON.stringify(envelope.absoluteExpiresAt)},"principal":${principal}}`
+        )
+        return bytes.length > maxSize
+          ? Effect.fail(new SessionTooLarge({ size: bytes.length, limit: maxSize }))
+          : Effect.succeed(bytes)
+      }),
     // synchronous all the way: one effect per decode on the hot path of every read
     decode: (bytes) =>
       Effect.suspend(() => {
@@ -107,10 +128,6 @@ export const make = <A, I>(
         const { v: _, ...envelope } = decoded.right
         return Effect.succeed(envelope)
       }),
-    fingerprint: (data) =>
-      encodeData(data).pipe(
-        Effect.map((encoded) => JSON.stringify(encoded)),
-        Effect.mapError((cause) => new SessionEncodeError({ cause: ParseResult.TreeFormatter.formatErrorSync(cause) }))
-      )
+    fingerprint: (data) => Effect.suspend(() => dataJson(data))
   }
 }
