@@ -138,7 +138,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     String(t),
     String(write.expiresAt),
     String(Math.ceil(write.expiresAt - t)),
-    Buffer.from(write.data.buffer, write.data.byteOffset, write.data.byteLength),
+    dataArgument(write.data),
     Option.isSome(write.principal) ? "1" : "0",
     Option.getOrElse(write.principal, () => ""),
     key
@@ -399,6 +399,20 @@ const awaitReady = (redis: Redis, timeoutMillis: number): Effect.Effect<void> =>
 
 // A deadline on the wall clock, not on Effect's Clock: it bounds real I/O,
 // and must fire even when a TestClock drives the application's time.
+// Text (what the JSON codec writes) goes as a string: ioredis sends a command
+// holding any Buffer argument down a slower buffer path, measurably so on
+// every write (docs/performance.md). A string's UTF-8 bytes are exactly the
+// original bytes, so Redis stores the same thing; anything that is not valid
+// UTF-8 goes as a Buffer.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+const dataArgument = (data: Uint8Array): string | Buffer => {
+  try {
+    return utf8.decode(data)
+  } catch {
+    return Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  }
+}
+
 const withDeadline = <A>(promise: Promise<A>, millis: number): Promise<A> =>
   new Promise<A>((resolve, reject) => {
     const timer = setTimeout(
