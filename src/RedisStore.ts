@@ -82,6 +82,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
 > {
   const prefix = options?.prefix ?? "session:"
   const timeoutMillis = Math.max(1, Duration.toMillis(Duration.decode(options?.commandTimeout ?? "2 seconds")))
+  const owned = options?.client === undefined
   const client: Redis | Cluster = options?.client ?? (yield* acquireClient(options ?? {}, timeoutMillis))
   const cluster = client.isCluster
 
@@ -98,9 +99,12 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   const recordKey = (key: string) => prefix + key
   const indexKey = (principal: string) => `${prefix}principal:${principal}`
 
+  // The layer's own client enforces the deadline itself (`commandTimeout`,
+  // no offline queue); a client passed in may queue commands while
+  // disconnected, so its commands get a deadline here.
   const call = <A>(operation: StoreOperation, send: () => Promise<A>): Effect.Effect<A, SessionStoreError> =>
     Effect.tryPromise({
-      try: () => withDeadline(send(), timeoutMillis),
+      try: owned ? send : () => withDeadline(send(), timeoutMillis),
       catch: (cause) => new SessionStoreError({ store: name, operation, cause })
     })
 
@@ -124,15 +128,11 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   const malformed = (operation: StoreOperation, detail: string) =>
     new SessionStoreError({ store: name, operation, cause: new Error(`unexpected reply from Redis: ${detail}`) })
 
-  // The integers the writing scripts return.
-  const integers = (
-    operation: StoreOperation,
-    reply: unknown,
-    length: number
-  ): Effect.Effect<ReadonlyArray<number>, SessionStoreError> =>
+  // The integers the writing scripts return, or undefined.
+  const integers = (reply: unknown, length: number): ReadonlyArray<number> | undefined =>
     Array.isArray(reply) && reply.length === length && reply.every((n) => typeof n === "number")
-      ? Effect.succeed(reply as Array<number>)
-      : Effect.fail(malformed(operation, JSON.stringify(reply)))
+      ? reply as Array<number>
+      : undefined
 
   const writeArgs = (key: StorageKey, write: SessionStore.SessionWrite, t: number): Array<string | Buffer> => [
     String(t),
@@ -224,53 +224,67 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
           if (!Number.isFinite(record.version) || !Number.isFinite(record.expiresAt)) {
             return Effect.fail(malformed("load", "a session hash with a non-numeric version or expiry"))
           }
-          return Effect.map(now, (t) => record.expiresAt > t ? Option.some(record) : Option.none())
+          return Effect.clockWith((clock) =>
+            Effect.succeed(record.expiresAt > clock.unsafeCurrentTimeMillis() ? Option.some(record) : Option.none())
+          )
         }
       ),
 
+    // the writes without generators either: they run on every save
     insert: (key, write) =>
-      Effect.gen(function*() {
-        const t = yield* now
-        const [written, size] = yield* Effect.flatMap(
+      Effect.clockWith((clock) => {
+        const t = clock.unsafeCurrentTimeMillis()
+        return Effect.flatMap(
           runScript("insert", Scripts.insert, writeKeys(key, write.principal), writeArgs(key, write, t)),
-          (reply) => integers("insert", reply, 2)
+          (reply): Effect.Effect<void, SessionConflict | SessionStoreError> => {
+            const replies = integers(reply, 2)
+            if (replies === undefined) return Effect.fail(malformed("insert", JSON.stringify(reply)))
+            const [written, size] = replies
+            if (written === 0) return Effect.fail(new SessionConflict({ reason: "Exists" }))
+            if (Option.isNone(write.principal)) return Effect.void
+            return cluster
+              ? Effect.flatMap(addToIndex("insert", key, write.principal.value), (setSize) =>
+                pruneWhenDue(write.principal, setSize))
+              : pruneWhenDue(write.principal, size)
+          }
         )
-        if (written === 0) return yield* new SessionConflict({ reason: "Exists" })
-        const setSize = cluster && Option.isSome(write.principal)
-          ? yield* addToIndex("insert", key, write.principal.value)
-          : size
-        yield* pruneWhenDue(write.principal, setSize)
       }),
 
     update: (key, write, expectedVersion) =>
-      Effect.gen(function*() {
-        const t = yield* now
-        const [version, size, moved] = yield* Effect.flatMap(
-          runScript("update", Scripts.update, writeKeys(key, write.principal), [
-            ...writeArgs(key, write, t),
-            String(expectedVersion)
-          ]),
-          (reply) => integers("update", reply, 3)
+      Effect.clockWith((clock) => {
+        const t = clock.unsafeCurrentTimeMillis()
+        const args = writeArgs(key, write, t)
+        args.push(String(expectedVersion))
+        return Effect.flatMap(
+          runScript("update", Scripts.update, writeKeys(key, write.principal), args),
+          (reply): Effect.Effect<number, SessionConflict | SessionStoreError> => {
+            const replies = integers(reply, 3)
+            if (replies === undefined) return Effect.fail(malformed("update", JSON.stringify(reply)))
+            const [version, size, moved] = replies
+            if (version === -1) return Effect.fail(new SessionConflict({ reason: "Missing" }))
+            if (version === -2) return Effect.fail(new SessionConflict({ reason: "VersionMismatch" }))
+            if (Option.isNone(write.principal)) return Effect.succeed(version)
+            const indexed = cluster && moved === 1
+              ? Effect.flatMap(addToIndex("update", key, write.principal.value), (setSize) =>
+                pruneWhenDue(write.principal, setSize))
+              : pruneWhenDue(write.principal, size)
+            return Effect.as(indexed, version)
+          }
         )
-        if (version === -1) return yield* new SessionConflict({ reason: "Missing" })
-        if (version === -2) return yield* new SessionConflict({ reason: "VersionMismatch" })
-        const setSize = cluster && moved === 1 && Option.isSome(write.principal)
-          ? yield* addToIndex("update", key, write.principal.value)
-          : size
-        yield* pruneWhenDue(write.principal, setSize)
-        return version
       }),
 
     touch: (key, expiresAt) =>
-      Effect.gen(function*() {
-        const t = yield* now
-        const reply = yield* runScript("touch", Scripts.touch, [recordKey(key)], [
-          String(t),
-          String(expiresAt),
-          String(Math.ceil(expiresAt - t))
-        ])
-        if (reply !== 0 && reply !== 1) return yield* malformed("touch", String(reply))
-        return reply === 1
+      Effect.clockWith((clock) => {
+        const t = clock.unsafeCurrentTimeMillis()
+        return Effect.flatMap(
+          runScript("touch", Scripts.touch, [recordKey(key)], [
+            String(t),
+            String(expiresAt),
+            String(Math.ceil(expiresAt - t))
+          ]),
+          (reply) =>
+            reply === 0 || reply === 1 ? Effect.succeed(reply === 1) : Effect.fail(malformed("touch", String(reply)))
+        )
       }),
 
     remove: (key) => Effect.asVoid(call("remove", () => commands.del(recordKey(key))))

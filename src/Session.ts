@@ -177,8 +177,15 @@ export const Tag = <Self>() =>
   const empty: A = decoded.right
   const TagBase = Context.Tag(id)<Self, SessionHandle<A>>()
   const tag = TagBase as unknown as Context.Tag<Self, internal.RequestSession<A>>
+  // one step where `Effect.flatMap(tag, f)` takes three: every accessor call
+  // of every request goes through here
   const withHandle = <B>(f: (handle: internal.RequestSession<A>) => Effect.Effect<B, SessionError>) =>
-    Effect.flatMap(tag, f)
+    Effect.withFiberRuntime<B, SessionError, Self>((fiber) => {
+      const handle = Context.getOption(fiber.currentContext, tag)
+      return handle._tag === "Some"
+        ? f(handle.value)
+        : Effect.dieMessage(`effect-session: ${id} is not provided: add ${id}.middleware() to the app, or use withSession`)
+    })
   // built once per options object, not per call (DESIGN §8)
   const configs = new WeakMap<Options, internal.Config<A>>()
   const defaultConfig = internal.makeConfig(dataSchema, empty, undefined)

@@ -56,6 +56,27 @@ export const defaultMaxSize = 64 * 1024
 export const version = 1
 
 /**
+ * The codec with its synchronous cores, which the session lifecycle calls
+ * directly (no effect per call on the hot path).
+ *
+ * @internal
+ */
+export interface SessionCodecImpl<A> extends SessionCodec<A> {
+  readonly encodeEither: (envelope: Envelope<A>) => Either.Either<Uint8Array, SessionEncodeError | SessionTooLarge>
+  readonly decodeEither: (bytes: Uint8Array) => Either.Either<Envelope<A>, SessionDecodeError>
+  readonly fingerprintEither: (data: A) => Either.Either<string, SessionEncodeError>
+  /**
+   * Whether writing `data` would store exactly the data `loaded` was decoded
+   * from. Compares with the stored text itself when it has this codec's
+   * layout (no re-encoding of what was loaded), with the encoding of
+   * `loaded` otherwise.
+   */
+  readonly unchanged: (data: A, loaded: A) => Either.Either<boolean, SessionEncodeError>
+}
+
+const prefix = `{"v":${version},"data":`
+
+/**
  * Builds a codec for a session schema. Build it once (per middleware), not
  * per request: the schema's parsers are compiled here.
  *
@@ -65,16 +86,15 @@ export const version = 1
 export const make = <A, I>(
   schema: Schema.Schema<A, I, never>,
   options?: { readonly maxSize?: number | undefined }
-): SessionCodec<A> => {
+): SessionCodec<A> => makeImpl(schema, options)
+
+/** @internal */
+export const makeImpl = <A, I>(
+  schema: Schema.Schema<A, I, never>,
+  options?: { readonly maxSize?: number | undefined }
+): SessionCodecImpl<A> => {
   const maxSize = options?.maxSize ?? defaultMaxSize
-  const envelopeSchema = Schema.Struct({
-    v: Schema.Literal(version),
-    data: schema,
-    createdAt: Schema.Number,
-    absoluteExpiresAt: Schema.Number,
-    principal: Schema.OptionFromNullOr(Schema.String)
-  })
-  const decodeEnvelope = Schema.decodeUnknownEither(envelopeSchema)
+  const decodeData = Schema.decodeUnknownEither(schema)
   const encodeData = Schema.encodeEither(schema)
   const textEncoder = new TextEncoder()
   const textDecoder = new TextDecoder("utf-8", { fatal: true })
@@ -95,39 +115,89 @@ export const make = <A, I>(
     if (cacheable) jsonCache.set(data, json)
     return Either.right(json)
   }
+  // The stored text of the data of decoded sessions, when the envelope was
+  // laid out by `encode`; used only to tell whether a save changes anything.
+  const storedJson = new WeakMap<object, string>()
+
+  const suffix = (createdAt: number, absoluteExpiresAt: number, principal: Option.Option<string>) =>
+    `,"createdAt":${JSON.stringify(createdAt)},"absoluteExpiresAt":${JSON.stringify(absoluteExpiresAt)},` +
+    `"principal":${Option.isSome(principal) ? JSON.stringify(principal.value) : "null"}}`
+
+  const decodeFailure = (cause: unknown) => Either.left(new SessionDecodeError({ cause }))
+
+  const decodeEither = (bytes: Uint8Array): Either.Either<Envelope<A>, SessionDecodeError> => {
+    let text: string
+    let json: unknown
+    try {
+      text = textDecoder.decode(bytes)
+      json = JSON.parse(text)
+    } catch (cause) {
+      return decodeFailure(cause)
+    }
+    // the envelope's fields are checked by hand (a few typeofs), the data by
+    // the session's schema
+    if (typeof json !== "object" || json === null || Array.isArray(json)) {
+      return decodeFailure(new Error("a session envelope must be a JSON object"))
+    }
+    const fields = json as Record<string, unknown>
+    if (fields.v !== version) {
+      return decodeFailure(new Error(`unsupported envelope version ${JSON.stringify(fields.v)} (this release reads ${version})`))
+    }
+    const { absoluteExpiresAt, createdAt, principal } = fields
+    if (typeof createdAt !== "number" || typeof absoluteExpiresAt !== "number") {
+      return decodeFailure(new Error("createdAt and absoluteExpiresAt must be numbers"))
+    }
+    if (principal !== null && typeof principal !== "string") {
+      return decodeFailure(new Error("principal must be a string or null"))
+    }
+    if (!("data" in fields)) return decodeFailure(new Error("the envelope has no data"))
+    const data = decodeData(fields.data)
+    if (Either.isLeft(data)) return decodeFailure(ParseResult.TreeFormatter.formatErrorSync(data.left))
+    const envelope: Envelope<A> = {
+      data: data.right,
+      createdAt,
+      absoluteExpiresAt,
+      principal: principal === null ? Option.none() : Option.some(principal)
+    }
+    const decoded = data.right
+    if (typeof decoded === "object" && decoded !== null && text.startsWith(prefix)) {
+      const end = suffix(createdAt, absoluteExpiresAt, envelope.principal)
+      if (text.endsWith(end) && text.length > prefix.length + end.length) {
+        storedJson.set(decoded, text.slice(prefix.length, text.length - end.length))
+      }
+    }
+    return Either.right(envelope)
+  }
+
+  // the envelope is assembled around the data's JSON, in the layout `decode`
+  // recognises
+  const encodeEither = (envelope: Envelope<A>): Either.Either<Uint8Array, SessionEncodeError | SessionTooLarge> => {
+    const data = dataJson(envelope.data)
+    if (Either.isLeft(data)) return Either.left(data.left)
+    const bytes = textEncoder.encode(
+      prefix + data.right + suffix(envelope.createdAt, envelope.absoluteExpiresAt, envelope.principal)
+    )
+    return bytes.length > maxSize
+      ? Either.left(new SessionTooLarge({ size: bytes.length, limit: maxSize }))
+      : Either.right(bytes)
+  }
+
+  const unchanged = (data: A, loaded: A): Either.Either<boolean, SessionEncodeError> => {
+    if (data === loaded) return Either.right(true)
+    const json = dataJson(data)
+    if (Either.isLeft(json)) return Either.left(json.left)
+    const stored = typeof loaded === "object" && loaded !== null ? storedJson.get(loaded) : undefined
+    if (stored !== undefined) return Either.right(json.right === stored)
+    return Either.map(dataJson(loaded), (loadedJson) => json.right === loadedJson)
+  }
 
   return {
-    // the envelope is assembled around the data's JSON, in the field order of
-    // `envelopeSchema`, which `decode` checks
-    encode: (envelope) =>
-      Effect.suspend((): Effect.Effect<Uint8Array, SessionEncodeError | SessionTooLarge> => {
-        const data = dataJson(envelope.data)
-        if (Either.isLeft(data)) return Effect.fail(data.left)
-        const principal = Option.isSome(envelope.principal) ? JSON.stringify(envelope.principal.value) : "null"
-        const bytes = textEncoder.encode(
-          `{"v":${version},"data":${data.right},"createdAt":${JSON.stringify(envelope.createdAt)},` +
-            `"absoluteExpiresAt":${JSON.stringify(envelope.absoluteExpiresAt)},"principal":${principal}}`
-        )
-        return bytes.length > maxSize
-          ? Effect.fail(new SessionTooLarge({ size: bytes.length, limit: maxSize }))
-          : Effect.succeed(bytes)
-      }),
-    // synchronous all the way: one effect per decode on the hot path of every read
-    decode: (bytes) =>
-      Effect.suspend(() => {
-        let json: unknown
-        try {
-          json = JSON.parse(textDecoder.decode(bytes))
-        } catch (cause) {
-          return Effect.fail(new SessionDecodeError({ cause }))
-        }
-        const decoded = decodeEnvelope(json)
-        if (Either.isLeft(decoded)) {
-          return Effect.fail(new SessionDecodeError({ cause: ParseResult.TreeFormatter.formatErrorSync(decoded.left) }))
-        }
-        const { v: _, ...envelope } = decoded.right
-        return Effect.succeed(envelope)
-      }),
-    fingerprint: (data) => Effect.suspend(() => dataJson(data))
+    encode: (envelope) => Effect.suspend(() => encodeEither(envelope)),
+    decode: (bytes) => Effect.suspend(() => decodeEither(bytes)),
+    fingerprint: (data) => Effect.suspend(() => dataJson(data)),
+    encodeEither,
+    decodeEither,
+    fingerprintEither: dataJson,
+    unchanged
   }
 }

@@ -107,22 +107,24 @@ export class SessionIndex extends Context.Tag("effect-session/SessionIndex")<
  * @category constructors
  */
 export const make = (name: string, operations: SessionStoreOperations): SessionStore["Type"] => {
-  // no stack trace per span: it would cost an Error per store call, and the
-  // caller's own span already locates the request
-  const attributes = (key: StorageKey) => ({
-    captureStackTrace: false,
-    attributes: { "effect-session.store": name, "effect-session.key": key.slice(0, 8) }
-  })
+  // No stack trace per span: it would cost an Error per store call, and the
+  // caller's own span already locates the request. The span is not made the
+  // parent of the operation's effects (`useSpan`, not `withSpan`): an
+  // operation is one round trip with nothing inside to trace, and providing
+  // the span as a service would copy the request's context on every call.
+  const traced = <A, E>(span: string, key: StorageKey, operation: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.useSpan(span, {
+      captureStackTrace: false,
+      attributes: { "effect-session.store": name, "effect-session.key": key.slice(0, 8) }
+    }, () => operation)
   return {
     name,
-    load: (key) => Effect.withSpan(operations.load(key), "effect-session.load", attributes(key)),
-    insert: (key, write) =>
-      Effect.withSpan(operations.insert(key, write), "effect-session.insert", attributes(key)),
+    load: (key) => traced("effect-session.load", key, operations.load(key)),
+    insert: (key, write) => traced("effect-session.insert", key, operations.insert(key, write)),
     update: (key, write, expectedVersion) =>
-      Effect.withSpan(operations.update(key, write, expectedVersion), "effect-session.update", attributes(key)),
-    touch: (key, expiresAt) =>
-      Effect.withSpan(operations.touch(key, expiresAt), "effect-session.touch", attributes(key)),
-    remove: (key) => Effect.withSpan(operations.remove(key), "effect-session.remove", attributes(key))
+      traced("effect-session.update", key, operations.update(key, write, expectedVersion)),
+    touch: (key, expiresAt) => traced("effect-session.touch", key, operations.touch(key, expiresAt)),
+    remove: (key) => traced("effect-session.remove", key, operations.remove(key))
   }
 }
 

@@ -506,7 +506,8 @@ describe("cookie attributes", () => {
         lines.push(res.setCookies[0])
       }
       collect(yield* browser.get("/incr")) // insert
-      collect(yield* browser.get("/incr")) // update
+      yield* TestClock.adjust("2 minutes")
+      collect(yield* browser.get("/incr")) // update that moves the deadline
       yield* TestClock.adjust("2 minutes")
       collect(yield* browser.get("/show")) // touch
       collect(yield* browser.get("/regenerate")) // new id
@@ -534,8 +535,11 @@ describe("cookie attributes", () => {
       // 75 minutes in, a read past touchAfter: the idle deadline would be 135, the absolute one is 120
       expect(maxAge(yield* browser.get("/show"))).toBe(String(45 * 60))
       yield* TestClock.adjust("15 minutes")
-      // 90 minutes in: a write, 30 minutes left before the absolute deadline
-      expect(maxAge(yield* browser.get("/incr"))).toBe(String(30 * 60))
+      // 90 minutes in: a write; the deadline is already the absolute one and
+      // cannot move, so the browser's cookie (which says the same) is left alone
+      const write = yield* browser.get("/incr")
+      expect(write.status).toBe(200)
+      expect(write.setCookies).toEqual([])
       yield* TestClock.adjust("29 minutes")
       const cookie = `session=${browser.jar.get("session")}`
       const late = yield* browser.get("/show", { cookie })
@@ -544,6 +548,29 @@ describe("cookie attributes", () => {
       expect(late.setCookies).toEqual([])
       yield* TestClock.adjust("1 minute")
       expect(json(yield* browser.get("/show", { cookie }))).toEqual({ visits: 0, principal: null })
+    }).pipe(Effect.provide(env(timed)))
+  })
+
+  it.effect("a write within touchAfter of the last deadline move keeps the deadline and sends no cookie; past it, both move together", () => {
+    const timed = app({ idleTimeout: "1 hour", touchAfter: "10 minutes" })
+    return Effect.gen(function*() {
+      const store = yield* SessionStore
+      const browser = yield* makeBrowser
+      const first = yield* browser.get("/incr")
+      expect(parseSetCookie(first.setCookies[0]).attributes["max-age"]).toBe("3600")
+      const key = SessionId.storageKey(Option.getOrThrow(SessionId.parse(browser.jar.get("session"))))
+      const deadline = () => Effect.map(store.load(key), (record) => Option.getOrThrow(record).expiresAt)
+      const initial = yield* deadline()
+      yield* TestClock.adjust("9 minutes")
+      const within = yield* browser.get("/incr")
+      // written (the data changed) but the deadline stays where the browser's cookie says it is
+      expect(within.setCookies).toEqual([])
+      expect(yield* deadline()).toBe(initial)
+      yield* TestClock.adjust("2 minutes")
+      const past = yield* browser.get("/incr")
+      expect(parseSetCookie(past.setCookies[0]).attributes["max-age"]).toBe("3600")
+      expect(yield* deadline()).toBe(initial + 11 * 60 * 1000)
+      expect(json(yield* browser.get("/show"))).toEqual({ visits: 3, principal: null })
     }).pipe(Effect.provide(env(timed)))
   })
 
@@ -911,6 +938,19 @@ describe("interruption", () => {
         })
       ),
       HttpRouter.get(
+        "/timeout-while-another-waits",
+        Effect.gen(function*() {
+          // the first fiber starts the load and is interrupted 5 ms into it;
+          // the second arrived meanwhile and waits for that load: it must
+          // not wait forever, but load for itself
+          const [quick, waiter] = yield* Effect.all([
+            Effect.timeoutOption(LifeSession.get("username"), "5 millis"),
+            Effect.zipRight(Effect.sleep("1 millis"), LifeSession.get("username"))
+          ], { concurrency: 2 })
+          return HttpServerResponse.text(`${Option.isSome(quick) ? "quick" : "timed out"}:${waiter ?? "anonymous"}`)
+        })
+      ),
+      HttpRouter.get(
         "/timeout-then-write",
         Effect.gen(function*() {
           yield* Effect.timeoutOption(LifeSession.get("username"), "5 millis")
@@ -926,6 +966,9 @@ describe("interruption", () => {
       const read = yield* browser.get("/timeout-then-read")
       expect(read.status).toBe(200)
       expect(read.body).toBe("timed out:alice")
+      const waited = yield* browser.get("/timeout-while-another-waits")
+      expect(waited.status).toBe(200)
+      expect(waited.body).toBe("timed out:alice")
       const write = yield* browser.get("/timeout-then-write")
       expect(write.status).toBe(200)
       expect(write.body).toBe("written")

@@ -1,7 +1,8 @@
 import type { HttpApp } from "@effect/platform"
 import { Cookies, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Context, Deferred, Duration, Effect, Exit, Option, Random } from "effect"
-import type { Envelope, SessionCodec } from "../SessionCodec.js"
+import type { Fiber } from "effect"
+import { Context, Deferred, Duration, Effect, Either, Exit, FiberRef, Option, Random } from "effect"
+import type { Envelope, SessionCodecImpl } from "../SessionCodec.js"
 import * as Codec from "../SessionCodec.js"
 import type { SessionError } from "../SessionError.js"
 import type { SessionId, StorageKey } from "../SessionId.js"
@@ -24,7 +25,7 @@ export type Op<A> =
  * @internal
  */
 export interface Config<A> {
-  readonly codec: SessionCodec<A>
+  readonly codec: SessionCodecImpl<A>
   readonly empty: A
   readonly emptyFingerprint: string
   readonly storageKey: (id: SessionId) => StorageKey
@@ -80,8 +81,8 @@ export const makeConfig = <A, I>(
   const touchAfterMillis = options?.touchAfter !== undefined
     ? Duration.toMillis(options.touchAfter)
     : Math.min(idleMillis / 10, hour)
-  const codec = Codec.make(schema, { maxSize: options?.maxSize })
-  const emptyFingerprint = Effect.runSync(codec.fingerprint(empty))
+  const codec = Codec.makeImpl(schema, { maxSize: options?.maxSize })
+  const emptyFingerprint = Either.getOrThrow(codec.fingerprintEither(empty))
   return {
     codec,
     empty,
@@ -111,8 +112,6 @@ export type CookieAction =
   | { readonly _tag: "Expire" }
 
 const noCookie: CookieAction = { _tag: "None" }
-
-const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
 const applyOps = <A>(config: Config<A>, base: A, ops: ReadonlyArray<Op<A>>): A => {
   let data: Record<PropertyKey, unknown> = { ...(base as Record<PropertyKey, unknown>) }
@@ -161,6 +160,10 @@ export interface SessionHandle<A> {
  * The session of one request: lazy, records writes as operations so they can
  * be replayed over newer data when a concurrent request saved first.
  *
+ * Every request runs through here, so the common paths are written to cost
+ * few effects: an access to a loaded session is one step, a read-only
+ * request's commit one clock read.
+ *
  * @internal
  */
 export class RequestSession<A> implements SessionHandle<A> {
@@ -187,8 +190,8 @@ export class RequestSession<A> implements SessionHandle<A> {
   newId: SessionId | undefined
 
   private loadDone = false
-  /** A load is running; fibers arriving meanwhile wait for `loadSettled`. */
-  private loading = false
+  /** The fiber running the load, while one runs; others wait for it. */
+  private loader: Fiber.RuntimeFiber<unknown, unknown> | undefined
   private loadSettled: Deferred.Deferred<void> | undefined
 
   /**
@@ -197,33 +200,54 @@ export class RequestSession<A> implements SessionHandle<A> {
    * the next access rather than remembered.
    */
   get ensureLoaded(): Effect.Effect<void, SessionError> {
-    return Effect.suspend(() => {
-      this.used = true
-      if (this.loadDone) return Effect.void
-      if (this.loading) {
-        // rare: another fiber of this request is loading; wait, then look again
-        return Effect.flatMap(this.waitForLoad, () => this.ensureLoaded)
+    return this.access(constVoid)
+  }
+
+  /** `f` on the loaded session, as one effect. */
+  private access<B>(f: () => B): Effect.Effect<B, SessionError> {
+    return Effect.withFiberRuntime<B, SessionError>((fiber) => this.loadThen(f, fiber))
+  }
+
+  /**
+   * `f` once the session is loaded: synchronously when it already is. The
+   * load's bookkeeping is done by its success and failure handlers, not by
+   * a finalizer (which would cost every request several steps); a load whose
+   * fiber was interrupted is recognised by the next access, which loads again.
+   */
+  private loadThen<B>(f: () => B, fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<B, SessionError> {
+    this.used = true
+    if (this.loadDone) return Effect.succeed(f())
+    const loader = this.loader
+    if (loader !== undefined && loader !== fiber && loader.unsafePoll() === null) {
+      // rare: another fiber of this request is loading; wait for it (or for
+      // its end, if it is interrupted), then look again
+      this.loadSettled ??= Deferred.unsafeMake(fiber.id())
+      return Effect.zipRight(
+        Effect.raceFirst(Deferred.await(this.loadSettled), loader.await),
+        Effect.withFiberRuntime<B, SessionError>((fiber) => this.loadThen(f, fiber))
+      )
+    }
+    // no load running, or its fiber was interrupted during it (even this one,
+    // now running a finalizer): load
+    this.loader = fiber
+    return Effect.matchCauseEffect(this.load, {
+      onFailure: (cause) => {
+        this.settle(false)
+        return Effect.failCause(cause)
+      },
+      onSuccess: () => {
+        this.settle(true)
+        return Effect.succeed(f())
       }
-      this.loading = true
-      return Effect.onExit(this.load, (exit) => {
-        this.loading = false
-        if (Exit.isSuccess(exit)) this.loadDone = true
-        const settled = this.loadSettled
-        this.loadSettled = undefined
-        return settled === undefined ? Effect.void : Deferred.done(settled, Exit.void)
-      })
     })
   }
 
-  private get waitForLoad(): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      if (!this.loading) return Effect.void
-      if (this.loadSettled !== undefined) return Deferred.await(this.loadSettled)
-      return Effect.flatMap(Deferred.make<void>(), (deferred) => {
-        this.loadSettled ??= deferred
-        return Deferred.await(this.loadSettled)
-      })
-    })
+  private settle(loaded: boolean): void {
+    this.loader = undefined
+    if (loaded) this.loadDone = true
+    const settled = this.loadSettled
+    this.loadSettled = undefined
+    if (settled !== undefined) Deferred.unsafeDone(settled, Exit.void)
   }
 
   private get load(): Effect.Effect<void, SessionError> {
@@ -247,11 +271,11 @@ export class RequestSession<A> implements SessionHandle<A> {
   }
 
   get<K extends keyof A>(key: K): Effect.Effect<A[K], SessionError> {
-    return Effect.map(this.ensureLoaded, () => this.data[key])
+    return this.access(() => this.data[key])
   }
 
   get getAll(): Effect.Effect<A, SessionError> {
-    return Effect.map(this.ensureLoaded, () => this.data)
+    return this.access(() => this.data)
   }
 
   set<K extends keyof A>(key: K, value: A[K]): Effect.Effect<void, SessionError> {
@@ -267,32 +291,29 @@ export class RequestSession<A> implements SessionHandle<A> {
   }
 
   get clear(): Effect.Effect<void, SessionError> {
-    return Effect.suspend(() => this.record({ _tag: "Clear" }))
+    return this.record({ _tag: "Clear" })
   }
 
   get principal(): Effect.Effect<Option.Option<string>, SessionError> {
-    return Effect.map(
-      this.ensureLoaded,
-      () => this.principal_
-    )
+    return this.access(() => this.principal_)
   }
 
   record(op: Op<A>): Effect.Effect<void, SessionError> {
-    return Effect.map(this.ensureLoaded, () => {
+    return this.access(() => {
       this.ops.push(op)
       this.data = applyOps(this.config, this.data, [op])
     })
   }
 
   get regenerate(): Effect.Effect<void, SessionError> {
-    return Effect.map(this.ensureLoaded, () => {
+    return this.access(() => {
       this.renew = true
       this.newId = undefined
     })
   }
 
   get invalidate(): Effect.Effect<void, SessionError> {
-    return Effect.map(this.ensureLoaded, () => {
+    return this.access(() => {
       this.renew = true
       this.invalidated = true
       this.newId = undefined
@@ -303,18 +324,20 @@ export class RequestSession<A> implements SessionHandle<A> {
   }
 
   login(principal: string): Effect.Effect<void, SessionError> {
-    return Effect.map(this.regenerate, () => {
+    return this.access(() => {
+      this.renew = true
+      this.newId = undefined
       this.principal_ = Option.some(principal)
     })
   }
 
   get id(): Effect.Effect<SessionId, SessionError> {
-    return Effect.flatMap(this.ensureLoaded, () => {
+    return this.access(() => {
       if (!this.renew && Option.isSome(this.loaded) && Option.isSome(this.clientId)) {
-        return Effect.succeed(this.clientId.value)
+        return this.clientId.value
       }
       if (this.newId === undefined) this.newId = Id.unsafeGenerate()
-      return Effect.succeed(this.newId)
+      return this.newId
     })
   }
 
@@ -322,12 +345,21 @@ export class RequestSession<A> implements SessionHandle<A> {
    * Saves what the request did. Returns what the response's cookie must do.
    */
   get commit(): Effect.Effect<CookieAction, SessionError> {
-    return Effect.suspend(() => {
-      if (!this.used) return Effect.succeed(noCookie)
-      return Effect.flatMap(this.ensureLoaded, () => Effect.flatMap(now, (t) => {
-        this.committedAt = t
-        return this.save(t)
-      }))
+    return Effect.suspend(() => this.commitNow())
+  }
+
+  /** `commit`, decided when called (the middleware calls it at run time). */
+  commitNow(): Effect.Effect<CookieAction, SessionError> {
+    if (!this.used) return Effect.succeed(noCookie)
+    if (!this.loadDone) return Effect.flatMap(this.ensureLoaded, () => this.commitLoaded)
+    return this.commitLoaded
+  }
+
+  private get commitLoaded(): Effect.Effect<CookieAction, SessionError> {
+    return Effect.clockWith((clock) => {
+      const t = clock.unsafeCurrentTimeMillis()
+      this.committedAt = t
+      return this.save(t)
     })
   }
 
@@ -335,25 +367,29 @@ export class RequestSession<A> implements SessionHandle<A> {
   committedAt = 0
 
   private save(t: number): Effect.Effect<CookieAction, SessionError> {
-    const config = this.config
-    const store = this.store
-    const hadCookie = Option.isSome(this.clientId)
     if (!this.renew && this.ops.length === 0) {
       // read only: no encoding at all
       return Option.isSome(this.loaded) ? this.touch(this.loaded.value, t) : Effect.succeed(noCookie)
     }
+    if (Option.isSome(this.loaded) && !this.renew) {
+      const loaded = this.loaded.value
+      const unchanged = this.config.codec.unchanged(this.data, loaded.envelope.data)
+      if (Either.isLeft(unchanged)) return Effect.fail(unchanged.left)
+      // (the principal changes only with a new id, below)
+      if (unchanged.right) return this.touch(loaded, t)
+      return this.updateWithReplay(loaded, t)
+    }
+    return this.saveNew(t)
+  }
+
+  /** A new session: nothing stored yet, or starting over under a new id. */
+  private saveNew(t: number): Effect.Effect<CookieAction, SessionError> {
+    const config = this.config
+    const store = this.store
+    const hadCookie = Option.isSome(this.clientId)
     return Effect.gen(this, function*() {
-      const fingerprint = yield* config.codec.fingerprint(this.data)
+      const fingerprint = yield* config.codec.fingerprintEither(this.data)
       const empty = fingerprint === config.emptyFingerprint && Option.isNone(this.principal_)
-
-      if (Option.isSome(this.loaded) && !this.renew) {
-        const loaded = this.loaded.value
-        const modified = fingerprint !== (yield* config.codec.fingerprint(loaded.envelope.data))
-        if (!modified) return yield* this.touch(loaded, t)
-        return yield* this.updateWithReplay(loaded, t)
-      }
-
-      // a new session: nothing stored yet, or starting over under a new id
       const previous = this.loaded
       let base: Pick<Envelope<A>, "createdAt" | "absoluteExpiresAt"> = {
         createdAt: t,
@@ -379,7 +415,7 @@ export class RequestSession<A> implements SessionHandle<A> {
       this.newId = id
       const envelope: Envelope<A> = { ...base, data: this.data, principal: this.principal_ }
       const expiresAt = Math.min(t + config.idleMillis, envelope.absoluteExpiresAt)
-      const bytes = yield* config.codec.encode(envelope)
+      const bytes = yield* config.codec.encodeEither(envelope)
       yield* store.insert(config.storageKey(id), { data: bytes, expiresAt, principal: envelope.principal }).pipe(
         Effect.catchTag("SessionConflict", (conflict) =>
           // 256 random bits do not collide; if a store says they did, fail loudly
@@ -390,52 +426,70 @@ export class RequestSession<A> implements SessionHandle<A> {
     })
   }
 
-  private touch(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
+  /**
+   * The idle deadline a save at `t` gives a stored session: moved only when
+   * it moves by more than `touchAfter` (so most requests write no expiry and
+   * send no cookie), never past the absolute deadline.
+   */
+  private nextExpiry(loaded: Loaded<A>, t: number): number {
     const expiresAt = Math.min(t + this.config.idleMillis, loaded.envelope.absoluteExpiresAt)
-    if (expiresAt - loaded.expiresAt <= this.config.touchAfterMillis) return Effect.succeed(noCookie)
-    return Effect.map(this.store.touch(loaded.key, expiresAt), (live): CookieAction =>
-      live && Option.isSome(this.clientId)
-        ? { _tag: "Set", id: this.clientId.value, expiresAt }
-        : noCookie)
+    return expiresAt - loaded.expiresAt > this.config.touchAfterMillis ? expiresAt : loaded.expiresAt
+  }
+
+  /** The cookie of a stored session whose deadline is `expiresAt`: sent only when it moved. */
+  private cookieFor(loaded: Loaded<A>, expiresAt: number): CookieAction {
+    return expiresAt !== loaded.expiresAt && Option.isSome(this.clientId)
+      ? { _tag: "Set", id: this.clientId.value, expiresAt }
+      : noCookie
+  }
+
+  private touch(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
+    const expiresAt = this.nextExpiry(loaded, t)
+    if (expiresAt === loaded.expiresAt) return Effect.succeed(noCookie)
+    return Effect.map(this.store.touch(loaded.key, expiresAt), (live) => live ? this.cookieFor(loaded, expiresAt) : noCookie)
   }
 
   /** Re-checks the old session with a compare-and-set before it is replaced. */
   private guardPrevious(loaded: Loaded<A>, retries = 0): Effect.Effect<"Live" | "Gone", SessionError> {
-    return Effect.flatMap(this.config.codec.encode(loaded.envelope), (bytes) =>
-      this.store.update(loaded.key, { data: bytes, expiresAt: loaded.expiresAt, principal: loaded.envelope.principal }, loaded.version).pipe(
-        Effect.as("Live" as const),
-        Effect.catchTag("SessionConflict", (conflict) => {
-          if (conflict.reason !== "VersionMismatch") return Effect.succeed("Gone" as const)
-          if (retries >= this.config.maxConflictRetries) return Effect.fail(conflict)
-          // changed meanwhile: replay this request's writes over the newer data
-          const reload = Effect.zipRight(backoff(retries), loadLive(this.config, this.store, loaded.key))
-          return Effect.flatMap(reload, (fresh) => {
-            if (Option.isNone(fresh)) return Effect.succeed("Gone" as const)
-            this.data = applyOps(this.config, fresh.value.envelope.data, this.ops)
-            this.loaded = fresh
-            return this.guardPrevious(fresh.value, retries + 1)
-          })
+    const bytes = this.config.codec.encodeEither(loaded.envelope)
+    if (Either.isLeft(bytes)) return Effect.fail(bytes.left)
+    const write = { data: bytes.right, expiresAt: loaded.expiresAt, principal: loaded.envelope.principal }
+    return this.store.update(loaded.key, write, loaded.version).pipe(
+      Effect.as("Live" as const),
+      Effect.catchTag("SessionConflict", (conflict) => {
+        if (conflict.reason !== "VersionMismatch") return Effect.succeed("Gone" as const)
+        if (retries >= this.config.maxConflictRetries) return Effect.fail(conflict)
+        // changed meanwhile: replay this request's writes over the newer data
+        const reload = Effect.zipRight(backoff(retries), loadLive(this.config, this.store, loaded.key))
+        return Effect.flatMap(reload, (fresh) => {
+          if (Option.isNone(fresh)) return Effect.succeed("Gone" as const)
+          this.data = applyOps(this.config, fresh.value.envelope.data, this.ops)
+          this.loaded = fresh
+          return this.guardPrevious(fresh.value, retries + 1)
         })
-      ))
+      })
+    )
   }
 
   private updateWithReplay(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
     const config = this.config
-    const clientId = (this.clientId as Option.Some<SessionId>).value
     const write = (current: Loaded<A>, data: A): Effect.Effect<CookieAction, SessionError> => {
       const envelope: Envelope<A> = { ...current.envelope, data, principal: this.principal_ }
-      const expiresAt = Math.min(t + config.idleMillis, envelope.absoluteExpiresAt)
-      return Effect.flatMap(config.codec.fingerprint(data), (fingerprint) => {
-        // emptied: the compare-and-set first, so that a concurrent writer's
-        // data is replayed into this request instead of deleted with it
-        const empty = fingerprint === config.emptyFingerprint && Option.isNone(this.principal_)
-        const written: Effect.Effect<CookieAction, SessionError> = empty
-          ? Effect.as(this.store.remove(current.key), { _tag: "Expire" } as const)
-          : Effect.succeed({ _tag: "Set", id: clientId, expiresAt } as const)
-        return Effect.flatMap(config.codec.encode(envelope), (bytes) =>
-          this.store.update(current.key, { data: bytes, expiresAt, principal: envelope.principal }, current.version)
-        ).pipe(Effect.zipRight(written))
-      })
+      const fingerprint = config.codec.fingerprintEither(data)
+      if (Either.isLeft(fingerprint)) return Effect.fail(fingerprint.left)
+      const bytes = config.codec.encodeEither(envelope)
+      if (Either.isLeft(bytes)) return Effect.fail(bytes.left)
+      const expiresAt = this.nextExpiry(current, t)
+      const update = this.store.update(
+        current.key,
+        { data: bytes.right, expiresAt, principal: envelope.principal },
+        current.version
+      )
+      // emptied: the compare-and-set first, so that a concurrent writer's
+      // data is replayed into this request instead of deleted with it
+      return fingerprint.right === config.emptyFingerprint && Option.isNone(this.principal_)
+        ? Effect.zipRight(update, Effect.as(this.store.remove(current.key), expired))
+        : Effect.as(update, this.cookieFor(current, expiresAt))
     }
     const attempt = (current: Loaded<A>, data: A, retries: number): Effect.Effect<CookieAction, SessionError> =>
       Effect.catchTag(write(current, data), "SessionConflict", (conflict) => {
@@ -455,6 +509,10 @@ export class RequestSession<A> implements SessionHandle<A> {
   }
 }
 
+const constVoid = (): void => undefined
+
+const expired: CookieAction = { _tag: "Expire" }
+
 const dropped: Effect.Effect<CookieAction> = Effect.as(
   Effect.logDebug("effect-session: the session was removed during the request; its writes are dropped"),
   noCookie
@@ -473,25 +531,28 @@ const loadLive = <A>(
   Effect.flatMap(store.load(key), (record) =>
     Option.isNone(record)
       ? Effect.succeedNone
-      : Effect.flatMap(now, (t) => decodeRecord(config, key, record.value, t)))
+      : Effect.clockWith((clock) => decodeRecord(config, key, record.value, clock.unsafeCurrentTimeMillis())))
 
 const decodeRecord = <A>(
   config: Config<A>,
   key: StorageKey,
   record: SessionRecord,
   t: number
-): Effect.Effect<Option.Option<Loaded<A>>, SessionError> =>
-  config.codec.decode(record.data).pipe(
-    Effect.flatMap((envelope) => {
-      if (envelope.absoluteExpiresAt <= t || record.expiresAt <= t) return Effect.succeedNone
-      return Effect.succeedSome({ key, version: record.version, expiresAt: record.expiresAt, envelope })
-    }),
-    Effect.catchTag("SessionDecodeError", (error) =>
-      Effect.as(
-        Effect.logWarning(`effect-session: stored session ${Id.logPrefix(key)}… is undecodable; starting a new one`, error.message),
-        Option.none()
-      ))
-  )
+): Effect.Effect<Option.Option<Loaded<A>>> => {
+  const decoded = config.codec.decodeEither(record.data)
+  if (Either.isLeft(decoded)) {
+    return Effect.as(
+      Effect.logWarning(
+        `effect-session: stored session ${Id.logPrefix(key)}… is undecodable; starting a new one`,
+        decoded.left.message
+      ),
+      Option.none()
+    )
+  }
+  const envelope = decoded.right
+  if (envelope.absoluteExpiresAt <= t || record.expiresAt <= t) return Effect.succeedNone
+  return Effect.succeedSome({ key, version: record.version, expiresAt: record.expiresAt, envelope })
+}
 
 /** @internal */
 export const applyCookie = <A>(
@@ -520,29 +581,49 @@ export const addVary = (response: HttpServerResponse.HttpServerResponse): HttpSe
   return HttpServerResponse.setHeader(response, "vary", `${vary}, Cookie`)
 }
 
+/**
+ * What the middleware does once the app answered with the session used:
+ * `Vary: Cookie`, then the commit and its cookie. A failed app skips this:
+ * like a transaction, a failed request saves nothing.
+ */
+const finish = <A>(
+  config: Config<A>,
+  session: RequestSession<A>,
+  appResponse: HttpServerResponse.HttpServerResponse
+): Effect.Effect<HttpServerResponse.HttpServerResponse, SessionError> => {
+  const response = addVary(appResponse)
+  if (response.status >= 500) return Effect.succeed(response)
+  return Effect.map(session.commitNow(), (action) => applyCookie(config, response, action, session.committedAt))
+}
+
 /** @internal */
 export const middleware = <Self, A>(
   tag: Context.Tag<Self, RequestSession<A>>,
   config: Config<A>
 ) =>
 <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E | SessionError, Exclude<R, Self> | SessionStore> =>
-  Effect.contextWithEffect(
-    (context: Context.Context<HttpServerRequest.HttpServerRequest | SessionStore>) => {
-      const request = Context.unsafeGet(context, HttpServerRequest.HttpServerRequest)
-      const session = new RequestSession(
-        config,
-        Context.unsafeGet(context, SessionStore),
-        () => Id.parse(request.cookies[config.cookieName])
-      )
-      // a failed app skips this: like a transaction, a failed request saves nothing
-      return Effect.flatMap(Effect.provideService(app, tag, session), (appResponse) => {
-        if (!session.used) return Effect.succeed(appResponse)
-        const response = addVary(appResponse)
-        if (response.status >= 500) return Effect.succeed(response)
-        return Effect.flatMap(session.commit, (action) =>
-          action._tag === "None"
-            ? Effect.succeed(response)
-            : Effect.succeed(applyCookie(config, response, action, session.committedAt)))
+  Effect.withFiberRuntime<HttpServerResponse.HttpServerResponse, E | SessionError, R | HttpServerRequest.HttpServerRequest>((fiber) => {
+    const context = fiber.currentContext as Context.Context<HttpServerRequest.HttpServerRequest | SessionStore>
+    const request = Context.unsafeGet(context, HttpServerRequest.HttpServerRequest)
+    const session = new RequestSession(
+      config,
+      Context.unsafeGet(context, SessionStore),
+      () => Id.parse(request.cookies[config.cookieName])
+    )
+    // The app runs with the session added to the request's context. This is
+    // `provideService` in a few steps instead of about twenty (its
+    // acquire/use/release exists to restore the context on interruption):
+    // here the context is restored when the app succeeds or fails, and an
+    // interrupted request's fiber keeps the session in its context while it
+    // unwinds, which nothing outside the middleware can name.
+    return Effect.zipRight(
+      FiberRef.set(FiberRef.currentContext, Context.add(context, tag, session)),
+      Effect.matchCauseEffect(app, {
+        onFailure: (cause) => Effect.zipRight(FiberRef.set(FiberRef.currentContext, context), Effect.failCause(cause)),
+        onSuccess: (appResponse) =>
+          session.used
+            ? Effect.zipRight(FiberRef.set(FiberRef.currentContext, context), finish(config, session, appResponse))
+            : FiberRef.modify(FiberRef.currentContext, () => [appResponse, context])
       })
-    }
-  ) as any
+    )
+  }) as any
