@@ -66,12 +66,12 @@ export interface SessionCodecImpl<A> extends SessionCodec<A> {
   readonly decodeEither: (bytes: Uint8Array) => Either.Either<Envelope<A>, SessionDecodeError>
   readonly fingerprintEither: (data: A) => Either.Either<string, SessionEncodeError>
   /**
-   * Whether writing `data` would store exactly the data `loaded` was decoded
-   * from. Compares with the stored text itself when it has this codec's
-   * layout (no re-encoding of what was loaded), with the encoding of
-   * `loaded` otherwise.
+   * Whether writing `data` would store exactly the data of `loaded`, which
+   * was decoded from `stored`. Compares with the stored text itself when it
+   * has this codec's layout (no re-encoding of what was loaded), with the
+   * encoding of `loaded` otherwise.
    */
-  readonly unchanged: (data: A, loaded: A) => Either.Either<boolean, SessionEncodeError>
+  readonly unchanged: (data: A, loaded: Envelope<A>, stored: Uint8Array) => Either.Either<boolean, SessionEncodeError>
 }
 
 const prefix = `{"v":${version},"data":`
@@ -115,10 +115,6 @@ export const makeImpl = <A, I>(
     if (cacheable) jsonCache.set(data, json)
     return Either.right(json)
   }
-  // The stored text of the data of decoded sessions, when the envelope was
-  // laid out by `encode`; used only to tell whether a save changes anything.
-  const storedJson = new WeakMap<object, string>()
-
   const suffix = (createdAt: number, absoluteExpiresAt: number, principal: Option.Option<string>) =>
     `,"createdAt":${JSON.stringify(createdAt)},"absoluteExpiresAt":${JSON.stringify(absoluteExpiresAt)},` +
     `"principal":${Option.isSome(principal) ? JSON.stringify(principal.value) : "null"}}`
@@ -159,13 +155,6 @@ export const makeImpl = <A, I>(
       absoluteExpiresAt,
       principal: principal === null ? Option.none() : Option.some(principal)
     }
-    const decoded = data.right
-    if (typeof decoded === "object" && decoded !== null && text.startsWith(prefix)) {
-      const end = suffix(createdAt, absoluteExpiresAt, envelope.principal)
-      if (text.endsWith(end) && text.length > prefix.length + end.length) {
-        storedJson.set(decoded, text.slice(prefix.length, text.length - end.length))
-      }
-    }
     return Either.right(envelope)
   }
 
@@ -182,13 +171,21 @@ export const makeImpl = <A, I>(
       : Either.right(bytes)
   }
 
-  const unchanged = (data: A, loaded: A): Either.Either<boolean, SessionEncodeError> => {
-    if (data === loaded) return Either.right(true)
+  // Only saves get here, so reads never pay for it. The stored text, when
+  // `encode` laid it out, is the data's JSON between a known prefix and the
+  // suffix the other fields give; equal to the new data's JSON means the
+  // write would store the same bytes.
+  const unchanged = (data: A, loaded: Envelope<A>, stored: Uint8Array): Either.Either<boolean, SessionEncodeError> => {
+    if (data === loaded.data) return Either.right(true)
     const json = dataJson(data)
     if (Either.isLeft(json)) return Either.left(json.left)
-    const stored = typeof loaded === "object" && loaded !== null ? storedJson.get(loaded) : undefined
-    if (stored !== undefined) return Either.right(json.right === stored)
-    return Either.map(dataJson(loaded), (loadedJson) => json.right === loadedJson)
+    const text = textDecoder.decode(stored)
+    const end = suffix(loaded.createdAt, loaded.absoluteExpiresAt, loaded.principal)
+    if (text.startsWith(prefix) && text.endsWith(end) && text.length === prefix.length + json.right.length + end.length) {
+      return Either.right(text.slice(prefix.length, text.length - end.length) === json.right)
+    }
+    if (text.startsWith(prefix) && text.endsWith(end)) return Either.right(false)
+    return Either.map(dataJson(loaded.data), (loadedJson) => json.right === loadedJson)
   }
 
   return {

@@ -670,6 +670,37 @@ describe("bad stored data and bad writes", () => {
     })
   }
 
+  it.effect("a write that leaves the data as stored saves nothing, whatever the layout of the stored text", () =>
+    Effect.gen(function*() {
+      const store = yield* SessionStore
+      const browser = yield* makeBrowser
+      yield* browser.get("/set-user")
+      const id = browser.jar.get("session")!
+      let calls = yield* resetCalls
+      // the same value again: the load only, no update, no cookie
+      const same = yield* browser.get("/set-user")
+      expect(same.setCookies).toEqual([])
+      expect(calls).toEqual({ load: 1 })
+      // the same data stored by another writer, spaced and reordered: equal
+      // as data though not as text, so still nothing to save
+      const key = SessionId.storageKey(id as SessionId.SessionId)
+      const record = Option.getOrThrow(yield* store.load(key))
+      const envelope = Option.getOrThrow(yield* storedData(id))
+      const spaced = new TextEncoder().encode(
+        `{ "principal": null, "absoluteExpiresAt": ${envelope.absoluteExpiresAt}, "createdAt": ${envelope.createdAt}, ` +
+          `"data": { "visits": 0, "username": "alice" }, "v": 1 }`
+      )
+      yield* store.update(key, { data: spaced, expiresAt: record.expiresAt, principal: Option.none() }, record.version)
+      calls = yield* resetCalls
+      yield* browser.get("/set-user")
+      expect(calls).toEqual({ load: 1 })
+      // and a real change over it is saved
+      calls = yield* resetCalls
+      yield* browser.get("/set-theme")
+      expect(calls).toEqual({ load: 1, update: 1 })
+      expect(Option.getOrThrow(yield* storedData(id)).data).toEqual({ username: "alice", theme: "dark", visits: 0 })
+    }).pipe(Effect.provide(env(app()))))
+
   it.effect("a value failing a schema refinement (Schema.Int = 1.5) fails the request with SessionEncodeError; nothing is stored", () => {
     const mapped = app().pipe(
       Effect.catchTag("SessionEncodeError", (e) => HttpServerResponse.text(e.message, { status: 422 }))

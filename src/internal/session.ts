@@ -103,6 +103,8 @@ interface Loaded<A> {
   readonly version: number
   readonly expiresAt: number
   readonly envelope: Envelope<A>
+  /** What the store returned, to tell whether a save changes it. */
+  readonly bytes: Uint8Array
 }
 
 /** @internal */
@@ -373,7 +375,7 @@ export class RequestSession<A> implements SessionHandle<A> {
     }
     if (Option.isSome(this.loaded) && !this.renew) {
       const loaded = this.loaded.value
-      const unchanged = this.config.codec.unchanged(this.data, loaded.envelope.data)
+      const unchanged = this.config.codec.unchanged(this.data, loaded.envelope, loaded.bytes)
       if (Either.isLeft(unchanged)) return Effect.fail(unchanged.left)
       // (the principal changes only with a new id, below)
       if (unchanged.right) return this.touch(loaded, t)
@@ -551,7 +553,7 @@ const decodeRecord = <A>(
   }
   const envelope = decoded.right
   if (envelope.absoluteExpiresAt <= t || record.expiresAt <= t) return Effect.succeedNone
-  return Effect.succeedSome({ key, version: record.version, expiresAt: record.expiresAt, envelope })
+  return Effect.succeedSome({ key, version: record.version, expiresAt: record.expiresAt, envelope, bytes: record.data })
 }
 
 /** @internal */
