@@ -134,15 +134,20 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
       ? reply as Array<number>
       : undefined
 
-  const writeArgs = (key: StorageKey, write: SessionStore.SessionWrite, t: number): Array<string | Buffer> => [
-    String(t),
-    String(write.expiresAt),
-    String(Math.ceil(write.expiresAt - t)),
-    dataArgument(write.data),
-    Option.isSome(write.principal) ? "1" : "0",
-    Option.getOrElse(write.principal, () => ""),
-    key
-  ]
+  const writeArgs = (
+    key: StorageKey,
+    write: SessionStore.SessionWrite,
+    t: number,
+    expectedVersion?: number
+  ): Array<string | Buffer> => {
+    const meta = `${t} ${write.expiresAt} ${Math.ceil(write.expiresAt - t)}`
+    const args: Array<string | Buffer> = [
+      expectedVersion === undefined ? meta : `${meta} ${expectedVersion}`,
+      dataArgument(write.data)
+    ]
+    if (Option.isSome(write.principal)) args.push(write.principal.value, key)
+    return args
+  }
 
   // On a single node the principal's set is updated by the writing script
   // itself. On a cluster the set usually lives on another slot and is
@@ -253,10 +258,8 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     update: (key, write, expectedVersion) =>
       Effect.clockWith((clock) => {
         const t = clock.unsafeCurrentTimeMillis()
-        const args = writeArgs(key, write, t)
-        args.push(String(expectedVersion))
         return Effect.flatMap(
-          runScript("update", Scripts.update, writeKeys(key, write.principal), args),
+          runScript("update", Scripts.update, writeKeys(key, write.principal), writeArgs(key, write, t, expectedVersion)),
           (reply): Effect.Effect<number, SessionConflict | SessionStoreError> => {
             const replies = integers(reply, 3)
             if (replies === undefined) return Effect.fail(malformed("update", JSON.stringify(reply)))

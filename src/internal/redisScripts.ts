@@ -16,29 +16,35 @@ const script = (lua: string): RedisScript => ({ lua, sha: createHash("sha1").upd
 // A record is a hash: v = version, e = expiresAt (epoch ms on the app's
 // clock), p = principal (absent when there is none), d = data.
 //
-// The writing scripts share one argument layout:
+// The writing scripts share one argument layout, kept short (every argument
+// costs the client a length computation and a piece of the command string on
+// every save):
 //   KEYS[1] the record, KEYS[2] (only on a single node) the principal's set
-//   ARGV[1] now, ARGV[2] expiresAt, ARGV[3] native TTL in ms (expiresAt - now),
-//   ARGV[4] data, ARGV[5] '1' when there is a principal, ARGV[6] principal,
-//   ARGV[7] the storage key (member of the principal's set),
-//   ARGV[8] expected version (update only)
+//   ARGV[1] "now expiresAt ttl" and, for update, " expectedVersion": numbers
+//           separated by spaces; ttl is the native TTL in ms (expiresAt - now)
+//   ARGV[2] data
+//   ARGV[3] the principal and ARGV[4] the storage key (the member of the
+//           principal's set): present only when the session has a principal
 //
 // "now" comes from the application's Clock: expiry is decided against it,
 // never against Redis' clock. The native TTL only collects garbage.
 const put = `
+local meta = {}
+for word in string.gmatch(ARGV[1], '%S+') do meta[#meta + 1] = word end
+local now, expiresAt, ttl = tonumber(meta[1]), meta[2], tonumber(meta[3])
 local function put(version)
   redis.call('DEL', KEYS[1])
-  if tonumber(ARGV[3]) <= 0 then return end
-  if ARGV[5] == '1' then
-    redis.call('HSET', KEYS[1], 'v', version, 'e', ARGV[2], 'p', ARGV[6], 'd', ARGV[4])
+  if ttl <= 0 then return end
+  if ARGV[3] then
+    redis.call('HSET', KEYS[1], 'v', version, 'e', expiresAt, 'p', ARGV[3], 'd', ARGV[2])
   else
-    redis.call('HSET', KEYS[1], 'v', version, 'e', ARGV[2], 'd', ARGV[4])
+    redis.call('HSET', KEYS[1], 'v', version, 'e', expiresAt, 'd', ARGV[2])
   end
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ttl)
 end
 local function index()
-  if KEYS[2] == nil then return 0 end
-  if redis.call('SADD', KEYS[2], ARGV[7]) == 0 then return 0 end
+  if KEYS[2] == nil or not ARGV[4] then return 0 end
+  if redis.call('SADD', KEYS[2], ARGV[4]) == 0 then return 0 end
   return redis.call('SCARD', KEYS[2])
 end
 `
@@ -51,7 +57,7 @@ end
  */
 export const insert: RedisScript = script(`${put}
 local e = redis.call('HGET', KEYS[1], 'e')
-if e and tonumber(e) > tonumber(ARGV[1]) then return { 0, 0 } end
+if e and tonumber(e) > now then return { 0, 0 } end
 put(1)
 return { 1, index() }
 `)
@@ -66,11 +72,11 @@ return { 1, index() }
  */
 export const update: RedisScript = script(`${put}
 local r = redis.call('HMGET', KEYS[1], 'v', 'e', 'p')
-if not r[1] or not r[2] or tonumber(r[2]) <= tonumber(ARGV[1]) then return { -1, 0, 0 } end
-if tonumber(r[1]) ~= tonumber(ARGV[8]) then return { -2, 0, 0 } end
+if not r[1] or not r[2] or tonumber(r[2]) <= now then return { -1, 0, 0 } end
+if tonumber(r[1]) ~= tonumber(meta[4]) then return { -2, 0, 0 } end
 local version = tonumber(r[1]) + 1
 local moved = 0
-if ARGV[5] == '1' and r[3] ~= ARGV[6] then moved = 1 end
+if ARGV[3] and r[3] ~= ARGV[3] then moved = 1 end
 put(version)
 return { version, index(), moved }
 `)
