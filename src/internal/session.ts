@@ -1,7 +1,7 @@
 import type { HttpApp } from "@effect/platform"
 import { Cookies, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Fiber } from "effect"
-import { Context, Deferred, Duration, Effect, Either, Exit, FiberRef, Option, Random } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Either, Exit, FiberRef, Option, Random } from "effect"
 import type { Envelope, SessionCodecImpl } from "../SessionCodec.js"
 import * as Codec from "../SessionCodec.js"
 import type { SessionError } from "../SessionError.js"
@@ -232,7 +232,7 @@ export class RequestSession<A> implements SessionHandle<A> {
     // no load running, or its fiber was interrupted during it (even this one,
     // now running a finalizer): load
     this.loader = fiber
-    return Effect.matchCauseEffect(this.load, {
+    return Effect.matchCauseEffect(this.startLoad(Context.get(fiber.currentDefaultServices, Clock.Clock)), {
       onFailure: (cause) => {
         this.settle(false)
         return Effect.failCause(cause)
@@ -252,23 +252,35 @@ export class RequestSession<A> implements SessionHandle<A> {
     if (settled !== undefined) Deferred.unsafeDone(settled, Exit.void)
   }
 
-  private get load(): Effect.Effect<void, SessionError> {
-    return Effect.suspend(() => {
-      this.clientId = this.readId()
-      if (Option.isNone(this.clientId)) {
+  /**
+   * The load, started now (on the fiber of the first access): reads the id,
+   * loads and decodes on `clock`, in one continuation after the store's.
+   */
+  private startLoad(clock: Clock.Clock): Effect.Effect<void, SessionError> {
+    this.clientId = this.readId()
+    if (Option.isNone(this.clientId)) {
+      this.data = this.config.empty
+      return Effect.void
+    }
+    const key = this.config.storageKey(this.clientId.value)
+    return Effect.flatMap(this.store.load(key), (record) => {
+      if (Option.isNone(record)) {
         this.data = this.config.empty
         return Effect.void
       }
-      const key = this.config.storageKey(this.clientId.value)
-      return Effect.map(loadLive(this.config, this.store, key), (loaded) => {
-        this.loaded = loaded
-        if (Option.isSome(loaded)) {
-          this.data = loaded.value.envelope.data
-          this.principal_ = loaded.value.envelope.principal
-        } else {
-          this.data = this.config.empty
-        }
-      })
+      const decoded = decodeRecord(this.config, key, record.value, clock.unsafeCurrentTimeMillis())
+      if (decoded._tag === "Undecodable") {
+        this.data = this.config.empty
+        return decoded.log
+      }
+      this.loaded = decoded.loaded
+      if (Option.isSome(decoded.loaded)) {
+        this.data = decoded.loaded.value.envelope.data
+        this.principal_ = decoded.loaded.value.envelope.principal
+      } else {
+        this.data = this.config.empty
+      }
+      return Effect.void
     })
   }
 
@@ -363,6 +375,16 @@ export class RequestSession<A> implements SessionHandle<A> {
       this.committedAt = t
       return this.save(t)
     })
+  }
+
+  /**
+   * Whether a commit at `t` would do nothing: a loaded session that was only
+   * read and whose deadline need not move. Lets the middleware answer
+   * without running the commit at all.
+   */
+  nothingToSave(t: number): boolean {
+    if (!this.loadDone || this.renew || this.ops.length > 0) return false
+    return Option.isNone(this.loaded) || this.nextExpiry(this.loaded.value, t) === this.loaded.value.expiresAt
   }
 
   /** The time the save was computed at: cookie lifetimes count from it. */
@@ -530,30 +552,41 @@ const loadLive = <A>(
   store: SessionStore["Type"],
   key: StorageKey
 ): Effect.Effect<Option.Option<Loaded<A>>, SessionError> =>
-  Effect.flatMap(store.load(key), (record) =>
-    Option.isNone(record)
-      ? Effect.succeedNone
-      : Effect.clockWith((clock) => decodeRecord(config, key, record.value, clock.unsafeCurrentTimeMillis())))
+  Effect.flatMap(store.load(key), (record) => {
+    if (Option.isNone(record)) return Effect.succeedNone
+    return Effect.clockWith((clock) => {
+      const decoded = decodeRecord(config, key, record.value, clock.unsafeCurrentTimeMillis())
+      return decoded._tag === "Undecodable" ? Effect.as(decoded.log, Option.none()) : Effect.succeed(decoded.loaded)
+    })
+  })
 
+type Decoded<A> =
+  | { readonly _tag: "Decoded"; readonly loaded: Option.Option<Loaded<A>> }
+  | { readonly _tag: "Undecodable"; readonly log: Effect.Effect<void> }
+
+/** A stored record as a live session (`None` when it is dead), synchronously. */
 const decodeRecord = <A>(
   config: Config<A>,
   key: StorageKey,
   record: SessionRecord,
   t: number
-): Effect.Effect<Option.Option<Loaded<A>>> => {
+): Decoded<A> => {
   const decoded = config.codec.decodeEither(record.data)
   if (Either.isLeft(decoded)) {
-    return Effect.as(
-      Effect.logWarning(
+    return {
+      _tag: "Undecodable",
+      log: Effect.logWarning(
         `effect-session: stored session ${Id.logPrefix(key)}… is undecodable; starting a new one`,
         decoded.left.message
-      ),
-      Option.none()
-    )
+      )
+    }
   }
   const envelope = decoded.right
-  if (envelope.absoluteExpiresAt <= t || record.expiresAt <= t) return Effect.succeedNone
-  return Effect.succeedSome({ key, version: record.version, expiresAt: record.expiresAt, envelope, bytes: record.data })
+  if (envelope.absoluteExpiresAt <= t || record.expiresAt <= t) return { _tag: "Decoded", loaded: Option.none() }
+  return {
+    _tag: "Decoded",
+    loaded: Option.some({ key, version: record.version, expiresAt: record.expiresAt, envelope, bytes: record.data })
+  }
 }
 
 /** @internal */
@@ -584,19 +617,15 @@ export const addVary = (response: HttpServerResponse.HttpServerResponse): HttpSe
 }
 
 /**
- * What the middleware does once the app answered with the session used:
- * `Vary: Cookie`, then the commit and its cookie. A failed app skips this:
- * like a transaction, a failed request saves nothing.
+ * The commit after the app answered with the session used, and its cookie.
+ * A failed app skips this: like a transaction, a failed request saves nothing.
  */
 const finish = <A>(
   config: Config<A>,
   session: RequestSession<A>,
-  appResponse: HttpServerResponse.HttpServerResponse
-): Effect.Effect<HttpServerResponse.HttpServerResponse, SessionError> => {
-  const response = addVary(appResponse)
-  if (response.status >= 500) return Effect.succeed(response)
-  return Effect.map(session.commitNow(), (action) => applyCookie(config, response, action, session.committedAt))
-}
+  response: HttpServerResponse.HttpServerResponse
+): Effect.Effect<HttpServerResponse.HttpServerResponse, SessionError> =>
+  Effect.map(session.commitNow(), (action) => applyCookie(config, response, action, session.committedAt))
 
 /** @internal */
 export const middleware = <Self, A>(
@@ -604,8 +633,13 @@ export const middleware = <Self, A>(
   config: Config<A>
 ) =>
 <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E | SessionError, Exclude<R, Self> | SessionStore> =>
-  Effect.withFiberRuntime<HttpServerResponse.HttpServerResponse, E | SessionError, R | HttpServerRequest.HttpServerRequest>((fiber) => {
+  Effect.withFiberRuntime<
+    HttpServerResponse.HttpServerResponse,
+    E | SessionError,
+    R | HttpServerRequest.HttpServerRequest
+  >((fiber) => {
     const context = fiber.currentContext as Context.Context<HttpServerRequest.HttpServerRequest | SessionStore>
+    const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
     const request = Context.unsafeGet(context, HttpServerRequest.HttpServerRequest)
     const session = new RequestSession(
       config,
@@ -618,14 +652,21 @@ export const middleware = <Self, A>(
     // here the context is restored when the app succeeds or fails, and an
     // interrupted request's fiber keeps the session in its context while it
     // unwinds, which nothing outside the middleware can name.
+    const answer = (response: HttpServerResponse.HttpServerResponse) =>
+      FiberRef.modify(FiberRef.currentContext, () => [response, context])
     return Effect.zipRight(
       FiberRef.set(FiberRef.currentContext, Context.add(context, tag, session)),
       Effect.matchCauseEffect(app, {
         onFailure: (cause) => Effect.zipRight(FiberRef.set(FiberRef.currentContext, context), Effect.failCause(cause)),
-        onSuccess: (appResponse) =>
-          session.used
-            ? Effect.zipRight(FiberRef.set(FiberRef.currentContext, context), finish(config, session, appResponse))
-            : FiberRef.modify(FiberRef.currentContext, () => [appResponse, context])
+        onSuccess: (appResponse) => {
+          if (!session.used) return answer(appResponse)
+          const response = addVary(appResponse)
+          // an error response saves nothing; a read-only request has nothing to save
+          if (response.status >= 500 || session.nothingToSave(clock.unsafeCurrentTimeMillis())) {
+            return answer(response)
+          }
+          return Effect.zipRight(FiberRef.set(FiberRef.currentContext, context), finish(config, session, response))
+        }
       })
     )
   }) as any
