@@ -4,13 +4,13 @@
  */
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Layer, Logger, Option, Redacted, Schema, TestClock } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Layer, Logger, Option, Redacted, Schema, TestClock, Tracer } from "effect"
 import * as MemoryStore from "../src/MemoryStore.js"
 import * as Session from "../src/Session.js"
 import * as SessionCodec from "../src/SessionCodec.js"
 import * as SessionId from "../src/SessionId.js"
 import { SessionConflict } from "../src/SessionError.js"
-import { SessionIndex, SessionStore } from "../src/SessionStore.js"
+import { make as makeStore, SessionIndex, SessionStore } from "../src/SessionStore.js"
 import { counting, makeBrowser, parseSetCookie, serve, StoreCalls, totalCalls } from "./utils/http.js"
 import type { Response } from "./utils/http.js"
 
@@ -836,6 +836,102 @@ describe("observability", () => {
       yield* browser.get("/traced-incr")
       expect(parents.load).toEqual(["handler"])
     }).pipe(Effect.provide(serve(app()).pipe(Layer.provideMerge(spanRecording)))))
+})
+
+describe("store spans", () => {
+  interface Recorded {
+    readonly name: string
+    readonly parent: string | undefined
+    readonly attributes: Map<string, unknown>
+    exit: Exit.Exit<unknown, unknown> | undefined
+  }
+  /** A tracer that keeps every span it makes, with its parent and how it ended. */
+  const recordingTracer = (spans: Array<Recorded>) =>
+    Tracer.make({
+      span: (name, parent, context, links, startTime, kind) => {
+        const attributes = new Map<string, unknown>()
+        const recorded: Recorded = {
+          name,
+          parent: Option.isSome(parent) && parent.value._tag === "Span" ? parent.value.name : undefined,
+          attributes,
+          exit: undefined
+        }
+        spans.push(recorded)
+        const span: Tracer.Span = {
+          _tag: "Span",
+          name,
+          spanId: `span-${spans.length}`,
+          traceId: "trace",
+          parent,
+          context,
+          status: { _tag: "Started", startTime },
+          attributes,
+          links,
+          sampled: true,
+          kind,
+          attribute: (key, value) => void attributes.set(key, value),
+          event: () => undefined,
+          addLinks: () => undefined,
+          end: (endTime, exit) => {
+            recorded.exit = exit
+            ;(span as { status: Tracer.SpanStatus }).status = { _tag: "Ended", startTime, endTime, exit }
+          }
+        }
+        return span
+      },
+      context: (f) => f()
+    })
+
+  const key = SessionId.storageKey(SessionId.unsafeGenerate())
+  const record = { data: new Uint8Array([123, 125]), version: 1, expiresAt: Number.MAX_SAFE_INTEGER, principal: Option.none() }
+  const store = makeStore("recorded", {
+    load: () => Effect.succeedSome(record),
+    insert: () => Effect.void,
+    update: () => Effect.fail(new SessionConflict({ reason: "VersionMismatch" })),
+    touch: () => Effect.never,
+    remove: () => Effect.void
+  })
+
+  it.live("each operation gets a span under the caller's, with the store and a key prefix, ended with its outcome", () =>
+    Effect.gen(function*() {
+      const spans: Array<Recorded> = []
+      const traced = <A, E>(effect: Effect.Effect<A, E>) =>
+        effect.pipe(Effect.withSpan("caller"), Effect.withTracer(recordingTracer(spans)))
+      yield* traced(store.load(key))
+      yield* traced(Effect.either(store.update(key, { ...record, data: record.data }, 1)))
+      // interrupted mid-operation: the span still ends, with the interruption
+      yield* traced(Effect.timeoutOption(store.touch(key, 1), "10 millis"))
+      const own = spans.filter((span) => span.name.startsWith("effect-session."))
+      expect(own.map((span) => [span.name, span.parent])).toEqual([
+        ["effect-session.load", "caller"],
+        ["effect-session.update", "caller"],
+        ["effect-session.touch", "caller"]
+      ])
+      for (const span of own) {
+        expect(span.attributes.get("effect-session.store")).toBe("recorded")
+        expect(span.attributes.get("effect-session.key")).toBe(key.slice(0, 8))
+        expect(span.exit).toBeDefined()
+      }
+      assert(own[0].exit !== undefined && own[1].exit !== undefined && own[2].exit !== undefined)
+      expect(Exit.isSuccess(own[0].exit)).toBe(true)
+      expect(Exit.isFailure(own[1].exit)).toBe(true)
+      assert(Exit.isFailure(own[2].exit))
+      expect(Cause.isInterruptedOnly(own[2].exit.cause)).toBe(true)
+    }))
+
+  it.effect("annotations of the caller are copied; with tracing disabled no span is made", () =>
+    Effect.gen(function*() {
+      const spans: Array<Recorded> = []
+      yield* store.load(key).pipe(
+        Effect.annotateSpans("tenant", "t-1"),
+        Effect.withTracer(recordingTracer(spans))
+      )
+      expect(spans.map((span) => span.name)).toEqual(["effect-session.load"])
+      expect(spans[0].attributes.get("tenant")).toBe("t-1")
+      expect(spans[0].parent).toBeUndefined()
+      yield* store.load(key).pipe(Effect.withTracer(recordingTracer(spans)), Effect.withTracerEnabled(false))
+      expect(spans.length).toBe(1)
+    }))
 })
 
 describe("SessionIndex is untouched by anonymous sessions", () => {
