@@ -1,11 +1,11 @@
 /**
  * A store on Redis or Redis Cluster, through `ioredis`.
  *
- * A session is a hash under `prefix + storageKey` holding its version,
- * expiry, principal and data, with a native TTL that only collects garbage:
- * expiry is decided against the application's `Clock`. Every operation is
- * one round trip (`load` one HMGET; `insert`, `update`, `touch` one Lua
- * script each, `remove` one DEL). Every script touches one record, so it
+ * A session is one string value under `prefix + storageKey` holding its
+ * version, expiry, principal and data, with a native TTL that only collects
+ * garbage: expiry is decided against the application's `Clock`. Every
+ * operation is one round trip (`load` one GET; `insert`, `update`, `touch`
+ * one Lua script each, `remove` one DEL). Every script touches one record, so it
  * runs on a cluster. The principal index is a set per principal, pruned
  * whenever it is read; on a cluster, where it lives in another slot, writing
  * it costs a second round trip when a session gets a principal.
@@ -181,15 +181,16 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
         members,
         (member) =>
           storageKeyPattern.test(member)
-            ? call(operation, () => commands.hmget(recordKey(member), "e", "p"))
-            : Effect.succeed([null, null]),
+            ? Effect.map(call(operation, () => commands.getBuffer(recordKey(member))), (value) =>
+              value === null ? undefined : Scripts.parseRecord(value))
+            : Effect.succeed(undefined),
         { concurrency: indexConcurrency }
       )
       const live: Array<StorageKey> = []
       const dead: Array<string> = []
       members.forEach((member, i) => {
-        const [expiresAt, owner] = states[i]
-        if (expiresAt !== null && Number(expiresAt) > t && owner === principal) {
+        const state = states[i]
+        if (state !== undefined && state.expiresAt > t && state.principal === principal) {
           live.push(SessionId.unsafeStorageKey(member))
         } else {
           dead.push(member)
@@ -211,26 +212,22 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     // no generator on the hot path of every read: one command, one clock read
     load: (key) =>
       Effect.flatMap(
-        call("load", () => commands.hmgetBuffer(recordKey(key), "v", "e", "p", "d")),
-        ([version, expiresAt, principal, data]): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> => {
-          if (version === null || version === undefined) return Effect.succeedNone
-          if (expiresAt === null || expiresAt === undefined || data === null || data === undefined) {
-            return Effect.fail(malformed("load", "a session hash without its expiry or data"))
-          }
-          const record = {
-            // a copy: the reply may be a view into the parser's shared buffer
-            data: new Uint8Array(data),
-            version: Number(version.toString()),
-            expiresAt: Number(expiresAt.toString()),
-            principal: principal === null || principal === undefined
-              ? Option.none()
-              : Option.some(principal.toString("utf8"))
-          }
-          if (!Number.isFinite(record.version) || !Number.isFinite(record.expiresAt)) {
-            return Effect.fail(malformed("load", "a session hash with a non-numeric version or expiry"))
-          }
+        call("load", () => commands.getBuffer(recordKey(key))),
+        (value): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> => {
+          if (value === null) return Effect.succeedNone
+          const parsed = Scripts.parseRecord(value)
+          if (parsed === undefined) return Effect.fail(malformed("load", "a value that is not a session record"))
           return Effect.clockWith((clock) =>
-            Effect.succeed(record.expiresAt > clock.unsafeCurrentTimeMillis() ? Option.some(record) : Option.none())
+            Effect.succeed(
+              parsed.expiresAt > clock.unsafeCurrentTimeMillis()
+                ? Option.some({
+                  data: parsed.data,
+                  version: parsed.version,
+                  expiresAt: parsed.expiresAt,
+                  principal: Option.fromNullable(parsed.principal)
+                })
+                : Option.none()
+            )
           )
         }
       ),

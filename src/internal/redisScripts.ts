@@ -13,8 +13,14 @@ export interface RedisScript {
 
 const script = (lua: string): RedisScript => ({ lua, sha: createHash("sha1").update(lua).digest("hex") })
 
-// A record is a hash: v = version, e = expiresAt (epoch ms on the app's
-// clock), p = principal (absent when there is none), d = data.
+// A record is one string value:
+//
+//   <version>:<expiresAt>:<n>:<principal><data>
+//
+// version is 1 after insert and +1 per update; expiresAt is epoch ms on the
+// application's clock; n is the byte length of the principal, or "-" when
+// there is none (then nothing stands for the principal); data is the
+// encoded session, raw bytes, to the end of the value. One GET reads it all.
 //
 // The writing scripts share one argument layout, kept short (every argument
 // costs the client a length computation and a piece of the command string on
@@ -28,24 +34,43 @@ const script = (lua: string): RedisScript => ({ lua, sha: createHash("sha1").upd
 //
 // "now" comes from the application's Clock: expiry is decided against it,
 // never against Redis' clock. The native TTL only collects garbage.
-const put = `
+
+// parse(value) -> version, expiresAt, principal (false when none), position
+// of the principal's length field; nil when the value is not a record.
+const parse = `
+local function parse(value)
+  local version, expiresAt, at = string.match(value, '^(%d+):([^:]+):()')
+  if not version then return nil end
+  local length, start = string.match(value, '^([^:]+):()', at)
+  if not length then return nil end
+  local principal = false
+  if length ~= '-' then principal = string.sub(value, start, start + tonumber(length) - 1) end
+  return tonumber(version), tonumber(expiresAt), principal, at
+end
+`
+
+const put = `${parse}
 local meta = {}
 for word in string.gmatch(ARGV[1], '%S+') do meta[#meta + 1] = word end
 local now, expiresAt, ttl = tonumber(meta[1]), meta[2], tonumber(meta[3])
 local function put(version)
-  redis.call('DEL', KEYS[1])
-  if ttl <= 0 then return end
-  if ARGV[3] then
-    redis.call('HSET', KEYS[1], 'v', version, 'e', expiresAt, 'p', ARGV[3], 'd', ARGV[2])
-  else
-    redis.call('HSET', KEYS[1], 'v', version, 'e', expiresAt, 'd', ARGV[2])
+  if ttl <= 0 then
+    redis.call('DEL', KEYS[1])
+    return
   end
-  redis.call('PEXPIRE', KEYS[1], ttl)
+  local principal = '-:'
+  if ARGV[3] then principal = string.len(ARGV[3]) .. ':' .. ARGV[3] end
+  redis.call('SET', KEYS[1], version .. ':' .. expiresAt .. ':' .. principal .. ARGV[2], 'PX', ttl)
 end
 local function index()
   if KEYS[2] == nil or not ARGV[4] then return 0 end
   if redis.call('SADD', KEYS[2], ARGV[4]) == 0 then return 0 end
   return redis.call('SCARD', KEYS[2])
+end
+local function current()
+  local value = redis.call('GET', KEYS[1])
+  if not value then return nil end
+  return parse(value)
 end
 `
 
@@ -56,8 +81,8 @@ end
  * @internal
  */
 export const insert: RedisScript = script(`${put}
-local e = redis.call('HGET', KEYS[1], 'e')
-if e and tonumber(e) > now then return { 0, 0 } end
+local version, e = current()
+if version and e > now then return { 0, 0 } end
 put(1)
 return { 1, index() }
 `)
@@ -71,14 +96,13 @@ return { 1, index() }
  * @internal
  */
 export const update: RedisScript = script(`${put}
-local r = redis.call('HMGET', KEYS[1], 'v', 'e', 'p')
-if not r[1] or not r[2] or tonumber(r[2]) <= now then return { -1, 0, 0 } end
-if tonumber(r[1]) ~= tonumber(meta[4]) then return { -2, 0, 0 } end
-local version = tonumber(r[1]) + 1
+local version, e, principal = current()
+if not version or e <= now then return { -1, 0, 0 } end
+if version ~= tonumber(meta[4]) then return { -2, 0, 0 } end
 local moved = 0
-if ARGV[3] and r[3] ~= ARGV[3] then moved = 1 end
-put(version)
-return { version, index(), moved }
+if ARGV[3] and principal ~= ARGV[3] then moved = 1 end
+put(version + 1)
+return { version + 1, index(), moved }
 `)
 
 /**
@@ -87,14 +111,15 @@ return { version, index(), moved }
  *
  * @internal
  */
-export const touch: RedisScript = script(`
-local e = redis.call('HGET', KEYS[1], 'e')
-if not e or tonumber(e) <= tonumber(ARGV[1]) then return 0 end
+export const touch: RedisScript = script(`${parse}
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+local version, e, principal, at = parse(value)
+if not version or e <= tonumber(ARGV[1]) then return 0 end
 if tonumber(ARGV[3]) <= 0 then
   redis.call('DEL', KEYS[1])
 else
-  redis.call('HSET', KEYS[1], 'e', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('SET', KEYS[1], version .. ':' .. ARGV[2] .. ':' .. string.sub(value, at), 'PX', ARGV[3])
 end
 return 1
 `)
@@ -119,10 +144,48 @@ return redis.call('SCARD', KEYS[1])
  *
  * @internal
  */
-export const revoke: RedisScript = script(`
-local r = redis.call('HMGET', KEYS[1], 'p', 'e')
-if not r[1] or r[1] ~= ARGV[1] then return -1 end
+export const revoke: RedisScript = script(`${parse}
+local value = redis.call('GET', KEYS[1])
+if not value then return -1 end
+local version, e, principal = parse(value)
+if not version or principal ~= ARGV[1] then return -1 end
 redis.call('DEL', KEYS[1])
-if r[2] and tonumber(r[2]) > tonumber(ARGV[2]) then return 1 end
+if e > tonumber(ARGV[2]) then return 1 end
 return 0
 `)
+
+/**
+ * A stored record's fields, read from its value; `undefined` when the value
+ * is not a record.
+ *
+ * @internal
+ */
+export const parseRecord = (value: Buffer): {
+  readonly version: number
+  readonly expiresAt: number
+  readonly principal: string | undefined
+  readonly data: Uint8Array
+} | undefined => {
+  const first = value.indexOf(colon)
+  const second = first < 0 ? -1 : value.indexOf(colon, first + 1)
+  const third = second < 0 ? -1 : value.indexOf(colon, second + 1)
+  if (third < 0) return undefined
+  const version = Number(value.toString("latin1", 0, first))
+  const expiresAt = Number(value.toString("latin1", first + 1, second))
+  const length = value.toString("latin1", second + 1, third)
+  if (!Number.isInteger(version) || version < 1 || first === 0 || !Number.isFinite(expiresAt) || second === first + 1) {
+    return undefined
+  }
+  let principal: string | undefined
+  let start = third + 1
+  if (length !== "-") {
+    const n = Number(length)
+    if (!Number.isInteger(n) || n < 0 || start + n > value.length) return undefined
+    principal = value.toString("utf8", start, start + n)
+    start += n
+  }
+  // a copy: the reply may be a view into the parser's shared buffer
+  return { version, expiresAt, principal, data: new Uint8Array(value.subarray(start)) }
+}
+
+const colon = 58

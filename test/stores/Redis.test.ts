@@ -80,16 +80,17 @@ describeBackend("RedisStore (single node)", {
         expect(rest.startsWith("principal:") || /^[A-Za-z0-9_-]{43}$/.test(rest), `unexpected key ${k}`).toBe(true)
         const values = rest.startsWith("principal:")
           ? yield* Effect.promise(() => admin.smembersBuffer(k))
-          : yield* Effect.promise(() => admin.hgetallBuffer(k).then(Object.values))
-        for (const value of values) expect(value.includes(id)).toBe(false)
+          : [yield* Effect.promise(() => admin.getBuffer(k))]
+        for (const value of values) expect(value!.includes(id)).toBe(false)
       }
 
-      const record = yield* Effect.promise(() => admin.hgetallBuffer(`${prefix}${key}`))
-      expect(Object.keys(record).sort()).toEqual(["d", "e", "p", "v"])
-      for (const value of Object.values(record)) expect(value.includes(id)).toBe(false)
-      expect(record.v!.toString()).toBe("1")
-      expect(record.p!.toString()).toBe(principal)
-      expect(JSON.parse(record.d!.toString())).toEqual({ cart: [1, 2] })
+      // one string: "<version>:<expiresAt>:<principal length>:<principal><data>"
+      const record = (yield* Effect.promise(() => admin.getBuffer(`${prefix}${key}`)))!
+      expect(record.includes(id)).toBe(false)
+      const expiresAt = Option.getOrThrow(yield* store.load(key)).expiresAt
+      expect(record.toString()).toBe(
+        `1:${expiresAt}:${Buffer.byteLength(principal)}:${principal}${JSON.stringify({ cart: [1, 2] })}`
+      )
       const members = yield* Effect.promise(() => admin.smembers(`${prefix}principal:${principal}`))
       expect(members).toEqual([key])
     }).pipe(Effect.provide(layer)))
@@ -131,15 +132,46 @@ describeBackend("RedisStore (single node)", {
       expect(Option.isNone(yield* store.load(key))).toBe(true)
     }).pipe(Effect.provide(layer)))
 
+  it.effect("principals and data with colons, multibyte characters and arbitrary bytes round-trip", () =>
+    Effect.gen(function*() {
+      const store = yield* SessionStore
+      const index = yield* SessionIndex
+      const t = yield* now
+      const principal = `tenant:a:ü🎉:${randomBytes(4).toString("hex")}`
+      const data = new Uint8Array([58, 0, 255, 58, 49, 58, 0xc3])
+      const key = SessionId.storageKey(SessionId.unsafeGenerate())
+      yield* store.insert(key, { data, expiresAt: t + 60_000, principal: Option.some(principal) })
+      const loaded = Option.getOrThrow(yield* store.load(key))
+      expect([...loaded.data]).toEqual([...data])
+      expect(loaded.principal).toEqual(Option.some(principal))
+      expect(yield* index.keys(principal)).toEqual([key])
+      const next = yield* store.update(key, { data: new Uint8Array([]), expiresAt: t + 60_000, principal: Option.none() }, 1)
+      expect(next).toBe(2)
+      const emptied = Option.getOrThrow(yield* store.load(key))
+      expect(emptied.data.length).toBe(0)
+      expect(emptied.principal).toEqual(Option.none())
+      expect(yield* store.touch(key, t + 120_000)).toBe(true)
+      const touched = Option.getOrThrow(yield* store.load(key))
+      expect(touched.expiresAt).toBe(t + 120_000)
+      expect(touched.version).toBe(2)
+    }).pipe(Effect.provide(layer)))
+
   it.effect("a record that is not a session fails load with SessionStoreError", () =>
     Effect.gen(function*() {
       const store = yield* SessionStore
       const key = SessionId.storageKey(SessionId.unsafeGenerate())
-      yield* Effect.promise(() => admin.set(`${prefix}${key}`, "not a hash", "PX", 60_000))
+      yield* Effect.promise(() => admin.set(`${prefix}${key}`, "not a session", "PX", 60_000))
       const result = yield* Effect.flip(store.load(key))
       expect(result).toBeInstanceOf(SessionStoreError)
       expect(result.operation).toBe("load")
-      expect(result.message).toMatch(/WRONGTYPE/)
+      expect(result.message).toMatch(/not a session record/)
+      // a key of another type entirely
+      const other = SessionId.storageKey(SessionId.unsafeGenerate())
+      yield* Effect.promise(() => admin.hset(`${prefix}${other}`, "v", "1"))
+      yield* Effect.promise(() => admin.pexpire(`${prefix}${other}`, 60_000))
+      const wrongType = yield* Effect.flip(store.load(other))
+      expect(wrongType).toBeInstanceOf(SessionStoreError)
+      expect(wrongType.message).toMatch(/WRONGTYPE/)
     }).pipe(Effect.provide(layer)))
 
   it.effect("keys() removes dead members from a principal's set", () =>
