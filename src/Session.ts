@@ -64,8 +64,9 @@ export interface Options {
   /** A session older than this is dead however active. Default 30 days. */
   readonly absoluteTimeout?: Duration.DurationInput | undefined
   /**
-   * A read-only request extends the idle deadline only when that moves it by
-   * more than this (so reads do not write). Default min(idleTimeout / 10, 1 hour).
+   * A request extends the idle deadline, and re-sends the cookie, only when
+   * that moves it by more than this (so reads do not write, and most writes
+   * send no cookie). Default min(idleTimeout / 10, 1 hour).
    */
   readonly touchAfter?: Duration.DurationInput | undefined
   /** The largest encoded session, in bytes. Default 64 KiB. */
