@@ -646,27 +646,23 @@ export const middleware = <Self, A>(
       Context.unsafeGet(context, SessionStore),
       () => Id.parse(request.cookies[config.cookieName])
     )
-    // The app runs with the session added to the request's context. This is
-    // `provideService` in a few steps instead of about twenty (its
-    // acquire/use/release exists to restore the context on interruption):
-    // here the context is restored when the app succeeds or fails, and an
-    // interrupted request's fiber keeps the session in its context while it
-    // unwinds, which nothing outside the middleware can name.
-    const answer = (response: HttpServerResponse.HttpServerResponse) =>
-      FiberRef.modify(FiberRef.currentContext, () => [response, context])
+    // The app runs with the session added to the request's context, set on
+    // the request's fiber for the rest of the request: one fiber-ref write
+    // (each copies the fiber's refs), where `provideService` takes two and an
+    // acquire/use/release to restore the context afterwards. Nothing after
+    // the middleware can name the session (its type is removed from the
+    // app's requirements), and a router mounting this app restores its own
+    // context when the app returns.
     return Effect.zipRight(
       FiberRef.set(FiberRef.currentContext, Context.add(context, tag, session)),
-      Effect.matchCauseEffect(app, {
-        onFailure: (cause) => Effect.zipRight(FiberRef.set(FiberRef.currentContext, context), Effect.failCause(cause)),
-        onSuccess: (appResponse) => {
-          if (!session.used) return answer(appResponse)
-          const response = addVary(appResponse)
-          // an error response saves nothing; a read-only request has nothing to save
-          if (response.status >= 500 || session.nothingToSave(clock.unsafeCurrentTimeMillis())) {
-            return answer(response)
-          }
-          return Effect.zipRight(FiberRef.set(FiberRef.currentContext, context), finish(config, session, response))
+      Effect.flatMap(app, (appResponse) => {
+        if (!session.used) return Effect.succeed(appResponse)
+        const response = addVary(appResponse)
+        // an error response saves nothing; a read-only request has nothing to save
+        if (response.status >= 500 || session.nothingToSave(clock.unsafeCurrentTimeMillis())) {
+          return Effect.succeed(response)
         }
+        return finish(config, session, response)
       })
     )
   }) as any
