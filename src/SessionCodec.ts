@@ -71,7 +71,9 @@ export interface SessionCodecImpl<A> extends SessionCodec<A> {
    * has this codec's layout (no re-encoding of what was loaded), with the
    * encoding of `loaded` otherwise.
    */
-  readonly unchanged: (data: A, loaded: Envelope<A>, stored: Uint8Array) => Either.Either<boolean, SessionEncodeError>
+  readonly unchanged: (data: A, loaded: Envelope<A>, stored: string) => Either.Either<boolean, SessionEncodeError>
+  /** `decodeEither`, also giving the stored text (for `unchanged`). */
+  readonly decodeText: (bytes: Uint8Array) => Either.Either<{ readonly envelope: Envelope<A>; readonly text: string }, SessionDecodeError>
 }
 
 const prefix = `{"v":${version},"data":`
@@ -115,13 +117,26 @@ export const makeImpl = <A, I>(
     if (cacheable) jsonCache.set(data, json)
     return Either.right(json)
   }
-  const suffix = (createdAt: number, absoluteExpiresAt: number, principal: Option.Option<string>) =>
-    `,"createdAt":${JSON.stringify(createdAt)},"absoluteExpiresAt":${JSON.stringify(absoluteExpiresAt)},` +
-    `"principal":${Option.isSome(principal) ? JSON.stringify(principal.value) : "null"}}`
+  // A save builds the suffix of the same fields twice (to compare, then to
+  // write): the last one is kept.
+  let lastSuffix = { createdAt: NaN, absoluteExpiresAt: NaN, principal: null as string | null, text: "" }
+  const suffix = (createdAt: number, absoluteExpiresAt: number, principal: Option.Option<string>) => {
+    const name = Option.isSome(principal) ? principal.value : null
+    const last = lastSuffix
+    if (last.createdAt === createdAt && last.absoluteExpiresAt === absoluteExpiresAt && last.principal === name) {
+      return last.text
+    }
+    const text = `,"createdAt":${JSON.stringify(createdAt)},"absoluteExpiresAt":${JSON.stringify(absoluteExpiresAt)},` +
+      `"principal":${name === null ? "null" : JSON.stringify(name)}}`
+    lastSuffix = { createdAt, absoluteExpiresAt, principal: name, text }
+    return text
+  }
 
   const decodeFailure = (cause: unknown) => Either.left(new SessionDecodeError({ cause }))
 
-  const decodeEither = (bytes: Uint8Array): Either.Either<Envelope<A>, SessionDecodeError> => {
+  const decodeText = (
+    bytes: Uint8Array
+  ): Either.Either<{ readonly envelope: Envelope<A>; readonly text: string }, SessionDecodeError> => {
     let text: string
     let json: unknown
     try {
@@ -155,8 +170,10 @@ export const makeImpl = <A, I>(
       absoluteExpiresAt,
       principal: principal === null ? Option.none() : Option.some(principal)
     }
-    return Either.right(envelope)
+    return Either.right({ envelope, text })
   }
+  const decodeEither = (bytes: Uint8Array): Either.Either<Envelope<A>, SessionDecodeError> =>
+    Either.map(decodeText(bytes), (decoded) => decoded.envelope)
 
   // the envelope is assembled around the data's JSON, in the layout `decode`
   // recognises
@@ -175,11 +192,10 @@ export const makeImpl = <A, I>(
   // `encode` laid it out, is the data's JSON between a known prefix and the
   // suffix the other fields give; equal to the new data's JSON means the
   // write would store the same bytes.
-  const unchanged = (data: A, loaded: Envelope<A>, stored: Uint8Array): Either.Either<boolean, SessionEncodeError> => {
+  const unchanged = (data: A, loaded: Envelope<A>, text: string): Either.Either<boolean, SessionEncodeError> => {
     if (data === loaded.data) return Either.right(true)
     const json = dataJson(data)
     if (Either.isLeft(json)) return Either.left(json.left)
-    const text = textDecoder.decode(stored)
     const end = suffix(loaded.createdAt, loaded.absoluteExpiresAt, loaded.principal)
     if (text.startsWith(prefix) && text.endsWith(end) && text.length === prefix.length + json.right.length + end.length) {
       return Either.right(text.slice(prefix.length, text.length - end.length) === json.right)
@@ -194,6 +210,7 @@ export const makeImpl = <A, I>(
     fingerprint: (data) => Effect.suspend(() => dataJson(data)),
     encodeEither,
     decodeEither,
+    decodeText,
     fingerprintEither: dataJson,
     unchanged
   }

@@ -170,16 +170,13 @@ export const parseRecord = (value: Buffer): {
   const second = first < 0 ? -1 : value.indexOf(colon, first + 1)
   const third = second < 0 ? -1 : value.indexOf(colon, second + 1)
   if (third < 0) return undefined
-  const version = Number(value.toString("latin1", 0, first))
-  const expiresAt = Number(value.toString("latin1", first + 1, second))
-  const length = value.toString("latin1", second + 1, third)
-  if (!Number.isInteger(version) || version < 1 || first === 0 || !Number.isFinite(expiresAt) || second === first + 1) {
-    return undefined
-  }
+  const version = number(value, 0, first)
+  const expiresAt = number(value, first + 1, second)
+  if (!Number.isInteger(version) || version < 1 || Number.isNaN(expiresAt)) return undefined
   let principal: string | undefined
   let start = third + 1
-  if (length !== "-") {
-    const n = Number(length)
+  if (!(third === second + 2 && value[second + 1] === dash)) {
+    const n = number(value, second + 1, third)
     if (!Number.isInteger(n) || n < 0 || start + n > value.length) return undefined
     principal = value.toString("utf8", start, start + n)
     start += n
@@ -188,4 +185,18 @@ export const parseRecord = (value: Buffer): {
   return { version, expiresAt, principal, data: new Uint8Array(value.subarray(start)) }
 }
 
+// A decimal number in value[start, end): digits are read in place (the
+// common case, no string made); anything else goes through Number().
+const number = (value: Buffer, start: number, end: number): number => {
+  if (end <= start || end - start > 15) return end <= start ? NaN : Number(value.toString("latin1", start, end))
+  let n = 0
+  for (let i = start; i < end; i++) {
+    const digit = value[i]! - 48
+    if (digit < 0 || digit > 9) return Number(value.toString("latin1", start, end))
+    n = n * 10 + digit
+  }
+  return n
+}
+
+const dash = 45
 const colon = 58

@@ -103,8 +103,8 @@ interface Loaded<A> {
   readonly version: number
   readonly expiresAt: number
   readonly envelope: Envelope<A>
-  /** What the store returned, to tell whether a save changes it. */
-  readonly bytes: Uint8Array
+  /** The stored text, to tell whether a save changes it. */
+  readonly text: string
 }
 
 /** @internal */
@@ -397,7 +397,7 @@ export class RequestSession<A> implements SessionHandle<A> {
     }
     if (Option.isSome(this.loaded) && !this.renew) {
       const loaded = this.loaded.value
-      const unchanged = this.config.codec.unchanged(this.data, loaded.envelope, loaded.bytes)
+      const unchanged = this.config.codec.unchanged(this.data, loaded.envelope, loaded.text)
       if (Either.isLeft(unchanged)) return Effect.fail(unchanged.left)
       // (the principal changes only with a new id, below)
       if (unchanged.right) return this.touch(loaded, t)
@@ -571,7 +571,7 @@ const decodeRecord = <A>(
   record: SessionRecord,
   t: number
 ): Decoded<A> => {
-  const decoded = config.codec.decodeEither(record.data)
+  const decoded = config.codec.decodeText(record.data)
   if (Either.isLeft(decoded)) {
     return {
       _tag: "Undecodable",
@@ -581,11 +581,11 @@ const decodeRecord = <A>(
       )
     }
   }
-  const envelope = decoded.right
+  const { envelope, text } = decoded.right
   if (envelope.absoluteExpiresAt <= t || record.expiresAt <= t) return { _tag: "Decoded", loaded: Option.none() }
   return {
     _tag: "Decoded",
-    loaded: Option.some({ key, version: record.version, expiresAt: record.expiresAt, envelope, bytes: record.data })
+    loaded: Option.some({ key, version: record.version, expiresAt: record.expiresAt, envelope, text })
   }
 }
 

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Config, Context, Duration, Effect, Exit, Layer, Option, Scope } from "effect"
 import { Redis } from "ioredis"
 import { randomBytes } from "node:crypto"
+import { parseRecord } from "../../src/internal/redisScripts.js"
 import * as RedisStore from "../../src/RedisStore.js"
 import { SessionStoreError } from "../../src/SessionError.js"
 import * as SessionId from "../../src/SessionId.js"
@@ -155,6 +156,16 @@ describeBackend("RedisStore (single node)", {
       expect(touched.expiresAt).toBe(t + 120_000)
       expect(touched.version).toBe(2)
     }).pipe(Effect.provide(layer)))
+
+  it("record values are parsed strictly: anything malformed is not a record", () => {
+    const parse = (text: string) => parseRecord(Buffer.from(text))
+    expect(parse("7:1000:-:{}")).toEqual({ version: 7, expiresAt: 1000, principal: undefined, data: new Uint8Array(Buffer.from("{}")) })
+    expect(parse("1:1000.5:2:ab")).toEqual({ version: 1, expiresAt: 1000.5, principal: "ab", data: new Uint8Array() })
+    expect(parse("1:1000:3:a:b:c")?.principal).toBe("a:b")
+    for (const bad of ["", "1", "1:2", "1:2:-", "0:5:-:x", "x:5:-:x", "1.5:5:-:x", ":5:-:x", "1::-:x", "1:zz:-:x", "1:5:9:ab", "1:5:-1:x", "1:5:x:y"]) {
+      expect(parse(bad), bad).toBeUndefined()
+    }
+  })
 
   it.effect("a record that is not a session fails load with SessionStoreError", () =>
     Effect.gen(function*() {
