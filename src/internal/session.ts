@@ -369,6 +369,14 @@ export class RequestSession<A> implements SessionHandle<A> {
     return this.commitLoaded
   }
 
+  /** `commitNow` at a time the caller read (the middleware has the clock at hand). */
+  commitAt(t: number): Effect.Effect<CookieAction, SessionError> {
+    if (!this.used) return Effect.succeed(noCookie)
+    if (!this.loadDone) return Effect.flatMap(this.ensureLoaded, () => this.commitLoaded)
+    this.committedAt = t
+    return this.save(t)
+  }
+
   private get commitLoaded(): Effect.Effect<CookieAction, SessionError> {
     return Effect.clockWith((clock) => {
       const t = clock.unsafeCurrentTimeMillis()
@@ -623,9 +631,10 @@ export const addVary = (response: HttpServerResponse.HttpServerResponse): HttpSe
 const finish = <A>(
   config: Config<A>,
   session: RequestSession<A>,
-  response: HttpServerResponse.HttpServerResponse
+  response: HttpServerResponse.HttpServerResponse,
+  t: number
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, SessionError> =>
-  Effect.map(session.commitNow(), (action) => applyCookie(config, response, action, session.committedAt))
+  Effect.map(session.commitAt(t), (action) => applyCookie(config, response, action, session.committedAt))
 
 /** @internal */
 export const middleware = <Self, A>(
@@ -659,10 +668,9 @@ export const middleware = <Self, A>(
         if (!session.used) return Effect.succeed(appResponse)
         const response = addVary(appResponse)
         // an error response saves nothing; a read-only request has nothing to save
-        if (response.status >= 500 || session.nothingToSave(clock.unsafeCurrentTimeMillis())) {
-          return Effect.succeed(response)
-        }
-        return finish(config, session, response)
+        if (response.status >= 500) return Effect.succeed(response)
+        const t = clock.unsafeCurrentTimeMillis()
+        return session.nothingToSave(t) ? Effect.succeed(response) : finish(config, session, response, t)
       })
     )
   }) as any
