@@ -132,7 +132,9 @@ export const make = (name: string, operations: SessionStoreOperations): SessionS
  *
  * Not a parent of the operation's own effects (an operation is one round
  * trip with nothing inside to trace); no stack trace (it would cost an Error
- * per call, and the caller's span already locates the request).
+ * per call, and the caller's span already locates the request). Not made at
+ * all when tracing is disabled or with Effect's default tracer, which
+ * reports spans nowhere (see `defaultTracer`).
  */
 const withStoreSpan = <A, E>(
   spanName: string,
@@ -141,7 +143,9 @@ const withStoreSpan = <A, E>(
   operation: Effect.Effect<A, E>
 ): Effect.Effect<A, E> =>
   Effect.withFiberRuntime<A, E>((fiber) => {
-    if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) return operation
+    if (!fiber.getFiberRef(FiberRef.currentTracerEnabled) || fiber.currentTracer === defaultTracer()) {
+      return operation
+    }
     const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
     const timing = fiber.getFiberRef(FiberRef.currentTracerTimingEnabled)
     const links = fiber.getFiberRef(FiberRef.currentTracerSpanLinks)
@@ -177,6 +181,14 @@ const withStoreSpan = <A, E>(
   })
 
 const zero = BigInt(0)
+
+// Effect's default tracer, used when the application installs none, keeps
+// each span in memory and reports it nowhere: a store span, which is no
+// one's parent, is unobservable with it (unlike the caller's spans, which
+// may parent other spans), so none is made. With any other tracer
+// (OpenTelemetry, a test's recorder) every operation gets its span.
+let nativeTracer: Tracer.Tracer | undefined
+const defaultTracer = (): Tracer.Tracer => nativeTracer ??= Effect.runSync(Effect.tracer)
 
 // The parent a new span gets, as Effect's own spans do: the nearest enclosing
 // span that does not disable propagation.
