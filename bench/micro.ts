@@ -1,16 +1,31 @@
 /**
- * In-process micro-measurement of what the session middleware costs per
- * request on top of the Effect HTTP stack, with no I/O: the store answers
- * from a Map synchronously. Prints µs per request for each case.
+ * In-process diagnostics of what the session middleware costs per request on
+ * top of the Effect HTTP stack, next to a hand-written "floor" doing the same
+ * store work (no HTTP server: requests go through `HttpApp.toWebHandler`).
+ * Used to find where effect-session's time goes; the figures that count are
+ * the HTTP benchmark's (`bench/run.ts`).
  *
- *   npx tsx bench/micro.ts [iterations]
+ *   npx tsx bench/micro.ts [iterations]      µs per request, both apps, sync Map store
+ *   REDIS_URL=redis://127.0.0.1:6379 …       the same on RedisStore / ioredis, CPU µs
+ *                                            per request with 32 requests in flight
+ *   STEPS=1 …                                fiber-runtime steps per request (op supervision)
+ *   TRACE=/get … (FLOOR=1 for the floor)     every step of one request, one per line
+ *   ONLY=/incr … (FLOOR=1)                   one app and route only (for --cpu-prof)
+ *   ONLY=/incr HEAP=1 …                      bytes allocated per request, by function
+ *
+ * For readable profiles, bundle it first as bench/run.ts bundles the servers:
+ *   node_modules/.bin/esbuild bench/micro.ts --bundle --packages=external \
+ *     --platform=node --format=esm --outfile=bench/.build/micro.mjs
  */
 import { HttpApp, HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Clock, Context, Effect, Option, RuntimeFlags, RuntimeFlagsPatch, Schema, Supervisor } from "effect"
+import { Clock, Effect, Option, RuntimeFlags, RuntimeFlagsPatch, Schema, Supervisor } from "effect"
 import { createHash } from "node:crypto"
 import * as Session from "../src/Session.js"
 import * as SessionStore from "../src/SessionStore.js"
 import * as Id from "../src/SessionId.js"
+import * as RedisStore from "../src/RedisStore.js"
+import { Redis } from "ioredis"
+import { Scope } from "effect"
 
 const iterations = Number(process.argv[2] ?? 20000)
 
@@ -28,7 +43,7 @@ const ops: SessionStore.SessionStoreOperations = ({
   touch: () => Effect.succeed(true),
   remove: (key) => Effect.sync(() => { records.delete(key) })
 })
-const store = process.env.NOSPAN ? { name: "micro", ...ops } : SessionStore.make("micro", ops)
+let store: SessionStore.SessionStore["Type"] = SessionStore.make("micro", ops)
 
 const sessionApp = HttpRouter.empty.pipe(
   HttpRouter.get("/get", Effect.map(AppSession.get("value"), (v) => HttpServerResponse.text(v ?? ""))),
@@ -42,13 +57,19 @@ const sessionApp = HttpRouter.empty.pipe(
 )
 
 const floorData = new Map<string, string>()
+const redisUrl = process.env.REDIS_URL
+const floorRedis = redisUrl ? new Redis(redisUrl) : undefined
+const floorGet = (key: string) =>
+  floorRedis ? Effect.tryPromise({ try: () => floorRedis.get("micro-floor:" + key), catch: (e) => e }) : Effect.sync(() => floorData.get(key) ?? null)
+const floorSet = (key: string, value: string) =>
+  floorRedis ? Effect.tryPromise({ try: () => floorRedis.eval("return redis.call('SET', KEYS[1], ARGV[1])", 1, "micro-floor:" + key, value), catch: (e) => e }) : Effect.sync(() => floorData.set(key, value))
 const floorLoad = Effect.gen(function*() {
   const request = yield* HttpServerRequest.HttpServerRequest
   const id = request.cookies["session"]
   if (id === undefined || !/^[A-Za-z0-9_-]{43}$/.test(id)) return undefined
   const key = createHash("sha256").update(id).digest("base64url")
-  const raw = yield* Effect.sync(() => floorData.get(key))
-  if (raw === undefined) return undefined
+  const raw = yield* floorGet(key)
+  if (raw === null) return undefined
   const now = yield* Clock.currentTimeMillis
   const stored = JSON.parse(raw)
   return stored.expiresAt > now ? { key, stored } : undefined
@@ -60,7 +81,7 @@ const floorApp = HttpRouter.empty.pipe(
     if (s === undefined) return HttpServerResponse.text("none", { status: 404 })
     const counter = (s.stored.data.counter ?? 0) + 1
     const now = yield* Clock.currentTimeMillis
-    yield* Effect.sync(() => floorData.set(s.key, JSON.stringify({ version: s.stored.version + 1, expiresAt: now + 1e9, data: { ...s.stored.data, counter } })))
+    yield* floorSet(s.key, JSON.stringify({ version: s.stored.version + 1, expiresAt: now + 1e9, data: { ...s.stored.data, counter } }))
     return HttpServerResponse.text(String(counter))
   })),
   HttpRouter.get("/plain", HttpServerResponse.text("plain"))
@@ -94,41 +115,64 @@ const countSteps = async (app: HttpApp.Default<any, any>, path: string, cookie: 
   return counter.steps / n
 }
 
-const run = async (name: string, app: HttpApp.Default<any, any>, path: string, cookie: string | undefined) => {
+const run = async (name: string, app: HttpApp.Default<any, any>, path: string, cookie: string | ReadonlyArray<string> | undefined) => {
   const handler = HttpApp.toWebHandler(Effect.provideService(app, SessionStore.SessionStore, store) as any)
-  const headers = cookie ? { cookie } : {}
-  const once = () => handler(new Request(`http://localhost${path}`, { headers }))
+  const cookies = cookie === undefined ? [undefined] : typeof cookie === "string" ? [cookie] : cookie
+  let next = 0
+  const once = () => {
+    const c = cookies[next++ % cookies.length]
+    return handler(new Request(`http://localhost${path}`, { headers: c ? { cookie: c } : {} }))
+  }
   for (let i = 0; i < 2000; i++) await once()
   const start = process.hrtime.bigint()
-  for (let i = 0; i < iterations; i++) await once()
-  const us = Number(process.hrtime.bigint() - start) / 1000 / iterations
+  const cpu = process.cpuUsage()
+  if (redisUrl) {
+    // 32 requests in flight, as in the HTTP benchmark
+    let left = iterations
+    await Promise.all(Array.from({ length: 32 }, async () => { while (left-- > 0) await once() }))
+  } else {
+    for (let i = 0; i < iterations; i++) await once()
+  }
+  const used = process.cpuUsage(cpu)
+  const us = redisUrl ? (used.user + used.system) / iterations : Number(process.hrtime.bigint() - start) / 1000 / iterations
   console.log(`${name.padEnd(28)} ${path.padEnd(7)} ${us.toFixed(1)} µs/req`)
   return us
 }
 
 const main = async () => {
+  if (redisUrl) {
+    const scope = Effect.runSync(Scope.make())
+    store = (await Effect.runPromise(Scope.extend(RedisStore.make({ url: redisUrl, prefix: "micro:" }), scope))).store
+  }
   // one session for effect-session, one for the floor
   const setupHandler = HttpApp.toWebHandler(Effect.provideService(HttpRouter.empty.pipe(
     HttpRouter.get("/setup", Effect.as(Effect.zipRight(AppSession.set("value", "hello"), AppSession.set("counter", 0)), HttpServerResponse.text("ok"))),
     AppSession.middleware({ cookie: { secure: false } })
   ), SessionStore.SessionStore, store) as any)
-  const res = await setupHandler(new Request("http://localhost/setup"))
-  const cookie = res.headers.get("set-cookie")!.split(";")[0]
-  const floorId = Id.unsafeGenerate()
-  floorData.set(createHash("sha256").update(floorId).digest("base64url"), JSON.stringify({ version: 1, expiresAt: Date.now() + 1e9, data: { value: "hello", counter: 0 } }))
-  const floorCookie = `session=${floorId}`
+  const sessionCookies: Array<string> = []
+  const floorCookies: Array<string> = []
+  for (let i = 0; i < (redisUrl ? 1000 : 1); i++) {
+    const res = await setupHandler(new Request("http://localhost/setup"))
+    sessionCookies.push(res.headers.get("set-cookie")!.split(";")[0])
+    const floorId = Id.unsafeGenerate()
+    await Effect.runPromise(floorSet(createHash("sha256").update(floorId).digest("base64url"), JSON.stringify({ version: 1, expiresAt: Date.now() + 1e9, data: { value: "hello", counter: 0 } })) as Effect.Effect<unknown>)
+    floorCookies.push(`session=${floorId}`)
+  }
+  const cookie = sessionCookies[0]
+  const floorCookie = floorCookies[0]
   if (process.env.TRACE) {
     const counter = new StepCounter()
-    const app = process.env.TRACE === "/plain0" ? plainApp : sessionApp
+    const app = process.env.TRACE === "/plain0" ? plainApp : process.env.FLOOR ? floorApp : sessionApp
     const path = process.env.TRACE === "/plain0" ? "/plain" : process.env.TRACE
     const supervised = Effect.withRuntimeFlagsPatch(
       Effect.supervised(Effect.provideService(app, SessionStore.SessionStore, store), counter),
       RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision)
     )
     const handler = HttpApp.toWebHandler(supervised as any)
-    await handler(new Request(`http://localhost${path}`, { headers: { cookie } }))
+    const c = process.env.FLOOR ? floorCookie : cookie
+    await handler(new Request(`http://localhost${path}`, { headers: { cookie: c } }))
     counter.log = []
-    await handler(new Request(`http://localhost${path}`, { headers: { cookie } }))
+    await handler(new Request(`http://localhost${path}`, { headers: { cookie: c } }))
     console.log(counter.log.join("\n"))
     return
   }
@@ -151,18 +195,54 @@ const main = async () => {
     }
     return
   }
+  if (process.env.ONLY && process.env.HEAP) {
+    // allocation sampling, collected objects included: what a request allocates, by function
+    const { Session: InspectorSession } = await import("node:inspector/promises")
+    const inspector = new InspectorSession()
+    inspector.connect()
+    const path = process.env.ONLY
+    const go = () => process.env.FLOOR ? run("floor", floorApp, path, floorCookies) : run("effect-session", sessionApp, path, sessionCookies)
+    await go()
+    await inspector.post("HeapProfiler.startSampling", {
+      samplingInterval: 256,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true
+    } as any)
+    await go()
+    const { profile } = await inspector.post("HeapProfiler.stopSampling") as any
+    const bySite = new Map<string, number>()
+    let total = 0
+    const walk = (node: any) => {
+      const f = node.callFrame
+      const where = f.url.replace(/.*node_modules\//, "").replace(/^file:\/\/.*\//, "")
+      const name = `${f.functionName || "(anonymous)"} ${where}:${f.lineNumber + 1}`
+      bySite.set(name, (bySite.get(name) ?? 0) + node.selfSize)
+      total += node.selfSize
+      for (const child of node.children) walk(child)
+    }
+    walk(profile.head)
+    console.log(`allocated ≈ ${(total / iterations).toFixed(0)} bytes/request`)
+    for (const [name, size] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
+      console.log(`${(size / iterations).toFixed(0).padStart(7)}  ${name}`)
+    }
+    floorRedis?.disconnect()
+    process.exit(0)
+  }
   if (process.env.ONLY) {
-    const [path] = [process.env.ONLY]
-    await run("effect-session", sessionApp, path, cookie)
-    return
+    const path = process.env.ONLY
+    if (process.env.FLOOR) await run("floor", floorApp, path, floorCookies)
+    else await run("effect-session", sessionApp, path, sessionCookies)
+    floorRedis?.disconnect()
+    process.exit(0)
   }
   for (let round = 0; round < 2; round++) {
     const base = await run("no middleware", plainApp, "/plain", cookie)
     const sp = await run("effect-session", sessionApp, "/plain", cookie)
-    const fg = await run("floor", floorApp, "/get", floorCookie)
-    const sg = await run("effect-session", sessionApp, "/get", cookie)
-    const fi = await run("floor", floorApp, "/incr", floorCookie)
-    const si = await run("effect-session", sessionApp, "/incr", cookie)
+    const fg = await run("floor", floorApp, "/get", floorCookies)
+    const sg = await run("effect-session", sessionApp, "/get", sessionCookies)
+    const fi = await run("floor", floorApp, "/incr", floorCookies)
+    const si = await run("effect-session", sessionApp, "/incr", sessionCookies)
+    if (round === 1) { floorRedis?.disconnect(); process.exit(0) }
     console.log(`over base: plain +${(sp - base).toFixed(1)}  get floor +${(fg - base).toFixed(1)} session +${(sg - base).toFixed(1)}  incr floor +${(fi - base).toFixed(1)} session +${(si - base).toFixed(1)}`)
   }
 }
