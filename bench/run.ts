@@ -16,7 +16,7 @@
  * is stopped by pid at the end, on failure and on Ctrl-C.
  *
  * Environment (all optional): DURATION (s per measured run, 10), RUNS (3),
- * WARMUP (s, 5), CONNECTIONS (32), SESSIONS (1000), PICK (shuffle | uniform),
+ * WARMUP (s, 5), SETTLE (s of quiet before each measured run, 2), CONNECTIONS (32), SESSIONS (1000), PICK (shuffle | uniform),
  * SERVERS (comma list of server names, default all), ROUTES (comma list of
  * get, incr, plain; default all), OUT (result path), CPU_PROF (a directory:
  * the servers run under `node --cpu-prof`, one subdirectory per server, and
@@ -44,6 +44,10 @@ const env = (name: string, fallback: number) => {
 const duration = env("DURATION", 10)
 const runs = env("RUNS", 3)
 const warmup = env("WARMUP", 5)
+// Seconds of quiet before each measured run: a server that just served load
+// keeps working for a moment after it (V8 shrinks its heap when it turns
+// idle), on the core the next server runs on.
+const settle = env("SETTLE", 2)
 const connections = env("CONNECTIONS", 32)
 const sessionCount = env("SESSIONS", 1000)
 const countedRequests = 500
@@ -608,6 +612,7 @@ const main = async () => {
         const order = targets.map((_, j) => targets[(i + j) % targets.length]!)
         for (const server of order) {
           const state = perServer.get(server.spec.name)!
+          await new Promise((resolve) => setTimeout(resolve, settle * 1000))
           await redis.config("RESETSTAT")
           const cpuBefore = cpuMillis(server.handle.child)
           const summary = await runWrk(`${server.base}/${route}`, duration, server.cookiesFile)
