@@ -16,7 +16,7 @@
  * is stopped by pid at the end, on failure and on Ctrl-C.
  *
  * Environment (all optional): DURATION (s per measured run, 10), RUNS (3),
- * WARMUP (s, 5), REWARM (s of unmeasured load right before each measured run, 2), CONNECTIONS (32), SESSIONS (1000), PICK (shuffle | uniform),
+ * WARMUP (s, 5), SETTLE (s of quiet before each measured run, 2), CONNECTIONS (32), SESSIONS (1000), PICK (shuffle | uniform),
  * SERVERS (comma list of server names, default all), ROUTES (comma list of
  * get, incr, plain; default all), OUT (result path), CPU_PROF (a directory:
  * the servers run under `node --cpu-prof`, one subdirectory per server, and
@@ -44,12 +44,10 @@ const env = (name: string, fallback: number) => {
 const duration = env("DURATION", 10)
 const runs = env("RUNS", 3)
 const warmup = env("WARMUP", 5)
-// Seconds of unmeasured load on a server right before each of its measured
-// runs. Between its runs a server sits idle while the others are measured,
-// and an idle V8 shrinks its heap and lets compiled code go cold; without
-// this, each run would start by recovering from that instead of measuring
-// the server under steady load.
-const rewarm = env("REWARM", 2)
+// Seconds of quiet before each measured run: a server that just served load
+// keeps working for a moment after it (V8 shrinks its heap when it turns
+// idle), on the core the next server runs on.
+const settle = env("SETTLE", 2)
 const connections = env("CONNECTIONS", 32)
 const sessionCount = env("SESSIONS", 1000)
 const countedRequests = 500
@@ -137,17 +135,6 @@ const stopChild = async (child: ChildProcess, graceMs = 5000): Promise<void> => 
   await exited
   clearTimeout(timer)
   children.delete(child)
-}
-
-// Only the server being measured runs: the others are stopped (SIGSTOP)
-// meanwhile, so nothing they do while "idle" (timers, heap shrinking, JIT)
-// shares its core. `undefined` lets every server run again.
-const runOnly = (servers: ReadonlyArray<{ readonly handle: { child: ChildProcess } }>, active?: ChildProcess) => {
-  for (const server of servers) {
-    const child = server.handle.child
-    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) continue
-    process.kill(child.pid, active === undefined || child === active ? "SIGCONT" : "SIGSTOP")
-  }
 }
 
 const killAllNow = () => {
@@ -625,9 +612,7 @@ const main = async () => {
         const order = targets.map((_, j) => targets[(i + j) % targets.length]!)
         for (const server of order) {
           const state = perServer.get(server.spec.name)!
-          runOnly(running, server.handle.child)
-          const warmed = await runWrk(`${server.base}/${route}`, rewarm, server.cookiesFile)
-          if (route === "incr") state.incrResponses += warmed.requests - warmed.errStatus
+          await new Promise((resolve) => setTimeout(resolve, settle * 1000))
           await redis.config("RESETSTAT")
           const cpuBefore = cpuMillis(server.handle.child)
           const summary = await runWrk(`${server.base}/${route}`, duration, server.cookiesFile)
@@ -649,7 +634,6 @@ const main = async () => {
           })
         }
       }
-      runOnly(running)
       for (const server of targets) {
         const state = perServer.get(server.spec.name)!
         if (route === "incr") {
@@ -681,7 +665,6 @@ const main = async () => {
       }
     }
   } finally {
-    runOnly(running)
     for (const server of running) await stopChild(server.handle.child)
     redis.disconnect()
     await stopChild(redisServer.child)
