@@ -18,14 +18,13 @@
  *     --platform=node --format=esm --outfile=bench/.build/micro.mjs
  */
 import { HttpApp, HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Clock, Effect, Option, RuntimeFlags, RuntimeFlagsPatch, Schema, Supervisor } from "effect"
+import { Clock, Effect, Option, RuntimeFlags, RuntimeFlagsPatch, Schema, Scope, Supervisor } from "effect"
 import { createHash } from "node:crypto"
 import * as Session from "../src/Session.js"
 import * as SessionStore from "../src/SessionStore.js"
 import * as Id from "../src/SessionId.js"
 import * as RedisStore from "../src/RedisStore.js"
 import { Redis } from "ioredis"
-import { Scope } from "effect"
 
 const iterations = Number(process.argv[2] ?? 20000)
 

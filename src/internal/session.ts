@@ -359,30 +359,19 @@ export class RequestSession<A> implements SessionHandle<A> {
    * Saves what the request did. Returns what the response's cookie must do.
    */
   get commit(): Effect.Effect<CookieAction, SessionError> {
-    return Effect.suspend(() => this.commitNow())
+    return Effect.clockWith((clock) => this.commitAt(clock.unsafeCurrentTimeMillis()))
   }
 
-  /** `commit`, decided when called (the middleware calls it at run time). */
-  commitNow(): Effect.Effect<CookieAction, SessionError> {
-    if (!this.used) return Effect.succeed(noCookie)
-    if (!this.loadDone) return Effect.flatMap(this.ensureLoaded, () => this.commitLoaded)
-    return this.commitLoaded
-  }
-
-  /** `commitNow` at a time the caller read (the middleware has the clock at hand). */
+  /**
+   * `commit` at a time the caller read (the middleware has the clock at
+   * hand). A session not loaded yet (its load failed and the app went on)
+   * is loaded first, and the time read again after it.
+   */
   commitAt(t: number): Effect.Effect<CookieAction, SessionError> {
     if (!this.used) return Effect.succeed(noCookie)
-    if (!this.loadDone) return Effect.flatMap(this.ensureLoaded, () => this.commitLoaded)
+    if (!this.loadDone) return Effect.flatMap(this.ensureLoaded, () => this.commit)
     this.committedAt = t
     return this.save(t)
-  }
-
-  private get commitLoaded(): Effect.Effect<CookieAction, SessionError> {
-    return Effect.clockWith((clock) => {
-      const t = clock.unsafeCurrentTimeMillis()
-      this.committedAt = t
-      return this.save(t)
-    })
   }
 
   /**
