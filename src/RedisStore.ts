@@ -143,7 +143,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     const meta = `${t} ${write.expiresAt} ${Math.ceil(write.expiresAt - t)}`
     const args: Array<string | Buffer> = [
       expectedVersion === undefined ? meta : `${meta} ${expectedVersion}`,
-      dataArgument(write.data)
+      write.text ?? dataArgument(write.data)
     ]
     if (Option.isSome(write.principal)) args.push(write.principal.value, key)
     return args

@@ -178,14 +178,19 @@ export const Tag = <Self>() =>
   const empty: A = decoded.right
   const TagBase = Context.Tag(id)<Self, SessionHandle<A>>()
   const tag = TagBase as unknown as Context.Tag<Self, internal.RequestSession<A>>
-  // one step where `Effect.flatMap(tag, f)` takes three: every accessor call
-  // of every request goes through here
-  const withHandle = <B>(f: (handle: internal.RequestSession<A>) => Effect.Effect<B, SessionError>) =>
+  // Every accessor call of every request goes through here: the handle is
+  // found and the operation run on the loaded session in one runtime step,
+  // where `Effect.flatMap(tag, (h) => h.get(key))` takes four.
+  const withHandle = <B>(f: (handle: internal.RequestSession<A>) => B) =>
     Effect.withFiberRuntime<B, SessionError, Self>((fiber) => {
       const handle = Context.getOption(fiber.currentContext, tag)
-      return handle._tag === "Some"
-        ? f(handle.value)
-        : Effect.dieMessage(`effect-session: ${id} is not provided: add ${id}.middleware() to the app, or use withSession`)
+      if (handle._tag === "None") {
+        return Effect.dieMessage(
+          `effect-session: ${id} is not provided: add ${id}.middleware() to the app, or use withSession`
+        )
+      }
+      const h = handle.value
+      return h.accessIn(fiber, () => f(h))
     })
   // built once per options object, not per call (DESIGN §8)
   const configs = new WeakMap<Options, internal.Config<A>>()
@@ -199,17 +204,17 @@ export const Tag = <Self>() =>
   const statics = {
     fields,
     schema,
-    get: (key: keyof A) => withHandle((h) => h.get(key)),
-    getAll: withHandle((h) => h.getAll),
-    set: (key: keyof A, value: any) => withHandle((h) => h.set(key, value)),
-    update: (key: keyof A, f: (value: any) => any) => withHandle((h) => h.update(key, f)),
-    remove: (key: keyof A) => withHandle((h) => h.remove(key)),
-    clear: withHandle((h) => h.clear),
-    regenerate: withHandle((h) => h.regenerate),
-    invalidate: withHandle((h) => h.invalidate),
-    login: (principal: string) => withHandle((h) => h.login(principal)),
-    principal: withHandle((h) => h.principal),
-    id: withHandle((h) => h.id),
+    get: (key: keyof A) => withHandle((h) => h.getNow(key)),
+    getAll: withHandle((h) => h.data),
+    set: (key: keyof A, value: any) => withHandle((h) => h.recordNow({ _tag: "Set", key, value })),
+    update: (key: keyof A, f: (value: any) => any) => withHandle((h) => h.recordNow({ _tag: "Update", key, f })),
+    remove: (key: keyof A) => withHandle((h) => h.recordNow({ _tag: "Remove", key })),
+    clear: withHandle((h) => h.recordNow({ _tag: "Clear" })),
+    regenerate: withHandle((h) => h.regenerateNow()),
+    invalidate: withHandle((h) => h.invalidateNow()),
+    login: (principal: string) => withHandle((h) => h.loginNow(principal)),
+    principal: withHandle((h) => h.principal_),
+    id: withHandle((h) => h.idNow()),
     middleware: (options?: Options) => internal.middleware(tag, configFor(options)),
     withSession: <B, E, R>(sessionId: string, effect: Effect.Effect<B, E, R>, options?: Options) => {
       const config = configFor(options)

@@ -63,6 +63,11 @@ export const version = 1
  */
 export interface SessionCodecImpl<A> extends SessionCodec<A> {
   readonly encodeEither: (envelope: Envelope<A>) => Either.Either<Uint8Array, SessionEncodeError | SessionTooLarge>
+  /**
+   * `encodeEither` before the text becomes bytes: the envelope's JSON, whose
+   * UTF-8 encoding is within the size limit.
+   */
+  readonly encodeText: (envelope: Envelope<A>) => Either.Either<string, SessionEncodeError | SessionTooLarge>
   readonly decodeEither: (bytes: Uint8Array) => Either.Either<Envelope<A>, SessionDecodeError>
   readonly fingerprintEither: (data: A) => Either.Either<string, SessionEncodeError>
   /**
@@ -77,6 +82,33 @@ export interface SessionCodecImpl<A> extends SessionCodec<A> {
 }
 
 const prefix = `{"v":${version},"data":`
+
+/**
+ * The length of a string's UTF-8 encoding, as `TextEncoder` writes it (a
+ * lone surrogate becomes U+FFFD, 3 bytes), without encoding it.
+ *
+ * @internal
+ */
+export const utf8Length = (text: string): number => {
+  let size = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x80) size += 1
+    else if (c < 0x800) size += 2
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1)
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        size += 4
+        i++
+      } else {
+        size += 3
+      }
+    } else {
+      size += 3
+    }
+  }
+  return size
+}
 
 /**
  * Builds a codec for a session schema. Build it once (per middleware), not
@@ -101,20 +133,20 @@ export const makeImpl = <A, I>(
   const textEncoder = new TextEncoder()
   const textDecoder = new TextDecoder("utf-8", { fatal: true })
 
-  // A save compares the data with what was loaded and then writes it: the
-  // JSON of one data object is computed once (data objects are never mutated:
-  // every write makes a new one).
-  const jsonCache = new WeakMap<object, string>()
+  // A save compares the data with what was loaded and then writes it, in
+  // one synchronous run: the JSON of the last data object is kept for the
+  // next call (data objects are never mutated: every write makes a new one).
+  let lastData: unknown = undefined
+  let lastJson = ""
   const dataJson = (data: A): Either.Either<string, SessionEncodeError> => {
-    const cacheable = typeof data === "object" && data !== null
-    const cached = cacheable ? jsonCache.get(data) : undefined
-    if (cached !== undefined) return Either.right(cached)
+    if (data === lastData && typeof data === "object" && data !== null) return Either.right(lastJson)
     const encoded = encodeData(data)
     if (Either.isLeft(encoded)) {
       return Either.left(new SessionEncodeError({ cause: ParseResult.TreeFormatter.formatErrorSync(encoded.left) }))
     }
     const json = JSON.stringify(encoded.right)
-    if (cacheable) jsonCache.set(data, json)
+    lastData = data
+    lastJson = json
     return Either.right(json)
   }
   // A save builds the suffix of the same fields twice (to compare, then to
@@ -177,16 +209,20 @@ export const makeImpl = <A, I>(
 
   // the envelope is assembled around the data's JSON, in the layout `decode`
   // recognises
-  const encodeEither = (envelope: Envelope<A>): Either.Either<Uint8Array, SessionEncodeError | SessionTooLarge> => {
+  const encodeText = (envelope: Envelope<A>): Either.Either<string, SessionEncodeError | SessionTooLarge> => {
     const data = dataJson(envelope.data)
     if (Either.isLeft(data)) return Either.left(data.left)
-    const bytes = textEncoder.encode(
-      prefix + data.right + suffix(envelope.createdAt, envelope.absoluteExpiresAt, envelope.principal)
-    )
-    return bytes.length > maxSize
-      ? Either.left(new SessionTooLarge({ size: bytes.length, limit: maxSize }))
-      : Either.right(bytes)
+    const text = prefix + data.right + suffix(envelope.createdAt, envelope.absoluteExpiresAt, envelope.principal)
+    // a UTF-16 code unit is at most 3 UTF-8 bytes: only a text that may be
+    // over the limit is measured
+    if (text.length * 3 > maxSize) {
+      const size = utf8Length(text)
+      if (size > maxSize) return Either.left(new SessionTooLarge({ size, limit: maxSize }))
+    }
+    return Either.right(text)
   }
+  const encodeEither = (envelope: Envelope<A>): Either.Either<Uint8Array, SessionEncodeError | SessionTooLarge> =>
+    Either.map(encodeText(envelope), (text) => textEncoder.encode(text))
 
   // Only saves get here, so reads never pay for it. The stored text, when
   // `encode` laid it out, is the data's JSON between a known prefix and the
@@ -209,6 +245,7 @@ export const makeImpl = <A, I>(
     decode: (bytes) => Effect.suspend(() => decodeEither(bytes)),
     fingerprint: (data) => Effect.suspend(() => dataJson(data)),
     encodeEither,
+    encodeText,
     decodeEither,
     decodeText,
     fingerprintEither: dataJson,

@@ -34,6 +34,13 @@ export interface SessionWrite {
   readonly data: Uint8Array
   readonly expiresAt: number
   readonly principal: Option.Option<string>
+  /**
+   * The same data as text, when it is UTF-8 text (what the session
+   * middleware writes always is): `data` is exactly its UTF-8 encoding. A
+   * store that sends strings uses it instead of decoding `data`; one that
+   * stores bytes ignores it.
+   */
+  readonly text?: string | undefined
 }
 
 /**

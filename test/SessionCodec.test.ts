@@ -154,6 +154,30 @@ describe("SessionCodec", () => {
       expect(error.message).toBe(`session data encodes to ${size} bytes, over the limit of ${size - 1} bytes`)
     }))
 
+  it("the size is counted in UTF-8 bytes exactly as TextEncoder writes them, without encoding", () => {
+    const samples = [
+      "",
+      "ascii only",
+      "é and € and 𝄞 (a surrogate pair)",
+      "🎉".repeat(50),
+      "lone \ud800 high, lone \udc00 low, reversed \udc00\ud800, at the end \ud83d",
+      "\u007f\u0080\u07ff\u0800\uffff"
+    ]
+    for (const sample of samples) expect(SessionCodec.utf8Length(sample)).toBe(utf8.encode(sample).length)
+  })
+
+  it.effect("a session of 4-byte characters right at the limit is stored; one byte over is refused", () =>
+    Effect.gen(function*() {
+      const sample = envelope({ username: "🎉".repeat(40), visits: 1 })
+      const size = (yield* codec.encode(sample)).length
+      const atLimit = SessionCodec.make(Data as unknown as Schema.Schema<Data, unknown, never>, { maxSize: size })
+      expect((yield* atLimit.encode(sample)).length).toBe(size)
+      const under = SessionCodec.make(Data as unknown as Schema.Schema<Data, unknown, never>, { maxSize: size - 1 })
+      const error = yield* Effect.flip(under.encode(sample))
+      assert(error._tag === "SessionTooLarge")
+      expect(error.size).toBe(size)
+    }))
+
   it.effect("the default limit is 64 KiB", () =>
     Effect.gen(function*() {
       expect(SessionCodec.defaultMaxSize).toBe(65536)

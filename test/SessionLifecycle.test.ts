@@ -11,6 +11,7 @@ import * as SessionCodec from "../src/SessionCodec.js"
 import * as SessionId from "../src/SessionId.js"
 import { SessionConflict } from "../src/SessionError.js"
 import { make as makeStore, SessionIndex, SessionStore } from "../src/SessionStore.js"
+import type * as SessionStoreModule from "../src/SessionStore.js"
 import { counting, makeBrowser, parseSetCookie, serve, StoreCalls, totalCalls } from "./utils/http.js"
 import type { Response } from "./utils/http.js"
 
@@ -1186,4 +1187,37 @@ describe("bounded retries against a store whose compare-and-set always loses", (
         expect(updates.count).toBe(4)
       }).pipe(Effect.provide(serve(bounded).pipe(Layer.provideMerge(alwaysConflicting)))))
   }
+})
+
+describe("what a store is given to write", () => {
+  class Writes extends Context.Tag("test/Writes")<Writes, Array<SessionStoreModule.SessionWrite>>() {}
+  const recording = Layer.effectContext(Effect.gen(function*() {
+    const inner = yield* SessionStore
+    const writes: Array<SessionStoreModule.SessionWrite> = []
+    const wrapped: SessionStore["Type"] = {
+      ...inner,
+      insert: (key, write) => Effect.zipRight(Effect.sync(() => writes.push(write)), inner.insert(key, write)),
+      update: (key, write, version) =>
+        Effect.zipRight(Effect.sync(() => writes.push(write)), inner.update(key, write, version))
+    }
+    return Context.make(SessionStore, wrapped).pipe(Context.add(Writes, writes))
+  })).pipe(Layer.provide(MemoryStore.layer()))
+
+  it.effect("every insert and update carries the text whose UTF-8 bytes are its data, also through a spread copy", () =>
+    Effect.gen(function*() {
+      const browser = yield* makeBrowser
+      yield* browser.get("/set-user")
+      yield* browser.get("/incr")
+      yield* browser.get("/login-alice")
+      const writes = yield* Writes
+      expect(writes.length).toBeGreaterThanOrEqual(3)
+      for (const write of writes) {
+        assert(write.text !== undefined)
+        const bytes = new TextEncoder().encode(write.text)
+        expect(write.data).toEqual(bytes)
+        expect({ ...write }.data).toEqual(bytes)
+        const decoded = yield* codec.decode(write.data)
+        expect(decoded.data.username).toBe("alice")
+      }
+    }).pipe(Effect.provide(serve(app()).pipe(Layer.provideMerge(recording)))))
 })

@@ -1,7 +1,7 @@
 import type { HttpApp } from "@effect/platform"
 import { Cookies, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Fiber } from "effect"
-import { Clock, Context, Deferred, Duration, Effect, Either, Exit, FiberRef, Option, Random } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, FiberRef, Option, Random } from "effect"
 import type { Envelope, SessionCodecImpl } from "../SessionCodec.js"
 import * as Codec from "../SessionCodec.js"
 import type { SessionError } from "../SessionError.js"
@@ -9,7 +9,7 @@ import type { SessionId, StorageKey } from "../SessionId.js"
 import * as Id from "../SessionId.js"
 import type { Options } from "../Session.js"
 import { SessionStore } from "../SessionStore.js"
-import type { SessionRecord } from "../SessionStore.js"
+import type { SessionRecord, SessionWrite } from "../SessionStore.js"
 
 /** @internal */
 export type Op<A> =
@@ -284,6 +284,52 @@ export class RequestSession<A> implements SessionHandle<A> {
     })
   }
 
+  // Each operation is a synchronous step on the loaded session (`…Now`),
+  // run by `access`; the tag's accessors, which already run with the fiber
+  // at hand, run the same steps through `accessIn` (one runtime step less).
+
+  getNow<K extends keyof A>(key: K): A[K] {
+    return this.data[key]
+  }
+
+  recordNow(op: Op<A>): void {
+    this.ops.push(op)
+    this.data = applyOps(this.config, this.data, [op])
+  }
+
+  regenerateNow(): void {
+    this.renew = true
+    this.newId = undefined
+  }
+
+  invalidateNow(): void {
+    this.renew = true
+    this.invalidated = true
+    this.newId = undefined
+    this.ops = []
+    this.data = this.config.empty
+    this.principal_ = Option.none()
+  }
+
+  loginNow(principal: string): void {
+    this.renew = true
+    this.newId = undefined
+    this.principal_ = Option.some(principal)
+  }
+
+  idNow(): SessionId {
+    if (!this.renew && Option.isSome(this.loaded) && Option.isSome(this.clientId)) {
+      return this.clientId.value
+    }
+    if (this.newId === undefined) this.newId = Id.unsafeGenerate()
+    return this.newId
+  }
+
+  /** `f` on the loaded session, run on `fiber` (the current one). */
+  accessIn<B>(fiber: Fiber.RuntimeFiber<unknown, unknown>, f: () => B): Effect.Effect<B, SessionError> {
+    return this.loadThen(f, fiber)
+  }
+
   get<K extends keyof A>(key: K): Effect.Effect<A[K], SessionError> {
     return this.access(() => this.data[key])
   }
@@ -313,46 +359,23 @@ export class RequestSession<A> implements SessionHandle<A> {
   }
 
   record(op: Op<A>): Effect.Effect<void, SessionError> {
-    return this.access(() => {
-      this.ops.push(op)
-      this.data = applyOps(this.config, this.data, [op])
-    })
+    return this.access(() => this.recordNow(op))
   }
 
   get regenerate(): Effect.Effect<void, SessionError> {
-    return this.access(() => {
-      this.renew = true
-      this.newId = undefined
-    })
+    return this.access(() => this.regenerateNow())
   }
 
   get invalidate(): Effect.Effect<void, SessionError> {
-    return this.access(() => {
-      this.renew = true
-      this.invalidated = true
-      this.newId = undefined
-      this.ops = []
-      this.data = this.config.empty
-      this.principal_ = Option.none()
-    })
+    return this.access(() => this.invalidateNow())
   }
 
   login(principal: string): Effect.Effect<void, SessionError> {
-    return this.access(() => {
-      this.renew = true
-      this.newId = undefined
-      this.principal_ = Option.some(principal)
-    })
+    return this.access(() => this.loginNow(principal))
   }
 
   get id(): Effect.Effect<SessionId, SessionError> {
-    return this.access(() => {
-      if (!this.renew && Option.isSome(this.loaded) && Option.isSome(this.clientId)) {
-        return this.clientId.value
-      }
-      if (this.newId === undefined) this.newId = Id.unsafeGenerate()
-      return this.newId
-    })
+    return this.access(() => this.idNow())
   }
 
   /**
@@ -436,8 +459,8 @@ export class RequestSession<A> implements SessionHandle<A> {
       this.newId = id
       const envelope: Envelope<A> = { ...base, data: this.data, principal: this.principal_ }
       const expiresAt = Math.min(t + config.idleMillis, envelope.absoluteExpiresAt)
-      const bytes = yield* config.codec.encodeEither(envelope)
-      yield* store.insert(config.storageKey(id), { data: bytes, expiresAt, principal: envelope.principal }).pipe(
+      const text = yield* config.codec.encodeText(envelope)
+      yield* store.insert(config.storageKey(id), writeOf(text, expiresAt, envelope.principal)).pipe(
         Effect.catchTag("SessionConflict", (conflict) =>
           // 256 random bits do not collide; if a store says they did, fail loudly
           Effect.dieMessage(`effect-session: insert of a fresh id conflicted (${conflict.reason})`))
@@ -472,9 +495,9 @@ export class RequestSession<A> implements SessionHandle<A> {
 
   /** Re-checks the old session with a compare-and-set before it is replaced. */
   private guardPrevious(loaded: Loaded<A>, retries = 0): Effect.Effect<"Live" | "Gone", SessionError> {
-    const bytes = this.config.codec.encodeEither(loaded.envelope)
-    if (Either.isLeft(bytes)) return Effect.fail(bytes.left)
-    const write = { data: bytes.right, expiresAt: loaded.expiresAt, principal: loaded.envelope.principal }
+    const text = this.config.codec.encodeText(loaded.envelope)
+    if (Either.isLeft(text)) return Effect.fail(text.left)
+    const write = writeOf(text.right, loaded.expiresAt, loaded.envelope.principal)
     return this.store.update(loaded.key, write, loaded.version).pipe(
       Effect.as("Live" as const),
       Effect.catchTag("SessionConflict", (conflict) => {
@@ -494,43 +517,68 @@ export class RequestSession<A> implements SessionHandle<A> {
 
   private updateWithReplay(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
     const config = this.config
-    const write = (current: Loaded<A>, data: A): Effect.Effect<CookieAction, SessionError> => {
+    const attempt = (current: Loaded<A>, data: A, retries: number): Effect.Effect<CookieAction, SessionError> => {
       const envelope: Envelope<A> = { ...current.envelope, data, principal: this.principal_ }
       const fingerprint = config.codec.fingerprintEither(data)
       if (Either.isLeft(fingerprint)) return Effect.fail(fingerprint.left)
-      const bytes = config.codec.encodeEither(envelope)
-      if (Either.isLeft(bytes)) return Effect.fail(bytes.left)
+      const text = config.codec.encodeText(envelope)
+      if (Either.isLeft(text)) return Effect.fail(text.left)
       const expiresAt = this.nextExpiry(current, t)
-      const update = this.store.update(
-        current.key,
-        { data: bytes.right, expiresAt, principal: envelope.principal },
-        current.version
-      )
       // emptied: the compare-and-set first, so that a concurrent writer's
       // data is replayed into this request instead of deleted with it
-      return fingerprint.right === config.emptyFingerprint && Option.isNone(this.principal_)
-        ? Effect.zipRight(update, Effect.as(this.store.remove(current.key), expired))
-        : Effect.as(update, this.cookieFor(current, expiresAt))
+      const emptied = fingerprint.right === config.emptyFingerprint && Option.isNone(this.principal_)
+      // one handler for both outcomes of the compare-and-set (every save
+      // runs through here)
+      return Effect.matchCauseEffect(
+        this.store.update(current.key, writeOf(text.right, expiresAt, envelope.principal), current.version),
+        {
+          onSuccess: () =>
+            emptied
+              ? Effect.as(this.store.remove(current.key), expired)
+              : Effect.succeed(this.cookieFor(current, expiresAt)),
+          onFailure: (cause) => {
+            const failure = Cause.failureOption(cause)
+            if (Option.isNone(failure) || failure.value._tag !== "SessionConflict") return Effect.failCause(cause)
+            const conflict = failure.value
+            // removed or expired meanwhile (a logout won the race): never recreate it
+            if (conflict.reason !== "VersionMismatch") return dropped
+            if (retries >= config.maxConflictRetries) return Effect.fail(conflict)
+            // a concurrent request saved first: replay this request's writes over its data
+            return Effect.zipRight(
+              backoff(retries),
+              Effect.flatMap(loadLive(config, this.store, current.key), (fresh) =>
+                Option.isNone(fresh)
+                  ? dropped
+                  : attempt(fresh.value, applyOps(config, fresh.value.envelope.data, this.ops), retries + 1))
+            )
+          }
+        }
+      )
     }
-    const attempt = (current: Loaded<A>, data: A, retries: number): Effect.Effect<CookieAction, SessionError> =>
-      Effect.catchTag(write(current, data), "SessionConflict", (conflict) => {
-        // removed or expired meanwhile (a logout won the race): never recreate it
-        if (conflict.reason !== "VersionMismatch") return dropped
-        if (retries >= config.maxConflictRetries) return Effect.fail(conflict)
-        // a concurrent request saved first: replay this request's writes over its data
-        return Effect.zipRight(
-          backoff(retries),
-          Effect.flatMap(loadLive(config, this.store, current.key), (fresh) =>
-            Option.isNone(fresh)
-              ? dropped
-              : attempt(fresh.value, applyOps(config, fresh.value.envelope.data, this.ops), retries + 1))
-        )
-      })
     return attempt(loaded, this.data, 0)
   }
 }
 
 const constVoid = (): void => undefined
+
+const utf8 = new TextEncoder()
+
+/**
+ * What a save writes: the encoded text, and its bytes made only when a
+ * store reads `data` (an own enumerable getter, so a store that copies the
+ * write with a spread gets the bytes too).
+ */
+const writeOf = (text: string, expiresAt: number, principal: Option.Option<string>): SessionWrite => {
+  let bytes: Uint8Array | undefined
+  return {
+    text,
+    expiresAt,
+    principal,
+    get data() {
+      return bytes ??= utf8.encode(text)
+    }
+  }
+}
 
 const expired: CookieAction = { _tag: "Expire" }
 
@@ -623,7 +671,7 @@ const finish = <A>(
   response: HttpServerResponse.HttpServerResponse,
   t: number
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, SessionError> =>
-  Effect.map(session.commitAt(t), (action) => applyCookie(config, response, action, session.committedAt))
+  Effect.flatMap(session.commitAt(t), (action) => Effect.succeed(applyCookie(config, response, action, session.committedAt)))
 
 /** @internal */
 export const middleware = <Self, A>(
