@@ -178,20 +178,25 @@ export const Tag = <Self>() =>
   const empty: A = decoded.right
   const TagBase = Context.Tag(id)<Self, SessionHandle<A>>()
   const tag = TagBase as unknown as Context.Tag<Self, internal.RequestSession<A>>
-  // Every accessor call of every request goes through here: the handle is
+  // The sessions of the requests in flight through this tag's middleware.
+  const slots = new internal.Slots<A>(id)
+  const notProvided = () =>
+    Effect.dieMessage(`effect-session: ${id} is not provided: add ${id}.middleware() to the app, or use withSession`)
+  // Every accessor call of every request goes through here: the session is
   // found and the operation run on the loaded session in one runtime step,
   // where `Effect.flatMap(tag, (h) => h.get(key))` takes four.
   const withHandle = <B>(f: (handle: internal.RequestSession<A>) => B) =>
     Effect.withFiberRuntime<B, SessionError, Self>((fiber) => {
-      const handle = Context.getOption(fiber.currentContext, tag)
-      if (handle._tag === "None") {
-        return Effect.dieMessage(
-          `effect-session: ${id} is not provided: add ${id}.middleware() to the app, or use withSession`
-        )
-      }
-      const h = handle.value
-      return h.accessIn(fiber, () => f(h))
+      const h = internal.find(fiber, tag, slots)
+      return h === undefined ? notProvided() : h.accessIn(fiber, () => f(h))
     })
+  // `yield* Tag` gives the request's handle (without loading it), wherever
+  // the middleware keeps it: the tag runs as this effect instead of a
+  // lookup in the context alone.
+  const handle = Effect.withFiberRuntime<SessionHandle<A>, never, Self>((fiber) => {
+    const h = internal.find(fiber, tag, slots)
+    return h === undefined ? notProvided() : Effect.succeed(h)
+  })
   // built once per options object, not per call (DESIGN §8)
   const configs = new WeakMap<Options, internal.Config<A>>()
   const defaultConfig = internal.makeConfig(dataSchema, empty, undefined)
@@ -215,7 +220,7 @@ export const Tag = <Self>() =>
     login: (principal: string) => withHandle((h) => h.loginNow(principal)),
     principal: withHandle((h) => h.principal_),
     id: withHandle((h) => h.idNow()),
-    middleware: (options?: Options) => internal.middleware(tag, configFor(options)),
+    middleware: (options?: Options) => internal.middleware(tag, configFor(options), slots),
     withSession: <B, E, R>(sessionId: string, effect: Effect.Effect<B, E, R>, options?: Options) => {
       const config = configFor(options)
       return Effect.flatMap(SessionStore, (store) => {
@@ -226,7 +231,10 @@ export const Tag = <Self>() =>
       })
     }
   }
-  return Object.assign(TagBase, statics) as unknown as TagClass<Self, Id, Fields>
+  // (`_op` / `commit` are how an Effect value defines what running it does,
+  // as `Effectable.Class` does; the tag's key, and so `Context` and
+  // `provideService` with it, are unchanged)
+  return Object.assign(TagBase, statics, { _op: "Commit", commit: () => handle }) as unknown as TagClass<Self, Id, Fields>
 }
 
 /**

@@ -495,6 +495,122 @@ describe("Session middleware over HTTP", () => {
   })
 })
 
+describe("where a request finds its session", () => {
+  const handleRoutes = HttpRouter.empty.pipe(
+    // the tag itself gives the handle, without loading anything
+    HttpRouter.get("/handle-only", Effect.as(TestSession, HttpServerResponse.text("ok"))),
+    HttpRouter.get(
+      "/handle",
+      Effect.gen(function*() {
+        const session = yield* TestSession
+        yield* session.update("visits", (n) => n + 1)
+        return HttpServerResponse.text(String(yield* session.get("visits")))
+      })
+    ),
+    // forked fibers of the request share its session
+    HttpRouter.get(
+      "/forked",
+      Effect.gen(function*() {
+        const fiber = yield* Effect.fork(TestSession.update("visits", (n) => n + 10))
+        yield* fiber.await
+        return HttpServerResponse.text(String(yield* TestSession.get("visits")))
+      })
+    )
+  )
+
+  it.effect("`yield* Tag` gives the request's handle: it loads nothing by itself and reads and writes the session", () =>
+    Effect.gen(function*() {
+      const browser = yield* makeBrowser
+      expect((yield* browser.get("/incr")).body).toBe("1")
+      const calls = yield* resetCalls
+      const only = yield* browser.get("/handle-only")
+      expect(only.status).toBe(200)
+      expect(totalCalls(calls)).toBe(0)
+      expect(only.setCookies).toEqual([])
+      expect((yield* browser.get("/handle")).body).toBe("2")
+      expect((yield* browser.get("/forked")).body).toBe("12")
+      expect((yield* browser.get("/get")).body).toBe("anonymous:12")
+    }).pipe(Effect.provide(env(HttpRouter.concat(routes, handleRoutes).pipe(TestSession.middleware({ cookie: { secure: false } }))))))
+
+  it.effect("an app mounted under a prefix, below the middleware, uses the request's session", () =>
+    Effect.gen(function*() {
+      const browser = yield* makeBrowser
+      expect((yield* browser.get("/api/incr")).body).toBe("1")
+      expect((yield* browser.get("/api/handle")).body).toBe("2")
+      expect((yield* browser.get("/api/get")).body).toBe("anonymous:2")
+    }).pipe(Effect.provide(env(
+      HttpRouter.empty.pipe(
+        HttpRouter.mount("/api", HttpRouter.concat(routes, handleRoutes)),
+        TestSession.middleware({ cookie: { secure: false } })
+      )
+    ))))
+
+  it.effect("a middleware nested in another of the same tag has its own session, and the outer one gets its own back", () =>
+    Effect.gen(function*() {
+      const browser = yield* makeBrowser
+      const res = yield* browser.get("/outer")
+      // the inner middleware stored "inner" under its cookie name, the outer one "outer" under its own
+      expect(res.body).toBe("inner|outer")
+      expect(res.setCookies.map((c) => parseSetCookie(c).name).sort()).toEqual(["inner", "outer"])
+    }).pipe(Effect.provide(env(
+      HttpRouter.empty.pipe(
+        HttpRouter.get(
+          "/outer",
+          Effect.gen(function*() {
+            const inner = yield* HttpRouter.empty.pipe(
+              HttpRouter.get(
+                "/outer",
+                Effect.as(TestSession.set("username", "inner"), HttpServerResponse.text("inner"))
+              ),
+              TestSession.middleware({ cookie: { secure: false, name: "inner" } })
+            )
+            yield* TestSession.set("username", "outer")
+            const text = inner.body._tag === "Uint8Array" ? new TextDecoder().decode(inner.body.body) : ""
+            return HttpServerResponse.text(`${text}|${(yield* TestSession.get("username")) ?? ""}`).pipe(
+              HttpServerResponse.mergeCookies(inner.cookies)
+            )
+          })
+        ),
+        TestSession.middleware({ cookie: { secure: false, name: "outer" } })
+      )
+    ))))
+
+  it.effect("withSession inside a request works on its own session; the request's session is untouched by it", () =>
+    Effect.gen(function*() {
+      const browser = yield* makeBrowser
+      const res = yield* browser.get("/with-session")
+      const [otherId, requestName] = res.body.split("|")
+      expect(requestName).toBe("request")
+      expect(yield* TestSession.withSession(otherId, TestSession.get("username"))).toBe("ws")
+      expect((yield* browser.get("/get")).body).toBe("request:0")
+    }).pipe(Effect.provide(env(
+      HttpRouter.concat(
+        routes,
+        HttpRouter.empty.pipe(HttpRouter.get(
+          "/with-session",
+          Effect.gen(function*() {
+            yield* TestSession.set("username", "request")
+            const otherId = yield* TestSession.withSession(
+              "not-an-id",
+              Effect.zipRight(TestSession.set("username", "ws"), TestSession.id)
+            )
+            return HttpServerResponse.text(`${otherId}|${(yield* TestSession.get("username")) ?? ""}`)
+          })
+        ))
+      ).pipe(TestSession.middleware({ cookie: { secure: false } }))
+    ))))
+
+  it.effect("without the middleware, an accessor dies naming the missing middleware", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(TestSession.get("visits") as Effect.Effect<number, unknown>)
+      assert(exit._tag === "Failure")
+      expect(String(exit.cause)).toContain("test/TestSession is not provided")
+      const handleExit = yield* Effect.exit(TestSession as unknown as Effect.Effect<unknown>)
+      assert(handleExit._tag === "Failure")
+      expect(String(handleExit.cause)).toContain("test/TestSession is not provided")
+    }))
+})
+
 describe("Session definitions", () => {
   it("a required field is rejected when the session class is defined", () => {
     expect(() =>

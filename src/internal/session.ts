@@ -673,10 +673,54 @@ const finish = <A>(
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, SessionError> =>
   Effect.flatMap(session.commitAt(t), (action) => Effect.succeed(applyCookie(config, response, action, session.committedAt)))
 
+/**
+ * Where the middleware keeps the sessions of requests in flight, one per
+ * `Session.Tag`: by the request's platform object (`HttpServerRequest`'s
+ * `source`, the same for every fiber of the request and for a mounted
+ * app's re-based request), so that a request's session costs no copy of
+ * its context or fiber refs.
+ *
+ * @internal
+ */
+export class Slots<A> {
+  private readonly key: symbol
+  constructor(id: string) {
+    this.key = Symbol(id)
+  }
+  get(source: object): RequestSession<A> | undefined {
+    return (source as any)[this.key]
+  }
+  set(source: object, session: RequestSession<A>): void {
+    ;(source as any)[this.key] = session
+  }
+}
+
+/**
+ * The session of the request `fiber` runs for: one provided in the context
+ * (`withSession`, a test, a middleware below one of those), else the one the
+ * middleware keeps for the request.
+ *
+ * @internal
+ */
+export const find = <A>(
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  tag: Context.Tag<any, RequestSession<A>>,
+  slots: Slots<A>
+): RequestSession<A> | undefined => {
+  const context = fiber.currentContext as Context.Context<unknown>
+  const provided = Context.getOption(context, tag)
+  if (provided._tag === "Some") return provided.value
+  const request = Context.getOption(context, HttpServerRequest.HttpServerRequest)
+  if (request._tag === "None") return undefined
+  const source = request.value.source
+  return typeof source === "object" && source !== null ? slots.get(source) : undefined
+}
+
 /** @internal */
 export const middleware = <Self, A>(
   tag: Context.Tag<Self, RequestSession<A>>,
-  config: Config<A>
+  config: Config<A>,
+  slots: Slots<A>
 ) =>
 <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E | SessionError, Exclude<R, Self> | SessionStore> =>
   Effect.withFiberRuntime<
@@ -692,22 +736,30 @@ export const middleware = <Self, A>(
       Context.unsafeGet(context, SessionStore),
       () => Id.parse(request.cookies[config.cookieName])
     )
-    // The app runs with the session added to the request's context, set on
-    // the request's fiber for the rest of the request: one fiber-ref write
-    // (each copies the fiber's refs), where `provideService` takes two and an
-    // acquire/use/release to restore the context afterwards. Nothing after
-    // the middleware can name the session (its type is removed from the
-    // app's requirements), and a router mounting this app restores its own
-    // context when the app returns.
-    return Effect.zipRight(
-      FiberRef.set(FiberRef.currentContext, Context.add(context, tag, session)),
-      Effect.flatMap(app, (appResponse) => {
-        if (!session.used) return Effect.succeed(appResponse)
-        const response = addVary(appResponse)
-        // an error response saves nothing; a read-only request has nothing to save
-        if (response.status >= 500) return Effect.succeed(response)
-        const t = clock.unsafeCurrentTimeMillis()
-        return session.nothingToSave(t) ? Effect.succeed(response) : finish(config, session, response, t)
-      })
-    )
+    const run = Effect.flatMap(app, (appResponse) => {
+      if (!session.used) return Effect.succeed(appResponse)
+      const response = addVary(appResponse)
+      // an error response saves nothing; a read-only request has nothing to save
+      if (response.status >= 500) return Effect.succeed(response)
+      const t = clock.unsafeCurrentTimeMillis()
+      return session.nothingToSave(t) ? Effect.succeed(response) : finish(config, session, response, t)
+    })
+    const source = request.source
+    if (typeof source === "object" && source !== null && Option.isNone(Context.getOption(context, tag))) {
+      // The session is kept by the request's platform object: no copy of the
+      // context (as adding a service makes) and no fiber-ref write, which
+      // together cost a route that never uses the session several µs. A
+      // middleware of the same tag around this one gets its session back
+      // when this one is done.
+      const outer = slots.get(source)
+      slots.set(source, session)
+      return outer === undefined ? run : Effect.ensuring(run, Effect.sync(() => slots.set(source, outer)))
+    }
+    // Inside a context that provides the tag already (`withSession`, a
+    // test), or on a platform whose request has no object to key by: the
+    // session goes into the request's context, set on the request's fiber
+    // for the rest of the request (one fiber-ref write, where
+    // `provideService` takes two and restores the context afterwards;
+    // nothing after the middleware can name the session).
+    return Effect.zipRight(FiberRef.set(FiberRef.currentContext, Context.add(context, tag, session)), run)
   }) as any
