@@ -208,24 +208,45 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
       )
       : Effect.void
 
+  const loadBytes = (key: StorageKey): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> =>
+    Effect.flatMap(
+      call("load", () => commands.getBuffer(recordKey(key))),
+      (value): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> => {
+        if (value === null) return Effect.succeedNone
+        const parsed = Scripts.parseRecord(value)
+        if (parsed === undefined) return Effect.fail(malformed("load", "a value that is not a session record"))
+        return Effect.clockWith((clock) =>
+          Effect.succeed(
+            parsed.expiresAt > clock.unsafeCurrentTimeMillis()
+              ? Option.some({
+                data: parsed.data,
+                version: parsed.version,
+                expiresAt: parsed.expiresAt,
+                principal: Option.fromNullable(parsed.principal)
+              })
+              : Option.none()
+          )
+        )
+      }
+    )
+
   const store = SessionStore.make(name, {
-    // no generator on the hot path of every read: one command, one clock read
+    // no generator on the hot path of every read: one command, one clock
+    // read. The value is read as a string (no Buffer per read) and handed
+    // over as text; in the rare case the string cannot hold the stored bytes
+    // exactly (see parseRecordText), they are read again as bytes.
     load: (key) =>
       Effect.flatMap(
-        call("load", () => commands.getBuffer(recordKey(key))),
+        call("load", () => commands.get(recordKey(key))),
         (value): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> => {
           if (value === null) return Effect.succeedNone
-          const parsed = Scripts.parseRecord(value)
+          const parsed = Scripts.parseRecordText(value)
           if (parsed === undefined) return Effect.fail(malformed("load", "a value that is not a session record"))
+          if (parsed === "bytes") return loadBytes(key)
           return Effect.clockWith((clock) =>
             Effect.succeed(
               parsed.expiresAt > clock.unsafeCurrentTimeMillis()
-                ? Option.some({
-                  data: parsed.data,
-                  version: parsed.version,
-                  expiresAt: parsed.expiresAt,
-                  principal: Option.fromNullable(parsed.principal)
-                })
+                ? Option.some(textRecord(parsed.text, parsed.version, parsed.expiresAt, parsed.principal))
                 : Option.none()
             )
           )
@@ -410,6 +431,27 @@ const awaitReady = (redis: Redis, timeoutMillis: number): Effect.Effect<void> =>
       redis.off("ready", onReady)
     })
   })
+
+// A record read as text; its bytes are made only if someone reads `data`
+// (an own enumerable getter, so a spread copy has them too).
+const utf8Encoder = new TextEncoder()
+const textRecord = (
+  text: string,
+  version: number,
+  expiresAt: number,
+  principal: string | undefined
+): SessionStore.SessionRecord => {
+  let bytes: Uint8Array | undefined
+  return {
+    text,
+    version,
+    expiresAt,
+    principal: Option.fromNullable(principal),
+    get data() {
+      return bytes ??= utf8Encoder.encode(text)
+    }
+  }
+}
 
 // A deadline on the wall clock, not on Effect's Clock: it bounds real I/O,
 // and must fire even when a TestClock drives the application's time.

@@ -79,6 +79,8 @@ export interface SessionCodecImpl<A> extends SessionCodec<A> {
   readonly unchanged: (data: A, loaded: Envelope<A>, stored: string) => Either.Either<boolean, SessionEncodeError>
   /** `decodeEither`, also giving the stored text (for `unchanged`). */
   readonly decodeText: (bytes: Uint8Array) => Either.Either<{ readonly envelope: Envelope<A>; readonly text: string }, SessionDecodeError>
+  /** `decodeText` of data a store already read as text. */
+  readonly decodeString: (text: string) => Either.Either<{ readonly envelope: Envelope<A>; readonly text: string }, SessionDecodeError>
 }
 
 const prefix = `{"v":${version},"data":`
@@ -170,9 +172,18 @@ export const makeImpl = <A, I>(
     bytes: Uint8Array
   ): Either.Either<{ readonly envelope: Envelope<A>; readonly text: string }, SessionDecodeError> => {
     let text: string
-    let json: unknown
     try {
       text = textDecoder.decode(bytes)
+    } catch (cause) {
+      return decodeFailure(cause)
+    }
+    return decodeString(text)
+  }
+  const decodeString = (
+    text: string
+  ): Either.Either<{ readonly envelope: Envelope<A>; readonly text: string }, SessionDecodeError> => {
+    let json: unknown
+    try {
       json = JSON.parse(text)
     } catch (cause) {
       return decodeFailure(cause)
@@ -248,6 +259,7 @@ export const makeImpl = <A, I>(
     encodeText,
     decodeEither,
     decodeText,
+    decodeString,
     fingerprintEither: dataJson,
     unchanged
   }

@@ -22,6 +22,12 @@ export interface SessionRecord {
   /** Epoch milliseconds, on the application's `Clock`. */
   readonly expiresAt: number
   readonly principal: Option.Option<string>
+  /**
+   * The same data as text, when the store read it as text (`data` is then
+   * exactly its UTF-8 encoding): the session decodes it without decoding
+   * `data`. Optional: a store that reads bytes leaves it out.
+   */
+  readonly text?: string | undefined
 }
 
 /**

@@ -185,6 +185,59 @@ export const parseRecord = (value: Buffer): {
   return { version, expiresAt, principal, data: new Uint8Array(value.subarray(start)) }
 }
 
+/**
+ * `parseRecord` on the value read as a string (what a plain GET gives, with
+ * no Buffer made), the data as text. `"bytes"` when the string cannot be
+ * trusted to hold the stored bytes exactly: a principal that is not ASCII
+ * (its length is counted in bytes), or a replacement character, which is
+ * what a byte sequence that is not UTF-8 decodes to; the caller then reads
+ * the bytes instead.
+ *
+ * @internal
+ */
+export const parseRecordText = (value: string): {
+  readonly version: number
+  readonly expiresAt: number
+  readonly principal: string | undefined
+  readonly text: string
+} | "bytes" | undefined => {
+  const first = value.indexOf(":")
+  const second = first < 0 ? -1 : value.indexOf(":", first + 1)
+  const third = second < 0 ? -1 : value.indexOf(":", second + 1)
+  if (third < 0) return undefined
+  const version = textNumber(value, 0, first)
+  const expiresAt = textNumber(value, first + 1, second)
+  if (!Number.isInteger(version) || version < 1 || Number.isNaN(expiresAt)) return undefined
+  let principal: string | undefined
+  let start = third + 1
+  if (!(third === second + 2 && value.charCodeAt(second + 1) === dash)) {
+    const n = textNumber(value, second + 1, third)
+    if (!Number.isInteger(n) || n < 0) return undefined
+    if (start + n > value.length) return "bytes"
+    principal = value.slice(start, start + n)
+    if (!isAscii(principal)) return "bytes"
+    start += n
+  }
+  const text = value.slice(start)
+  return text.includes("\uFFFD") ? "bytes" : { version, expiresAt, principal, text }
+}
+
+const textNumber = (value: string, start: number, end: number): number => {
+  if (end <= start || end - start > 15) return end <= start ? NaN : Number(value.slice(start, end))
+  let n = 0
+  for (let i = start; i < end; i++) {
+    const digit = value.charCodeAt(i) - 48
+    if (digit < 0 || digit > 9) return Number(value.slice(start, end))
+    n = n * 10 + digit
+  }
+  return n
+}
+
+const isAscii = (text: string): boolean => {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false
+  return true
+}
+
 // A decimal number in value[start, end): digits are read in place (the
 // common case, no string made); anything else goes through Number().
 const number = (value: Buffer, start: number, end: number): number => {

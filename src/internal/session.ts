@@ -616,7 +616,7 @@ const decodeRecord = <A>(
   record: SessionRecord,
   t: number
 ): Decoded<A> => {
-  const decoded = config.codec.decodeText(record.data)
+  const decoded = record.text !== undefined ? config.codec.decodeString(record.text) : config.codec.decodeText(record.data)
   if (Either.isLeft(decoded)) {
     return {
       _tag: "Undecodable",

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Config, Context, Duration, Effect, Exit, Layer, Option, Scope } from "effect"
 import { Redis } from "ioredis"
 import { randomBytes } from "node:crypto"
-import { parseRecord } from "../../src/internal/redisScripts.js"
+import { parseRecord, parseRecordText } from "../../src/internal/redisScripts.js"
 import * as RedisStore from "../../src/RedisStore.js"
 import { SessionStoreError } from "../../src/SessionError.js"
 import * as SessionId from "../../src/SessionId.js"
@@ -166,6 +166,42 @@ describeBackend("RedisStore (single node)", {
       expect(parse(bad), bad).toBeUndefined()
     }
   })
+
+  it("a value read as a string is parsed the same way, and sent back to be read as bytes when a string cannot hold it exactly", () => {
+    expect(parseRecordText("7:1000:-:{}")).toEqual({ version: 7, expiresAt: 1000, principal: undefined, text: "{}" })
+    expect(parseRecordText("1:1000:3:a:b:c")).toEqual({ version: 1, expiresAt: 1000, principal: "a:b", text: ":c" })
+    // a principal's length is in bytes: a non-ASCII one is read from the bytes
+    expect(parseRecordText("1:1000:2:ü{}")).toBe("bytes")
+    // a replacement character may stand for bytes that are not UTF-8
+    expect(parseRecordText("1:1000:-:{\"a\":\"\ufffd\"}")).toBe("bytes")
+    for (const bad of ["", "1", "1:2", "1:2:-", "0:5:-:x", "x:5:-:x", "1.5:5:-:x", ":5:-:x", "1::-:x", "1:zz:-:x", "1:5:-1:x", "1:5:x:y"]) {
+      expect(parseRecordText(bad), bad).toBeUndefined()
+    }
+  })
+
+  it.effect("text and bytes read back exactly on every path: text, a replacement character in text, a non-ASCII principal", () =>
+    Effect.gen(function*() {
+      const store = yield* SessionStore
+      const t = yield* now
+      const utf8 = new TextEncoder()
+      const cases: ReadonlyArray<readonly [string, Option.Option<string>]> = [
+        [JSON.stringify({ v: 1, data: { name: "plain" } }), Option.none()],
+        [JSON.stringify({ v: 1, data: { name: "\ufffd is a character too" } }), Option.none()],
+        [JSON.stringify({ v: 1, data: { name: "caf\u00e9 \ud83c\udf89" } }), Option.some("\u00fcser-\ud83c\udf89")]
+      ]
+      for (const [text, principal] of cases) {
+        const key = SessionId.storageKey(SessionId.unsafeGenerate())
+        yield* store.insert(key, { data: utf8.encode(text), expiresAt: t + 60_000, principal })
+        const loaded = Option.getOrThrow(yield* store.load(key))
+        expect([...loaded.data]).toEqual([...utf8.encode(text)])
+        if (loaded.text !== undefined) expect(loaded.text).toBe(text)
+        expect(loaded.principal).toEqual(principal)
+      }
+      // the common case is handed over as text
+      const key = SessionId.storageKey(SessionId.unsafeGenerate())
+      yield* store.insert(key, { data: utf8.encode("{}"), expiresAt: t + 60_000, principal: Option.some("ascii") })
+      expect(Option.getOrThrow(yield* store.load(key)).text).toBe("{}")
+    }).pipe(Effect.provide(layer)))
 
   it.effect("a record that is not a session fails load with SessionStoreError", () =>
     Effect.gen(function*() {
