@@ -29,6 +29,7 @@ import type { Cluster, RedisOptions } from "ioredis"
 import { Redis } from "ioredis"
 import { storeAndIndex } from "./internal/layer.js"
 import * as Scripts from "./internal/redisScripts.js"
+import { TextRecord } from "./internal/text.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
 import type { StorageKey } from "./SessionId.js"
@@ -246,7 +247,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
           return Effect.clockWith((clock) =>
             Effect.succeed(
               parsed.expiresAt > clock.unsafeCurrentTimeMillis()
-                ? Option.some(textRecord(parsed.text, parsed.version, parsed.expiresAt, parsed.principal))
+                ? Option.some(new TextRecord(parsed.text, parsed.version, parsed.expiresAt, Option.fromNullable(parsed.principal)))
                 : Option.none()
             )
           )
@@ -309,7 +310,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
       }),
 
     remove: (key) => Effect.asVoid(call("remove", () => commands.del(recordKey(key))))
-  })
+  }, { readsText: true })
 
   const index = SessionStore.makeIndex(name, {
     keys: (principal) => liveKeys("keys", principal),
@@ -431,27 +432,6 @@ const awaitReady = (redis: Redis, timeoutMillis: number): Effect.Effect<void> =>
       redis.off("ready", onReady)
     })
   })
-
-// A record read as text; its bytes are made only if someone reads `data`
-// (an own enumerable getter, so a spread copy has them too).
-const utf8Encoder = new TextEncoder()
-const textRecord = (
-  text: string,
-  version: number,
-  expiresAt: number,
-  principal: string | undefined
-): SessionStore.SessionRecord => {
-  let bytes: Uint8Array | undefined
-  return {
-    text,
-    version,
-    expiresAt,
-    principal: Option.fromNullable(principal),
-    get data() {
-      return bytes ??= utf8Encoder.encode(text)
-    }
-  }
-}
 
 // A deadline on the wall clock, not on Effect's Clock: it bounds real I/O,
 // and must fire even when a TestClock drives the application's time.

@@ -8,6 +8,7 @@
 import { Chunk, Clock, Context, Effect, Exit, FiberRef, HashMap, Option, Tracer } from "effect"
 import type { SessionConflict, SessionStoreError } from "./SessionError.js"
 import type { StorageKey } from "./SessionId.js"
+import { plainWrite } from "./internal/text.js"
 
 /**
  * What a store returns from `load`.
@@ -24,8 +25,10 @@ export interface SessionRecord {
   readonly principal: Option.Option<string>
   /**
    * The same data as text, when the store read it as text (`data` is then
-   * exactly its UTF-8 encoding): the session decodes it without decoding
-   * `data`. Optional: a store that reads bytes leaves it out.
+   * exactly its UTF-8 encoding, and may be made when first read: read it as
+   * a property rather than copying the record with a spread): the session
+   * decodes it without decoding `data`. Optional: a store that reads bytes
+   * leaves it out.
    */
   readonly text?: string | undefined
 }
@@ -43,8 +46,10 @@ export interface SessionWrite {
   /**
    * The same data as text, when it is UTF-8 text (what the session
    * middleware writes always is): `data` is exactly its UTF-8 encoding. A
-   * store that sends strings uses it instead of decoding `data`; one that
-   * stores bytes ignores it.
+   * store that sends strings uses it instead of decoding `data` (and says
+   * so with `make`'s `readsText`); one that stores bytes ignores it. A
+   * write's `data` may be made when first read: a store built with `make`
+   * gets it as an own property.
    */
   readonly text?: string | undefined
 }
@@ -118,15 +123,28 @@ export class SessionIndex extends Context.Tag("effect-session/SessionIndex")<
  * @since 1.0.0
  * @category constructors
  */
-export const make = (name: string, operations: SessionStoreOperations): SessionStore["Type"] => {
+export const make = (
+  name: string,
+  operations: SessionStoreOperations,
+  options?: {
+    /**
+     * The backend's `insert` and `update` use a write's `text` when it has
+     * one, and read its `data` only when it has none. Writes then reach it
+     * as they are; otherwise every write reaches it with its bytes as an own
+     * property.
+     */
+    readonly readsText?: boolean | undefined
+  }
+): SessionStore["Type"] => {
   const traced = <A, E>(span: string, key: StorageKey, operation: Effect.Effect<A, E>): Effect.Effect<A, E> =>
     withStoreSpan(span, name, key, operation)
+  const prepare = options?.readsText === true ? (write: SessionWrite) => write : plainWrite
   return {
     name,
     load: (key) => traced("effect-session.load", key, operations.load(key)),
-    insert: (key, write) => traced("effect-session.insert", key, operations.insert(key, write)),
+    insert: (key, write) => traced("effect-session.insert", key, operations.insert(key, prepare(write))),
     update: (key, write, expectedVersion) =>
-      traced("effect-session.update", key, operations.update(key, write, expectedVersion)),
+      traced("effect-session.update", key, operations.update(key, prepare(write), expectedVersion)),
     touch: (key, expiresAt) => traced("effect-session.touch", key, operations.touch(key, expiresAt)),
     remove: (key) => traced("effect-session.remove", key, operations.remove(key))
   }

@@ -10,6 +10,7 @@ import * as Id from "../SessionId.js"
 import type { Options } from "../Session.js"
 import { SessionStore } from "../SessionStore.js"
 import type { SessionRecord, SessionWrite } from "../SessionStore.js"
+import { TextWrite } from "./text.js"
 
 /** @internal */
 export type Op<A> =
@@ -561,24 +562,9 @@ export class RequestSession<A> implements SessionHandle<A> {
 
 const constVoid = (): void => undefined
 
-const utf8 = new TextEncoder()
-
-/**
- * What a save writes: the encoded text, and its bytes made only when a
- * store reads `data` (an own enumerable getter, so a store that copies the
- * write with a spread gets the bytes too).
- */
-const writeOf = (text: string, expiresAt: number, principal: Option.Option<string>): SessionWrite => {
-  let bytes: Uint8Array | undefined
-  return {
-    text,
-    expiresAt,
-    principal,
-    get data() {
-      return bytes ??= utf8.encode(text)
-    }
-  }
-}
+/** What a save writes: the encoded text, its bytes made only if read. */
+const writeOf = (text: string, expiresAt: number, principal: Option.Option<string>): SessionWrite =>
+  new TextWrite(text, expiresAt, principal)
 
 const expired: CookieAction = { _tag: "Expire" }
 
