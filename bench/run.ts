@@ -95,6 +95,14 @@ const allServers: ReadonlyArray<ServerSpec> = [
     description: "(e) the effect-session app's /plain without the session middleware"
   },
   {
+    name: "effect-identity-mw",
+    file: "servers/identity-mw.ts",
+    prefix: "bench-identity-mw:",
+    routes: ["plain"],
+    sessions: false,
+    description: "(f) the app of (e) in a middleware that does nothing"
+  },
+  {
     name: "express-session",
     file: "servers/express.ts",
     prefix: "bench-express:",
@@ -714,6 +722,8 @@ const report = (
   ratio("effect-session / effect-floor, read (/get)", find("effect-session", "get"), find("effect-floor", "get"), 0.9)
   ratio("effect-session / effect-floor, write (/incr)", find("effect-session", "incr"), find("effect-floor", "incr"), 0.9)
   ratio("effect-session /plain / app without middleware", find("effect-session", "plain"), find("effect-no-mw", "plain"), 0.95)
+  ratio("a do-nothing middleware /plain / app without middleware", find("effect-identity-mw", "plain"), find("effect-no-mw", "plain"), 0)
+  ratio("effect-session /plain / do-nothing middleware", find("effect-session", "plain"), find("effect-identity-mw", "plain"), 0)
   ratio("effect-session / express-session, read", find("effect-session", "get"), find("express-session", "get"), 1.6)
   ratio("effect-session / express-session, write", find("effect-session", "incr"), find("express-session", "incr"), 1.4)
   ratio("effect-session / fastify-session, read", find("effect-session", "get"), find("fastify-session", "get"), 0)
