@@ -209,6 +209,14 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
       )
       : Effect.void
 
+  // A record read at the application's "now": none once it has expired.
+  const live = (
+    record: SessionStore.SessionRecord
+  ): Effect.Effect<Option.Option<SessionStore.SessionRecord>> =>
+    Effect.clockWith((clock) =>
+      Effect.succeed(record.expiresAt > clock.unsafeCurrentTimeMillis() ? Option.some(record) : Option.none())
+    )
+
   const loadBytes = (key: StorageKey): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> =>
     Effect.flatMap(
       call("load", () => commands.getBuffer(recordKey(key))),
@@ -216,18 +224,12 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
         if (value === null) return Effect.succeedNone
         const parsed = Scripts.parseRecord(value)
         if (parsed === undefined) return Effect.fail(malformed("load", "a value that is not a session record"))
-        return Effect.clockWith((clock) =>
-          Effect.succeed(
-            parsed.expiresAt > clock.unsafeCurrentTimeMillis()
-              ? Option.some({
-                data: parsed.data,
-                version: parsed.version,
-                expiresAt: parsed.expiresAt,
-                principal: Option.fromNullable(parsed.principal)
-              })
-              : Option.none()
-          )
-        )
+        return live({
+          data: parsed.data,
+          version: parsed.version,
+          expiresAt: parsed.expiresAt,
+          principal: Option.fromNullable(parsed.principal)
+        })
       }
     )
 
@@ -244,12 +246,8 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
           const parsed = Scripts.parseRecordText(value)
           if (parsed === undefined) return Effect.fail(malformed("load", "a value that is not a session record"))
           if (parsed === "bytes") return loadBytes(key)
-          return Effect.clockWith((clock) =>
-            Effect.succeed(
-              parsed.expiresAt > clock.unsafeCurrentTimeMillis()
-                ? Option.some(new TextRecord(parsed.text, parsed.version, parsed.expiresAt, Option.fromNullable(parsed.principal)))
-                : Option.none()
-            )
+          return live(
+            new TextRecord(parsed.text, parsed.version, parsed.expiresAt, Option.fromNullable(parsed.principal))
           )
         }
       ),

@@ -188,7 +188,7 @@ export const Tag = <Self>() =>
   const withHandle = <B>(f: (handle: internal.RequestSession<A>) => B) =>
     Effect.withFiberRuntime<B, SessionError, Self>((fiber) => {
       const h = internal.find(fiber, tag, slots)
-      return h === undefined ? notProvided() : h.accessIn(fiber, () => f(h))
+      return h === undefined ? notProvided() : h.loadThen(() => f(h), fiber)
     })
   // `yield* Tag` gives the request's handle (without loading it), wherever
   // the middleware keeps it: the tag runs as this effect instead of a

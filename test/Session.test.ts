@@ -600,6 +600,16 @@ describe("where a request finds its session", () => {
       ).pipe(TestSession.middleware({ cookie: { secure: false } }))
     ))))
 
+  it.effect("a middleware inside a context that already provides the tag puts its own session there: the handler uses it", () =>
+    Effect.gen(function*() {
+      const browser = yield* makeBrowser
+      // withSession around the whole app provides a session of its own in every request's context;
+      // the middleware inside must shadow it, or /incr would count in a fresh withSession session each time
+      expect((yield* browser.get("/incr")).body).toBe("1")
+      expect((yield* browser.get("/incr")).body).toBe("2")
+      expect(browser.jar.has("session")).toBe(true)
+    }).pipe(Effect.provide(env(TestSession.withSession("not-an-id", app)))))
+
   it.effect("without the middleware, an accessor dies naming the missing middleware", () =>
     Effect.gen(function*() {
       const exit = yield* Effect.exit(TestSession.get("visits") as Effect.Effect<number, unknown>)

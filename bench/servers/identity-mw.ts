@@ -5,28 +5,11 @@
  * wrapping the router in any middleware costs an untouched route, next to
  * what the session middleware costs it.
  */
-import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
-import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
-import { createServer } from "node:http"
-import * as RedisStore from "../../src/RedisStore.js"
-import { port, redisUrl } from "./config.js"
-
-const router = HttpRouter.empty.pipe(
-  HttpRouter.get("/setup", HttpServerResponse.text("ok")),
-  HttpRouter.get("/get", HttpServerResponse.text("")),
-  HttpRouter.get("/counter", HttpServerResponse.text("0")),
-  HttpRouter.get("/incr", HttpServerResponse.text("0")),
-  HttpRouter.get("/plain", HttpServerResponse.text("plain"))
-)
+import { Effect } from "effect"
+import { router, run } from "./no-session-app.js"
 
 const nothing = <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>
   Effect.flatMap(app, (response) => Effect.succeed(response))
 
-HttpServer.serve(router.pipe(nothing)).pipe(
-  Layer.provide(RedisStore.layer({ url: redisUrl, prefix: "bench-identity-mw:" })),
-  Layer.provide(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })),
-  Layer.launch,
-  NodeRuntime.runMain
-)
+run(router.pipe(nothing), "bench-identity-mw:")

@@ -9,7 +9,7 @@ import type { SessionId, StorageKey } from "../SessionId.js"
 import * as Id from "../SessionId.js"
 import type { Options } from "../Session.js"
 import { SessionStore } from "../SessionStore.js"
-import type { SessionRecord, SessionWrite } from "../SessionStore.js"
+import type { SessionRecord } from "../SessionStore.js"
 import { TextWrite } from "./text.js"
 
 /** @internal */
@@ -217,7 +217,7 @@ export class RequestSession<A> implements SessionHandle<A> {
    * a finalizer (which would cost every request several steps); a load whose
    * fiber was interrupted is recognised by the next access, which loads again.
    */
-  private loadThen<B>(f: () => B, fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<B, SessionError> {
+  loadThen<B>(f: () => B, fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<B, SessionError> {
     this.used = true
     if (this.loadDone) return Effect.succeed(f())
     const loader = this.loader
@@ -287,7 +287,7 @@ export class RequestSession<A> implements SessionHandle<A> {
 
   // Each operation is a synchronous step on the loaded session (`…Now`),
   // run by `access`; the tag's accessors, which already run with the fiber
-  // at hand, run the same steps through `accessIn` (one runtime step less).
+  // at hand, run the same steps through `loadThen` (one runtime step less).
 
   getNow<K extends keyof A>(key: K): A[K] {
     return this.data[key]
@@ -326,13 +326,8 @@ export class RequestSession<A> implements SessionHandle<A> {
     return this.newId
   }
 
-  /** `f` on the loaded session, run on `fiber` (the current one). */
-  accessIn<B>(fiber: Fiber.RuntimeFiber<unknown, unknown>, f: () => B): Effect.Effect<B, SessionError> {
-    return this.loadThen(f, fiber)
-  }
-
   get<K extends keyof A>(key: K): Effect.Effect<A[K], SessionError> {
-    return this.access(() => this.data[key])
+    return this.access(() => this.getNow(key))
   }
 
   get getAll(): Effect.Effect<A, SessionError> {
@@ -461,7 +456,7 @@ export class RequestSession<A> implements SessionHandle<A> {
       const envelope: Envelope<A> = { ...base, data: this.data, principal: this.principal_ }
       const expiresAt = Math.min(t + config.idleMillis, envelope.absoluteExpiresAt)
       const text = yield* config.codec.encodeText(envelope)
-      yield* store.insert(config.storageKey(id), writeOf(text, expiresAt, envelope.principal)).pipe(
+      yield* store.insert(config.storageKey(id), new TextWrite(text, expiresAt, envelope.principal)).pipe(
         Effect.catchTag("SessionConflict", (conflict) =>
           // 256 random bits do not collide; if a store says they did, fail loudly
           Effect.dieMessage(`effect-session: insert of a fresh id conflicted (${conflict.reason})`))
@@ -498,7 +493,7 @@ export class RequestSession<A> implements SessionHandle<A> {
   private guardPrevious(loaded: Loaded<A>, retries = 0): Effect.Effect<"Live" | "Gone", SessionError> {
     const text = this.config.codec.encodeText(loaded.envelope)
     if (Either.isLeft(text)) return Effect.fail(text.left)
-    const write = writeOf(text.right, loaded.expiresAt, loaded.envelope.principal)
+    const write = new TextWrite(text.right, loaded.expiresAt, loaded.envelope.principal)
     return this.store.update(loaded.key, write, loaded.version).pipe(
       Effect.as("Live" as const),
       Effect.catchTag("SessionConflict", (conflict) => {
@@ -531,7 +526,7 @@ export class RequestSession<A> implements SessionHandle<A> {
       // one handler for both outcomes of the compare-and-set (every save
       // runs through here)
       return Effect.matchCauseEffect(
-        this.store.update(current.key, writeOf(text.right, expiresAt, envelope.principal), current.version),
+        this.store.update(current.key, new TextWrite(text.right, expiresAt, envelope.principal), current.version),
         {
           onSuccess: () =>
             emptied
@@ -561,10 +556,6 @@ export class RequestSession<A> implements SessionHandle<A> {
 }
 
 const constVoid = (): void => undefined
-
-/** What a save writes: the encoded text, its bytes made only if read. */
-const writeOf = (text: string, expiresAt: number, principal: Option.Option<string>): SessionWrite =>
-  new TextWrite(text, expiresAt, principal)
 
 const expired: CookieAction = { _tag: "Expire" }
 

@@ -10,13 +10,9 @@ const encoder = new TextEncoder()
 // a spread, so `SessionStore.make` hands backends that read `data` a plain
 // write (see `plainWrite`).
 
-/** @internal */
-export class TextWrite implements SessionWrite {
-  constructor(
-    readonly text: string,
-    readonly expiresAt: number,
-    readonly principal: Option.Option<string>
-  ) {}
+/** Data held as text, its UTF-8 bytes made on first read of `data`. */
+class TextData {
+  constructor(readonly text: string) {}
   private bytes: Uint8Array | undefined = undefined
   get data(): Uint8Array {
     return this.bytes ??= encoder.encode(this.text)
@@ -24,16 +20,21 @@ export class TextWrite implements SessionWrite {
 }
 
 /** @internal */
-export class TextRecord implements SessionRecord {
+export class TextWrite extends TextData implements SessionWrite {
+  constructor(text: string, readonly expiresAt: number, readonly principal: Option.Option<string>) {
+    super(text)
+  }
+}
+
+/** @internal */
+export class TextRecord extends TextData implements SessionRecord {
   constructor(
-    readonly text: string,
+    text: string,
     readonly version: number,
     readonly expiresAt: number,
     readonly principal: Option.Option<string>
-  ) {}
-  private bytes: Uint8Array | undefined = undefined
-  get data(): Uint8Array {
-    return this.bytes ??= encoder.encode(this.text)
+  ) {
+    super(text)
   }
 }
 
