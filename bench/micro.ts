@@ -221,7 +221,7 @@ const main = async () => {
     }
     walk(profile.head)
     console.log(`allocated ≈ ${(total / iterations).toFixed(0)} bytes/request`)
-    for (const [name, size] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
+    for (const [name, size] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.HEAP_TOP ?? 40))) {
       console.log(`${(size / iterations).toFixed(0).padStart(7)}  ${name}`)
     }
     floorRedis?.disconnect()

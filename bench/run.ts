@@ -67,6 +67,11 @@ interface ServerSpec {
   /** The key prefix of its sessions in Redis. */
   readonly prefix: string
   readonly description: string
+  /**
+   * The server also serves its app without the session middleware on a
+   * second port (BARE_PORT), measured as this pseudo-server on `/plain`.
+   */
+  readonly bare?: ServerSpec | undefined
 }
 
 const allServers: ReadonlyArray<ServerSpec> = [
@@ -76,7 +81,15 @@ const allServers: ReadonlyArray<ServerSpec> = [
     prefix: "bench-effect-session:",
     routes: ["get", "incr", "plain"],
     sessions: true,
-    description: "(a) effect-session middleware + RedisStore, @effect/platform-node"
+    description: "(a) effect-session middleware + RedisStore, @effect/platform-node",
+    bare: {
+      name: "effect-session-bare",
+      file: "servers/effect-session.ts",
+      prefix: "bench-effect-session:",
+      routes: ["plain"],
+      sessions: false,
+      description: "(g) the app of (e) served by the process of (a) on a second port: the same history"
+    }
   },
   {
     name: "effect-floor",
@@ -511,7 +524,8 @@ const main = async () => {
 
   const plannedSeconds = selected.reduce(
     (total, spec) =>
-      total + spec.routes.filter((route) => routesSelected.includes(route)).length * (warmup + runs * duration),
+      total + [...spec.routes, ...(spec.bare?.routes ?? [])].filter((route) => routesSelected.includes(route)).length *
+          (warmup + runs * duration),
     0
   )
   console.log(
@@ -561,6 +575,7 @@ const main = async () => {
     for (const spec of selected) {
       const port = await freePort()
       const base = `http://127.0.0.1:${port}`
+      const barePort = spec.bare === undefined ? undefined : await freePort()
       console.log(`== ${spec.name}: ${spec.description}`)
       const profile = cpuProfDir === undefined
         ? []
@@ -569,6 +584,7 @@ const main = async () => {
         : ["--cpu-prof", `--cpu-prof-dir=${join(cpuProfDir, spec.name)}`]
       const handle = start(spec.name, 0, process.execPath, [...profile, builtFile(spec)], {
         PORT: String(port),
+        ...(barePort === undefined ? {} : { BARE_PORT: String(barePort) }),
         REDIS_URL: redisUrl,
         NODE_ENV: "production"
       })
@@ -588,6 +604,14 @@ const main = async () => {
       notes[spec.name] = await checkRoutes(base, spec, cookies)
       console.log(spec.sessions ? `   ${cookies.length} sessions created through /setup, routes checked` : "   routes checked")
       running.push({ spec, base, cookiesFile, cookies, handle })
+      if (spec.bare !== undefined && barePort !== undefined) {
+        // the same process on its second port, with the same cookies as (a)
+        // sends (valid session ids the bare app never reads)
+        const bareBase = `http://127.0.0.1:${barePort}`
+        await waitForServer(bareBase, spec.bare, handle)
+        notes[spec.bare.name] = await checkRoutes(bareBase, spec.bare, cookies)
+        running.push({ spec: spec.bare, base: bareBase, cookiesFile, cookies, handle })
+      }
     }
 
     for (const route of ["get", "incr", "plain"] as const) {
@@ -673,7 +697,7 @@ const main = async () => {
       }
     }
   } finally {
-    for (const server of running) await stopChild(server.handle.child)
+    for (const child of new Set(running.map((server) => server.handle.child))) await stopChild(child)
     redis.disconnect()
     await stopChild(redisServer.child)
   }
@@ -721,7 +745,13 @@ const report = (
     })
   ratio("effect-session / effect-floor, read (/get)", find("effect-session", "get"), find("effect-floor", "get"), 0.9)
   ratio("effect-session / effect-floor, write (/incr)", find("effect-session", "incr"), find("effect-floor", "incr"), 0.9)
-  ratio("effect-session /plain / app without middleware", find("effect-session", "plain"), find("effect-no-mw", "plain"), 0.95)
+  ratio("effect-session /plain / app without middleware, own process (e)", find("effect-session", "plain"), find("effect-no-mw", "plain"), 0.95)
+  ratio(
+    "effect-session /plain / app without middleware, same process (g)",
+    find("effect-session", "plain"),
+    find("effect-session-bare", "plain"),
+    0.95
+  )
   ratio("a do-nothing middleware /plain / app without middleware", find("effect-identity-mw", "plain"), find("effect-no-mw", "plain"), 0)
   ratio("effect-session /plain / do-nothing middleware", find("effect-session", "plain"), find("effect-identity-mw", "plain"), 0)
   ratio("effect-session / express-session, read", find("effect-session", "get"), find("express-session", "get"), 1.6)

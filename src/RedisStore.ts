@@ -23,10 +23,11 @@
  *
  * @since 1.0.0
  */
-import type { ConfigError, Scope } from "effect"
+import type { Clock, ConfigError, Scope } from "effect"
 import { Cause, Config, Duration, Effect, Layer, Option, Runtime } from "effect"
 import type { Cluster, RedisOptions } from "ioredis"
 import { Redis } from "ioredis"
+import { Deadlines } from "./internal/deadlines.js"
 import { storeAndIndex } from "./internal/layer.js"
 import * as Scripts from "./internal/redisScripts.js"
 import { TextRecord } from "./internal/text.js"
@@ -83,7 +84,6 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
 > {
   const prefix = options?.prefix ?? "session:"
   const timeoutMillis = Math.max(1, Duration.toMillis(Duration.decode(options?.commandTimeout ?? "2 seconds")))
-  const owned = options?.client === undefined
   const client: Redis | Cluster = options?.client ?? (yield* acquireClient(options ?? {}, timeoutMillis))
   const cluster = client.isCluster
 
@@ -100,29 +100,70 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   const recordKey = (key: string) => prefix + key
   const indexKey = (principal: string) => `${prefix}principal:${principal}`
 
-  // The layer's own client enforces the deadline itself (`commandTimeout`,
-  // no offline queue); a client passed in may queue commands while
-  // disconnected, so its commands get a deadline here.
-  const call = <A>(operation: StoreOperation, send: () => Promise<A>): Effect.Effect<A, SessionStoreError> =>
-    Effect.tryPromise({
-      try: owned ? send : () => withDeadline(send(), timeoutMillis),
-      catch: (cause) => new SessionStoreError({ store: name, operation, cause })
+  // Every command gets the deadline here, the layer's own client's and one
+  // passed in (which may queue commands while disconnected) alike: one
+  // timer for all commands in flight (`Deadlines`) instead of one per command.
+  const deadlines = new Deadlines(timeoutMillis)
+  yield* Effect.addFinalizer(() => Effect.sync(() => deadlines.close()))
+  // `then`, when given, turns the reply into the operation's result as the
+  // fiber resumes (one runtime step where a `flatMap` after the call takes
+  // two); the hot paths use it.
+  const callThen = <A, B, E>(
+    operation: StoreOperation,
+    send: () => Promise<A>,
+    then: (reply: A) => Effect.Effect<B, E>
+  ): Effect.Effect<B, E | SessionStoreError> =>
+    Effect.async<B, E | SessionStoreError>((resume) => {
+      const pending = deadlines.start(() =>
+        resume(Effect.fail(
+          new SessionStoreError({
+            store: name,
+            operation,
+            cause: new Cause.TimeoutException(`Redis did not answer within ${timeoutMillis} ms`)
+          })
+        ))
+      )
+      const failed = (cause: unknown) => {
+        if (deadlines.end(pending)) resume(Effect.fail(new SessionStoreError({ store: name, operation, cause })))
+      }
+      let promise: Promise<A>
+      try {
+        promise = send()
+      } catch (cause) {
+        return failed(cause)
+      }
+      promise.then((reply) => {
+        if (!deadlines.end(pending)) return
+        let result: Effect.Effect<B, E>
+        try {
+          result = then(reply)
+        } catch (defect) {
+          // never thrown into the promise (an unhandled rejection): the
+          // fiber dies with it, as a throw inside `flatMap` would make it
+          result = Effect.die(defect)
+        }
+        resume(result)
+      }, failed)
     })
+  const call = <A>(operation: StoreOperation, send: () => Promise<A>): Effect.Effect<A, SessionStoreError> =>
+    callThen(operation, send, Effect.succeed)
 
   // Both client classes share these command signatures; the union of their
   // overloads is not callable in TypeScript, so commands go through one view.
   const commands = client as Redis
+
+  const sendScript = (script: Scripts.RedisScript, keys: ReadonlyArray<string>, args: ReadonlyArray<string | Buffer>) =>
+  () =>
+    commands.evalsha(script.sha, keys.length, ...keys, ...args).catch((error: unknown) =>
+      isNoScript(error) ? commands.eval(script.lua, keys.length, ...keys, ...args) : Promise.reject(error)
+    )
 
   const runScript = (
     operation: StoreOperation,
     script: Scripts.RedisScript,
     keys: ReadonlyArray<string>,
     args: ReadonlyArray<string | Buffer>
-  ): Effect.Effect<unknown, SessionStoreError> =>
-    call(operation, () =>
-      commands.evalsha(script.sha, keys.length, ...keys, ...args).catch((error: unknown) =>
-        isNoScript(error) ? commands.eval(script.lua, keys.length, ...keys, ...args) : Promise.reject(error)
-      ))
+  ): Effect.Effect<unknown, SessionStoreError> => call(operation, sendScript(script, keys, args))
 
   const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
@@ -211,20 +252,23 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
 
   // A record read at the application's "now": none once it has expired.
   const live = (
+    clock: Clock.Clock,
     record: SessionStore.SessionRecord
   ): Effect.Effect<Option.Option<SessionStore.SessionRecord>> =>
-    Effect.clockWith((clock) =>
-      Effect.succeed(record.expiresAt > clock.unsafeCurrentTimeMillis() ? Option.some(record) : Option.none())
-    )
+    Effect.succeed(record.expiresAt > clock.unsafeCurrentTimeMillis() ? Option.some(record) : Option.none())
 
-  const loadBytes = (key: StorageKey): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> =>
-    Effect.flatMap(
-      call("load", () => commands.getBuffer(recordKey(key))),
+  const loadBytes = (
+    clock: Clock.Clock,
+    key: StorageKey
+  ): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> =>
+    callThen(
+      "load",
+      () => commands.getBuffer(recordKey(key)),
       (value): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> => {
         if (value === null) return Effect.succeedNone
         const parsed = Scripts.parseRecord(value)
         if (parsed === undefined) return Effect.fail(malformed("load", "a value that is not a session record"))
-        return live({
+        return live(clock, {
           data: parsed.data,
           version: parsed.version,
           expiresAt: parsed.expiresAt,
@@ -239,25 +283,30 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     // over as text; in the rare case the string cannot hold the stored bytes
     // exactly (see parseRecordText), they are read again as bytes.
     load: (key) =>
-      Effect.flatMap(
-        call("load", () => commands.get(recordKey(key))),
-        (value): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> => {
-          if (value === null) return Effect.succeedNone
-          const parsed = Scripts.parseRecordText(value)
-          if (parsed === undefined) return Effect.fail(malformed("load", "a value that is not a session record"))
-          if (parsed === "bytes") return loadBytes(key)
-          return live(
-            new TextRecord(parsed.text, parsed.version, parsed.expiresAt, Option.fromNullable(parsed.principal))
-          )
-        }
+      Effect.clockWith((clock) =>
+        callThen(
+          "load",
+          () => commands.get(recordKey(key)),
+          (value): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> => {
+            if (value === null) return Effect.succeedNone
+            const parsed = Scripts.parseRecordText(value)
+            if (parsed === undefined) return Effect.fail(malformed("load", "a value that is not a session record"))
+            if (parsed === "bytes") return loadBytes(clock, key)
+            return live(
+              clock,
+              new TextRecord(parsed.text, parsed.version, parsed.expiresAt, Option.fromNullable(parsed.principal))
+            )
+          }
+        )
       ),
 
     // the writes without generators either: they run on every save
     insert: (key, write) =>
       Effect.clockWith((clock) => {
         const t = clock.unsafeCurrentTimeMillis()
-        return Effect.flatMap(
-          runScript("insert", Scripts.insert, writeKeys(key, write.principal), writeArgs(key, write, t)),
+        return callThen(
+          "insert",
+          sendScript(Scripts.insert, writeKeys(key, write.principal), writeArgs(key, write, t)),
           (reply): Effect.Effect<void, SessionConflict | SessionStoreError> => {
             const replies = integers(reply, 2)
             if (replies === undefined) return Effect.fail(malformed("insert", JSON.stringify(reply)))
@@ -275,8 +324,9 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     update: (key, write, expectedVersion) =>
       Effect.clockWith((clock) => {
         const t = clock.unsafeCurrentTimeMillis()
-        return Effect.flatMap(
-          runScript("update", Scripts.update, writeKeys(key, write.principal), writeArgs(key, write, t, expectedVersion)),
+        return callThen(
+          "update",
+          sendScript(Scripts.update, writeKeys(key, write.principal), writeArgs(key, write, t, expectedVersion)),
           (reply): Effect.Effect<number, SessionConflict | SessionStoreError> => {
             const replies = integers(reply, 3)
             if (replies === undefined) return Effect.fail(malformed("update", JSON.stringify(reply)))
@@ -296,12 +346,9 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     touch: (key, expiresAt) =>
       Effect.clockWith((clock) => {
         const t = clock.unsafeCurrentTimeMillis()
-        return Effect.flatMap(
-          runScript("touch", Scripts.touch, [recordKey(key)], [
-            String(t),
-            String(expiresAt),
-            String(Math.ceil(expiresAt - t))
-          ]),
+        return callThen(
+          "touch",
+          sendScript(Scripts.touch, [recordKey(key)], [String(t), String(expiresAt), String(Math.ceil(expiresAt - t))]),
           (reply) =>
             reply === 0 || reply === 1 ? Effect.succeed(reply === 1) : Effect.fail(malformed("touch", String(reply)))
         )
@@ -368,7 +415,7 @@ export const layerConfig = (
 // start-up do not fail needlessly.
 const acquireClient = (options: Options, timeoutMillis: number): Effect.Effect<Redis, never, Scope.Scope> => {
   const { client: _client, commandTimeout: _timeout, prefix: _prefix, url, ...redisOptions } = options
-  const clientOptions: RedisOptions = { enableOfflineQueue: false, commandTimeout: timeoutMillis, ...redisOptions }
+  const clientOptions: RedisOptions = { enableOfflineQueue: false, ...redisOptions }
   return Effect.acquireRelease(
     Effect.sync(() => url === undefined ? new Redis(clientOptions) : new Redis(url, clientOptions)),
     (redis) => Effect.promise(() => redis.quit().then(() => undefined, () => redis.disconnect()))
@@ -431,8 +478,6 @@ const awaitReady = (redis: Redis, timeoutMillis: number): Effect.Effect<void> =>
     })
   })
 
-// A deadline on the wall clock, not on Effect's Clock: it bounds real I/O,
-// and must fire even when a TestClock drives the application's time.
 // Text (what the JSON codec writes) goes as a string: ioredis sends a command
 // holding any Buffer argument down a slower buffer path, measurably so on
 // every write (docs/performance.md). A string's UTF-8 bytes are exactly the
@@ -446,24 +491,6 @@ const dataArgument = (data: Uint8Array): string | Buffer => {
     return Buffer.from(data.buffer, data.byteOffset, data.byteLength)
   }
 }
-
-const withDeadline = <A>(promise: Promise<A>, millis: number): Promise<A> =>
-  new Promise<A>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Cause.TimeoutException(`Redis did not answer within ${millis} ms`)),
-      millis
-    )
-    promise.then(
-      (value) => {
-        clearTimeout(timer)
-        resolve(value)
-      },
-      (error: unknown) => {
-        clearTimeout(timer)
-        reject(error)
-      }
-    )
-  })
 
 const isNoScript = (error: unknown): boolean => error instanceof Error && error.message.startsWith("NOSCRIPT")
 

@@ -9,6 +9,7 @@ import { createServer } from "node:http"
 import * as RedisStore from "../../src/RedisStore.js"
 import * as Session from "../../src/Session.js"
 import { cookieName, idleTimeoutMs, port, redisUrl, storedValue } from "./config.js"
+import { router as bareRouter } from "./no-session-app.js"
 
 class AppSession extends Session.Tag<AppSession>()("bench/AppSession", {
   value: Schema.optional(Schema.String),
@@ -44,9 +45,24 @@ const app = router.pipe(
   AppSession.middleware({ cookie: { name: cookieName, secure: false }, idleTimeout: idleTimeoutMs })
 )
 
-HttpServer.serve(app).pipe(
+// With BARE_PORT, the same process also serves the router of
+// `plain-effect.ts` (this app's routes without the session middleware) on a
+// second port: the baseline for `/plain` with exactly this process's history
+// (the same requests served before, the same JIT state, the same heap).
+const barePort = process.env.BARE_PORT === undefined ? undefined : Number(process.env.BARE_PORT)
+const bare = barePort === undefined
+  ? Layer.empty
+  : HttpServer.serve(bareRouter).pipe(
+    Layer.provide(NodeHttpServer.layer(createServer, { port: barePort, host: "127.0.0.1" }))
+  )
+
+Layer.merge(
+  HttpServer.serve(app).pipe(
+    Layer.provide(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" }))
+  ),
+  bare
+).pipe(
   Layer.provide(RedisStore.layer({ url: redisUrl, prefix: "bench-effect-session:" })),
-  Layer.provide(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })),
   Layer.launch,
   NodeRuntime.runMain
 )

@@ -231,16 +231,26 @@ export class RequestSession<A> implements SessionHandle<A> {
       )
     }
     // no load running, or its fiber was interrupted during it (even this one,
-    // now running a finalizer): load
+    // now running a finalizer): load. The id is read now; the record is
+    // decoded by the load's own success handler (no step between the two).
+    this.clientId = this.readId()
+    if (Option.isNone(this.clientId)) {
+      this.data = this.config.empty
+      this.settle(true)
+      return Effect.succeed(f())
+    }
     this.loader = fiber
-    return Effect.matchCauseEffect(this.startLoad(Context.get(fiber.currentDefaultServices, Clock.Clock)), {
+    const key = this.config.storageKey(this.clientId.value)
+    const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+    return Effect.matchCauseEffect(this.store.load(key), {
       onFailure: (cause) => {
         this.settle(false)
         return Effect.failCause(cause)
       },
-      onSuccess: () => {
+      onSuccess: (record) => {
+        const log = this.adopt(key, record, clock.unsafeCurrentTimeMillis())
         this.settle(true)
-        return Effect.succeed(f())
+        return log === undefined ? Effect.succeed(f()) : Effect.zipRight(log, Effect.sync(f))
       }
     })
   }
@@ -254,35 +264,21 @@ export class RequestSession<A> implements SessionHandle<A> {
   }
 
   /**
-   * The load, started now (on the fiber of the first access): reads the id,
-   * loads and decodes on `clock`, in one continuation after the store's.
+   * Takes the loaded record as the request's session (the empty session when
+   * there is none, it is dead or undecodable). Returns the warning to log
+   * for an undecodable one.
    */
-  private startLoad(clock: Clock.Clock): Effect.Effect<void, SessionError> {
-    this.clientId = this.readId()
-    if (Option.isNone(this.clientId)) {
-      this.data = this.config.empty
-      return Effect.void
+  private adopt(key: StorageKey, record: Option.Option<SessionRecord>, t: number): Effect.Effect<void> | undefined {
+    this.data = this.config.empty
+    if (Option.isNone(record)) return undefined
+    const decoded = decodeRecord(this.config, key, record.value, t)
+    if (decoded._tag === "Undecodable") return decoded.log
+    this.loaded = decoded.loaded
+    if (Option.isSome(decoded.loaded)) {
+      this.data = decoded.loaded.value.envelope.data
+      this.principal_ = decoded.loaded.value.envelope.principal
     }
-    const key = this.config.storageKey(this.clientId.value)
-    return Effect.flatMap(this.store.load(key), (record) => {
-      if (Option.isNone(record)) {
-        this.data = this.config.empty
-        return Effect.void
-      }
-      const decoded = decodeRecord(this.config, key, record.value, clock.unsafeCurrentTimeMillis())
-      if (decoded._tag === "Undecodable") {
-        this.data = this.config.empty
-        return decoded.log
-      }
-      this.loaded = decoded.loaded
-      if (Option.isSome(decoded.loaded)) {
-        this.data = decoded.loaded.value.envelope.data
-        this.principal_ = decoded.loaded.value.envelope.principal
-      } else {
-        this.data = this.config.empty
-      }
-      return Effect.void
-    })
+    return undefined
   }
 
   // Each operation is a synchronous step on the loaded session (`…Now`),
