@@ -184,7 +184,8 @@ const main = async () => {
     console.log("  effect-session /get", await countSteps(sessionApp, "/get", cookie))
     console.log("  floor /incr", await countSteps(floorApp, "/incr", floorCookie))
     console.log("  effect-session /incr", await countSteps(sessionApp, "/incr", cookie))
-    return
+    floorRedis?.disconnect()
+    process.exit(0)
   }
   if (process.env.ONLY === "/plain") {
     for (let round = 0; round < 3; round++) {

@@ -11,8 +11,9 @@
  * in the order the commands were sent, so the queue holds little more than
  * the calls in flight.
  *
- * The wall clock, not Effect's `Clock`: the deadline bounds real I/O and must
- * fire even when a `TestClock` drives the application's time.
+ * On a monotonic clock (`performance.now()`), not Effect's `Clock`: the
+ * deadline bounds real I/O and must fire even when a `TestClock` drives the
+ * application's time, and a wall-clock jump must not move it.
  *
  * @internal
  */
@@ -28,7 +29,7 @@ export class Deadlines {
    * Returns the handle `end` takes.
    */
   start(expire: () => void): Pending {
-    const pending = new Pending(Date.now() + this.millis, expire)
+    const pending = new Pending(performance.now() + this.millis, expire)
     if (this.tail === undefined) {
       this.head = this.tail = pending
     } else {
@@ -73,7 +74,7 @@ export class Deadlines {
 
   private readonly sweep = (): void => {
     this.timer = undefined
-    const now = Date.now()
+    const now = performance.now()
     this.dropEnded()
     while (this.head !== undefined && this.head.deadline <= now) {
       const expired = this.head
