@@ -102,24 +102,26 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
 
   // Every command gets the deadline here, the layer's own client's and one
   // passed in (which may queue commands while disconnected) alike: one
-  // timer for all commands in flight (`Deadlines`) instead of one per command.
+  // timer for all commands in flight (`Deadlines`) instead of one per
+  // command. Commands still waiting when the layer closes fail then.
   const deadlines = new Deadlines(timeoutMillis)
   yield* Effect.addFinalizer(() => Effect.sync(() => deadlines.close()))
-  // `then`, when given, turns the reply into the operation's result as the
-  // fiber resumes (one runtime step where a `flatMap` after the call takes
-  // two); the hot paths use it.
+  // `then` turns the reply into the operation's result as the fiber resumes
+  // (one runtime step where a `flatMap` after the call takes two).
   const callThen = <A, B, E>(
     operation: StoreOperation,
     send: () => Promise<A>,
     then: (reply: A) => Effect.Effect<B, E>
   ): Effect.Effect<B, E | SessionStoreError> =>
     Effect.async<B, E | SessionStoreError>((resume) => {
-      const pending = deadlines.start(() =>
+      const pending = deadlines.start((closed) =>
         resume(Effect.fail(
           new SessionStoreError({
             store: name,
             operation,
-            cause: new Cause.TimeoutException(`Redis did not answer within ${timeoutMillis} ms`)
+            cause: closed
+              ? new Error("the store's layer was closed before Redis answered")
+              : new Cause.TimeoutException(`Redis did not answer within ${timeoutMillis} ms`)
           })
         ))
       )
@@ -418,12 +420,28 @@ const acquireClient = (options: Options, timeoutMillis: number): Effect.Effect<R
   const clientOptions: RedisOptions = { enableOfflineQueue: false, ...redisOptions }
   return Effect.acquireRelease(
     Effect.sync(() => url === undefined ? new Redis(clientOptions) : new Redis(url, clientOptions)),
-    (redis) => Effect.promise(() => redis.quit().then(() => undefined, () => redis.disconnect()))
+    (redis) => close(redis, timeoutMillis)
   ).pipe(
     Effect.tap(logConnectionEvents),
     Effect.tap((redis) => awaitReady(redis, timeoutMillis))
   )
 }
+
+// A clean QUIT, but never longer than the command timeout: a server that
+// stopped answering would otherwise hold the layer's release forever.
+const close = (redis: Redis, timeoutMillis: number): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    let done = false
+    const finish = (quitted: boolean) => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      if (!quitted) redis.disconnect()
+      resume(Effect.void)
+    }
+    const timer = setTimeout(() => finish(false), timeoutMillis)
+    redis.quit().then(() => finish(true), () => finish(false))
+  })
 
 // ioredis reports connection failures as "error" events (and prints them
 // when nobody listens). Operations already fail with SessionStoreError; the

@@ -42,12 +42,15 @@ describe("Deadlines (the store's one timer for every command in flight)", () => 
     deadlines.close()
   })
 
-  it("close stops the timer: nothing expires after it", async () => {
+  it("close fails the calls still running, once, and stops the timer", async () => {
     const deadlines = new Deadlines(20)
-    let expired = 0
-    deadlines.start(() => expired++)
+    const outcomes: Array<string> = []
+    const ended = deadlines.start(() => outcomes.push("ended call expired"))
+    deadlines.start((closed) => outcomes.push(closed ? "closed" : "timed out"))
+    deadlines.end(ended)
     deadlines.close()
+    expect(outcomes).toEqual(["closed"])
     await sleep(50)
-    expect(expired).toBe(0)
+    expect(outcomes).toEqual(["closed"])
   })
 })

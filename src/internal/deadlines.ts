@@ -25,10 +25,11 @@ export class Deadlines {
   constructor(readonly millis: number) {}
 
   /**
-   * Registers a call; `expire` runs if it has not ended `millis` from now.
-   * Returns the handle `end` takes.
+   * Registers a call; `expire` runs if it has not ended `millis` from now
+   * (`closed` false), or when the deadlines are closed before it ends
+   * (`closed` true). Returns the handle `end` takes.
    */
-  start(expire: () => void): Pending {
+  start(expire: (closed: boolean) => void): Pending {
     const pending = new Pending(performance.now() + this.millis, expire)
     if (this.tail === undefined) {
       this.head = this.tail = pending
@@ -51,11 +52,22 @@ export class Deadlines {
     return true
   }
 
-  /** Stops the timer; calls still running never expire. */
+  /**
+   * Stops the timer and expires every call still running, so that nothing
+   * waits on a store that is gone.
+   */
   close(): void {
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timer = undefined
+    let pending = this.head
     this.head = this.tail = undefined
+    while (pending !== undefined) {
+      if (pending.state === running) {
+        pending.state = timedOut
+        pending.expire(true)
+      }
+      pending = pending.next
+    }
   }
 
   private dropEnded(): void {
@@ -80,7 +92,7 @@ export class Deadlines {
       const expired = this.head
       expired.state = timedOut
       this.dropEnded()
-      expired.expire()
+      expired.expire(false)
     }
     if (this.head !== undefined) this.arm(this.head.deadline - now)
   }
@@ -94,5 +106,5 @@ const timedOut = 2
 export class Pending {
   state: typeof running | typeof ended | typeof timedOut = running
   next: Pending | undefined = undefined
-  constructor(readonly deadline: number, readonly expire: () => void) {}
+  constructor(readonly deadline: number, readonly expire: (closed: boolean) => void) {}
 }

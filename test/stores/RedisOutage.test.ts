@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, it } from "@effect/vitest"
-import { Context, Effect, Either, Layer, Option, Schedule } from "effect"
+import { Context, Effect, Either, Exit, Fiber, Layer, Option, Schedule, Scope } from "effect"
 import { Redis } from "ioredis"
 import { performance } from "node:perf_hooks"
 import * as RedisStore from "../../src/RedisStore.js"
@@ -155,6 +155,32 @@ describeBackend("RedisStore on a private redis-server", binaries, () => {
       const after = yield* store.load(key)
       expect(Option.map(after, (r) => text(r.data))).toEqual(Option.some("kept"))
     }).pipe(Effect.scoped))
+
+  it.live("with a hung server, a waiting operation fails when the layer closes, and the close ends at the timeout", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const store = Context.get(
+        yield* Layer.buildWithScope(RedisStore.layer({ host, port, prefix, commandTimeout: "3 seconds" }), scope),
+        SessionStore
+      )
+      const pid = servers[0]!.process.pid!
+      process.kill(pid, "SIGSTOP")
+      const outcome = yield* Effect.gen(function*() {
+        const waiting = yield* Effect.fork(timed(store.load(freshKey())))
+        yield* Effect.sleep("100 millis")
+        // the client's QUIT gets no reply either: the close gives up on it
+        // at the command timeout instead of waiting forever
+        const closing = yield* timed(Scope.close(scope, Exit.void))
+        expect(closing.millis).toBeGreaterThanOrEqual(2_900)
+        expect(closing.millis).toBeLessThan(4_500)
+        return yield* Fiber.join(waiting)
+      }).pipe(Effect.ensuring(Effect.sync(() => process.kill(pid, "SIGCONT"))))
+      const error = Option.getOrThrow(outcome.error)
+      expect(error).toBeInstanceOf(SessionStoreError)
+      expect(String((error as SessionStoreError).cause)).toContain("closed before Redis answered")
+      // at the close (after 100 ms), not at the 3 s deadline
+      expect(outcome.millis).toBeLessThan(1_500)
+    }))
 
   it.live("a Redis outage fails operations within the command timeout, and the same layer recovers", () =>
     Effect.gen(function*() {
