@@ -12,6 +12,7 @@
  *   TRACE=/get … (FLOOR=1 for the floor)     every step of one request, one per line
  *   ONLY=/incr … (FLOOR=1)                   one app and route only (for --cpu-prof)
  *   ONLY=/incr HEAP=1 …                      bytes allocated per request, by function
+ *                                            (HEAP_TOP=n: the n largest, default 40)
  *
  * For readable profiles, bundle it first as bench/run.ts bundles the servers:
  *   node_modules/.bin/esbuild bench/micro.ts --bundle --packages=external \
