@@ -155,6 +155,33 @@ return 0
 `)
 
 /**
+ * A record's header — `version:expiresAt:principalLength:` (`-` for no
+ * principal) — read from the start of its value; `start` is where the
+ * principal (if any) and then the data begin. `undefined` when the value is
+ * not a record.
+ */
+const parseHeader = (value: string): {
+  readonly version: number
+  readonly expiresAt: number
+  readonly principalLength: number | undefined
+  readonly start: number
+} | undefined => {
+  const first = value.indexOf(":")
+  const second = first < 0 ? -1 : value.indexOf(":", first + 1)
+  const third = second < 0 ? -1 : value.indexOf(":", second + 1)
+  if (third < 0) return undefined
+  const version = textNumber(value, 0, first)
+  const expiresAt = textNumber(value, first + 1, second)
+  if (!Number.isInteger(version) || version < 1 || Number.isNaN(expiresAt)) return undefined
+  if (third === second + 2 && value.charCodeAt(second + 1) === dash) {
+    return { version, expiresAt, principalLength: undefined, start: third + 1 }
+  }
+  const n = textNumber(value, second + 1, third)
+  if (!Number.isInteger(n) || n < 0) return undefined
+  return { version, expiresAt, principalLength: n, start: third + 1 }
+}
+
+/**
  * A stored record's fields, read from its value; `undefined` when the value
  * is not a record.
  *
@@ -166,20 +193,16 @@ export const parseRecord = (value: Buffer): {
   readonly principal: string | undefined
   readonly data: Uint8Array
 } | undefined => {
-  const first = value.indexOf(colon)
-  const second = first < 0 ? -1 : value.indexOf(colon, first + 1)
-  const third = second < 0 ? -1 : value.indexOf(colon, second + 1)
-  if (third < 0) return undefined
-  const version = number(value, 0, first)
-  const expiresAt = number(value, first + 1, second)
-  if (!Number.isInteger(version) || version < 1 || Number.isNaN(expiresAt)) return undefined
+  // latin1 gives one character per byte: the header reads the same as bytes
+  const header = parseHeader(value.toString("latin1"))
+  if (header === undefined) return undefined
+  const { expiresAt, principalLength, version } = header
+  let start = header.start
   let principal: string | undefined
-  let start = third + 1
-  if (!(third === second + 2 && value[second + 1] === dash)) {
-    const n = number(value, second + 1, third)
-    if (!Number.isInteger(n) || n < 0 || start + n > value.length) return undefined
-    principal = value.toString("utf8", start, start + n)
-    start += n
+  if (principalLength !== undefined) {
+    if (start + principalLength > value.length) return undefined
+    principal = value.toString("utf8", start, start + principalLength)
+    start += principalLength
   }
   // a copy: the reply may be a view into the parser's shared buffer
   return { version, expiresAt, principal, data: new Uint8Array(value.subarray(start)) }
@@ -201,22 +224,16 @@ export const parseRecordText = (value: string): {
   readonly principal: string | undefined
   readonly text: string
 } | "bytes" | undefined => {
-  const first = value.indexOf(":")
-  const second = first < 0 ? -1 : value.indexOf(":", first + 1)
-  const third = second < 0 ? -1 : value.indexOf(":", second + 1)
-  if (third < 0) return undefined
-  const version = textNumber(value, 0, first)
-  const expiresAt = textNumber(value, first + 1, second)
-  if (!Number.isInteger(version) || version < 1 || Number.isNaN(expiresAt)) return undefined
+  const header = parseHeader(value)
+  if (header === undefined) return undefined
+  const { expiresAt, principalLength, version } = header
+  let start = header.start
   let principal: string | undefined
-  let start = third + 1
-  if (!(third === second + 2 && value.charCodeAt(second + 1) === dash)) {
-    const n = textNumber(value, second + 1, third)
-    if (!Number.isInteger(n) || n < 0) return undefined
-    if (start + n > value.length) return "bytes"
-    principal = value.slice(start, start + n)
+  if (principalLength !== undefined) {
+    if (start + principalLength > value.length) return "bytes"
+    principal = value.slice(start, start + principalLength)
     if (!isAscii(principal)) return "bytes"
-    start += n
+    start += principalLength
   }
   const text = value.slice(start)
   return text.includes("\uFFFD") ? "bytes" : { version, expiresAt, principal, text }
@@ -240,16 +257,4 @@ const isAscii = (text: string): boolean => {
 
 // A decimal number in value[start, end): digits are read in place (the
 // common case, no string made); anything else goes through Number().
-const number = (value: Buffer, start: number, end: number): number => {
-  if (end <= start || end - start > 15) return end <= start ? NaN : Number(value.toString("latin1", start, end))
-  let n = 0
-  for (let i = start; i < end; i++) {
-    const digit = value[i]! - 48
-    if (digit < 0 || digit > 9) return Number(value.toString("latin1", start, end))
-    n = n * 10 + digit
-  }
-  return n
-}
-
 const dash = 45
-const colon = 58
