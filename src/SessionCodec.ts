@@ -245,7 +245,8 @@ export const makeImpl = <A, I>(
     if (Either.isLeft(json)) return Either.left(json.left)
     const end = suffix(loaded.createdAt, loaded.absoluteExpiresAt, loaded.principal)
     if (text.startsWith(prefix) && text.endsWith(end) && text.length === prefix.length + json.right.length + end.length) {
-      return Either.right(text.slice(prefix.length, text.length - end.length) === json.right)
+      // (compared in place: no copy of the stored data's JSON)
+      return Either.right(text.startsWith(json.right, prefix.length))
     }
     if (text.startsWith(prefix) && text.endsWith(end)) return Either.right(false)
     return Either.map(dataJson(loaded.data), (loadedJson) => json.right === loadedJson)
