@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Config, Context, Duration, Effect, Exit, Layer, Option, Scope } from "effect"
+import { Cause, Config, Context, Duration, Effect, Exit, Layer, Option, Scope } from "effect"
 import { Redis } from "ioredis"
 import { randomBytes } from "node:crypto"
 import { parseRecord, parseRecordText } from "../../src/internal/redisScripts.js"
@@ -290,6 +290,35 @@ describeBackend("RedisStore (single node)", {
       expect(yield* Effect.promise(names)).toContain(`name=${connectionName}`)
       yield* Scope.close(created, Exit.void)
       expect(yield* Effect.promise(names)).not.toContain(`name=${connectionName}`)
+    }).pipe(Effect.scoped))
+
+  it.effect("a client call that throws fails the operation; a reply of the wrong shape is a defect, not a hang", () =>
+    Effect.gen(function*() {
+      // a passed-in client whose `get` breaks its contract in the two ways
+      // ioredis itself never does: a synchronous throw, a reply that is not a string
+      const client = new Redis({ host, port })
+      yield* Effect.addFinalizer(() => Effect.promise(() => client.quit()))
+      const store = yield* Effect.provide(SessionStore, RedisStore.layer({ client, prefix, commandTimeout: "2 seconds" }))
+      const key = SessionId.storageKey(SessionId.unsafeGenerate())
+      const get = client.get
+      const started = Date.now()
+
+      client.get = (() => {
+        throw new Error("the client refused the command")
+      }) as typeof client.get
+      const thrown = yield* Effect.flip(store.load(key))
+      expect(thrown).toBeInstanceOf(SessionStoreError)
+      expect(thrown.operation).toBe("load")
+      expect(String((thrown as SessionStoreError).cause)).toMatch(/the client refused the command/)
+
+      client.get = (() => Promise.resolve(42)) as unknown as typeof client.get
+      const wrongShape = yield* Effect.exit(store.load(key))
+      expect(Exit.isFailure(wrongShape) && Cause.isDie(wrongShape.cause)).toBe(true)
+
+      // both answered at once, not at the command timeout, and the store still works
+      expect(Date.now() - started).toBeLessThan(1000)
+      client.get = get
+      expect(Option.isNone(yield* store.load(key))).toBe(true)
     }).pipe(Effect.scoped))
 
   it.effect("layerConfig reads the options from Config", () =>
