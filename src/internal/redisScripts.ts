@@ -239,6 +239,8 @@ export const parseRecordText = (value: string): {
   return text.includes("\uFFFD") ? "bytes" : { version, expiresAt, principal, text }
 }
 
+// A decimal number in value[start, end): digits are read in place (the
+// common case, no string made); anything else goes through Number().
 const textNumber = (value: string, start: number, end: number): number => {
   if (end <= start || end - start > 15) return end <= start ? NaN : Number(value.slice(start, end))
   let n = 0
@@ -255,6 +257,4 @@ const isAscii = (text: string): boolean => {
   return true
 }
 
-// A decimal number in value[start, end): digits are read in place (the
-// common case, no string made); anything else goes through Number().
 const dash = 45
