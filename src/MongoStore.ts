@@ -106,6 +106,26 @@ const writeUpdate = (write: SessionStore.SessionWrite, version: number): UpdateF
     : { $set: fields, $unset: { principal: "" } }
 }
 
+// The types say a principal is a string, but an application that forwards
+// unvalidated JSON can hand over an object: `{ "$ne": null }` in a filter's
+// `principal` would be an operator matching every user's sessions. So the
+// value is checked here, before any command is built, and filters compare it
+// with `$eq`, which treats even an object as a value to equal, never as an
+// operator.
+const checkPrincipal = (operation: StoreOperation, principal: unknown): Effect.Effect<void, SessionStoreError> =>
+  typeof principal === "string" ? Effect.void : Effect.fail(fail(
+    operation,
+    new TypeError(`the principal must be a string, got ${principal === null ? "null" : typeof principal}`)
+  ))
+
+const checkWrite = (operation: StoreOperation, write: SessionStore.SessionWrite): Effect.Effect<void, SessionStoreError> =>
+  Option.isSome(write.principal) ? checkPrincipal(operation, write.principal.value) : Effect.void
+
+const byPrincipal = (principal: string, t: number) => ({
+  principal: { $eq: principal },
+  expiresAt: { $gt: new Date(t) }
+})
+
 /**
  * @since 1.0.0
  * @category constructors
@@ -176,6 +196,7 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
     // insert half collide on `_id`: E11000 means "Exists".
     insert: (key, write) =>
       Effect.gen(function*() {
+        yield* checkWrite("insert", write)
         const t = yield* now
         const outcome = yield* attempt("insert", () =>
           collection.updateOne({ _id: key, expiresAt: { $lte: new Date(t) } }, writeUpdate(write, 1), { upsert: true })
@@ -192,6 +213,7 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
 
     update: (key, write, expectedVersion) =>
       Effect.gen(function*() {
+        yield* checkWrite("update", write)
         const t = yield* now
         const version = expectedVersion + 1
         const result = yield* Effect.flatMap(
@@ -232,11 +254,10 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
   const index = SessionStore.makeIndex(name, {
     keys: (principal) =>
       Effect.gen(function*() {
+        yield* checkPrincipal("keys", principal)
         const t = yield* now
         const documents = yield* attempt("keys", () =>
-          collection
-            .find({ principal, expiresAt: { $gt: new Date(t) } }, { projection: { _id: 1 } })
-            .toArray())
+          collection.find(byPrincipal(principal, t), { projection: { _id: 1 } }).toArray())
         return documents.map((document) => SessionId.unsafeStorageKey(document._id))
       }),
 
@@ -244,9 +265,9 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
     // invisible and the TTL monitor collects them.
     removeAll: (principal) =>
       Effect.gen(function*() {
+        yield* checkPrincipal("removeAll", principal)
         const t = yield* now
-        const result = yield* attempt("removeAll", () =>
-          collection.deleteMany({ principal, expiresAt: { $gt: new Date(t) } }))
+        const result = yield* attempt("removeAll", () => collection.deleteMany(byPrincipal(principal, t)))
         return result.deletedCount
       })
   })
