@@ -69,7 +69,8 @@ export interface Options {
    */
   readonly prepare?: Effect.Effect<void> | undefined
   /**
-   * How many fibers race in the concurrent-update check. Default 50.
+   * How many fibers race in the concurrent-update and the racing-insert
+   * checks. Default 50.
    */
   readonly concurrency?: number | undefined
 }
@@ -379,17 +380,91 @@ export const checks = <E, R>(
         yield* assert.that(Option.isNone(yield* store.load(b)), "remove of one key left it")
       })],
 
+    ["of N racing inserts of one key exactly one wins, over nothing and over an expired record", (assert, advance) =>
+      Effect.gen(function*() {
+        const store = yield* SessionStore
+        const key = yield* freshKey
+        const n = options?.concurrency ?? 50
+        const race = (round: string) =>
+          Effect.gen(function*() {
+            const expiresAt = (yield* now) + 1000
+            const outcomes = yield* Effect.all(
+              Array.from({ length: n }, (_, i) => Effect.either(store.insert(key, write(`${round} ${i}`, expiresAt)))),
+              { concurrency: "unbounded" }
+            )
+            const winners = outcomes.flatMap((outcome, i) => outcome._tag === "Right" ? [`${round} ${i}`] : [])
+            yield* assert.that(winners.length === 1, `${round}: ${winners.length} of ${n} racing inserts succeeded`)
+            const other = outcomes.find((outcome) =>
+              outcome._tag === "Left" && !(outcome.left instanceof SessionConflict && outcome.left.reason === "Exists")
+            )
+            yield* assert.that(
+              other === undefined,
+              `${round}: a losing insert failed with ${other?._tag === "Left" ? String(other.left) : ""}, not SessionConflict(Exists)`
+            )
+            const r = Option.getOrThrow(yield* store.load(key))
+            yield* assert.that(
+              read(r.data) === winners[0] && r.version === 1,
+              `${round}: stored ${JSON.stringify(read(r.data))} version ${r.version}, the winner wrote ${winners[0]}`
+            )
+          })
+        yield* race("over nothing")
+        yield* advance(2000)
+        yield* race("over an expired record")
+      })],
+
+    ["touch to the expiry already stored returns true and changes nothing", (assert) =>
+      Effect.gen(function*() {
+        const store = yield* SessionStore
+        const key = yield* freshKey
+        const expiresAt = (yield* now) + minute
+        yield* store.insert(key, write("same", expiresAt))
+        // a backend that reports "rows changed" rather than "rows matched"
+        // sees nothing to change here, yet the record is live
+        const touched = yield* store.touch(key, expiresAt)
+        yield* assert.that(touched, "touch to the stored expiry returned false for a live record")
+        const r = Option.getOrThrow(yield* store.load(key))
+        yield* assert.that(
+          read(r.data) === "same" && r.version === 1 && r.expiresAt === expiresAt,
+          `after touch: ${JSON.stringify(read(r.data))} version ${r.version} expiresAt ${r.expiresAt}`
+        )
+      })],
+
+    ["a record expired long ago but still held by the backend is invisible to every operation", (assert, advance) =>
+      Effect.gen(function*() {
+        const store = yield* SessionStore
+        const key = yield* freshKey
+        // an hour's expiry, two hours later: a backend whose own expiry runs
+        // late or on another clock (TTL monitors, native TTL in seconds)
+        // still holds the record, and the store alone must hide it
+        yield* store.insert(key, write("old", (yield* now) + 60 * minute, "expired-owner"))
+        yield* advance(120 * minute)
+        const t = yield* now
+        yield* assert.that(Option.isNone(yield* store.load(key)), "load returned the expired record")
+        yield* assert.that(!(yield* store.touch(key, t + minute)), "touch of the expired record returned true")
+        yield* assert.conflict(store.update(key, write("late", t + minute), 1), "Missing", "update of the expired record")
+        yield* assert.that(Option.isNone(yield* store.load(key)), "touch or update revived the expired record")
+        yield* store.insert(key, write("new", t + minute))
+        const r = Option.getOrThrow(yield* store.load(key))
+        yield* assert.that(
+          read(r.data) === "new" && r.version === 1 && Option.isNone(r.principal),
+          `insert over the expired record left ${JSON.stringify(read(r.data))} version ${r.version}`
+        )
+      })],
+
     [`concurrent compare-and-set increments lose nothing`, (assert) =>
       Effect.gen(function*() {
         const store = yield* SessionStore
         const key = yield* freshKey
         const n = options?.concurrency ?? 50
         const expiresAt = (yield* now) + 10 * minute
-        yield* store.insert(key, write("0", expiresAt))
+        // with a principal, so that a store keeping an index updates it in
+        // the same compare-and-set
+        const owner = `counter-${key.slice(0, 8)}`
+        yield* store.insert(key, write("0", expiresAt, owner))
         const increment = Effect.gen(function*() {
           const record = Option.getOrThrow(yield* store.load(key))
           const next = Number(read(record.data)) + 1
-          yield* store.update(key, write(String(next), expiresAt), record.version)
+          yield* store.update(key, write(String(next), expiresAt, owner), record.version)
         }).pipe(
           Effect.retry({
             while: (e) => e instanceof SessionConflict && e.reason === "VersionMismatch",
@@ -485,6 +560,52 @@ export const indexChecks = <E, R>(
         yield* assert.that((yield* index.keys(alice)).length === 0, "old principal still lists the session")
         const keys = yield* index.keys(bob)
         yield* assert.that(JSON.stringify(keys) === JSON.stringify([key]), "new principal does not list the session")
+        const removed = yield* index.removeAll(alice)
+        yield* assert.that(removed === 0, `removeAll of the old principal returned ${removed}, expected 0`)
+        yield* assert.that(Option.isSome(yield* store.load(key)), "removeAll of the old principal removed the moved session")
+      })],
+
+    ["an update that drops the principal (Some to None) takes the session out of the index", (assert) =>
+      Effect.gen(function*() {
+        const store = yield* SessionStore
+        const index = yield* SessionIndex
+        const alice = yield* principal
+        const t = yield* now
+        const key = yield* freshKey
+        yield* store.insert(key, write("x", t + minute, alice))
+        yield* store.update(key, write("y", t + minute), 1)
+        const keys = yield* index.keys(alice)
+        yield* assert.that(keys.length === 0, `keys(alice) lists ${keys.length} sessions after her logout`)
+        const removed = yield* index.removeAll(alice)
+        yield* assert.that(removed === 0, `removeAll after the logout returned ${removed}, expected 0`)
+        const r = yield* store.load(key)
+        yield* assert.that(
+          Option.isSome(r) && Option.isNone(r.value.principal) && r.value.version === 2,
+          "removeAll of the former principal removed the anonymous session, or the update did not clear the principal"
+        )
+      })],
+
+    ["removeAll counts only the live sessions, and leaves none of the expired ones listed", (assert, advance) =>
+      Effect.gen(function*() {
+        const store = yield* SessionStore
+        const index = yield* SessionIndex
+        const alice = yield* principal
+        const t = yield* now
+        const live = yield* Effect.all([freshKey, freshKey, freshKey])
+        const expired = yield* Effect.all([freshKey, freshKey])
+        for (const key of live) yield* store.insert(key, write("live", t + 10 * minute, alice))
+        // expired a second later, before any sweep a store may run: the
+        // records are still there to be miscounted
+        for (const key of expired) yield* store.insert(key, write("short", t + 1000, alice))
+        yield* advance(2000)
+        const removed = yield* index.removeAll(alice)
+        yield* assert.that(removed === live.length, `removeAll returned ${removed}, expected the ${live.length} live sessions`)
+        yield* assert.that((yield* index.keys(alice)).length === 0, "keys(alice) not empty after removeAll")
+        for (const key of [...live, ...expired]) {
+          yield* assert.that(Option.isNone(yield* store.load(key)), "a session of alice survived removeAll")
+        }
+        const again = yield* index.removeAll(alice)
+        yield* assert.that(again === 0, `second removeAll returned ${again}, expected 0`)
       })]
   ])
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Option, TestClock } from "effect"
+import type { Duration } from "effect"
+import { Config, ConfigProvider, Effect, Option, TestClock } from "effect"
 import * as MemoryStore from "../../src/MemoryStore.js"
 import * as SessionId from "../../src/SessionId.js"
 import { SessionStore } from "../../src/SessionStore.js"
@@ -31,19 +32,56 @@ describe("MemoryStore", () => {
       expect(Option.isSome(yield* store.load(c))).toBe(true)
     }).pipe(Effect.provide(MemoryStore.layer({ maxEntries: 2 }))))
 
-  it.effect("the sweep fiber removes expired entries without a read", () =>
+  // A sweep only removes, and an expired entry is invisible anyway: what it
+  // changes is the room left under maxEntries. The expiring entries are the
+  // most recently used here, so without a sweep the LRU bound evicts the
+  // live entry inserted before them.
+  const sweepLeavesRoom = (interval: Duration.DurationInput) =>
     Effect.gen(function*() {
       const store = yield* SessionStore
-      const removedKeys = Array.from({ length: 5 }, key)
-      for (const k of removedKeys) yield* store.insert(k, write(1_000))
       const kept = key()
       yield* store.insert(kept, write(10 * 60_000))
-      // a sweep only removes: the next insert on an expired key would succeed
-      // anyway, so observe the effect through the LRU bound instead
-      yield* TestClock.adjust("2 minutes")
-      const extra = Array.from({ length: 5 }, key)
-      for (const k of extra) yield* store.insert(k, write(10 * 60_000))
-      // with maxEntries 6, `kept` survives only if the sweep emptied the 5 expired slots
-      expect(Option.isSome(yield* store.load(kept))).toBe(true)
+      for (const k of Array.from({ length: 5 }, key)) yield* store.insert(k, write(1_000))
+      yield* TestClock.adjust(interval)
+      for (const k of Array.from({ length: 5 }, key)) yield* store.insert(k, write(10 * 60_000))
+      return Option.isSome(yield* store.load(kept))
+    })
+
+  it.effect("the sweep fiber removes expired entries without a read, making room under maxEntries", () =>
+    Effect.gen(function*() {
+      expect(yield* sweepLeavesRoom("2 minutes")).toBe(true)
     }).pipe(Effect.provide(MemoryStore.layer({ maxEntries: 6, cleanupInterval: "1 minute" }))))
+
+  it.effect("before the first sweep, the expired entries still take room and the live one is evicted", () =>
+    Effect.gen(function*() {
+      // the same steps within the interval: shows the test above observes the sweep
+      expect(yield* sweepLeavesRoom("30 seconds")).toBe(false)
+    }).pipe(Effect.provide(MemoryStore.layer({ maxEntries: 6, cleanupInterval: "1 minute" }))))
+
+  it.effect("layerConfig reads maxEntries and cleanupInterval from Config", () =>
+    Effect.gen(function*() {
+      const store = yield* SessionStore
+      // maxEntries 2: the least recently used of three is evicted
+      const [a, b, c] = [key(), key(), key()]
+      for (const k of [a, b, c]) yield* store.insert(k, write(10 * 60_000))
+      expect(Option.isNone(yield* store.load(a))).toBe(true)
+      expect(Option.isSome(yield* store.load(c))).toBe(true)
+    }).pipe(
+      Effect.provide(MemoryStore.layerConfig({ maxEntries: Config.integer("SESSION_MAX_ENTRIES") })),
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["SESSION_MAX_ENTRIES", "2"]])))
+    ))
+
+  it.effect("layerConfig's cleanupInterval sets when the sweep runs", () =>
+    Effect.gen(function*() {
+      // 20 s: past a 10 s interval, before the 1 minute default
+      expect(yield* sweepLeavesRoom("20 seconds")).toBe(true)
+    }).pipe(
+      Effect.provide(MemoryStore.layerConfig({
+        maxEntries: Config.integer("SESSION_MAX_ENTRIES"),
+        cleanupInterval: Config.duration("SESSION_CLEANUP_INTERVAL")
+      })),
+      Effect.withConfigProvider(ConfigProvider.fromMap(
+        new Map([["SESSION_MAX_ENTRIES", "6"], ["SESSION_CLEANUP_INTERVAL", "10 seconds"]])
+      ))
+    ))
 })

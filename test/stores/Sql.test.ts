@@ -22,13 +22,42 @@ const write = (data: string, expiresAt: number, principal?: string) => ({
   principal: Option.fromNullable(principal)
 })
 
+/**
+ * Logs what each cleanup batch removed into `batches`; a failed sweep (a
+ * warning) as -1, so that a test fails instead of waiting forever.
+ */
+const recordBatches = (batches: Queue.Queue<number>) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(
+    Effect.provide(Logger.add(Logger.make(({ annotations, logLevel }) => {
+      const removed = HashMap.get(annotations, "effect-session.removed")
+      if (Option.isSome(removed)) batches.unsafeOffer(Number(removed.value))
+      else if (logLevel._tag === "Warning") batches.unsafeOffer(-1)
+    }))),
+    Logger.withMinimumLogLevel(LogLevel.Debug)
+  )
+
+/**
+ * The batch sizes of one sweep: batches are taken until one is not a full
+ * `batchSize` (the last, or one that shows another batch size at work).
+ */
+const sweepBatches = (batches: Queue.Queue<number>, batchSize: number) =>
+  Effect.gen(function*() {
+    const seen: Array<number> = []
+    while (true) {
+      const removed = yield* Queue.take(batches)
+      seen.push(removed)
+      if (removed !== batchSize) return seen
+    }
+  })
+
 for (const backend of backends) {
   describeBackend(backend.name, backend.availability, () => {
     const table = uniqueTable("conf")
     const sweepTable = uniqueTable("sweep")
     const migratedTable = uniqueTable("migr")
     const migrationsTable = uniqueTable("migrations")
-    const provideClient = sharedClient(backend, [table, sweepTable, migratedTable, migrationsTable])
+    const configTable = uniqueTable("config")
+    const provideClient = sharedClient(backend, [table, sweepTable, migratedTable, migrationsTable, configTable])
     const layer = SqlStore.layer({ table })
 
     describe("conformance", () => {
@@ -43,13 +72,7 @@ for (const backend of backends) {
     it.effect("cleanup deletes expired rows in batches of cleanupBatchSize and keeps live ones", () =>
       Effect.gen(function*() {
         yield* TestClock.setTime(Date.now())
-        // -1 stands for a failed sweep, so the test fails instead of hanging
         const batches = yield* Queue.unbounded<number>()
-        const recorder = Logger.make(({ annotations, logLevel }) => {
-          const removed = HashMap.get(annotations, "effect-session.removed")
-          if (Option.isSome(removed)) batches.unsafeOffer(Number(removed.value))
-          else if (logLevel._tag === "Warning") batches.unsafeOffer(-1)
-        })
         const body = Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
           const store = yield* SessionStore
@@ -68,13 +91,7 @@ for (const backend of backends) {
           for (const key of live) yield* store.insert(key, write("live", t0 + 60 * minute))
 
           yield* TestClock.adjust("90 seconds")
-          const seen: Array<number> = []
-          while (true) {
-            const removed = yield* Queue.take(batches)
-            seen.push(removed)
-            if (removed < 1000) break
-          }
-          expect(seen).toEqual([1000, 1000, 500])
+          expect(yield* sweepBatches(batches, 1000)).toEqual([1000, 1000, 500])
 
           const [[count]] = yield* sql`SELECT COUNT(*) FROM ${sql(sweepTable)}`.values
           expect(Number(count)).toBe(live.length)
@@ -85,8 +102,7 @@ for (const backend of backends) {
         })
         yield* body.pipe(
           Effect.provide(SqlStore.layer({ table: sweepTable, cleanupInterval: "1 minute", cleanupBatchSize: 1000 })),
-          Effect.provide(Logger.add(recorder)),
-          Logger.withMinimumLogLevel(LogLevel.Debug)
+          recordBatches(batches)
         )
       }).pipe(provideClient))
 
@@ -156,59 +172,39 @@ for (const backend of backends) {
         expect(Option.getOrUndefined(record.principal)).toBe("dave")
       }).pipe(withStore, provideClient))
 
-    it.effect("of 50 concurrent inserts of one key exactly one wins, over nothing and over an expired row", () =>
+    it.effect("layerConfig reads the options from Config, and each one arrives", () =>
       Effect.gen(function*() {
-        const store = yield* SessionStore
-        const key = freshKey()
-        const race = Effect.gen(function*() {
-          const t = yield* Clock.currentTimeMillis
-          const outcomes = yield* Effect.all(
-            Array.from({ length: 50 }, (_, i) => Effect.either(store.insert(key, write(`writer ${i}`, t + 1000)))),
-            { concurrency: "unbounded" }
-          )
-          const winners = outcomes.flatMap((outcome, i) => outcome._tag === "Right" ? [`writer ${i}`] : [])
-          const losers = outcomes.filter((outcome) =>
-            outcome._tag === "Left" && outcome.left instanceof SessionConflict && outcome.left.reason === "Exists"
-          )
-          expect(winners.length).toBe(1)
-          expect(losers.length).toBe(49)
-          const record = Option.getOrThrow(yield* store.load(key))
-          expect([text(record.data), record.version]).toEqual([winners[0], 1])
-        })
-        yield* race
-        yield* TestClock.adjust(2000)
-        yield* race
-      }).pipe(withStore, provideClient))
-
-    it.effect("touch to the expiry already stored reports a live record", () =>
-      Effect.gen(function*() {
-        const store = yield* SessionStore
-        const key = freshKey()
-        const t = yield* Clock.currentTimeMillis
-        yield* store.insert(key, write("same", t + minute))
-        expect(yield* store.touch(key, t + minute)).toBe(true)
-        expect(yield* store.touch(freshKey(), t + minute)).toBe(false)
-      }).pipe(withStore, provideClient))
-
-    it.effect("layerConfig reads the options from Config", () =>
-      Effect.gen(function*() {
+        yield* TestClock.setTime(Date.now())
         const configured = SqlStore.layerConfig({
           table: Config.string("SESSION_TABLE"),
+          cleanupInterval: Config.duration("SESSION_CLEANUP_INTERVAL"),
           cleanupBatchSize: Config.integer("SESSION_CLEANUP_BATCH")
         })
-        const key = freshKey()
+        const batches = yield* Queue.unbounded<number>()
+        const live = freshKey()
         yield* Effect.gen(function*() {
           const store = yield* SessionStore
-          yield* store.insert(key, write("configured", (yield* Clock.currentTimeMillis) + minute))
+          const t = yield* Clock.currentTimeMillis
+          yield* store.insert(live, write("configured", t + 60 * minute))
+          for (let i = 0; i < 25; i++) yield* store.insert(freshKey(), write("expiring", t + 1000))
+          // past the configured 10 s interval, well before the 5 minute default
+          yield* TestClock.adjust("15 seconds")
+          // batches of the configured 10, not one of the default 1000
+          expect(yield* sweepBatches(batches, 10)).toEqual([10, 10, 5])
         }).pipe(
           Effect.provide(configured),
           Effect.withConfigProvider(ConfigProvider.fromMap(
-            new Map([["SESSION_TABLE", migratedTable], ["SESSION_CLEANUP_BATCH", "10"]])
-          ))
+            new Map([["SESSION_TABLE", configTable], ["SESSION_CLEANUP_INTERVAL", "10 seconds"], [
+              "SESSION_CLEANUP_BATCH",
+              "10"
+            ]])
+          )),
+          recordBatches(batches)
         )
+        // and the configured table is the one written
         const sql = yield* SqlClient.SqlClient
-        const rows = yield* sql`SELECT storage_key FROM ${sql(migratedTable)} WHERE storage_key = ${key}`.values
-        expect(rows.length).toBe(1)
+        const rows = yield* sql`SELECT storage_key FROM ${sql(configTable)}`.values
+        expect(rows.map(([key]) => key)).toEqual([live])
       }).pipe(provideClient))
 
     it.effect("an unsafe table name fails the layer before any SQL runs", () =>
