@@ -1,6 +1,6 @@
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Layer, Option, Schema, TestClock } from "effect"
+import { Cause, Deferred, Effect, Exit, Layer, Option, Schema, TestClock } from "effect"
 import * as MemoryStore from "../src/MemoryStore.js"
 import * as Session from "../src/Session.js"
 import { SessionStoreError } from "../src/SessionError.js"
@@ -650,6 +650,78 @@ describe("outside HTTP", () => {
       expect(visits).toEqual({ username: "ws-user", visits: 5 })
       const again = yield* TestSession.withSession(created, TestSession.getAll)
       expect(again).toEqual({ username: "ws-user", visits: 5 })
+    }).pipe(Effect.provide(MemoryStore.layer())))
+
+  /** A session stored through `withSession`, with a username and two visits; its id. */
+  const stored = TestSession.withSession(
+    "",
+    Effect.zipRight(
+      Effect.zipRight(TestSession.set("username", "ws-user"), TestSession.update("visits", (n) => n + 2)),
+      TestSession.id
+    )
+  )
+
+  it.effect("withSession with a failing effect saves nothing, on a stored session or a fresh one", () =>
+    Effect.gen(function*() {
+      const id = yield* stored
+      const calls = yield* resetCalls
+      const failed = yield* Effect.exit(
+        TestSession.withSession(id, Effect.zipRight(TestSession.update("visits", (n) => n + 1), Effect.fail("boom")))
+      )
+      assert(Exit.isFailure(failed))
+      expect(Cause.failureOption(failed.cause)).toEqual(Option.some("boom"))
+      // the load only: no update
+      expect(calls).toEqual({ load: 1 })
+      // a fresh session written then failed: no insert either
+      const fresh = yield* Effect.exit(
+        TestSession.withSession("", Effect.zipRight(TestSession.set("username", "never"), Effect.fail("boom")))
+      )
+      assert(Exit.isFailure(fresh))
+      expect(calls).toEqual({ load: 1 })
+      expect(yield* TestSession.withSession(id, TestSession.getAll)).toEqual({ username: "ws-user", visits: 2 })
+    }).pipe(Effect.provide(counting(MemoryStore.layer()))))
+
+  it.effect("withSession with regenerate moves the data to a new id and removes the old record", () =>
+    Effect.gen(function*() {
+      const id = yield* stored
+      const moved = yield* TestSession.withSession(id, Effect.zipRight(TestSession.regenerate, TestSession.id))
+      expect(moved).not.toBe(id)
+      expect(SessionId.isSessionId(moved)).toBe(true)
+      expect(Option.isNone(yield* storedRecord(id))).toBe(true)
+      expect(yield* TestSession.withSession(moved, TestSession.getAll)).toEqual({ username: "ws-user", visits: 2 })
+      // the old id finds nothing
+      expect(yield* TestSession.withSession(id, TestSession.getAll)).toEqual({ visits: 0 })
+    }).pipe(Effect.provide(MemoryStore.layer())))
+
+  it.effect("withSession with invalidate removes the record", () =>
+    Effect.gen(function*() {
+      const id = yield* stored
+      assert(Option.isSome(yield* storedRecord(id)))
+      yield* TestSession.withSession(id, TestSession.invalidate)
+      expect(Option.isNone(yield* storedRecord(id))).toBe(true)
+      expect(yield* TestSession.withSession(id, TestSession.getAll)).toEqual({ visits: 0 })
+    }).pipe(Effect.provide(MemoryStore.layer())))
+
+  // live: a save that lost its compare-and-set waits a few real milliseconds
+  // before it replays
+  it.live("two withSession increments of one id, run concurrently, both count", () =>
+    Effect.gen(function*() {
+      const id = yield* stored
+      const loadedA = yield* Deferred.make<void>()
+      const loadedB = yield* Deferred.make<void>()
+      // each has loaded and written before either saves: the second save
+      // starts from a stale version and must replay its increment
+      const increment = (mine: Deferred.Deferred<void>, other: Deferred.Deferred<void>) =>
+        TestSession.withSession(
+          id,
+          Effect.gen(function*() {
+            yield* TestSession.update("visits", (n) => n + 1)
+            yield* Deferred.succeed(mine, void 0)
+            yield* Deferred.await(other)
+          })
+        )
+      yield* Effect.all([increment(loadedA, loadedB), increment(loadedB, loadedA)], { concurrency: "unbounded" })
+      expect(yield* TestSession.withSession(id, TestSession.getAll)).toEqual({ username: "ws-user", visits: 4 })
     }).pipe(Effect.provide(MemoryStore.layer())))
 
   it.effect("revokeAll ends every session of a principal and list shows them", () =>
