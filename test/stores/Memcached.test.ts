@@ -1,15 +1,16 @@
-import { describe, expect, it } from "@effect/vitest"
-import { Config, ConfigProvider, Context, Effect, Exit, Layer, Option, TestClock } from "effect"
+import { describe, expect, it, vi } from "@effect/vitest"
+import { Config, ConfigProvider, Context, Duration, Effect, Exit, Layer, Option, Scope, TestClock } from "effect"
 import { MemcacheClient } from "memcache-client"
 import { randomBytes } from "node:crypto"
-import { exptime, keyPrefix, maxRelativeSeconds } from "../../src/internal/memcached.js"
+import { decode, exptime, keyPrefix, maxRelativeSeconds } from "../../src/internal/memcached.js"
 import * as MemcachedStore from "../../src/MemcachedStore.js"
 import { SessionStoreError } from "../../src/SessionError.js"
 import * as SessionId from "../../src/SessionId.js"
 import { SessionStore } from "../../src/SessionStore.js"
 import * as StoreConformance from "../../src/StoreConformance.js"
 import { describeBackend } from "../utils/backend.js"
-import { availability, dump, server } from "../utils/memcached.js"
+import { availability, dump, host, port, server } from "../utils/memcached.js"
+import { countingProxy, eventually, silentServer } from "../utils/tcp.js"
 
 const day = 24 * 60 * 60 * 1000
 const run = randomBytes(6).toString("hex")
@@ -23,6 +24,19 @@ const write = (data: string, expiresAt: number) => ({
 
 const wallClock = Effect.suspend(() => TestClock.setTime(Date.now()))
 const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+
+/** The record stored under an item key, read with a client of the test's own: [] when there is none. */
+const storedRecord = (raw: MemcacheClient, item: string) =>
+  Effect.promise(() => raw.get<Buffer>(item)).pipe(
+    Effect.map((response) => {
+      // a miss resolves to undefined, whatever the declared type says
+      const value = (response as { value?: unknown } | undefined)?.value
+      if (value === undefined) return []
+      const record = decode(value)
+      if (record === undefined) throw new Error(`${item} does not hold a session record`)
+      return [record]
+    })
+  )
 
 /** A client of the test's own, to look at the server behind the store's back. */
 const rawClient = Effect.acquireRelease(
@@ -160,8 +174,8 @@ describeBackend(`MemcachedStore on ${server}`, await availability(), () => {
       yield* store.insert(key, write("old", (yield* now) + 30_000))
       yield* TestClock.adjust(60_000)
       // the native item has 31 real seconds left: `add` alone would refuse
-      const stillThere = yield* Effect.promise(() => raw.get(prefix + key))
-      expect(stillThere).toBeDefined()
+      const stillThere = yield* storedRecord(raw, prefix + key)
+      expect(stillThere.map((r) => new TextDecoder().decode(r.data))).toEqual(["old"])
       yield* store.insert(key, write("new", (yield* now) + 60_000))
       const record = Option.getOrThrow(yield* store.load(key))
       expect(new TextDecoder().decode(record.data)).toBe("new")
@@ -221,6 +235,9 @@ describeBackend(`MemcachedStore on ${server}`, await availability(), () => {
     Effect.gen(function*() {
       yield* wallClock
       const raw = yield* rawClient
+      // memcache-client reconnects after shutdown(): a closed client would
+      // still answer, so the call itself is watched
+      const shutdown = vi.spyOn(raw, "shutdown")
       const key = SessionId.storageKey(SessionId.unsafeGenerate())
       const expiresAt = (yield* now) + 60_000
       yield* Effect.scoped(
@@ -229,9 +246,30 @@ describeBackend(`MemcachedStore on ${server}`, await availability(), () => {
           return store.insert(key, write("via client", expiresAt))
         })
       )
-      // the layer's scope is closed: the client must still answer
-      const item = yield* Effect.promise(() => raw.get<Buffer>(prefix + key))
-      expect(item).toBeDefined()
+      expect(shutdown).not.toHaveBeenCalled()
+      shutdown.mockRestore()
+      // the layer's scope is closed: the client still answers, with what the store wrote through it
+      const stored = yield* storedRecord(raw, prefix + key)
+      expect(stored.map((r) => [new TextDecoder().decode(r.data), r.version, r.expiresAt]))
+        .toEqual([["via client", 1, expiresAt]])
+    }))
+
+  it.scoped("a client the layer creates is closed with the layer", () =>
+    Effect.gen(function*() {
+      yield* wallClock
+      // the store talks to Memcached through a proxy that counts its connections
+      const proxy = yield* countingProxy(host, port)
+      const scope = yield* Scope.make()
+      const store = Context.get(
+        yield* Layer.buildWithScope(MemcachedStore.layer({ servers: `127.0.0.1:${proxy.port}`, prefix }), scope),
+        SessionStore
+      )
+      const key = SessionId.storageKey(SessionId.unsafeGenerate())
+      yield* store.insert(key, write("x", (yield* now) + 60_000))
+      expect(proxy.connections()).toBe(1)
+      yield* Scope.close(scope, Exit.void)
+      // closed at once by the client; Memcached itself never drops an idle connection
+      expect(yield* eventually(() => proxy.connections() === 0, 5_000)).toBe(true)
     }))
 
   // the quickstart's `SESSION_STORE=memcached` wiring
@@ -257,7 +295,7 @@ describeBackend(`MemcachedStore on ${server}`, await availability(), () => {
       expect(error._tag).toBe("SessionStoreError")
     }).pipe(Effect.provide(fromEnv({ MEMCACHED_URL: "127.0.0.1:1" }))))
 
-  it.effect("a server that does not answer fails operations with SessionStoreError", () =>
+  it.effect("a refused connection fails operations with SessionStoreError", () =>
     Effect.gen(function*() {
       const store = yield* SessionStore
       const key = SessionId.storageKey(SessionId.unsafeGenerate())
@@ -267,6 +305,50 @@ describeBackend(`MemcachedStore on ${server}`, await availability(), () => {
       const insertError = yield* Effect.flip(store.insert(key, write("x", (yield* now) + 60_000)))
       expect(insertError._tag).toBe("SessionStoreError")
     }).pipe(Effect.provide(MemcachedStore.layer({ servers: "127.0.0.1:1", commandTimeout: "1 second" }))))
+})
+
+describe("MemcachedStore against a server that accepts and never answers", () => {
+  // the connection succeeds; only commandTimeout can end the wait
+  const commandTimeout = 500
+  // memcache-client checks its commands every min(250, timeout / 4) ms, and
+  // a loaded machine adds its own delay; the bound stays well under the
+  // 5 s default, so that passing shows the configured value at work
+  const bound = { min: commandTimeout - 20, max: commandTimeout + 2_000 }
+
+  it.live("operations fail with SessionStoreError at commandTimeout", () =>
+    Effect.gen(function*() {
+      const silent = yield* silentServer
+      const store = yield* Effect.provide(
+        SessionStore,
+        MemcachedStore.layer({ servers: `127.0.0.1:${silent.port}`, commandTimeout })
+      )
+      const key = SessionId.storageKey(SessionId.unsafeGenerate())
+      for (const operation of [store.load(key), store.insert(key, write("x", Date.now() + 60_000))]) {
+        const [elapsed, error] = yield* Effect.timed(Effect.flip(operation))
+        expect(error).toBeInstanceOf(SessionStoreError)
+        expect(Duration.toMillis(elapsed)).toBeGreaterThanOrEqual(bound.min)
+        expect(Duration.toMillis(elapsed)).toBeLessThan(bound.max)
+      }
+      expect(silent.connections()).toBeGreaterThan(0)
+    }).pipe(Effect.scoped))
+
+  it.live("layerConfig reads commandTimeout from Config", () =>
+    Effect.gen(function*() {
+      const silent = yield* silentServer
+      const store = yield* Effect.provide(
+        SessionStore,
+        MemcachedStore.layerConfig({
+          servers: Config.string("MEMCACHED_URL"),
+          commandTimeout: Config.duration("MEMCACHED_TIMEOUT")
+        }).pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(
+          new Map([["MEMCACHED_URL", `127.0.0.1:${silent.port}`], ["MEMCACHED_TIMEOUT", `${commandTimeout} millis`]])
+        ))))
+      )
+      const [elapsed, error] = yield* Effect.timed(Effect.flip(store.load(SessionId.storageKey(SessionId.unsafeGenerate()))))
+      expect(error).toBeInstanceOf(SessionStoreError)
+      expect(Duration.toMillis(elapsed)).toBeGreaterThanOrEqual(bound.min)
+      expect(Duration.toMillis(elapsed)).toBeLessThan(bound.max)
+    }).pipe(Effect.scoped))
 })
 
 describe("MemcachedStore options", () => {

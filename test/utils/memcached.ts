@@ -4,7 +4,7 @@ import { reachable } from "./backend.js"
 /** The server the Memcached suite runs against (`MEMCACHED_URL`, default 127.0.0.1:11211). */
 export const server = (process.env.MEMCACHED_URL ?? "127.0.0.1:11211").replace(/^memcached?:\/\//, "")
 
-const [host, port] = (() => {
+export const [host, port] = (() => {
   const colon = server.lastIndexOf(":")
   return [server.slice(0, colon), Number(server.slice(colon + 1))] as const
 })()
