@@ -31,8 +31,10 @@ interface Running {
   readonly stop: () => Promise<void>
 }
 
-const start = async (env: Record<string, string>, port?: number): Promise<Running> => {
-  const listenPort = port ?? await freePort()
+/** The port was taken between `freePort` closing it and the quickstart binding it. */
+class PortTaken extends Error {}
+
+const launch = async (env: Record<string, string>, listenPort: number): Promise<Running> => {
   const child = spawn(process.execPath, ["--import", "tsx", "examples/quickstart.ts"], {
     cwd: root,
     env: { ...process.env, ...env, PORT: String(listenPort) },
@@ -49,7 +51,10 @@ const start = async (env: Record<string, string>, port?: number): Promise<Runnin
     })
   const deadline = Date.now() + 60_000
   while (!/Listening on/.test(output)) {
-    if (child.exitCode !== null) throw new Error(`quickstart exited (${child.exitCode}):\n${output}`)
+    if (child.exitCode !== null) {
+      if (/EADDRINUSE/.test(output)) throw new PortTaken(`port ${listenPort} was taken:\n${output}`)
+      throw new Error(`quickstart exited (${child.exitCode}):\n${output}`)
+    }
     if (Date.now() > deadline) {
       await stop()
       throw new Error(`quickstart did not start within 60 s:\n${output}`)
@@ -57,6 +62,21 @@ const start = async (env: Record<string, string>, port?: number): Promise<Runnin
     await new Promise((r) => setTimeout(r, 100))
   }
   return { url: `http://127.0.0.1:${listenPort}`, child, output: () => output, stop }
+}
+
+/**
+ * Starts the quickstart on a free port. The quickstart takes its port from
+ * `PORT` (no 0 for "any"), so a port is chosen, closed and handed over: test
+ * files running in parallel may take it meanwhile, and then another is tried.
+ */
+const start = async (env: Record<string, string>): Promise<Running> => {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await launch(env, await freePort())
+    } catch (error) {
+      if (!(error instanceof PortTaken) || attempt === 5) throw error
+    }
+  }
 }
 
 const get = async (url: string, cookie?: string) => {
