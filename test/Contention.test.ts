@@ -1,0 +1,196 @@
+/**
+ * Many requests of one session at once, over real HTTP, on every store with
+ * its real server (issue 11): requests of one process never fail on each
+ * other, instances that share a backend (separate processes) replay within
+ * `conflictTimeout`, and nothing is kept per key once a burst is over.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
+import { coordinatedKeys } from "../src/internal/session.js"
+import * as MemoryStore from "../src/MemoryStore.js"
+import { SessionConflict } from "../src/SessionError.js"
+import { SessionStore } from "../src/SessionStore.js"
+import { describeBackend, reachable } from "./utils/backend.js"
+import type { Backend, Prepared, StoreSpec } from "./utils/contention.js"
+import { backends, counterApp, counterOptions, CounterSession, storeLayer } from "./utils/contention.js"
+import { makeBrowser, serve } from "./utils/http.js"
+
+const availability = async (backend: Backend) => {
+  if (backend.gate !== undefined) {
+    const set = process.env[backend.gate.variable] !== undefined
+    return { available: set, reason: `${backend.gate.variable} is not set`, required: set }
+  }
+  if (backend.server === undefined) return { available: true, reason: "" }
+  const { host, port } = backend.server
+  return { available: await reachable(host, port), reason: `no server answers on ${host}:${port}` }
+}
+
+/**
+ * Holds every request that arrives until `parties` have: the whole burst is
+ * in flight at once, and its loads and saves all start together.
+ */
+const makeBarrier = (parties: number) =>
+  Effect.map(Deferred.make<void>(), (open) => {
+    let arrived = 0
+    return Effect.suspend(() => {
+      arrived += 1
+      if (arrived === parties) Deferred.unsafeDone(open, Exit.void)
+      return Deferred.await(open)
+    })
+  })
+
+/** An HTTP server of the counter app over a new instance of the store, built in the test's scope. */
+const startServer = (spec: StoreSpec, barrier: Effect.Effect<void>) =>
+  Layer.build(serve(counterApp(barrier)).pipe(Layer.provideMerge(storeLayer(spec))))
+
+type Server = Effect.Effect.Success<ReturnType<typeof startServer>>
+
+const browserOf = (server: Server) => Effect.provide(makeBrowser, server)
+
+/** A stored session (counter 0) on `server`; its cookie header. */
+const startSession = (server: Server) =>
+  Effect.gen(function*() {
+    const browser = yield* browserOf(server)
+    const res = yield* browser.get("/start")
+    expect(res.status).toBe(200)
+    const id = browser.jar.get("session")
+    expect(id).toBeDefined()
+    return `session=${id}`
+  })
+
+/** `count` increments in flight at once on `server`; how many were not answered 200, and the first of them. */
+const burst = (server: Server, cookie: string, count: number) =>
+  Effect.gen(function*() {
+    const browser = yield* browserOf(server)
+    const responses = yield* Effect.forEach(
+      Array.from({ length: count }),
+      () => browser.get("/incr", { cookie }),
+      { concurrency: "unbounded" }
+    )
+    const failed = responses.filter((res) => res.status !== 200)
+    return { failed: failed.length, first: failed.slice(0, 3).map((res) => `${res.status} ${res.body.slice(0, 200)}`) }
+  })
+
+const counterOn = (server: Server, cookie: string) =>
+  Effect.flatMap(browserOf(server), (browser) => browser.get("/counter", { cookie }))
+
+// The burst's requests take turns on some stores (files fsync each write): a
+// generous bound, which only a hang reaches.
+const burstTimeout = 180_000
+
+for (const backend of backends) {
+  describeBackend(`contention on ${backend.name}`, await availability(backend), () => {
+    let prepared: Prepared | undefined
+    beforeAll(async () => {
+      prepared = await backend.prepare()
+    })
+    afterAll(async () => {
+      await prepared?.close()
+    })
+    const spec = () => {
+      if (prepared === undefined) throw new Error(`${backend.name} was not prepared`)
+      return prepared.spec
+    }
+
+    it.scopedLive("200 concurrent increments on one session in one process: 200, every request answered 200", () =>
+      Effect.gen(function*() {
+        const server = yield* startServer(spec(), yield* makeBarrier(200))
+        const cookie = yield* startSession(server)
+        const failures = yield* burst(server, cookie, 200)
+        expect(failures).toEqual({ failed: 0, first: [] })
+        const counter = yield* counterOn(server, cookie)
+        expect(counter.status).toBe(200)
+        expect(counter.body).toBe("200")
+        // nothing is kept for a key once its last request is done
+        expect(coordinatedKeys(yield* Effect.provide(SessionStore, server))).toBe(0)
+      }), burstTimeout)
+
+    if (backend.shared) {
+      it.scopedLive("4 instances (own clients) × 50 concurrent increments on one session: 200, every request answered 200", () =>
+        Effect.gen(function*() {
+          const barrier = yield* makeBarrier(200)
+          const servers = yield* Effect.forEach(Array.from({ length: 4 }), () => startServer(spec(), barrier))
+          const cookie = yield* startSession(servers[0])
+          const failures = yield* Effect.forEach(servers, (server) => burst(server, cookie, 50), {
+            concurrency: "unbounded"
+          })
+          expect(failures).toEqual(Array.from({ length: 4 }, () => ({ failed: 0, first: [] })))
+          for (const server of servers) {
+            const counter = yield* counterOn(server, cookie)
+            expect(counter.body).toBe("200")
+            expect(coordinatedKeys(yield* Effect.provide(SessionStore, server))).toBe(0)
+          }
+        }), burstTimeout)
+    }
+  })
+}
+
+/**
+ * A memory store whose compare-and-set always loses, as if a writer in
+ * another process always saved first; counts the attempts.
+ */
+const alwaysConflicting = Layer.effect(
+  SessionStore,
+  Effect.map(SessionStore, (inner) => {
+    const attempts = { update: 0 }
+    const store: SessionStore["Type"] = {
+      ...inner,
+      update: () =>
+        Effect.suspend(() => {
+          attempts.update += 1
+          return Effect.fail(new SessionConflict({ reason: "VersionMismatch" }))
+        })
+    }
+    return Object.assign(store, { attempts })
+  })
+).pipe(Layer.provide(MemoryStore.layer()))
+
+const attemptsOf = Effect.map(SessionStore, (store) => (store as unknown as { attempts: { update: number } }).attempts)
+
+const conflictTimeout = { ...counterOptions, conflictTimeout: "300 millis" } as const
+
+describe("conflictTimeout", () => {
+  it.scopedLive("a save that always conflicts is replayed until conflictTimeout, then the request fails (500)", () =>
+    Effect.gen(function*() {
+      const server = yield* Layer.build(
+        serve(counterApp(Effect.void, conflictTimeout)).pipe(Layer.provideMerge(alwaysConflicting))
+      )
+      const cookie = yield* startSession(server)
+      const browser = yield* browserOf(server)
+      const started = Date.now()
+      const res = yield* browser.get("/incr", { cookie })
+      const elapsed = Date.now() - started
+      expect(res.status).toBe(500)
+      // replayed with backoff for the whole budget, not given up after one try
+      expect((yield* Effect.provide(attemptsOf, server)).update).toBeGreaterThan(1)
+      expect(elapsed).toBeGreaterThanOrEqual(290)
+      // it does give up: far below the 5 s default and any count-based schedule
+      expect(elapsed).toBeLessThan(4_000)
+      // the failed save left the stored counter as it was
+      const counter = yield* counterOn(server, cookie)
+      expect(counter.body).toBe("0")
+    }), 30_000)
+
+  it.effect("the budget is time on the Clock: still replaying before it, SessionConflict once it has passed", () =>
+    Effect.gen(function*() {
+      const id = yield* CounterSession.withSession(
+        "",
+        Effect.zipLeft(CounterSession.id, CounterSession.set("counter", 0)),
+        conflictTimeout
+      )
+      const attempts = yield* attemptsOf
+      const save = yield* Effect.fork(
+        CounterSession.withSession(id, CounterSession.update("counter", (n) => (n ?? 0) + 1), conflictTimeout)
+      )
+      yield* TestClock.adjust("250 millis")
+      expect(save.unsafePoll()).toBeNull()
+      expect(attempts.update).toBeGreaterThan(1)
+      yield* TestClock.adjust("1 second")
+      const exit = yield* Fiber.await(save)
+      expect(Exit.isFailure(exit)).toBe(true)
+      if (Exit.isFailure(exit)) {
+        const failure = Cause.failureOption(exit.cause)
+        expect(Option.map(failure, (error) => error._tag)).toEqual(Option.some("SessionConflict"))
+      }
+    }).pipe(Effect.provide(alwaysConflicting)))
+})
