@@ -2,7 +2,9 @@
  * How session data becomes bytes and back: an envelope
  * `{ v, data, createdAt, absoluteExpiresAt, principal }` whose `data` is
  * encoded with the user's Schema, serialized as JSON. Decoding uses
- * `JSON.parse` and the schema only — nothing that can execute code.
+ * `JSON.parse` and the schema only — nothing that can execute code. The store
+ * is not trusted to have written what this codec writes: a `"__proto__"` key
+ * is dropped, so stored data never chooses an object's prototype.
  *
  * @since 1.0.0
  */
@@ -31,6 +33,7 @@ export interface Envelope<A> {
  */
 export interface SessionCodec<A> {
   readonly encode: (envelope: Envelope<A>) => Effect.Effect<Uint8Array, SessionEncodeError | SessionTooLarge>
+  /** Drops `"__proto__"` keys at any depth. */
   readonly decode: (bytes: Uint8Array) => Effect.Effect<Envelope<A>, SessionDecodeError>
   /**
    * The data in its encoded (JSON) form, as a string: two values of the
@@ -113,6 +116,26 @@ export const utf8Length = (text: string): number => {
 }
 
 /**
+ * Whether a JSON text may hold a key that parses to `"__proto__"`: it is
+ * written out, or hidden behind a `\u` escape (no other escape makes any
+ * of its letters). `JSON.stringify` writes `\u` only for control
+ * characters and lone surrogates, so session data almost never takes the
+ * slower reviver path.
+ */
+const mayHavePrototypeKey = (text: string): boolean => text.includes("__proto__") || text.includes("\\u")
+
+/**
+ * `JSON.parse` keeps a `"__proto__"` key as an own property, but
+ * `Schema.Record`'s parser copies every key into a new object by assignment,
+ * and assigning `"__proto__"` sets the copy's prototype: with a
+ * `Schema.Record` field, `{"prefs":{"__proto__":{"isAdmin":true}}}` decoded
+ * to a `prefs` whose `isAdmin` was `true`. Such keys are dropped at any
+ * depth, so stored data never chooses a prototype. (`constructor` and
+ * `prototype` keys stay: as own data properties they change no prototype.)
+ */
+const dropPrototypeKey = (key: string, value: unknown): unknown => key === "__proto__" ? undefined : value
+
+/**
  * Builds a codec for a session schema. Build it once (per middleware), not
  * per request: the schema's parsers are compiled here.
  *
@@ -184,7 +207,7 @@ export const makeImpl = <A, I>(
   ): Either.Either<{ readonly envelope: Envelope<A>; readonly text: string }, SessionDecodeError> => {
     let json: unknown
     try {
-      json = JSON.parse(text)
+      json = mayHavePrototypeKey(text) ? JSON.parse(text, dropPrototypeKey) : JSON.parse(text)
     } catch (cause) {
       return decodeFailure(cause)
     }

@@ -115,6 +115,52 @@ describe("SessionCodec", () => {
       expect("polluted" in prefs).toBe(false)
     }))
 
+  describe("a __proto__ key in a field the schema copies key by key", () => {
+    // No transformation on the struct: its parser assigns every key of a
+    // record into a new object, and assigning "__proto__" sets a prototype.
+    const Plain = Schema.Struct({
+      prefs: Schema.Record({ key: Schema.String, value: Schema.Unknown }),
+      profile: Schema.optional(Schema.Struct({ name: Schema.optional(Schema.String) }))
+    })
+    const plain = SessionCodec.makeImpl(Plain)
+    const stored = (data: string) => `{"v":1,"data":${data},"createdAt":0,"absoluteExpiresAt":1,"principal":null}`
+    // both read paths: the text a store read as a string, and bytes
+    const readPaths = [
+      ["text", (text: string) => plain.decodeString(text)],
+      ["bytes", (text: string) => plain.decodeText(utf8.encode(text))]
+    ] as const
+
+    for (const [path, read] of readPaths) {
+      it(`changes no prototype and adds no key (${path})`, () => {
+        // written out, and hidden behind \u escapes
+        for (const key of [`"__proto__"`, `"\\u005f_proto__"`, `"__pr\\u006fto__"`]) {
+          const decoded = read(stored(`{"prefs":{${key}:{"isAdmin":true},"theme":"dark"},"profile":{${key}:{"isAdmin":true}}}`))
+          assert(Either.isRight(decoded), `${key}: ${Either.isLeft(decoded) ? decoded.left.message : ""}`)
+          const { prefs, profile } = decoded.right.envelope.data as { prefs: Record<string, unknown>; profile?: object }
+          expect(Object.getPrototypeOf(prefs), key).toBe(Object.prototype)
+          expect(prefs["isAdmin"], key).toBeUndefined()
+          expect(Object.keys(prefs), key).toEqual(["theme"])
+          assert(profile !== undefined)
+          expect(Object.getPrototypeOf(profile), key).toBe(Object.prototype)
+          expect((profile as Record<string, unknown>)["isAdmin"], key).toBeUndefined()
+          expect(Object.getPrototypeOf(decoded.right.envelope)).toBe(Object.prototype)
+        }
+        expect(({} as Record<string, unknown>)["isAdmin"]).toBeUndefined()
+      })
+
+      it(`keeps constructor and prototype keys as own data, changing no prototype (${path})`, () => {
+        const decoded = read(stored(`{"prefs":{"constructor":{"prototype":{"isAdmin":true}},"prototype":{"isAdmin":true}}}`))
+        assert(Either.isRight(decoded))
+        const prefs = decoded.right.envelope.data.prefs
+        expect(Object.getPrototypeOf(prefs)).toBe(Object.prototype)
+        expect(Object.keys(prefs)).toEqual(["constructor", "prototype"])
+        expect(prefs["constructor"]).toEqual({ prototype: { isAdmin: true } })
+        expect(({} as Record<string, unknown>)["isAdmin"]).toBeUndefined()
+        expect(Object.prototype.constructor).toBe(Object)
+      })
+    }
+  })
+
   it.effect("invalid UTF-8 never decodes (no replacement characters slip through)", () =>
     Effect.gen(function*() {
       const valid = yield* codec.encode(envelope({ username: "é", visits: 0 }))
