@@ -63,6 +63,9 @@ const defaultTable = "effect_sessions"
 
 const identifierPattern = /^[A-Za-z_][A-Za-z0-9_]{0,47}$/
 
+/** The principal column's size on MySQL/MariaDB: `VARCHAR(255)`, in characters. */
+const mysqlPrincipalLength = 255
+
 const setupError = (message: string) =>
   new SessionStoreError({ store: name, operation: "setup", cause: new Error(message) })
 
@@ -292,6 +295,39 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
       })
     )
 
+  // The principal is checked before any statement: it must be a string (the
+  // types say so, but an application may forward unvalidated JSON, and a
+  // driver may expand an object parameter into SQL), and on MySQL/MariaDB
+  // fit the column, which would otherwise cut it or refuse it depending on
+  // the SQL mode.
+  const checkPrincipal = (operation: StoreOperation, principal: unknown): Effect.Effect<void, SessionStoreError> => {
+    if (typeof principal !== "string") {
+      return Effect.fail(storeError(operation)(
+        new TypeError(`the principal must be a string, got ${principal === null ? "null" : typeof principal}`)
+      ))
+    }
+    if (dialect === "mysql") {
+      // the column counts characters (code points), not UTF-16 units
+      let length = 0
+      for (const _ of principal) if (++length > mysqlPrincipalLength) break
+      if (length > mysqlPrincipalLength) {
+        return Effect.fail(storeError(operation)(
+          new RangeError(
+            `the principal is longer than the ${mysqlPrincipalLength} characters the principal column of ${table} holds`
+          )
+        ))
+      }
+    }
+    return Effect.void
+  }
+  // anonymous writes, the most, pay nothing for it
+  const checkWrite = <A, E>(
+    operation: StoreOperation,
+    write: SessionStore.SessionWrite,
+    run: Effect.Effect<A, E>
+  ): Effect.Effect<A, E | SessionStoreError> =>
+    Option.isSome(write.principal) ? Effect.zipRight(checkPrincipal(operation, write.principal.value), run) : run
+
   const load = (key: StorageKey) =>
     Effect.flatMap(now, (t0) =>
       sql`SELECT data, version, expires_at, principal FROM ${t}
@@ -379,16 +415,40 @@ WHERE storage_key = ${key} AND version = ${expectedVersion} AND expires_at > ${t
       Effect.asVoid
     )
 
-  const store = SessionStore.make(name, { load, insert, update, touch, remove })
+  const store = SessionStore.make(name, {
+    load,
+    insert: (key, write) => checkWrite("insert", write, insert(key, write)),
+    update: (key, write, expectedVersion) => checkWrite("update", write, update(key, write, expectedVersion)),
+    touch,
+    remove
+  })
+
+  // Rows of exactly this principal. On MySQL/MariaDB the column's collation
+  // (utf8mb4_bin, PAD SPACE) compares 'alice' equal to 'alice  ': the byte
+  // length, compared too, makes it exact, and the equality keeps the
+  // principal index usable on tables created by any version.
+  //
+  // The expiry is compared as `expires_at + 0`, an expression no index
+  // holds: the principal index is then the only index these statements can
+  // use, whatever the statistics say. On a table that has not been analysed
+  // the planner otherwise intersects the expires_at index, where every live
+  // row matches, and the lookup grows with the table (issue 15).
+  const ofPrincipal = (principal: string) =>
+    dialect === "mysql"
+      ? sql`principal = ${principal} AND LENGTH(principal) = ${Buffer.byteLength(principal, "utf8")}`
+      : sql`principal = ${principal}`
 
   const keys: SessionStore.SessionIndexOperations["keys"] = (principal) =>
-    Effect.flatMap(now, (t0) =>
-      sql`SELECT storage_key FROM ${t} WHERE principal = ${principal} AND expires_at > ${t0}`.values.pipe(
-        Effect.mapError(storeError("keys")),
-        Effect.map((rows) => rows.map((row) => unsafeStorageKey(String(row[0]))))
-      ))
+    Effect.zipRight(
+      checkPrincipal("keys", principal),
+      Effect.flatMap(now, (t0) =>
+        sql`SELECT storage_key FROM ${t} WHERE ${ofPrincipal(principal)} AND expires_at + 0 > ${t0}`.values.pipe(
+          Effect.mapError(storeError("keys")),
+          Effect.map((rows) => rows.map((row) => unsafeStorageKey(String(row[0]))))
+        ))
+    )
 
-  const removeAll: SessionStore.SessionIndexOperations["removeAll"] = sql.onDialectOrElse({
+  const removeAllRows: SessionStore.SessionIndexOperations["removeAll"] = sql.onDialectOrElse({
     // MySQL has no DELETE … RETURNING: delete the live rows (counted), then
     // the expired ones; the two sets are disjoint, so a session created in
     // between is either counted and removed or left alone.
@@ -396,22 +456,24 @@ WHERE storage_key = ${key} AND version = ${expectedVersion} AND expires_at > ${t
       Effect.flatMap(now, (t0) =>
         countRows(
           "removeAll",
-          sql`DELETE FROM ${t} WHERE principal = ${principal} AND expires_at > ${t0}`.raw
+          sql`DELETE FROM ${t} WHERE ${ofPrincipal(principal)} AND expires_at + 0 > ${t0}`.raw
         ).pipe(
           Effect.tap(() =>
             countRows(
               "removeAll",
-              sql`DELETE FROM ${t} WHERE principal = ${principal} AND expires_at <= ${t0}`.raw
+              sql`DELETE FROM ${t} WHERE ${ofPrincipal(principal)} AND expires_at + 0 <= ${t0}`.raw
             )
           )
         )),
     orElse: () => (principal: string) =>
       Effect.flatMap(now, (t0) =>
-        sql`DELETE FROM ${t} WHERE principal = ${principal} RETURNING expires_at`.values.pipe(
+        sql`DELETE FROM ${t} WHERE ${ofPrincipal(principal)} RETURNING expires_at`.values.pipe(
           Effect.mapError(storeError("removeAll")),
           Effect.map((rows) => rows.filter((row) => (asNumber(row[0]) ?? 0) > t0).length)
         ))
   })
+  const removeAll: SessionStore.SessionIndexOperations["removeAll"] = (principal) =>
+    Effect.zipRight(checkPrincipal("removeAll", principal), removeAllRows(principal))
 
   const index = SessionStore.makeIndex(name, { keys, removeAll })
 
