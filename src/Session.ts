@@ -73,9 +73,45 @@ export interface Options {
   readonly maxSize?: number | undefined
   /** Storage keys become HMAC-SHA-256(pepper, id) instead of SHA-256(id). */
   readonly pepper?: Redacted.Redacted<string> | undefined
-  /** How many times a save is replayed over a concurrent writer's data. Default 25. */
+  /**
+   * How long a save keeps replaying its writes over the data of concurrent
+   * writers in other processes (with jittered backoff) before it fails with
+   * `SessionConflict`. Requests of one session in one process never conflict
+   * with each other: their saves take turns. Default 5 seconds.
+   */
+  readonly conflictTimeout?: Duration.DurationInput | undefined
+  /**
+   * An additional cap on the number of replays of one save, within
+   * `conflictTimeout`. Default: no cap (the time budget alone decides).
+   */
   readonly maxConflictRetries?: number | undefined
 }
+
+/**
+ * Options of `login`.
+ *
+ * @since 1.0.0
+ * @category models
+ */
+export interface LoginOptions {
+  /**
+   * Keep the session's data when it is bound to another principal already
+   * (switching accounts). Default `false`: logging in as a different
+   * principal starts from empty data under a new id, so nothing the previous
+   * account stored carries over. Logging in from an anonymous session, or
+   * again as the same principal, always keeps the data.
+   */
+  readonly keepData?: boolean | undefined
+}
+
+/**
+ * The longest principal, in UTF-16 code units: what every store can hold
+ * exactly (SQL stores keep it in a 255-character column).
+ *
+ * @since 1.0.0
+ * @category principals
+ */
+export const maxPrincipalLength = 255
 
 /**
  * The middleware of a session tag: applied to an `HttpApp`, it provides the
@@ -131,8 +167,14 @@ export interface TagClass<Self, Id extends string, Fields extends Schema.Struct.
   readonly regenerate: Effect.Effect<void, SessionError, Self>
   /** Logout: the stored session is removed and the cookie expired. */
   readonly invalidate: Effect.Effect<void, SessionError, Self>
-  /** `regenerate`, then bind the session to a principal (see `revokeAll`). */
-  readonly login: (principal: string) => Effect.Effect<void, SessionError, Self>
+  /**
+   * `regenerate`, then bind the session to a principal (see `revokeAll`).
+   * Logging in as a principal other than the one the session is bound to
+   * starts from empty data (see `LoginOptions.keepData`). A principal must
+   * be a non-empty string of at most `maxPrincipalLength` code units;
+   * anything else is a defect (`IllegalArgumentException`).
+   */
+  readonly login: (principal: string, options?: LoginOptions) => Effect.Effect<void, SessionError, Self>
   /** The principal bound by `login`. */
   readonly principal: Effect.Effect<Option.Option<string>, SessionError, Self>
   /** The session's id (a new one is issued if the session is new). */
@@ -176,6 +218,10 @@ export const Tag = <Self>() =>
     )
   }
   const empty: A = decoded.right
+  // a new session's data is decoded afresh each time: a default value (an
+  // array, an object) is never shared between sessions
+  const decodeEmpty = Schema.decodeUnknownSync(dataSchema)
+  const makeEmpty = (): A => decodeEmpty({})
   const TagBase = Context.Tag(id)<Self, SessionHandle<A>>()
   const tag = TagBase as unknown as Context.Tag<Self, internal.RequestSession<A>>
   // The sessions of the requests in flight through this tag's middleware.
@@ -199,11 +245,11 @@ export const Tag = <Self>() =>
   })
   // built once per options object, not per call (DESIGN §8)
   const configs = new WeakMap<Options, internal.Config<A>>()
-  const defaultConfig = internal.makeConfig(dataSchema, empty, undefined)
+  const defaultConfig = internal.makeConfig(dataSchema, empty, makeEmpty, undefined)
   const configFor = (options: Options | undefined): internal.Config<A> => {
     if (options === undefined) return defaultConfig
     let config = configs.get(options)
-    if (config === undefined) configs.set(options, config = internal.makeConfig(dataSchema, empty, options))
+    if (config === undefined) configs.set(options, config = internal.makeConfig(dataSchema, empty, makeEmpty, options))
     return config
   }
   const statics = {
@@ -217,7 +263,12 @@ export const Tag = <Self>() =>
     clear: withHandle((h) => h.recordNow({ _tag: "Clear" })),
     regenerate: withHandle((h) => h.regenerateNow()),
     invalidate: withHandle((h) => h.invalidateNow()),
-    login: (principal: string) => withHandle((h) => h.loginNow(principal)),
+    login: (principal: string, options?: LoginOptions) => {
+      const invalid = internal.invalidPrincipal(principal)
+      return invalid === undefined
+        ? withHandle((h) => h.loginNow(principal, options?.keepData === true))
+        : invalid
+    },
     principal: withHandle((h) => h.principal_),
     id: withHandle((h) => h.idNow()),
     middleware: (options?: Options) => internal.middleware(tag, configFor(options), slots),
@@ -226,6 +277,8 @@ export const Tag = <Self>() =>
       return Effect.flatMap(SessionStore, (store) => {
         const session = new internal.RequestSession(config, store, () => Id.parse(sessionId))
         return Effect.provideService(effect, tag, session).pipe(
+          // a failed effect saves nothing, except a logout, which always holds
+          Effect.onError((cause) => session.revokeAfterFailure(cause)),
           Effect.zipLeft(session.commit)
         )
       })
@@ -244,15 +297,21 @@ export const Tag = <Self>() =>
  * @category principals
  */
 export const list = (principal: string): Effect.Effect<ReadonlyArray<StorageKey>, SessionStoreError, SessionIndex> =>
-  Effect.flatMap(SessionIndex, (index) => index.keys(principal))
+  internal.invalidPrincipal(principal) ?? Effect.flatMap(SessionIndex, (index) => index.keys(principal))
 
 /**
  * Ends every session of a principal ("log out everywhere"); returns how many
  * were live. Requires a store that provides `SessionIndex`: it does not
  * compile against one that cannot.
  *
+ * Final: once it has returned, no request that was in flight leaves a live
+ * session of the principal — a `login` or `regenerate` racing it either sees
+ * its old session gone and removes the new one before answering, or moved
+ * it before the removal and the new id is found and removed by a further
+ * pass (it removes until a pass finds nothing).
+ *
  * @since 1.0.0
  * @category principals
  */
 export const revokeAll = (principal: string): Effect.Effect<number, SessionStoreError, SessionIndex> =>
-  Effect.flatMap(SessionIndex, (index) => index.removeAll(principal))
+  internal.invalidPrincipal(principal) ?? Effect.flatMap(SessionIndex, (index) => internal.removeAllUntilNone(index, principal))

@@ -7,6 +7,7 @@ import { SessionStoreError } from "../src/SessionError.js"
 import * as SessionId from "../src/SessionId.js"
 import { SessionStore } from "../src/SessionStore.js"
 import { counting, makeBrowser, parseSetCookie, serve, StoreCalls, totalCalls } from "./utils/http.js"
+import { isEnded } from "./utils/records.js"
 
 class TestSession extends Session.Tag<TestSession>()("test/TestSession", {
   username: Schema.optional(Schema.String),
@@ -160,7 +161,7 @@ describe("Session middleware over HTTP", () => {
       expect((yield* browser.get("/get")).body).toBe("anonymous:2")
       const stale = yield* browser.get("/get", { cookie: `session=${oldId}` })
       expect(stale.body).toBe("anonymous:0")
-      expect(Option.isNone(yield* storedRecord(oldId))).toBe(true)
+      expect(isEnded(yield* storedRecord(oldId))).toBe(true)
     }).pipe(Effect.provide(env(app))))
 
   it.effect("logout removes the record and expires the cookie with the attributes it was set with", () => {
@@ -361,8 +362,10 @@ describe("Session middleware over HTTP", () => {
       )
       expect(results.every((r) => r.status === 200)).toBe(true)
       expect((yield* browser.get("/get")).body).toBe("anonymous:51")
-      // the requests did race: some saves lost their compare-and-set and were replayed
-      expect((yield* StoreCalls).update).toBeGreaterThan(50)
+      // the saves of one process take turns, each starting from the last one's
+      // result: one compare-and-set per request, none lost (so none replayed
+      // through the store)
+      expect((yield* StoreCalls).update).toBe(50)
     }).pipe(
       Effect.provide(serve(app).pipe(Layer.provideMerge(counting(MemoryStore.layer(), { latency: "2 millis" }))))
     ))
@@ -438,9 +441,10 @@ describe("Session middleware over HTTP", () => {
         expect((yield* browser.get("/incr", { cookie })).body).toBe("2")
         yield* Deferred.succeed(release, void 0)
         expect((yield* Effect.flatten(slowRequest.await)).body).toBe("slow done")
-        // the slow request lost its compare-and-set once, reloaded and replayed its `set`
-        expect(calls.update).toBe(3)
-        expect(calls.load).toBe(3)
+        // the slow request replayed its `set` over the state the other request's
+        // save handed over in this process: no lost compare-and-set, no reload
+        expect(calls.update).toBe(2)
+        expect(calls.load).toBe(2)
         expect((yield* browser.get("/get", { cookie })).body).toBe("late-writer:2")
       }).pipe(Effect.provide(env(slow)))
     }))
@@ -687,7 +691,7 @@ describe("outside HTTP", () => {
       const moved = yield* TestSession.withSession(id, Effect.zipRight(TestSession.regenerate, TestSession.id))
       expect(moved).not.toBe(id)
       expect(SessionId.isSessionId(moved)).toBe(true)
-      expect(Option.isNone(yield* storedRecord(id))).toBe(true)
+      expect(isEnded(yield* storedRecord(id))).toBe(true)
       expect(yield* TestSession.withSession(moved, TestSession.getAll)).toEqual({ username: "ws-user", visits: 2 })
       // the old id finds nothing
       expect(yield* TestSession.withSession(id, TestSession.getAll)).toEqual({ visits: 0 })

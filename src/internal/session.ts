@@ -2,12 +2,16 @@ import type { HttpApp } from "@effect/platform"
 import { Cookies, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Fiber } from "effect"
 import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, FiberRef, Option, Random } from "effect"
+import type { Semaphore } from "effect/Effect"
 import type { Envelope, SessionCodecImpl } from "../SessionCodec.js"
 import * as Codec from "../SessionCodec.js"
 import type { SessionError } from "../SessionError.js"
 import type { SessionId, StorageKey } from "../SessionId.js"
 import * as Id from "../SessionId.js"
 import type { Options } from "../Session.js"
+import { SessionConflict } from "../SessionError.js"
+import type { SessionStoreError } from "../SessionError.js"
+import type { SessionIndex } from "../SessionStore.js"
 import { SessionStore } from "../SessionStore.js"
 import type { SessionRecord } from "../SessionStore.js"
 import { TextWrite } from "./text.js"
@@ -27,7 +31,10 @@ export type Op<A> =
  */
 export interface Config<A> {
   readonly codec: SessionCodecImpl<A>
+  /** The empty session, for comparisons only: never handed to a handler. */
   readonly empty: A
+  /** A new empty session, its default values made afresh. */
+  readonly makeEmpty: () => A
   readonly emptyFingerprint: string
   readonly storageKey: (id: SessionId) => StorageKey
   readonly cookieName: string
@@ -36,6 +43,8 @@ export interface Config<A> {
   readonly idleMillis: number
   readonly absoluteMillis: number
   readonly touchAfterMillis: number
+  /** How long a save replays over writers of other processes. */
+  readonly conflictMillis: number
   readonly maxConflictRetries: number
 }
 
@@ -45,6 +54,7 @@ const hour = 60 * 60 * 1000
 export const makeConfig = <A, I>(
   schema: import("effect").Schema.Schema<A, I, never>,
   empty: A,
+  makeEmpty: () => A,
   options: Options | undefined
 ): Config<A> => {
   const cookie = options?.cookie ?? {}
@@ -84,9 +94,12 @@ export const makeConfig = <A, I>(
     : Math.min(idleMillis / 10, hour)
   const codec = Codec.makeImpl(schema, { maxSize: options?.maxSize })
   const emptyFingerprint = Either.getOrThrow(codec.fingerprintEither(empty))
+  const conflictMillis = Duration.toMillis(options?.conflictTimeout ?? "5 seconds")
+  if (!(conflictMillis >= 0)) throw new TypeError("effect-session: conflictTimeout must not be negative")
   return {
     codec,
     empty,
+    makeEmpty,
     emptyFingerprint,
     storageKey: Id.makeStorageKey(options?.pepper),
     cookieName,
@@ -95,7 +108,8 @@ export const makeConfig = <A, I>(
     idleMillis,
     absoluteMillis,
     touchAfterMillis,
-    maxConflictRetries: options?.maxConflictRetries ?? 25
+    conflictMillis,
+    maxConflictRetries: options?.maxConflictRetries ?? Number.POSITIVE_INFINITY
   }
 }
 
@@ -127,13 +141,16 @@ const applyOps = <A>(config: Config<A>, base: A, ops: ReadonlyArray<Op<A>>): A =
         data[op.key] = op.f(data[op.key])
         break
       case "Remove": {
-        const fallback = (config.empty as Record<PropertyKey, unknown>)[op.key]
+        // a default comes back as a new value, never one shared with another session
+        const fallback = (config.empty as Record<PropertyKey, unknown>)[op.key] === undefined
+          ? undefined
+          : (config.makeEmpty() as Record<PropertyKey, unknown>)[op.key]
         if (fallback === undefined) delete data[op.key]
         else data[op.key] = fallback
         break
       }
       case "Clear":
-        data = { ...(config.empty as Record<PropertyKey, unknown>) }
+        data = config.makeEmpty() as Record<PropertyKey, unknown>
         break
     }
   }
@@ -154,7 +171,7 @@ export interface SessionHandle<A> {
   readonly clear: Effect.Effect<void, SessionError>
   readonly regenerate: Effect.Effect<void, SessionError>
   readonly invalidate: Effect.Effect<void, SessionError>
-  readonly login: (principal: string) => Effect.Effect<void, SessionError>
+  readonly login: (principal: string, options?: { readonly keepData?: boolean | undefined }) => Effect.Effect<void, SessionError>
   readonly principal: Effect.Effect<Option.Option<string>, SessionError>
   readonly id: Effect.Effect<SessionId, SessionError>
 }
@@ -190,6 +207,8 @@ export class RequestSession<A> implements SessionHandle<A> {
   renew = false
   /** Drop everything the request started from. */
   invalidated = false
+  /** The record under the client's id was the tombstone of a move or a logout. */
+  tombstone: RawState | undefined = undefined
   newId: SessionId | undefined
 
   private loadDone = false
@@ -235,24 +254,49 @@ export class RequestSession<A> implements SessionHandle<A> {
     // decoded by the load's own success handler (no step between the two).
     this.clientId = this.readId()
     if (Option.isNone(this.clientId)) {
-      this.data = this.config.empty
+      this.data = this.config.makeEmpty()
       this.settle(true)
       return Effect.succeed(f())
     }
     this.loader = fiber
     const key = this.config.storageKey(this.clientId.value)
     const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+    // in the lane before the load: a save of this process that ends while
+    // the load is on its way still hands its result to this request
+    this.stayInLane(key, fiber)
     return Effect.matchCauseEffect(this.store.load(key), {
       onFailure: (cause) => {
+        this.releaseLane()
         this.settle(false)
         return Effect.failCause(cause)
       },
       onSuccess: (record) => {
         const log = this.adopt(key, record, clock.unsafeCurrentTimeMillis())
+        if (Option.isNone(this.loaded)) this.releaseLane()
         this.settle(true)
         return log === undefined ? Effect.succeed(f()) : Effect.zipRight(log, Effect.sync(f))
       }
     })
+  }
+
+  /** Ends this request's membership of its session's lane (idempotent). */
+  releaseLane: () => void = constVoid
+
+  /**
+   * The request loaded a stored session it may save: the lane of its key,
+   * and what the saves of other requests hand over in it, stay until this
+   * request is done (its save ended, or else its fiber), so that a save of
+   * this process never loses a compare-and-set to another one.
+   */
+  private stayInLane(key: StorageKey, fiber: Fiber.RuntimeFiber<unknown, unknown>): void {
+    this.releaseLane()
+    const { release } = joinLane(this.store, key)
+    const observer = () => release()
+    fiber.addObserver(observer)
+    this.releaseLane = () => {
+      fiber.removeObserver(observer)
+      release()
+    }
   }
 
   private settle(loaded: boolean): void {
@@ -263,20 +307,28 @@ export class RequestSession<A> implements SessionHandle<A> {
     if (settled !== undefined) Deferred.unsafeDone(settled, Exit.void)
   }
 
-  /**
-   * Takes the loaded record as the request's session (the empty session when
-   * there is none, it is dead or undecodable). Returns the warning to log
-   * for an undecodable one.
-   */
   private adopt(key: StorageKey, record: Option.Option<SessionRecord>, t: number): Effect.Effect<void> | undefined {
-    this.data = this.config.empty
-    if (Option.isNone(record)) return undefined
+    if (Option.isNone(record)) {
+      this.data = this.config.makeEmpty()
+      return undefined
+    }
     const decoded = decodeRecord(this.config, key, record.value, t)
-    if (decoded._tag === "Undecodable") return decoded.log
+    if (decoded._tag === "Undecodable") {
+      this.data = this.config.makeEmpty()
+      return decoded.log
+    }
+    if (decoded._tag === "Tombstone") {
+      // moved or ended: no data, but a logout follows where it moved to
+      this.tombstone = decoded.tombstone
+      this.data = this.config.makeEmpty()
+      return undefined
+    }
     this.loaded = decoded.loaded
     if (Option.isSome(decoded.loaded)) {
       this.data = decoded.loaded.value.envelope.data
       this.principal_ = decoded.loaded.value.envelope.principal
+    } else {
+      this.data = this.config.makeEmpty()
     }
     return undefined
   }
@@ -304,11 +356,17 @@ export class RequestSession<A> implements SessionHandle<A> {
     this.invalidated = true
     this.newId = undefined
     this.ops = []
-    this.data = this.config.empty
+    this.data = this.config.makeEmpty()
     this.principal_ = Option.none()
   }
 
-  loginNow(principal: string): void {
+  loginNow(principal: string, keepData = false): void {
+    const bound = Option.isSome(this.loaded) ? this.loaded.value.envelope.principal : Option.none()
+    if (!keepData && !this.invalidated && Option.isSome(bound) && bound.value !== principal) {
+      // switching accounts: nothing of the previous account carries over
+      // (its session ends as with a logout; writes after this still count)
+      this.invalidateNow()
+    }
     this.renew = true
     this.newId = undefined
     this.principal_ = Option.some(principal)
@@ -362,8 +420,8 @@ export class RequestSession<A> implements SessionHandle<A> {
     return this.access(() => this.invalidateNow())
   }
 
-  login(principal: string): Effect.Effect<void, SessionError> {
-    return this.access(() => this.loginNow(principal))
+  login(principal: string, options?: { readonly keepData?: boolean | undefined }): Effect.Effect<void, SessionError> {
+    return invalidPrincipal(principal) ?? this.access(() => this.loginNow(principal, options?.keepData === true))
   }
 
   get id(): Effect.Effect<SessionId, SessionError> {
@@ -386,7 +444,33 @@ export class RequestSession<A> implements SessionHandle<A> {
     if (!this.used) return Effect.succeed(noCookie)
     if (!this.loadDone) return Effect.flatMap(this.ensureLoaded, () => this.commit)
     this.committedAt = t
-    return this.save(t)
+    return Effect.ensuring(this.save(t), Effect.sync(() => this.releaseLane()))
+  }
+
+  /**
+   * After the request failed (or answered 5xx): a failed request saves
+   * nothing, except a logout — removing a session is always safe to apply,
+   * and a logout that a later error undid would fail open. Returns the
+   * cookie to send when the logout was applied. Never fails: a store error
+   * here is logged (the request is failing already).
+   */
+  revokeAfterFailure(cause?: Cause.Cause<unknown>): Effect.Effect<CookieAction> {
+    if (!this.invalidated || !this.loadDone || (cause !== undefined && Cause.isInterruptedOnly(cause))) {
+      return Effect.succeed(noCookie)
+    }
+    return Effect.clockWith((clock) => {
+      const t = clock.unsafeCurrentTimeMillis()
+      this.committedAt = t
+      return this.endPrevious(t)
+    }).pipe(
+      Effect.map(() => Option.isSome(this.clientId) ? expired : noCookie),
+      Effect.catchAllCause((failure) =>
+        Effect.as(
+          Effect.logWarning("effect-session: a logout in a failed request could not be applied", failure),
+          noCookie
+        )
+      )
+    )
   }
 
   /**
@@ -413,7 +497,7 @@ export class RequestSession<A> implements SessionHandle<A> {
       if (Either.isLeft(unchanged)) return Effect.fail(unchanged.left)
       // (the principal changes only with a new id, below)
       if (unchanged.right) return this.touch(loaded, t)
-      return this.updateWithReplay(loaded, t)
+      return this.inLane(loaded.key, (lane) => this.updateWithReplay(lane, loaded, t))
     }
     return this.saveNew(t)
   }
@@ -421,45 +505,127 @@ export class RequestSession<A> implements SessionHandle<A> {
   /** A new session: nothing stored yet, or starting over under a new id. */
   private saveNew(t: number): Effect.Effect<CookieAction, SessionError> {
     const config = this.config
-    const store = this.store
     const hadCookie = Option.isSome(this.clientId)
     return Effect.gen(this, function*() {
       const fingerprint = yield* config.codec.fingerprintEither(this.data)
       const empty = fingerprint === config.emptyFingerprint && Option.isNone(this.principal_)
       const previous = this.loaded
-      let base: Pick<Envelope<A>, "createdAt" | "absoluteExpiresAt"> = {
-        createdAt: t,
-        absoluteExpiresAt: t + config.absoluteMillis
-      }
-      if (Option.isSome(previous) && !this.invalidated) {
-        // regenerate keeps the absolute deadline: a new id is not a new session
-        base = previous.value.envelope
-        if (!empty) {
-          // guard: a concurrent logout of the old session must not be undone
-          // by carrying its data over to a new id
-          const guard = yield* this.guardPrevious(previous.value)
-          if (guard === "Gone") return noCookie
-        }
+      if (this.invalidated || (empty && (Option.isSome(previous) || this.tombstone !== undefined))) {
+        // the stored session (and whatever it moved to meanwhile) ends first
+        yield* this.endPrevious(t)
+      } else if (Option.isSome(previous)) {
+        // regenerate / login: the data moves to a new id
+        return yield* this.inLane(previous.value.key, (lane) => this.rotate(lane, previous.value, t))
       }
       if (empty) {
-        if (Option.isSome(previous)) yield* store.remove(previous.value.key)
         // a request that only read a dead session leaves the cookie alone: it
         // may be a late request with the id a concurrent login just replaced
-        return hadCookie && (this.renew || this.ops.length > 0) ? { _tag: "Expire" } as const : noCookie
+        return hadCookie && (this.renew || this.ops.length > 0) ? expired : noCookie
       }
       const id = this.newId ?? Id.unsafeGenerate()
       this.newId = id
-      const envelope: Envelope<A> = { ...base, data: this.data, principal: this.principal_ }
+      const envelope: Envelope<A> = {
+        createdAt: t,
+        absoluteExpiresAt: t + config.absoluteMillis,
+        data: this.data,
+        principal: this.principal_
+      }
       const expiresAt = Math.min(t + config.idleMillis, envelope.absoluteExpiresAt)
       const text = yield* config.codec.encodeText(envelope)
-      yield* store.insert(config.storageKey(id), new TextWrite(text, expiresAt, envelope.principal)).pipe(
-        Effect.catchTag("SessionConflict", (conflict) =>
-          // 256 random bits do not collide; if a store says they did, fail loudly
-          Effect.dieMessage(`effect-session: insert of a fresh id conflicted (${conflict.reason})`))
-      )
-      if (Option.isSome(previous)) yield* store.remove(previous.value.key)
+      yield* insertFresh(this.store, config.storageKey(id), new TextWrite(text, expiresAt, envelope.principal))
       return { _tag: "Set", id, expiresAt } as const
     })
+  }
+
+  /**
+   * Ends the session the request started from: its record (live, or the
+   * tombstone of a move) is replaced by a tombstone with a compare-and-set
+   * (so a concurrent move cannot slip past), the session it moved to is
+   * ended too, then the record is removed.
+   */
+  private endPrevious(t: number): Effect.Effect<void, SessionError> {
+    const key = Option.isSome(this.loaded)
+      ? this.loaded.value.key
+      : this.tombstone !== undefined && Option.isSome(this.clientId)
+      ? this.config.storageKey(this.clientId.value)
+      : undefined
+    if (key === undefined) return Effect.void
+    const first: RawState | undefined = Option.isSome(this.loaded)
+      ? { version: this.loaded.value.version, expiresAt: this.loaded.value.expiresAt, movedTo: null }
+      : this.tombstone
+    return this.inLane(key, (lane) => endSession(this.config, this.store, lane, key, first, t, 0))
+  }
+
+  /**
+   * Moves the session to a new id: the new record is inserted, then the old
+   * one is replaced by a tombstone pointing at it with a compare-and-set on
+   * the version the request loaded. A concurrent write of the old session
+   * is replayed into the new one; a concurrent logout or `revokeAll` of the
+   * old session (the compare-and-set finds it gone or ended) removes the
+   * new one again before the response is sent, so nothing revoked lives on.
+   */
+  private rotate(lane: Lane, previous: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
+    const config = this.config
+    const store = this.store
+    return Effect.gen(this, function*() {
+      let current = previous
+      const handed = handoff(lane, config, current)
+      if (handed === "Ended") return noCookie
+      if (handed !== undefined) {
+        current = handed
+        this.data = applyOps(config, current.envelope.data, this.ops)
+      }
+      const id = this.newId ?? Id.unsafeGenerate()
+      this.newId = id
+      const newKey = config.storageKey(id)
+      // a new id is not a new session: the absolute deadline is kept
+      const writeFor = (base: Loaded<A>) =>
+        Effect.map(
+          config.codec.encodeText({ ...base.envelope, data: this.data, principal: this.principal_ }),
+          (text) =>
+            new TextWrite(text, Math.min(t + config.idleMillis, base.envelope.absoluteExpiresAt), this.principal_)
+        )
+      let write = yield* writeFor(current)
+      yield* insertFresh(store, newKey, write)
+      let newVersion = 1
+      const budget = new ConflictBudget(config)
+      while (true) {
+        const outcome = yield* casOutcome(
+          store.update(
+            current.key,
+            tombstoneWrite(newKey, Math.min(current.expiresAt, t + forwardMillis)),
+            current.version
+          )
+        )
+        if (outcome === "Written") {
+          lane.last = ended
+          return { _tag: "Set", id, expiresAt: write.expiresAt } as const
+        }
+        const fresh = outcome === "Missing" ? Option.none<Loaded<A>>() : yield* this.afterMismatch(budget, current.key)
+        if (Option.isNone(fresh)) {
+          // ended meanwhile (a logout, `revokeAll`): the new id must not outlive
+          // it; the cookie is left alone (the logout's response expired it, and
+          // the browser may hold a newer one by now)
+          lane.last = ended
+          yield* store.remove(newKey)
+          return noCookie
+        }
+        current = fresh.value
+        this.data = applyOps(config, current.envelope.data, this.ops)
+        write = yield* writeFor(current)
+        // (only this request knows the new key: a conflict there is the store's fault)
+        newVersion = yield* Effect.tapError(store.update(newKey, write, newVersion), () => store.remove(newKey))
+      }
+    })
+  }
+
+  /**
+   * After a compare-and-set lost to a concurrent writer: waits (jittered),
+   * reloads, and gives the live session to replay over — or fails with
+   * `SessionConflict` once the time budget is spent.
+   */
+  private afterMismatch(budget: ConflictBudget, key: StorageKey): Effect.Effect<Option.Option<Loaded<A>>, SessionError> {
+    return Effect.flatMap(budget.next, () => loadLive(this.config, this.store, key))
   }
 
   /**
@@ -485,69 +651,71 @@ export class RequestSession<A> implements SessionHandle<A> {
     return Effect.map(this.store.touch(loaded.key, expiresAt), (live) => live ? this.cookieFor(loaded, expiresAt) : noCookie)
   }
 
-  /** Re-checks the old session with a compare-and-set before it is replaced. */
-  private guardPrevious(loaded: Loaded<A>, retries = 0): Effect.Effect<"Live" | "Gone", SessionError> {
-    const text = this.config.codec.encodeText(loaded.envelope)
-    if (Either.isLeft(text)) return Effect.fail(text.left)
-    const write = new TextWrite(text.right, loaded.expiresAt, loaded.envelope.principal)
-    return this.store.update(loaded.key, write, loaded.version).pipe(
-      Effect.as("Live" as const),
-      Effect.catchTag("SessionConflict", (conflict) => {
-        if (conflict.reason !== "VersionMismatch") return Effect.succeed("Gone" as const)
-        if (retries >= this.config.maxConflictRetries) return Effect.fail(conflict)
-        // changed meanwhile: replay this request's writes over the newer data
-        const reload = Effect.zipRight(backoff(retries), loadLive(this.config, this.store, loaded.key))
-        return Effect.flatMap(reload, (fresh) => {
-          if (Option.isNone(fresh)) return Effect.succeed("Gone" as const)
-          this.data = applyOps(this.config, fresh.value.envelope.data, this.ops)
-          this.loaded = fresh
-          return this.guardPrevious(fresh.value, retries + 1)
-        })
-      })
-    )
+  /** Runs `f` when the earlier saves of this process to `key` are done. */
+  private inLane<B, E>(key: StorageKey, f: (lane: Lane) => Effect.Effect<B, E>): Effect.Effect<B, E> {
+    return withLane(this.store, key, f)
   }
 
-  private updateWithReplay(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
+  /**
+   * Writes the request's data over the loaded session with a compare-and-set,
+   * replaying its operations over newer data when a concurrent writer won.
+   * Runs in the key's lane: a save of this process before it hands its
+   * result over, so only writers of other processes can make it lose.
+   */
+  private updateWithReplay(lane: Lane, loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
     const config = this.config
-    const attempt = (current: Loaded<A>, data: A, retries: number): Effect.Effect<CookieAction, SessionError> => {
+    const budget = new ConflictBudget(config)
+    const replayOver = (fresh: Option.Option<Loaded<A>>): Effect.Effect<CookieAction, SessionError> => {
+      if (Option.isNone(fresh)) {
+        lane.last = ended
+        return dropped
+      }
+      return attempt(fresh.value, applyOps(config, fresh.value.envelope.data, this.ops))
+    }
+    const attempt = (current: Loaded<A>, data: A): Effect.Effect<CookieAction, SessionError> => {
       const envelope: Envelope<A> = { ...current.envelope, data, principal: this.principal_ }
       const fingerprint = config.codec.fingerprintEither(data)
       if (Either.isLeft(fingerprint)) return Effect.fail(fingerprint.left)
-      const text = config.codec.encodeText(envelope)
-      if (Either.isLeft(text)) return Effect.fail(text.left)
-      const expiresAt = this.nextExpiry(current, t)
-      // emptied: the compare-and-set first, so that a concurrent writer's
-      // data is replayed into this request instead of deleted with it
+      // emptied: the session ends with a compare-and-set to a tombstone, so
+      // that a concurrent writer's data is replayed into this request (and
+      // kept) or the writer finds the session ended (and drops its writes)
       const emptied = fingerprint.right === config.emptyFingerprint && Option.isNone(this.principal_)
+      const expiresAt = this.nextExpiry(current, t)
+      let write: TextWrite
+      if (emptied) {
+        write = tombstoneWrite(null, Math.min(current.expiresAt, t + forwardMillis))
+      } else {
+        const text = config.codec.encodeText(envelope)
+        if (Either.isLeft(text)) return Effect.fail(text.left)
+        write = new TextWrite(text.right, expiresAt, envelope.principal)
+      }
       // one handler for both outcomes of the compare-and-set (every save
       // runs through here)
-      return Effect.matchCauseEffect(
-        this.store.update(current.key, new TextWrite(text.right, expiresAt, envelope.principal), current.version),
-        {
-          onSuccess: () =>
-            emptied
-              ? Effect.as(this.store.remove(current.key), expired)
-              : Effect.succeed(this.cookieFor(current, expiresAt)),
-          onFailure: (cause) => {
-            const failure = Cause.failureOption(cause)
-            if (Option.isNone(failure) || failure.value._tag !== "SessionConflict") return Effect.failCause(cause)
-            const conflict = failure.value
-            // removed or expired meanwhile (a logout won the race): never recreate it
-            if (conflict.reason !== "VersionMismatch") return dropped
-            if (retries >= config.maxConflictRetries) return Effect.fail(conflict)
-            // a concurrent request saved first: replay this request's writes over its data
-            return Effect.zipRight(
-              backoff(retries),
-              Effect.flatMap(loadLive(config, this.store, current.key), (fresh) =>
-                Option.isNone(fresh)
-                  ? dropped
-                  : attempt(fresh.value, applyOps(config, fresh.value.envelope.data, this.ops), retries + 1))
-            )
+      return Effect.matchCauseEffect(this.store.update(current.key, write, current.version), {
+        onSuccess: (version) => {
+          if (emptied) {
+            lane.last = ended
+            return Effect.as(this.store.remove(current.key), expired)
           }
+          lane.last = { config, loaded: { key: current.key, version, expiresAt, envelope, text: write.text } }
+          return Effect.succeed(this.cookieFor(current, expiresAt))
+        },
+        onFailure: (cause) => {
+          const failure = Cause.failureOption(cause)
+          if (Option.isNone(failure) || failure.value._tag !== "SessionConflict") return Effect.failCause(cause)
+          // removed or expired meanwhile (a logout won the race): never recreate it
+          if (failure.value.reason !== "VersionMismatch") {
+            lane.last = ended
+            return dropped
+          }
+          // a concurrent request saved first: replay this request's writes over its data
+          return Effect.flatMap(this.afterMismatch(budget, current.key), replayOver)
         }
-      )
+      })
     }
-    return attempt(loaded, this.data, 0)
+    const handed = handoff(lane, config, loaded)
+    if (handed === "Ended") return dropped
+    return handed === undefined ? attempt(loaded, this.data) : attempt(handed, applyOps(config, handed.envelope.data, this.ops))
   }
 }
 
@@ -560,11 +728,268 @@ const dropped: Effect.Effect<CookieAction> = Effect.as(
   noCookie
 )
 
-/** Jittered exponential backoff: 1–2 ms, 2–4 ms, … capped at 50 ms. */
-const backoff = (retries: number): Effect.Effect<void> =>
-  Effect.flatMap(Random.next, (r) => Effect.sleep(Duration.millis(Math.min(50, 2 ** retries) * (1 + r))))
+/**
+ * How long the tombstone of a moved or ended session stays: a logout in
+ * flight with the old id follows it to where the session moved.
+ */
+const forwardMillis = 5 * 60 * 1000
 
-/** Loads a record and decodes it; dead or undecodable sessions are absent. */
+/**
+ * The record that replaces a session that moved to `movedTo` (a
+ * `regenerate` or `login`) or ended (`null`): no data, no principal (it
+ * leaves the principal's index), readable by any release of this library
+ * (an older one sees an undecodable record, that is no session).
+ */
+const tombstoneWrite = (movedTo: StorageKey | null, expiresAt: number): TextWrite =>
+  new TextWrite(`${tombstonePrefix}${movedTo === null ? "null" : JSON.stringify(movedTo)}}`, expiresAt, Option.none())
+
+const tombstonePrefix = `{"v":1,"tombstone":`
+const storageKeyPattern = /^[A-Za-z0-9_-]{43}$/
+const tombstonePrefixBytes = new TextEncoder().encode(tombstonePrefix)
+
+/** What a session needs of a stored record to end it. */
+interface RawState {
+  readonly version: number
+  readonly expiresAt: number
+  /** Where a moved session went (`null`: ended, or a live session). */
+  readonly movedTo: StorageKey | null
+}
+
+/** The tombstone in a record's text, or `undefined` when it is a session. */
+const tombstoneOf = (record: SessionRecord): RawState | undefined => {
+  let text: string
+  if (record.text !== undefined) {
+    if (!record.text.startsWith(tombstonePrefix)) return undefined
+    text = record.text
+  } else {
+    const bytes = record.data
+    if (bytes.length < tombstonePrefixBytes.length) return undefined
+    for (let i = 0; i < tombstonePrefixBytes.length; i++) if (bytes[i] !== tombstonePrefixBytes[i]) return undefined
+    text = new TextDecoder().decode(bytes)
+  }
+  let movedTo: unknown
+  try {
+    movedTo = (JSON.parse(text) as { tombstone: unknown }).tombstone
+  } catch {
+    return undefined
+  }
+  return {
+    version: record.version,
+    expiresAt: record.expiresAt,
+    movedTo: typeof movedTo === "string" && storageKeyPattern.test(movedTo) ? Id.unsafeStorageKey(movedTo) : null
+  }
+}
+
+/**
+ * Ends the session stored under `key`: a compare-and-set to an ended
+ * tombstone on the version last seen (retried on the newest version when
+ * a concurrent writer won: the logout always wins), then the session it had
+ * moved to, then the record itself. A few hops at most: each hop is a
+ * `regenerate` that raced this logout.
+ */
+const endSession = <A>(
+  config: Config<A>,
+  store: SessionStore["Type"],
+  lane: Lane,
+  key: StorageKey,
+  known: RawState | undefined,
+  t: number,
+  hops: number
+): Effect.Effect<void, SessionError> =>
+  Effect.gen(function*() {
+    lane.last = ended
+    const budget = new ConflictBudget(config)
+    let state = known
+    while (true) {
+      if (state === undefined) {
+        const record = yield* store.load(key)
+        if (Option.isNone(record)) return
+        state = tombstoneOf(record.value) ??
+          { version: record.value.version, expiresAt: record.value.expiresAt, movedTo: null }
+      }
+      const outcome = yield* casOutcome(
+        store.update(key, tombstoneWrite(null, Math.min(state.expiresAt, t + forwardMillis)), state.version)
+      )
+      if (outcome === "Missing") return
+      if (outcome === "Written") break
+      yield* budget.next
+      state = undefined
+    }
+    if (state.movedTo !== null && hops < 8) {
+      const movedTo = state.movedTo
+      yield* withLane(store, movedTo, (next) => endSession(config, store, next, movedTo, undefined, t, hops + 1))
+    }
+    yield* store.remove(key)
+  })
+
+/** A compare-and-set's outcome, a conflict being an answer rather than an error. */
+const casOutcome = (
+  update: Effect.Effect<number, SessionConflict | SessionStoreError>
+): Effect.Effect<"Written" | "Missing" | "VersionMismatch", SessionStoreError> =>
+  Effect.catchAll(Effect.as(update, "Written" as const), (error) =>
+    error._tag === "SessionConflict"
+      ? Effect.succeed(error.reason === "VersionMismatch" ? "VersionMismatch" as const : "Missing" as const)
+      : Effect.fail(error))
+
+/** Inserts under a freshly generated id; 256 random bits do not collide, so a conflict is a defect. */
+const insertFresh = (
+  store: SessionStore["Type"],
+  key: StorageKey,
+  write: TextWrite
+): Effect.Effect<void, SessionStoreError> =>
+  Effect.catchTag(
+    store.insert(key, write),
+    "SessionConflict",
+    (conflict) => Effect.dieMessage(`effect-session: insert of a fresh id conflicted (${conflict.reason})`)
+  )
+
+/**
+ * The replays of one save over writers of other processes: each waits a
+ * jittered, growing pause (1–2 ms, 2–4 ms, … up to 50–100 ms); once
+ * `conflictTimeout` has passed since the first conflict (or
+ * `maxConflictRetries` replays were made), the save fails with
+ * `SessionConflict`.
+ */
+class ConflictBudget {
+  constructor(readonly config: Pick<Config<unknown>, "conflictMillis" | "maxConflictRetries">) {}
+  private retries = 0
+  private since: number | undefined = undefined
+  get next(): Effect.Effect<void, SessionConflict> {
+    return Effect.clockWith((clock) => {
+      const now = clock.unsafeCurrentTimeMillis()
+      this.since ??= now
+      if (now - this.since >= this.config.conflictMillis || this.retries >= this.config.maxConflictRetries) {
+        return Effect.fail(new SessionConflict({ reason: "VersionMismatch" }))
+      }
+      const pause = Math.min(50, 2 ** this.retries)
+      this.retries++
+      return Effect.flatMap(Random.next, (r) => Effect.sleep(Duration.millis(pause * (1 + r))))
+    })
+  }
+}
+
+// --- Lanes: the saves of one process to one storage key take turns ---------
+
+/** What the last save in a lane left stored. */
+type LaneState = { readonly config: Config<any>; readonly loaded: Loaded<any> } | typeof ended | undefined
+
+const ended = "Ended" as const
+
+/** @internal */
+export interface Lane {
+  readonly semaphore: Semaphore
+  /** Saves waiting for or holding the lane. */
+  users: number
+  /** What the last save in this lane stored, handed to the next. */
+  last: LaneState
+}
+
+const lanesByStore = new WeakMap<SessionStore["Type"], Map<StorageKey, Lane>>()
+
+/**
+ * Runs `f` once the saves of this process to `key` that came first are done.
+ * A lane exists only while a save of its key waits or runs: nothing is kept
+ * for a key once its last save is done.
+ */
+const withLane = <B, E>(
+  store: SessionStore["Type"],
+  key: StorageKey,
+  f: (lane: Lane) => Effect.Effect<B, E>
+): Effect.Effect<B, E> =>
+  Effect.suspend(() => {
+    const { lane, release } = joinLane(store, key)
+    return Effect.ensuring(lane.semaphore.withPermits(1)(Effect.suspend(() => f(lane))), Effect.sync(release))
+  })
+
+/**
+ * Counts one more user of the lane of `key` (a save, or a request that
+ * loaded the session and may save it: the lane, and the state the last save
+ * handed over, live as long as one of them); `release` (idempotent) ends it.
+ */
+const joinLane = (store: SessionStore["Type"], key: StorageKey): { readonly lane: Lane; readonly release: () => void } => {
+  let lanes = lanesByStore.get(store)
+  if (lanes === undefined) lanesByStore.set(store, lanes = new Map())
+  let lane = lanes.get(key)
+  if (lane === undefined) lanes.set(key, lane = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0, last: undefined })
+  const held = lane
+  const map = lanes
+  held.users++
+  let released = false
+  return {
+    lane: held,
+    release: () => {
+      if (released) return
+      released = true
+      if (--held.users === 0 && map.get(key) === held) map.delete(key)
+    }
+  }
+}
+
+/**
+ * The session the previous save in the lane left, when it is newer than
+ * what this request loaded (so its compare-and-set would lose for certain):
+ * the request replays over it without a failed round trip. `"Ended"` when a
+ * save before it ended the session.
+ */
+const handoff = <A>(lane: Lane, config: Config<A>, loaded: Loaded<A>): Loaded<A> | typeof ended | undefined => {
+  const last = lane.last
+  if (last === ended) return ended
+  if (last === undefined || last.config !== config || last.loaded.version <= loaded.version) return undefined
+  return last.loaded as Loaded<A>
+}
+
+/**
+ * How many storage keys of `store` have saves waiting or running in this
+ * process (for tests: nothing is kept once they are done).
+ *
+ * @internal
+ */
+export const coordinatedKeys = (store: SessionStore["Type"]): number => lanesByStore.get(store)?.size ?? 0
+
+// --- Principals -------------------------------------------------------------
+
+/**
+ * A defect for a principal no store can hold exactly (or that is not a
+ * string at all: an app forwarding unchecked JSON), `undefined` for a good one.
+ *
+ * @internal
+ */
+export const invalidPrincipal = (principal: unknown): Effect.Effect<never> | undefined => {
+  if (typeof principal === "string" && principal.length > 0 && principal.length <= maxPrincipalLength) return undefined
+  const what = typeof principal !== "string"
+    ? `a ${principal === null ? "null" : typeof principal}`
+    : principal.length === 0
+    ? "an empty string"
+    : `${principal.length} characters long`
+  return Effect.die(
+    new Cause.IllegalArgumentException(
+      `effect-session: a principal must be a string of 1 to ${maxPrincipalLength} characters; got ${what}`
+    )
+  )
+}
+
+/** @internal */
+export const maxPrincipalLength = 255
+
+/**
+ * `removeAll` until a pass finds nothing: a `login`/`regenerate` that moved
+ * a session of the principal to a new id between a pass's listing and its
+ * removal is caught by the next pass. Bounded: each further pass needs a
+ * move that raced the previous one.
+ *
+ * @internal
+ */
+export const removeAllUntilNone = (
+  index: SessionIndex["Type"],
+  principal: string
+): Effect.Effect<number, SessionStoreError> => {
+  const pass = (total: number, passes: number): Effect.Effect<number, SessionStoreError> =>
+    Effect.flatMap(index.removeAll(principal), (removed) =>
+      removed === 0 || passes >= 16 ? Effect.succeed(total + removed) : pass(total + removed, passes + 1))
+  return pass(0, 1)
+}
+
+/** Loads a record and decodes it; dead, ended or undecodable sessions are absent. */
 const loadLive = <A>(
   config: Config<A>,
   store: SessionStore["Type"],
@@ -574,12 +999,20 @@ const loadLive = <A>(
     if (Option.isNone(record)) return Effect.succeedNone
     return Effect.clockWith((clock) => {
       const decoded = decodeRecord(config, key, record.value, clock.unsafeCurrentTimeMillis())
-      return decoded._tag === "Undecodable" ? Effect.as(decoded.log, Option.none()) : Effect.succeed(decoded.loaded)
+      switch (decoded._tag) {
+        case "Undecodable":
+          return Effect.as(decoded.log, Option.none())
+        case "Tombstone":
+          return Effect.succeedNone
+        case "Decoded":
+          return Effect.succeed(decoded.loaded)
+      }
     })
   })
 
 type Decoded<A> =
   | { readonly _tag: "Decoded"; readonly loaded: Option.Option<Loaded<A>> }
+  | { readonly _tag: "Tombstone"; readonly tombstone: RawState }
   | { readonly _tag: "Undecodable"; readonly log: Effect.Effect<void> }
 
 /** A stored record as a live session (`None` when it is dead), synchronously. */
@@ -591,11 +1024,14 @@ const decodeRecord = <A>(
 ): Decoded<A> => {
   const decoded = record.text !== undefined ? config.codec.decodeString(record.text) : config.codec.decodeText(record.data)
   if (Either.isLeft(decoded)) {
+    const tombstone = tombstoneOf(record)
+    if (tombstone !== undefined) return { _tag: "Tombstone", tombstone }
     return {
       _tag: "Undecodable",
+      // the stored values stay out of the log (they are personal data):
+      // the key's prefix locates the record for whoever may read it
       log: Effect.logWarning(
-        `effect-session: stored session ${Id.logPrefix(key)}… is undecodable; starting a new one`,
-        decoded.left.message
+        `effect-session: stored session ${Id.logPrefix(key)}… is undecodable (not this session's envelope or schema); starting a new one`
       )
     }
   }
@@ -618,12 +1054,30 @@ export const applyCookie = <A>(
     case "None":
       return response
     case "Expire":
-      return HttpServerResponse.expireCookie(response, config.cookieName, config.cookieOptions)
+      return privateCache(HttpServerResponse.expireCookie(response, config.cookieName, config.cookieOptions))
     case "Set":
-      return HttpServerResponse.unsafeSetCookie(response, config.cookieName, action.id, config.persistent
+      return privateCache(HttpServerResponse.unsafeSetCookie(response, config.cookieName, action.id, config.persistent
         ? { ...config.cookieOptions, maxAge: Duration.millis(Math.max(0, action.expiresAt - t)) }
-        : config.cookieOptions)
+        : config.cookieOptions))
   }
+}
+
+/**
+ * A response that sets or expires the session cookie must not be kept by a
+ * shared cache (which would hand the cookie to other users): `private` is
+ * added when the app set no `Cache-Control`, and replaces `public` (and any
+ * `s-maxage`) in one it set; `private` or `no-store` already there are kept.
+ *
+ * @internal
+ */
+export const privateCache = (response: HttpServerResponse.HttpServerResponse): HttpServerResponse.HttpServerResponse => {
+  const current = response.headers["cache-control"]
+  if (current === undefined || current.trim() === "") return HttpServerResponse.setHeader(response, "cache-control", "private")
+  const directives = current.split(",").map((d) => d.trim()).filter((d) => d !== "")
+  const names = directives.map((d) => d.split("=")[0].trim().toLowerCase())
+  if (names.includes("no-store") || names.includes("private")) return response
+  const kept = directives.filter((_, i) => names[i] !== "public" && names[i] !== "s-maxage")
+  return HttpServerResponse.setHeader(response, "cache-control", ["private", ...kept].join(", "))
 }
 
 /** @internal */
@@ -709,13 +1163,22 @@ export const middleware = <Self, A>(
       Context.unsafeGet(context, SessionStore),
       () => Id.parse(request.cookies[config.cookieName])
     )
-    const run = Effect.flatMap(app, (appResponse) => {
-      if (!session.used) return Effect.succeed(appResponse)
-      const response = addVary(appResponse)
-      // an error response saves nothing; a read-only request has nothing to save
-      if (response.status >= 500) return Effect.succeed(response)
-      const t = clock.unsafeCurrentTimeMillis()
-      return session.nothingToSave(t) ? Effect.succeed(response) : finish(config, session, response, t)
+    const run = Effect.matchCauseEffect(app, {
+      // a failed request saves nothing, but a logout in it still holds
+      onFailure: (cause) =>
+        session.invalidated ? Effect.zipRight(session.revokeAfterFailure(cause), Effect.failCause(cause)) : Effect.failCause(cause),
+      onSuccess: (appResponse) => {
+        if (!session.used) return Effect.succeed(appResponse)
+        const response = addVary(appResponse)
+        // an error response saves nothing (but a logout); a read-only request has nothing to save
+        if (response.status >= 500) {
+          return session.invalidated
+            ? Effect.map(session.revokeAfterFailure(), (action) => applyCookie(config, response, action, session.committedAt))
+            : Effect.succeed(response)
+        }
+        const t = clock.unsafeCurrentTimeMillis()
+        return session.nothingToSave(t) ? Effect.succeed(response) : finish(config, session, response, t)
+      }
     })
     const source = request.source
     if (typeof source === "object" && source !== null && Option.isNone(Context.getOption(context, tag))) {
