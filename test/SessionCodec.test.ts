@@ -1,7 +1,8 @@
-import { assert, describe, expect, it } from "@effect/vitest"
+import { assert, describe, expect, it, vi } from "@effect/vitest"
 import { Effect, Either, Option, Redacted, Schema } from "effect"
 import { createHash, createHmac } from "node:crypto"
 import * as SessionCodec from "../src/SessionCodec.js"
+import type { SessionDecodeError } from "../src/SessionError.js"
 import * as SessionId from "../src/SessionId.js"
 
 const Data = Schema.Struct({
@@ -22,6 +23,9 @@ const envelope = (data: Data, principal: Option.Option<string> = Option.none()):
   absoluteExpiresAt: 1_700_000_000_000 + 30 * 24 * 3600 * 1000,
   principal
 })
+
+/** The codec's internal form (its text and bytes read paths), with a size limit. */
+const codec_ = (maxSize: number) => SessionCodec.makeImpl(Data as unknown as Schema.Schema<Data, unknown, never>, { maxSize })
 
 /** Bytes of a hand-written stored envelope. */
 const raw = (json: string) => utf8.encode(json)
@@ -201,6 +205,44 @@ describe("SessionCodec", () => {
         expect(error.message).toBe(`session data encodes to ${size} bytes, over the limit of ${size - 1} bytes`)
       }
     }))
+
+  it("a stored record over the size limit is refused before it is parsed, on both read paths; one at the limit loads", () => {
+    const parse = vi.spyOn(JSON, "parse")
+    try {
+      // ASCII; 3 bytes per UTF-16 unit ("€": the text is within the limit in
+      // units, over it in bytes); 2 units and 4 bytes per "🎉"
+      for (const username of ["x".repeat(300), "€".repeat(100), "🎉".repeat(40)]) {
+        const text = Either.getOrThrow(codec_(Infinity).encodeText(envelope({ username, visits: 1 })))
+        const bytes = utf8.encode(text)
+        const size = bytes.length
+        const atLimit = codec_(size)
+        const loaded = [
+          atLimit.decodeString(text),
+          atLimit.decodeText(bytes),
+          Either.map(atLimit.decodeEither(bytes), (envelope) => ({ envelope }))
+        ]
+        for (const decoded of loaded) {
+          assert(Either.isRight(decoded))
+          expect(decoded.right.envelope.data).toEqual({ username, visits: 1 })
+        }
+        for (const limit of [size - 1, Math.floor(size / 2), text.length - 1]) {
+          const under = codec_(limit)
+          parse.mockClear()
+          const refused = [under.decodeString(text), under.decodeText(bytes), under.decodeEither(bytes)]
+          expect(parse).not.toHaveBeenCalled()
+          for (const decoded of refused as ReadonlyArray<Either.Either<unknown, SessionDecodeError>>) {
+            assert(Either.isLeft(decoded), `${username.slice(0, 4)}… at limit ${limit}`)
+            expect(decoded.left._tag).toBe("SessionDecodeError")
+            expect(decoded.left.message).toMatch(new RegExp(`bytes, over the limit of ${limit} bytes \\(not parsed\\)$`))
+            // the message tells the size, never the stored values
+            expect(decoded.left.message).not.toContain(username.slice(0, 4))
+          }
+        }
+      }
+    } finally {
+      parse.mockRestore()
+    }
+  })
 
   it("the size is counted in UTF-8 bytes exactly as TextEncoder writes them, without encoding", () => {
     const samples = [
