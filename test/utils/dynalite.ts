@@ -18,6 +18,7 @@ const dynalite = require("dynalite") as (options?: DynaliteOptions) => Server
 /** A dynalite server listening on a free loopback port. */
 export interface Dynalite {
   readonly endpoint: string
+  readonly port: number
   readonly close: () => Promise<void>
 }
 
@@ -27,6 +28,10 @@ export interface Dynalite {
  */
 export const startDynalite = async (): Promise<Dynalite> => {
   const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 })
+  // Node closes an idle keep-alive connection after 5 s; held 30 s here,
+  // a connection closes early only because its client closed it, which the
+  // tests of a layer's client rely on
+  server.keepAliveTimeout = 30_000
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject)
     server.listen(0, "127.0.0.1", () => resolve())
@@ -34,6 +39,7 @@ export const startDynalite = async (): Promise<Dynalite> => {
   const { port } = server.address() as AddressInfo
   return {
     endpoint: `http://127.0.0.1:${port}`,
+    port,
     close: () =>
       new Promise<void>((resolve, reject) => {
         // idle keep-alive sockets of SDK clients would hold close() open
