@@ -9,6 +9,7 @@
  *
  * @since 1.0.0
  */
+import type { SchemaAST } from "effect"
 import { Effect, Either, Option, ParseResult, Schema } from "effect"
 import { Buffer } from "node:buffer"
 import { SessionDecodeError, SessionEncodeError, SessionTooLarge } from "./SessionError.js"
@@ -123,6 +124,20 @@ const mayHavePrototypeKey = (text: string): boolean => text.includes("__proto__"
  */
 const dropPrototypeKey = (key: string, value: unknown): unknown => key === "__proto__" ? undefined : value
 
+/** The property names of a struct schema, encoded and decoded side. */
+const declaredFields = (ast: SchemaAST.AST): ReadonlySet<PropertyKey> => {
+  switch (ast._tag) {
+    case "TypeLiteral":
+      return new Set(ast.propertySignatures.map((signature) => signature.name))
+    case "Transformation":
+      return new Set([...declaredFields(ast.from), ...declaredFields(ast.to)])
+    case "Refinement":
+      return declaredFields(ast.from)
+    default:
+      return new Set()
+  }
+}
+
 /**
  * Builds a codec for a session schema. Build it once (per middleware), not
  * per request: the schema's parsers are compiled here.
@@ -143,6 +158,18 @@ export const makeImpl = <A, I>(
   const maxSize = options?.maxSize ?? defaultMaxSize
   const decodeData = Schema.decodeUnknownEither(schema)
   const encodeData = Schema.encodeEither(schema)
+  // A schema error quotes the values it rejected, and record keys in its
+  // paths are data too: errors name only the schema's own fields that
+  // failed, so no session value reaches an error message or a log line.
+  const fields = declaredFields(schema.ast)
+  const failedFields = (error: ParseResult.ParseError): string => {
+    const at = new Set<string>()
+    for (const issue of ParseResult.ArrayFormatter.formatErrorSync(error)) {
+      const field = issue.path[0]
+      if (field !== undefined && fields.has(field)) at.add(String(field))
+    }
+    return [...at].join(", ")
+  }
   const textEncoder = new TextEncoder()
   const textDecoder = new TextDecoder("utf-8", { fatal: true })
 
@@ -155,7 +182,8 @@ export const makeImpl = <A, I>(
     if (data === lastData && typeof data === "object" && data !== null) return Either.right(lastJson)
     const encoded = encodeData(data)
     if (Either.isLeft(encoded)) {
-      return Either.left(new SessionEncodeError({ cause: ParseResult.TreeFormatter.formatErrorSync(encoded.left) }))
+      const at = failedFields(encoded.left)
+      return Either.left(new SessionEncodeError({ cause: new Error(at === "" ? "a value is invalid" : `invalid value at ${at}`) }))
     }
     const json = JSON.stringify(encoded.right)
     lastData = data
@@ -239,7 +267,10 @@ export const makeImpl = <A, I>(
     }
     if (!("data" in fields)) return decodeFailure(new Error("the envelope has no data"))
     const data = decodeData(fields.data)
-    if (Either.isLeft(data)) return decodeFailure(ParseResult.TreeFormatter.formatErrorSync(data.left))
+    if (Either.isLeft(data)) {
+      const at = failedFields(data.left)
+      return decodeFailure(new Error(`the data does not match the schema${at === "" ? "" : ` at ${at}`}`))
+    }
     const envelope: Envelope<A> = {
       data: data.right,
       createdAt,

@@ -93,6 +93,22 @@ describe("SessionCodec", () => {
       for (const json of bad) yield* decodeFailure(raw(json))
     }))
 
+  it.effect("a stored value that fails the schema is reported by field name, never with the value or a record key", () =>
+    Effect.gen(function*() {
+      const error = yield* decodeFailure(raw(
+        `{"v":1,"data":{"visits":"secret-visits","username":"alice","prefs":{"alice@example.com":1}},` +
+          `"createdAt":0,"absoluteExpiresAt":1,"principal":null}`
+      ))
+      expect(error.message).toBe("stored session could not be decoded: the data does not match the schema at visits")
+      const invalidNumber = SessionCodec.make(Schema.Struct({
+        prefs: Schema.Record({ key: Schema.String, value: Schema.Number })
+      }))
+      const nested = yield* Effect.flip(invalidNumber.decode(raw(
+        `{"v":1,"data":{"prefs":{"alice@example.com":"secret-pref"}},"createdAt":0,"absoluteExpiresAt":1,"principal":null}`
+      )))
+      expect(nested.message).toBe("stored session could not be decoded: the data does not match the schema at prefs")
+    }))
+
   it.effect("__proto__, constructor and prototype keys in stored JSON pollute nothing", () =>
     Effect.gen(function*() {
       const json = `{"v":1,"__proto__":{"polluted":"envelope"},"constructor":{"prototype":{"polluted":"ctor"}},` +
@@ -270,7 +286,8 @@ describe("SessionCodec", () => {
     Effect.gen(function*() {
       const encodeError = yield* Effect.flip(codec.encode(envelope({ visits: 0, count: 1.5 })))
       expect(encodeError._tag).toBe("SessionEncodeError")
-      expect(encodeError.message).toContain("session data does not match its schema")
+      // the field, not the value (it is the app's data, and the message is logged)
+      expect(encodeError.message).toBe("session data does not match its schema: invalid value at count")
       const fingerprintError = yield* Effect.flip(codec.fingerprint({ visits: 0, count: 1.5 }))
       expect(fingerprintError._tag).toBe("SessionEncodeError")
     }))
