@@ -5,10 +5,13 @@
  * version, expiry, principal and data, with a native TTL that only collects
  * garbage: expiry is decided against the application's `Clock`. Every
  * operation is one round trip (`load` one GET; `insert`, `update`, `touch`
- * one Lua script each, `remove` one DEL). Every script touches one record, so it
- * runs on a cluster. The principal index is a set per principal, pruned
- * whenever it is read; on a cluster, where it lives in another slot, writing
- * it costs a second round trip when a session gets a principal.
+ * one Lua script each, `remove` one DEL). On a cluster every script's keys
+ * are in one slot. The principal index is a sorted set per principal,
+ * scored by expiry and pruned by score as it is written; reads check each
+ * member's record. On a cluster, where it lives in another slot, writing it
+ * costs a second round trip when a session gets a principal or a later
+ * expiry; a touch that extends a session with a principal costs one
+ * everywhere.
  *
  * ```ts
  * import { Config } from "effect"
@@ -64,12 +67,11 @@ export interface Options extends Omit<RedisOptions, "commandTimeout"> {
 
 const name = "redis"
 
-// A principal's set is pruned when adding to it makes its size a multiple
-// of this, so sets of principals whose index is never read stay small.
-const pruneEvery = 32
-
-// How many records are read at once when the index is read.
-const indexConcurrency = 64
+// How many records one script checks when a principal's index is read on a
+// single node (a script blocks the server while it runs), and how many
+// one-record scripts are in flight at once on a cluster.
+const checkBatch = 500
+const clusterConcurrency = 256
 
 const storageKeyPattern = /^[A-Za-z0-9_-]{43}$/
 
@@ -193,64 +195,79 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     return args
   }
 
-  // On a single node the principal's set is updated by the writing script
-  // itself. On a cluster the set usually lives on another slot and is
-  // written by a second script after the record, and after an update only
-  // when it gave the record a new principal. If that second write fails the
-  // operation fails: the request that made the session gets an error and no
-  // cookie, so the unlisted record is never used and expires. Adding to the
-  // set first instead would let a concurrent read of the index see a member
-  // without its record yet and prune it.
+  // On a single node the principal's index is updated by the writing script
+  // itself. On a cluster the index usually lives on another slot and is
+  // raised by a second script after the record: after an insert with a
+  // principal, and after an update that gives the record a principal or a
+  // later expiry. If that second write fails the operation fails: the
+  // request that made the session gets an error and no cookie, so an
+  // unlisted new record is never used and expires. Raising the index first
+  // instead would let a concurrent read see a member without its record yet
+  // and drop it.
   const writeKeys = (key: StorageKey, principal: Option.Option<string>): ReadonlyArray<string> =>
     Option.isSome(principal) && !cluster ? [recordKey(key), indexKey(principal.value)] : [recordKey(key)]
 
-  const addToIndex = (
-    operation: StoreOperation,
-    key: StorageKey,
-    principal: string
-  ): Effect.Effect<number, SessionStoreError> =>
-    Effect.flatMap(
-      runScript(operation, Scripts.addToIndex, [indexKey(principal)], [key]),
-      (size) => typeof size === "number" ? Effect.succeed(size) : Effect.fail(malformed(operation, String(size)))
-    )
+  const raise = (operation: StoreOperation, key: StorageKey, principal: string, expiresAt: number, t: number) =>
+    Effect.asVoid(runScript(operation, Scripts.raise, [indexKey(principal)], [key, String(expiresAt), String(t)]))
 
-  // Reads the records listed in a principal's set; removes from the set
-  // those that are gone, expired or moved to another principal.
-  const liveKeys = (operation: StoreOperation, principal: string) =>
+  // The members of a principal's index (those not yet expired by score) and
+  // whether each one's record is live and still the principal's; with
+  // `revoke`, the records that are the principal's are deleted. On a single
+  // node one script per batch of members checks the records and, in the same
+  // step, drops the dead members from the index (or, with `revoke`, every
+  // member it read). On a cluster, where records live on every slot, each
+  // record is checked by its own script, all in flight at once, and the
+  // index is then trimmed with one ZREM.
+  const prefixBytes = String(Buffer.byteLength(prefix))
+  const readIndex = (operation: StoreOperation, principal: string, revoke: boolean) =>
     Effect.gen(function*() {
       const set = indexKey(principal)
-      const members = yield* call(operation, () => commands.smembers(set))
       const t = yield* now
-      const states = yield* Effect.forEach(
-        members,
-        (member) =>
-          storageKeyPattern.test(member)
-            ? Effect.map(call(operation, () => commands.getBuffer(recordKey(member))), (value) =>
-              value === null ? undefined : Scripts.parseRecord(value))
-            : Effect.succeed(undefined),
-        { concurrency: indexConcurrency }
+      const listed = yield* Effect.flatMap(
+        runScript(operation, Scripts.members, [set], [String(t)]),
+        (reply) =>
+          Array.isArray(reply) && reply.every((member) => typeof member === "string")
+            ? Effect.succeed(reply as Array<string>)
+            : Effect.fail(malformed(operation, "the members of a principal's index"))
       )
-      const live: Array<StorageKey> = []
-      const dead: Array<string> = []
-      members.forEach((member, i) => {
-        const state = states[i]
-        if (state !== undefined && state.expiresAt > t && state.principal === principal) {
-          live.push(SessionId.unsafeStorageKey(member))
-        } else {
-          dead.push(member)
-        }
-      })
-      if (dead.length > 0) yield* call(operation, () => commands.srem(set, ...dead))
-      return live
+      // anything but a storage key was not written by this store: dropped
+      const members = listed.filter((member) => storageKeyPattern.test(member))
+      const junk = listed.filter((member) => !storageKeyPattern.test(member))
+      const mode = revoke ? "r" : "k"
+      const flags = (reply: unknown, length: number): Effect.Effect<ReadonlyArray<number>, SessionStoreError> => {
+        const checked = integers(reply, length)
+        return checked === undefined ? Effect.fail(malformed(operation, JSON.stringify(reply))) : Effect.succeed(checked)
+      }
+      let live: ReadonlyArray<boolean>
+      if (cluster) {
+        live = yield* Effect.forEach(
+          members,
+          (member) =>
+            runScript(operation, Scripts.check, [recordKey(member)], [principal, String(t), mode]).pipe(
+              Effect.flatMap((reply) => flags(reply, 1)),
+              Effect.map(([flag]) => flag === 1)
+            ),
+          { concurrency: clusterConcurrency }
+        )
+        const dropped = [...junk, ...members.filter((_, i) => revoke || !live[i])]
+        if (dropped.length > 0) yield* call(operation, () => commands.zrem(set, ...dropped))
+      } else {
+        const batches: Array<ReadonlyArray<string>> = []
+        for (let i = 0; i < members.length; i += checkBatch) batches.push(members.slice(i, i + checkBatch))
+        const replies = yield* Effect.forEach(
+          batches,
+          (batch) =>
+            Effect.flatMap(
+              runScript(operation, Scripts.check, [set, ...batch.map(recordKey)], [principal, String(t), mode, prefixBytes]),
+              (reply) => flags(reply, batch.length)
+            ),
+          { concurrency: "unbounded" }
+        )
+        live = replies.flat().map((flag) => flag === 1)
+        if (junk.length > 0) yield* call(operation, () => commands.zrem(set, ...junk))
+      }
+      return members.filter((_, i) => live[i]).map(SessionId.unsafeStorageKey)
     })
-
-  const pruneWhenDue = (principal: Option.Option<string>, setSize: number) =>
-    Option.isSome(principal) && setSize > 0 && setSize % pruneEvery === 0
-      ? liveKeys("cleanup", principal.value).pipe(
-        Effect.catchAll((error) => Effect.logWarning(`${name} store: pruning a principal index failed`, error)),
-        Effect.asVoid
-      )
-      : Effect.void
 
   // A record read at the application's "now": none once it has expired.
   const live = (
@@ -310,15 +327,11 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
           "insert",
           sendScript(Scripts.insert, writeKeys(key, write.principal), writeArgs(key, write, t)),
           (reply): Effect.Effect<void, SessionConflict | SessionStoreError> => {
-            const replies = integers(reply, 2)
-            if (replies === undefined) return Effect.fail(malformed("insert", JSON.stringify(reply)))
-            const [written, size] = replies
-            if (written === 0) return Effect.fail(new SessionConflict({ reason: "Exists" }))
-            if (Option.isNone(write.principal)) return Effect.void
-            return cluster
-              ? Effect.flatMap(addToIndex("insert", key, write.principal.value), (setSize) =>
-                pruneWhenDue(write.principal, setSize))
-              : pruneWhenDue(write.principal, size)
+            if (reply === 0) return Effect.fail(new SessionConflict({ reason: "Exists" }))
+            if (reply !== 1) return Effect.fail(malformed("insert", JSON.stringify(reply)))
+            return cluster && Option.isSome(write.principal)
+              ? raise("insert", key, write.principal.value, write.expiresAt, t)
+              : Effect.void
           }
         )
       }),
@@ -330,29 +343,34 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
           "update",
           sendScript(Scripts.update, writeKeys(key, write.principal), writeArgs(key, write, t, expectedVersion)),
           (reply): Effect.Effect<number, SessionConflict | SessionStoreError> => {
-            const replies = integers(reply, 3)
+            const replies = integers(reply, 2)
             if (replies === undefined) return Effect.fail(malformed("update", JSON.stringify(reply)))
-            const [version, size, moved] = replies
+            const [version, indexed] = replies
             if (version === -1) return Effect.fail(new SessionConflict({ reason: "Missing" }))
             if (version === -2) return Effect.fail(new SessionConflict({ reason: "VersionMismatch" }))
-            if (Option.isNone(write.principal)) return Effect.succeed(version)
-            const indexed = cluster && moved === 1
-              ? Effect.flatMap(addToIndex("update", key, write.principal.value), (setSize) =>
-                pruneWhenDue(write.principal, setSize))
-              : pruneWhenDue(write.principal, size)
-            return Effect.as(indexed, version)
+            return cluster && indexed === 1 && Option.isSome(write.principal)
+              ? Effect.as(raise("update", key, write.principal.value, write.expiresAt, t), version)
+              : Effect.succeed(version)
           }
         )
       }),
 
+    // A touch that extends a session with a principal raises the session in
+    // that principal's index: a second script, since the index's key is only
+    // known once the record is read.
     touch: (key, expiresAt) =>
       Effect.clockWith((clock) => {
         const t = clock.unsafeCurrentTimeMillis()
         return callThen(
           "touch",
           sendScript(Scripts.touch, [recordKey(key)], [String(t), String(expiresAt), String(Math.ceil(expiresAt - t))]),
-          (reply) =>
-            reply === 0 || reply === 1 ? Effect.succeed(reply === 1) : Effect.fail(malformed("touch", String(reply)))
+          (reply): Effect.Effect<boolean, SessionStoreError> => {
+            if (reply === 0 || reply === 1) return Effect.succeed(reply === 1)
+            if (Array.isArray(reply) && reply.length === 2 && reply[0] === 1 && typeof reply[1] === "string") {
+              return Effect.as(raise("touch", key, reply[1], expiresAt, t), true)
+            }
+            return Effect.fail(malformed("touch", JSON.stringify(reply)))
+          }
         )
       }),
 
@@ -360,22 +378,10 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   }, { readsText: true })
 
   const index = SessionStore.makeIndex(name, {
-    keys: (principal) => liveKeys("keys", principal),
-    removeAll: (principal) =>
-      Effect.gen(function*() {
-        const set = indexKey(principal)
-        const members = yield* call("removeAll", () => commands.smembers(set))
-        const t = yield* now
-        const outcomes = yield* Effect.forEach(
-          members.filter((member) => storageKeyPattern.test(member)),
-          (member) => runScript("removeAll", Scripts.revoke, [recordKey(member)], [principal, String(t)]),
-          { concurrency: indexConcurrency }
-        )
-        // Only the members read are removed from the set: a session added by
-        // a concurrent login stays listed, so a second revocation finds it.
-        if (members.length > 0) yield* call("removeAll", () => commands.srem(set, ...members))
-        return outcomes.filter((outcome) => outcome === 1).length
-      })
+    keys: (principal) => readIndex("keys", principal, false),
+    // Only the members read are removed from the index: a session added by
+    // a concurrent login stays listed, so a second revocation finds it.
+    removeAll: (principal) => Effect.map(readIndex("removeAll", principal, true), (revoked) => revoked.length)
   })
 
   return { store, index }
