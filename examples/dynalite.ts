@@ -1,13 +1,14 @@
 /**
  * DynamoDB for the examples without AWS: `layerStore` uses the server at
- * `DYNAMODB_ENDPOINT` when it is set, and otherwise starts dynalite (an
- * in-memory DynamoDB-compatible server) in this process on a free loopback
- * port, for as long as the layer lives.
+ * `DYNAMODB_ENDPOINT` when it is set, and otherwise starts dynalite (a
+ * DynamoDB-compatible server) in this process on a free loopback port, for
+ * as long as the layer lives, with its data in `SESSION_DIR/dynamodb` so
+ * that sessions survive a restart as on every other store of the quickstart.
  *
  * ```ts
  * HttpServer.serve(app).pipe(
- *   Layer.provide(Dynalite.layerStore),
  *   Layer.provide(NodeHttpServer.layer(createServer, { port: 5000 })),
+ *   Layer.provide(Dynalite.layerStore), // provided last: built before the server listens
  *   Layer.launch,
  *   NodeRuntime.runMain
  * )
@@ -15,9 +16,11 @@
  */
 import type { ConfigError, Scope } from "effect"
 import { Config, Data, Effect, Layer, Option, Redacted } from "effect"
+import { mkdir } from "node:fs/promises"
 import type { Server } from "node:http"
 import { createRequire } from "node:module"
 import type { AddressInfo } from "node:net"
+import { join } from "node:path"
 import * as DynamoDbStore from "effect-session/DynamoDbStore"
 import type { SessionStoreError } from "effect-session/SessionError"
 import type { SessionIndex, SessionStore } from "effect-session/SessionStore"
@@ -30,6 +33,8 @@ export class DynaliteError extends Data.TaggedError("DynaliteError")<{ readonly 
 }
 
 interface DynaliteOptions {
+  /** A directory for its LevelDB data; in memory without it. */
+  readonly path?: string
   readonly createTableMs?: number
   readonly deleteTableMs?: number
   readonly updateTableMs?: number
@@ -56,18 +61,34 @@ const close = (server: Server) =>
   })
 
 /**
- * Starts dynalite on a free loopback port, in memory, and yields its
- * endpoint; the server is closed when the scope closes.
+ * Starts dynalite on a free loopback port and yields its endpoint; the
+ * server is closed when the scope closes. Its data lives in `directory`
+ * (created if missing), or in memory without one.
  */
-export const start: Effect.Effect<string, DynaliteError, Scope.Scope> = Effect.gen(function*() {
-  const dynalite = yield* loadDynalite
-  const server = yield* Effect.acquireRelease(
-    Effect.flatMap(Effect.sync(() => dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 })), listen),
-    close
-  )
-  const { port } = server.address() as AddressInfo
-  return `http://127.0.0.1:${port}`
-})
+export const start = (directory?: string): Effect.Effect<string, DynaliteError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const dynalite = yield* loadDynalite
+    if (directory !== undefined) {
+      yield* Effect.tryPromise({
+        try: () => mkdir(directory, { recursive: true, mode: 0o700 }),
+        catch: (cause) => new DynaliteError({ cause })
+      })
+    }
+    const options = { createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 }
+    const server = yield* Effect.acquireRelease(
+      Effect.flatMap(
+        Effect.try({
+          // LevelDB opens (and locks) the directory here
+          try: () => dynalite(directory === undefined ? options : { ...options, path: directory }),
+          catch: (cause) => new DynaliteError({ cause })
+        }),
+        listen
+      ),
+      close
+    )
+    const { port } = server.address() as AddressInfo
+    return `http://127.0.0.1:${port}`
+  })
 
 // Local servers accept any credentials but the SDK insists on some.
 const localCredentials: DynamoDbStore.Credentials = {
@@ -81,7 +102,8 @@ const isLoopback = (endpoint: string) => /^https?:\/\/(localhost|127\.0\.0\.1|\[
  * The DynamoDB session store of the examples: at `DYNAMODB_ENDPOINT` when it
  * is set (region `AWS_REGION`, default us-east-1; the SDK's credentials, or
  * dummy ones for a loopback endpoint without `AWS_ACCESS_KEY_ID`), otherwise
- * in an in-process dynalite. The table (`DYNAMODB_TABLE`, default
+ * in an in-process dynalite that keeps its data in `SESSION_DIR/dynamodb`
+ * (`SESSION_DIR` defaults to `./.sessions`, as for the filesystem store). The table (`DYNAMODB_TABLE`, default
  * `effect_sessions`) is created when missing.
  */
 export const layerStore: Layer.Layer<
@@ -105,10 +127,13 @@ export const layerStore: Layer.Layer<
       ...(isLoopback(endpoint) && !hasKeys ? { credentials: localCredentials } : {})
     })
   }
-  const endpoint = yield* start
+  const directory = join(
+    yield* Config.nonEmptyString("SESSION_DIR").pipe(Config.withDefault("./.sessions")),
+    "dynamodb"
+  )
+  const endpoint = yield* start(directory)
   yield* Effect.logInfo(
-    `sessions: DYNAMODB_ENDPOINT is not set, started an in-process dynalite at ${endpoint} ` +
-      "(in memory: sessions are lost when the process exits)"
+    `sessions: DYNAMODB_ENDPOINT is not set, started an in-process dynalite at ${endpoint} with its data in ${directory}`
   )
   return DynamoDbStore.layer({ endpoint, region, tableName, createTable: true, credentials: localCredentials })
 }))

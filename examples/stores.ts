@@ -5,6 +5,8 @@
  */
 import { NodeContext } from "@effect/platform-node"
 import { Config, Effect, Layer, Redacted } from "effect"
+import { mkdir } from "node:fs/promises"
+import { dirname } from "node:path"
 import type { SessionStore } from "effect-session/SessionStore"
 
 export const storeNames = [
@@ -55,6 +57,8 @@ const choose = (name: StoreName): Effect.Effect<Layer.Layer<SessionStore, unknow
           Promise.all([import("effect-session/SqlStore"), import("@effect/sql-sqlite-node")])
         )
         const filename = yield* Config.string("SQLITE_FILE").pipe(Config.withDefault("./.sessions.db"))
+        // SQLite creates the file but not its directory
+        yield* Effect.tryPromise(() => mkdir(dirname(filename), { recursive: true }))
         return SqlStore.layer().pipe(Layer.provide(SqliteClient.layer({ filename })))
       })
     case "postgres":

@@ -3,91 +3,14 @@
  * real HTTP for every store that is available here.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { get, sessionCookie, start } from "./quickstartProcess.js"
 import { describeBackend, reachable } from "./utils/backend.js"
 
-const root = join(import.meta.dirname, "..")
 const scratch = mkdtempSync(join(tmpdir(), "effect-session-quickstart-"))
 afterAll(() => rmSync(scratch, { recursive: true, force: true }))
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-
-interface Running {
-  readonly url: string
-  readonly child: ChildProcess
-  readonly output: () => string
-  readonly stop: () => Promise<void>
-}
-
-/** The port was taken between `freePort` closing it and the quickstart binding it. */
-class PortTaken extends Error {}
-
-const launch = async (env: Record<string, string>, listenPort: number): Promise<Running> => {
-  const child = spawn(process.execPath, ["--import", "tsx", "examples/quickstart.ts"], {
-    cwd: root,
-    env: { ...process.env, ...env, PORT: String(listenPort) },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  let output = ""
-  child.stdout!.on("data", (chunk) => output += chunk)
-  child.stderr!.on("data", (chunk) => output += chunk)
-  const stop = () =>
-    new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve()
-      child.once("exit", () => resolve())
-      child.kill("SIGTERM")
-    })
-  const deadline = Date.now() + 60_000
-  while (!/Listening on/.test(output)) {
-    if (child.exitCode !== null) {
-      if (/EADDRINUSE/.test(output)) throw new PortTaken(`port ${listenPort} was taken:\n${output}`)
-      throw new Error(`quickstart exited (${child.exitCode}):\n${output}`)
-    }
-    if (Date.now() > deadline) {
-      await stop()
-      throw new Error(`quickstart did not start within 60 s:\n${output}`)
-    }
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  return { url: `http://127.0.0.1:${listenPort}`, child, output: () => output, stop }
-}
-
-/**
- * Starts the quickstart on a free port. The quickstart takes its port from
- * `PORT` (no 0 for "any"), so a port is chosen, closed and handed over: test
- * files running in parallel may take it meanwhile, and then another is tried.
- */
-const start = async (env: Record<string, string>): Promise<Running> => {
-  for (let attempt = 1;; attempt++) {
-    try {
-      return await launch(env, await freePort())
-    } catch (error) {
-      if (!(error instanceof PortTaken) || attempt === 5) throw error
-    }
-  }
-}
-
-const get = async (url: string, cookie?: string) => {
-  const res = await fetch(url, { redirect: "manual", headers: cookie ? { cookie } : {} })
-  return { status: res.status, body: await res.text(), headers: res.headers, setCookie: res.headers.getSetCookie() }
-}
-
-const sessionCookie = (setCookie: ReadonlyArray<string>) => {
-  const line = setCookie.find((l) => l.startsWith("session="))
-  return line === undefined ? undefined : line.split(";")[0]
-}
 
 /** The quickstart's behaviour as Flask-Session's seed program shows it. */
 const walkThrough = async (url: string) => {
@@ -133,8 +56,10 @@ const stores: ReadonlyArray<readonly [string, () => Promise<{ available: boolean
     async () => ({ available: await reachable("127.0.0.1", 11211), reason: "no Memcached at 127.0.0.1:11211" }),
     {}
   ],
-  ["dynamodb", async () => ({ available: true, reason: "" }), {}],
-  ["sqlite", async () => ({ available: true, reason: "" }), { SQLITE_FILE: join(scratch, "sessions.db") }],
+  // the in-process dynalite keeps its data in SESSION_DIR/dynamodb
+  ["dynamodb", async () => ({ available: true, reason: "" }), { SESSION_DIR: join(scratch, "dynamodb") }],
+  // a directory that does not exist yet: the quickstart creates it
+  ["sqlite", async () => ({ available: true, reason: "" }), { SQLITE_FILE: join(scratch, "not", "yet", "sessions.db") }],
   [
     "postgres",
     async () => ({ available: await reachable("127.0.0.1", 5432), reason: "no PostgreSQL at 127.0.0.1:5432" }),
@@ -170,21 +95,30 @@ describe("quickstart", () => {
     })
   }
 
-  it("sessions in the filesystem store survive a restart of the server", async () => {
-    const env = { SESSION_STORE: "filesystem", SESSION_DIR: join(scratch, "restart") }
-    const first = await start(env)
-    let cookie: string | undefined
-    try {
-      cookie = sessionCookie((await get(`${first.url}/login`)).setCookie)
-      expect((await get(`${first.url}/`, cookie)).body).toMatch(/^Hello, testuser!/)
-    } finally {
-      await first.stop()
-    }
-    const second = await start(env)
-    try {
-      expect((await get(`${second.url}/`, cookie)).body).toBe(`Hello, testuser! <a href="/logout">Logout</a>`)
-    } finally {
-      await second.stop()
-    }
-  }, 120_000)
+  // The embedded stores keep their data on disk (the filesystem store in
+  // SESSION_DIR, dynalite in SESSION_DIR/dynamodb, SQLite in SQLITE_FILE):
+  // a login outlives the process.
+  const embedded: ReadonlyArray<readonly [string, Record<string, string>]> = [
+    ["filesystem", { SESSION_DIR: join(scratch, "restart-fs") }],
+    ["dynamodb", { SESSION_DIR: join(scratch, "restart-dynamodb") }],
+    ["sqlite", { SQLITE_FILE: join(scratch, "restart-sqlite", "sessions.db") }]
+  ]
+  for (const [name, env] of embedded) {
+    it(`sessions in the ${name} store survive a restart of the server`, async () => {
+      const first = await start({ ...env, SESSION_STORE: name })
+      let cookie: string | undefined
+      try {
+        cookie = sessionCookie((await get(`${first.url}/login`)).setCookie)
+        expect((await get(`${first.url}/`, cookie)).body).toMatch(/^Hello, testuser!/)
+      } finally {
+        await first.stop()
+      }
+      const second = await start({ ...env, SESSION_STORE: name })
+      try {
+        expect((await get(`${second.url}/`, cookie)).body).toBe(`Hello, testuser! <a href="/logout">Logout</a>`)
+      } finally {
+        await second.stop()
+      }
+    }, 120_000)
+  }
 })

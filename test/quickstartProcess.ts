@@ -1,0 +1,94 @@
+/**
+ * The quickstart as a user runs it: a child process started like `npm start`
+ * (shared by the quickstart and start-up tests).
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { createServer } from "node:net"
+import { join } from "node:path"
+
+const root = join(import.meta.dirname, "..")
+
+/** A loopback port that was free a moment ago (closed before it is returned). */
+export const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+
+export interface Process {
+  readonly url: string
+  readonly child: ChildProcess
+  readonly output: () => string
+  readonly exited: () => boolean
+  readonly stop: () => Promise<void>
+}
+
+/** Spawns an example (default: the quickstart) on `port`, without waiting for it. */
+export const spawnExample = (env: Record<string, string>, port: number, file = "examples/quickstart.ts"): Process => {
+  const child = spawn(process.execPath, ["--import", "tsx", file], {
+    cwd: root,
+    env: { ...process.env, ...env, PORT: String(port) },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout!.on("data", (chunk) => output += chunk)
+  child.stderr!.on("data", (chunk) => output += chunk)
+  const exited = () => child.exitCode !== null || child.signalCode !== null
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      if (exited()) return resolve()
+      child.once("exit", () => resolve())
+      child.kill("SIGTERM")
+    })
+  return { url: `http://127.0.0.1:${port}`, child, output: () => output, exited, stop }
+}
+
+/** The port was taken between `freePort` closing it and the example binding it. */
+export class PortTaken extends Error {}
+
+const launch = async (env: Record<string, string>, port: number, file?: string): Promise<Process> => {
+  const running = spawnExample(env, port, file)
+  const deadline = Date.now() + 60_000
+  while (!/Listening on/.test(running.output())) {
+    if (running.exited()) {
+      if (/EADDRINUSE/.test(running.output())) throw new PortTaken(`port ${port} was taken:\n${running.output()}`)
+      throw new Error(`${file ?? "quickstart"} exited (${running.child.exitCode}):\n${running.output()}`)
+    }
+    if (Date.now() > deadline) {
+      await running.stop()
+      throw new Error(`${file ?? "quickstart"} did not start within 60 s:\n${running.output()}`)
+    }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  return running
+}
+
+/**
+ * Starts an example on a free port and waits until it listens. The examples
+ * take their port from `PORT` (no 0 for "any"), so a port is chosen, closed
+ * and handed over: test files running in parallel may take it meanwhile, and
+ * then another is tried.
+ */
+export const start = async (env: Record<string, string>, file?: string): Promise<Process> => {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await launch(env, await freePort(), file)
+    } catch (error) {
+      if (!(error instanceof PortTaken) || attempt === 5) throw error
+    }
+  }
+}
+
+export const get = async (url: string, cookie?: string) => {
+  const res = await fetch(url, { redirect: "manual", headers: cookie ? { cookie } : {} })
+  return { status: res.status, body: await res.text(), headers: res.headers, setCookie: res.headers.getSetCookie() }
+}
+
+export const sessionCookie = (setCookie: ReadonlyArray<string>) => {
+  const line = setCookie.find((l) => l.startsWith("session="))
+  return line === undefined ? undefined : line.split(";")[0]
+}
