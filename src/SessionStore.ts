@@ -5,8 +5,9 @@
  *
  * @since 1.0.0
  */
-import { Chunk, Clock, Context, Effect, Exit, FiberRef, HashMap, Option, Tracer } from "effect"
-import type { SessionConflict, SessionStoreError } from "./SessionError.js"
+import { Cause, Context, Effect, Exit, Metric, Option, Predicate } from "effect"
+import type { SessionConflict, SessionStoreError, StoreOperation } from "./SessionError.js"
+import * as SessionMetrics from "./SessionMetrics.js"
 import type { StorageKey } from "./SessionId.js"
 import { plainWrite } from "./internal/text.js"
 
@@ -118,7 +119,8 @@ export class SessionIndex extends Context.Tag("effect-session/SessionIndex")<
 /**
  * Builds the `SessionStore` service from a backend's operations, running each
  * in a span (`effect-session.load`, `.insert`, …) that carries the store name
- * and a short prefix of the storage key — never the id.
+ * and a short prefix of the storage key — never the id — and recording it in
+ * the metrics of `SessionMetrics` (count by outcome, and latency).
  *
  * @since 1.0.0
  * @category constructors
@@ -136,116 +138,66 @@ export const make = (
     readonly readsText?: boolean | undefined
   }
 ): SessionStore["Type"] => {
-  const traced = <A, E>(span: string, key: StorageKey, operation: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-    withStoreSpan(span, name, key, operation)
+  const load = instrument(name, "load")
+  const insert = instrument(name, "insert")
+  const update = instrument(name, "update")
+  const touch = instrument(name, "touch")
+  const remove = instrument(name, "remove")
   const prepare = options?.readsText === true ? (write: SessionWrite) => write : plainWrite
   return {
     name,
-    load: (key) => traced("effect-session.load", key, operations.load(key)),
-    insert: (key, write) => traced("effect-session.insert", key, operations.insert(key, prepare(write))),
-    update: (key, write, expectedVersion) =>
-      traced("effect-session.update", key, operations.update(key, prepare(write), expectedVersion)),
-    touch: (key, expiresAt) => traced("effect-session.touch", key, operations.touch(key, expiresAt)),
-    remove: (key) => traced("effect-session.remove", key, operations.remove(key))
+    load: (key) => load(key, operations.load(key)),
+    insert: (key, write) => insert(key, operations.insert(key, prepare(write))),
+    update: (key, write, expectedVersion) => update(key, operations.update(key, prepare(write), expectedVersion)),
+    touch: (key, expiresAt) => touch(key, operations.touch(key, expiresAt)),
+    remove: (key) => remove(key, operations.remove(key))
   }
 }
 
 /**
- * Runs a store operation in a span: what `Effect.useSpan` does (the span is
- * created with the tracer, parent, links and annotations of the calling
- * fiber, and ended with the operation's exit), in two steps instead of
- * about ten, since every request runs one or two of these.
- *
- * The span is ended by the operation's success and failure handlers. An
- * interruption skips those, so the span is also registered to end with the
- * fiber: an interrupted operation's span ends, as interrupted, when its
- * fiber does (which an interruption leads to); it never stays open.
- *
- * Not a parent of the operation's own effects (an operation is one round
- * trip with nothing inside to trace); no stack trace (it would cost an Error
- * per call, and the caller's span already locates the request). Not made at
- * all when tracing is disabled or with Effect's default tracer, which
- * reports spans nowhere (see `defaultTracer`).
+ * One operation of one store, observed: a span (the caller's span is its
+ * parent; no stack trace, which would cost an `Error` per call), a latency
+ * timer and a count by outcome, all with Effect's own `withSpan` and
+ * `Metric`. The tagged metrics are built once per store and operation.
  */
-const withStoreSpan = <A, E>(
-  spanName: string,
-  store: string,
-  key: StorageKey,
-  operation: Effect.Effect<A, E>
-): Effect.Effect<A, E> =>
-  Effect.withFiberRuntime<A, E>((fiber) => {
-    if (!fiber.getFiberRef(FiberRef.currentTracerEnabled) || fiber.currentTracer === defaultTracer()) {
-      return operation
-    }
-    const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-    const timing = fiber.getFiberRef(FiberRef.currentTracerTimingEnabled)
-    const links = fiber.getFiberRef(FiberRef.currentTracerSpanLinks)
-    const span = fiber.currentTracer.span(
-      spanName,
-      propagatedParent(Context.getOption(fiber.currentContext, Tracer.ParentSpan)),
-      Context.empty(),
-      Chunk.isEmpty(links) ? [] : Chunk.toReadonlyArray(links),
-      timing ? clock.unsafeCurrentTimeNanos() : zero,
-      "internal"
+const instrument = (store: string, operation: StoreOperation) => {
+  const counted = SessionMetrics.storeOperations.pipe(Metric.tagged("store", store), Metric.tagged("operation", operation))
+  const success = Metric.tagged(counted, "outcome", "success")
+  const conflict = Metric.tagged(counted, "outcome", "conflict")
+  const failure = Metric.tagged(counted, "outcome", "failure")
+  const duration = SessionMetrics.storeOperationDuration.pipe(
+    Metric.tagged("store", store),
+    Metric.tagged("operation", operation)
+  )
+  const spanName = `effect-session.${operation}`
+  const count = (exit: Exit.Exit<unknown, unknown>) =>
+    Metric.increment(
+      Exit.isSuccess(exit)
+        ? success
+        : Option.exists(Cause.failureOption(exit.cause), (error) => Predicate.isTagged(error, "SessionConflict"))
+        ? conflict
+        : failure
     )
-    HashMap.forEach(fiber.getFiberRef(FiberRef.currentTracerSpanAnnotations), (value, name) => span.attribute(name, value))
-    span.attribute("effect-session.store", store)
-    span.attribute("effect-session.key", key.slice(0, 8))
-    const end = (exit: Exit.Exit<unknown, unknown>) => {
-      if (span.status._tag !== "Ended") span.end(timing ? clock.unsafeCurrentTimeNanos() : zero, exit)
-    }
-    // reached only when the handlers below were skipped: an interruption
-    const interrupted = () => end(Exit.interrupt(fiber.id()))
-    fiber.addObserver(interrupted)
-    return Effect.matchCauseEffect(operation, {
-      onFailure: (cause) => {
-        fiber.removeObserver(interrupted)
-        end(Exit.failCause(cause))
-        return Effect.failCause(cause)
-      },
-      onSuccess: (value) => {
-        fiber.removeObserver(interrupted)
-        end(Exit.succeed(value))
-        return Effect.succeed(value)
-      }
+  return <A, E>(key: string | undefined, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.withSpan(Effect.onExit(Metric.trackDuration(effect, duration), count), spanName, {
+      captureStackTrace: false,
+      attributes: key === undefined
+        ? { "effect-session.store": store }
+        : { "effect-session.store": store, "effect-session.key": key.slice(0, 8) }
     })
-  })
-
-const zero = BigInt(0)
-
-// Effect's default tracer, used when the application installs none, keeps
-// each span in memory and reports it nowhere: a store span, which is no
-// one's parent, is unobservable with it (unlike the caller's spans, which
-// may parent other spans), so none is made. With any other tracer
-// (OpenTelemetry, a test's recorder) every operation gets its span.
-let nativeTracer: Tracer.Tracer | undefined
-const defaultTracer = (): Tracer.Tracer => nativeTracer ??= Effect.runSync(Effect.tracer)
-
-// The parent a new span gets, as Effect's own spans do: the nearest enclosing
-// span that does not disable propagation.
-const propagatedParent = (span: Option.Option<Tracer.AnySpan>): Option.Option<Tracer.AnySpan> => {
-  let current = span
-  while (Option.isSome(current) && Context.get(current.value.context, Tracer.DisablePropagation)) {
-    current = current.value._tag === "Span" ? current.value.parent : Option.none()
-  }
-  return current
 }
 
 /**
- * Builds the `SessionIndex` service, with spans like `make`.
+ * Builds the `SessionIndex` service, with spans and metrics like `make`.
  *
  * @since 1.0.0
  * @category constructors
  */
-export const makeIndex = (name: string, operations: SessionIndexOperations): SessionIndex["Type"] => ({
-  keys: (principal) =>
-    Effect.withSpan(operations.keys(principal), "effect-session.keys", {
-      captureStackTrace: false,
-      attributes: { "effect-session.store": name }
-    }),
-  removeAll: (principal) =>
-    Effect.withSpan(operations.removeAll(principal), "effect-session.removeAll", {
-      captureStackTrace: false,
-      attributes: { "effect-session.store": name }
-    })
-})
+export const makeIndex = (name: string, operations: SessionIndexOperations): SessionIndex["Type"] => {
+  const keys = instrument(name, "keys")
+  const removeAll = instrument(name, "removeAll")
+  return {
+    keys: (principal) => keys(undefined, operations.keys(principal)),
+    removeAll: (principal) => removeAll(undefined, operations.removeAll(principal))
+  }
+}

@@ -25,6 +25,11 @@ export * as SessionId from "./SessionId.js"
 /**
  * @since 1.0.0
  */
+export * as SessionMetrics from "./SessionMetrics.js"
+
+/**
+ * @since 1.0.0
+ */
 export * as SessionStore from "./SessionStore.js"
 
 /**

@@ -11,6 +11,7 @@ import * as MemoryStore from "../src/MemoryStore.js"
 import * as Session from "../src/Session.js"
 import * as SessionId from "../src/SessionId.js"
 import { SessionStore } from "../src/SessionStore.js"
+import type { SessionIndex } from "../src/SessionStore.js"
 import { makeBrowser, parseSetCookie, serve } from "./utils/http.js"
 import { isEnded } from "./utils/records.js"
 
@@ -182,7 +183,12 @@ describe("principals (finding 3, 4: what no store can hold exactly is refused)",
       const browser = yield* makeBrowser
       yield* browser.get("/login-alice-admin")
       const operator = { $ne: null } as unknown as string
-      for (const attempt of [Session.revokeAll(operator), Session.list(operator), Session.revokeAll("x".repeat(256))]) {
+      const attempts: ReadonlyArray<Effect.Effect<unknown, unknown, SessionIndex>> = [
+        Session.revokeAll(operator),
+        Session.list(operator),
+        Session.revokeAll("x".repeat(256))
+      ]
+      for (const attempt of attempts) {
         const exit = yield* Effect.exit(attempt)
         assert(Exit.isFailure(exit))
         const defect = Cause.dieOption(exit.cause)

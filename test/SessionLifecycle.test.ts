@@ -4,7 +4,7 @@
  */
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, Layer, Logger, Option, Redacted, Schema, TestClock, Tracer } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Layer, Logger, Option, Redacted, Schema, TestClock } from "effect"
 import * as MemoryStore from "../src/MemoryStore.js"
 import * as Session from "../src/Session.js"
 import * as SessionCodec from "../src/SessionCodec.js"
@@ -15,6 +15,8 @@ import type * as SessionStoreModule from "../src/SessionStore.js"
 import { counting, makeBrowser, parseSetCookie, serve, StoreCalls, totalCalls } from "./utils/http.js"
 import type { Response } from "./utils/http.js"
 import { isEnded } from "./utils/records.js"
+import { recordingTracer } from "./utils/tracer.js"
+import type { RecordedSpan } from "./utils/tracer.js"
 
 class LifeSession extends Session.Tag<LifeSession>()("test/LifeSession", {
   username: Schema.optional(Schema.String),
@@ -848,49 +850,6 @@ describe("observability", () => {
 })
 
 describe("store spans", () => {
-  interface Recorded {
-    readonly name: string
-    readonly parent: string | undefined
-    readonly attributes: Map<string, unknown>
-    exit: Exit.Exit<unknown, unknown> | undefined
-  }
-  /** A tracer that keeps every span it makes, with its parent and how it ended. */
-  const recordingTracer = (spans: Array<Recorded>) =>
-    Tracer.make({
-      span: (name, parent, context, links, startTime, kind) => {
-        const attributes = new Map<string, unknown>()
-        const recorded: Recorded = {
-          name,
-          parent: Option.isSome(parent) && parent.value._tag === "Span" ? parent.value.name : undefined,
-          attributes,
-          exit: undefined
-        }
-        spans.push(recorded)
-        const span: Tracer.Span = {
-          _tag: "Span",
-          name,
-          spanId: `span-${spans.length}`,
-          traceId: "trace",
-          parent,
-          context,
-          status: { _tag: "Started", startTime },
-          attributes,
-          links,
-          sampled: true,
-          kind,
-          attribute: (key, value) => void attributes.set(key, value),
-          event: () => undefined,
-          addLinks: () => undefined,
-          end: (endTime, exit) => {
-            recorded.exit = exit
-            ;(span as { status: Tracer.SpanStatus }).status = { _tag: "Ended", startTime, endTime, exit }
-          }
-        }
-        return span
-      },
-      context: (f) => f()
-    })
-
   const key = SessionId.storageKey(SessionId.unsafeGenerate())
   const record = { data: new Uint8Array([123, 125]), version: 1, expiresAt: Number.MAX_SAFE_INTEGER, principal: Option.none() }
   const store = makeStore("recorded", {
@@ -903,7 +862,7 @@ describe("store spans", () => {
 
   it.live("each operation gets a span under the caller's, with the store and a key prefix, ended with its outcome", () =>
     Effect.gen(function*() {
-      const spans: Array<Recorded> = []
+      const spans: Array<RecordedSpan> = []
       const traced = <A, E>(effect: Effect.Effect<A, E>) =>
         effect.pipe(Effect.withSpan("caller"), Effect.withTracer(recordingTracer(spans)))
       yield* traced(store.load(key))
@@ -930,7 +889,7 @@ describe("store spans", () => {
 
   it.effect("annotations of the caller are copied; with tracing disabled no span is made", () =>
     Effect.gen(function*() {
-      const spans: Array<Recorded> = []
+      const spans: Array<RecordedSpan> = []
       yield* store.load(key).pipe(
         Effect.annotateSpans("tenant", "t-1"),
         Effect.withTracer(recordingTracer(spans))

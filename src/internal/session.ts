@@ -1,7 +1,7 @@
 import type { HttpApp } from "@effect/platform"
 import { Cookies, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Fiber } from "effect"
-import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, FiberRef, Option, Random } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, FiberRef, Metric, Option, Random } from "effect"
 import type { Semaphore } from "effect/Effect"
 import type { Envelope, SessionCodecImpl } from "../SessionCodec.js"
 import * as Codec from "../SessionCodec.js"
@@ -10,6 +10,7 @@ import type { SessionId, StorageKey } from "../SessionId.js"
 import * as Id from "../SessionId.js"
 import type { Options } from "../Session.js"
 import { SessionConflict } from "../SessionError.js"
+import * as SessionMetrics from "../SessionMetrics.js"
 import type { SessionStoreError } from "../SessionError.js"
 import type { SessionIndex } from "../SessionStore.js"
 import { SessionStore } from "../SessionStore.js"
@@ -444,7 +445,10 @@ export class RequestSession<A> implements SessionHandle<A> {
     if (!this.used) return Effect.succeed(noCookie)
     if (!this.loadDone) return Effect.flatMap(this.ensureLoaded, () => this.commit)
     this.committedAt = t
-    return Effect.ensuring(this.save(t), Effect.sync(() => this.releaseLane()))
+    return Effect.ensuring(
+      Effect.tapErrorTag(this.save(t), "SessionTooLarge", () => Metric.increment(SessionMetrics.tooLarge)),
+      Effect.sync(() => this.releaseLane())
+    )
   }
 
   /**
@@ -599,7 +603,13 @@ export class RequestSession<A> implements SessionHandle<A> {
         )
         if (outcome === "Written") {
           lane.last = ended
-          return { _tag: "Set", id, expiresAt: write.expiresAt } as const
+          return yield* Effect.as(
+            Effect.zipRight(
+              Metric.increment(SessionMetrics.regenerations),
+              Effect.annotateCurrentSpan("effect-session.outcome", "regenerated")
+            ),
+            { _tag: "Set", id, expiresAt: write.expiresAt } as const
+          )
         }
         const fresh = outcome === "Missing" ? Option.none<Loaded<A>>() : yield* this.afterMismatch(budget, current.key)
         if (Option.isNone(fresh)) {
@@ -608,6 +618,8 @@ export class RequestSession<A> implements SessionHandle<A> {
           // the browser may hold a newer one by now)
           lane.last = ended
           yield* store.remove(newKey)
+          yield* Metric.increment(revokedBy.moveUndone)
+          yield* Effect.annotateCurrentSpan("effect-session.outcome", "move undone: the session ended meanwhile")
           return noCookie
         }
         current = fresh.value
@@ -811,7 +823,10 @@ const endSession = <A>(
         store.update(key, tombstoneWrite(null, Math.min(state.expiresAt, t + forwardMillis)), state.version)
       )
       if (outcome === "Missing") return
-      if (outcome === "Written") break
+      if (outcome === "Written") {
+        if (hops === 0) yield* Metric.increment(revokedBy.logout)
+        break
+      }
       yield* budget.next
       state = undefined
     }
@@ -863,7 +878,13 @@ class ConflictBudget {
       }
       const pause = Math.min(50, 2 ** this.retries)
       this.retries++
-      return Effect.flatMap(Random.next, (r) => Effect.sleep(Duration.millis(pause * (1 + r))))
+      return Effect.zipRight(
+        Effect.zipRight(
+          Metric.increment(SessionMetrics.conflictReplays),
+          Effect.annotateCurrentSpan("effect-session.conflictReplays", this.retries)
+        ),
+        Effect.flatMap(Random.next, (r) => Effect.sleep(Duration.millis(pause * (1 + r))))
+      )
     })
   }
 }
@@ -971,6 +992,12 @@ export const invalidPrincipal = (principal: unknown): Effect.Effect<never> | und
 /** @internal */
 export const maxPrincipalLength = 255
 
+const revokedBy = {
+  logout: Metric.tagged(SessionMetrics.revocations, "kind", "logout"),
+  revokeAll: Metric.tagged(SessionMetrics.revocations, "kind", "revokeAll"),
+  moveUndone: Metric.tagged(SessionMetrics.revocations, "kind", "moveUndone")
+}
+
 /**
  * `removeAll` until a pass finds nothing: a `login`/`regenerate` that moved
  * a session of the principal to a new id between a pass's listing and its
@@ -986,7 +1013,7 @@ export const removeAllUntilNone = (
   const pass = (total: number, passes: number): Effect.Effect<number, SessionStoreError> =>
     Effect.flatMap(index.removeAll(principal), (removed) =>
       removed === 0 || passes >= 16 ? Effect.succeed(total + removed) : pass(total + removed, passes + 1))
-  return pass(0, 1)
+  return Effect.tap(pass(0, 1), (removed) => Metric.incrementBy(revokedBy.revokeAll, removed))
 }
 
 /** Loads a record and decodes it; dead, ended or undecodable sessions are absent. */
@@ -1030,8 +1057,11 @@ const decodeRecord = <A>(
       _tag: "Undecodable",
       // the stored values stay out of the log (they are personal data):
       // the key's prefix locates the record for whoever may read it
-      log: Effect.logWarning(
-        `effect-session: stored session ${Id.logPrefix(key)}… is undecodable (not this session's envelope or schema); starting a new one`
+      log: Effect.zipRight(
+        Metric.increment(SessionMetrics.undecodable),
+        Effect.logWarning(
+          `effect-session: stored session ${Id.logPrefix(key)}… is undecodable (not this session's envelope or schema); starting a new one`
+        )
       )
     }
   }

@@ -1,0 +1,107 @@
+/**
+ * The metrics effect-session records, with Effect's `Metric`: every store
+ * operation (count by outcome, and latency) and what happened to sessions
+ * (conflict replays, moves, revocations, undecodable and oversized sessions).
+ * They reach whatever the application exports Effect metrics to (for example
+ * `@effect/opentelemetry`'s metric exporter); `Metric.snapshot` reads them.
+ *
+ * | name | type | tags |
+ * |---|---|---|
+ * | `effect_session_store_operations_total` | counter | `store`, `operation`, `outcome` (`success`, `conflict`, `failure`) |
+ * | `effect_session_store_operation_duration` | timer (histogram, milliseconds) | `store`, `operation` |
+ * | `effect_session_conflict_replays_total` | counter | — |
+ * | `effect_session_regenerations_total` | counter | — |
+ * | `effect_session_revocations_total` | counter | `kind` (`logout`, `revokeAll`, `moveUndone`) |
+ * | `effect_session_undecodable_total` | counter | — |
+ * | `effect_session_too_large_total` | counter | — |
+ *
+ * @since 1.0.0
+ */
+import { Metric } from "effect"
+
+const counter = (name: string, description: string): Metric.Metric.Counter<number> =>
+  Metric.counter(name, { description, incremental: true })
+
+/**
+ * Store operations by `store`, `operation` and `outcome`: `success`,
+ * `conflict` (a `SessionConflict`: a compare-and-set that lost, an insert of
+ * a live key) or `failure` (a `SessionStoreError`, a defect, an interruption).
+ *
+ * @since 1.0.0
+ * @category metrics
+ */
+export const storeOperations: Metric.Metric.Counter<number> = counter(
+  "effect_session_store_operations_total",
+  "store operations of effect-session, by store, operation and outcome"
+)
+
+/**
+ * How long store operations take, by `store` and `operation`, in
+ * milliseconds (buckets from 0.1 ms to about 3 s).
+ *
+ * @since 1.0.0
+ * @category metrics
+ */
+export const storeOperationDuration = Metric.timerWithBoundaries(
+  "effect_session_store_operation_duration",
+  Array.from({ length: 16 }, (_, i) => 0.1 * 2 ** i),
+  "duration of the store operations of effect-session, by store and operation"
+)
+
+/**
+ * Replays of a save over the data a writer of another process saved first.
+ *
+ * @since 1.0.0
+ * @category metrics
+ */
+export const conflictReplays: Metric.Metric.Counter<number> = counter(
+  "effect_session_conflict_replays_total",
+  "replays of a save over a concurrent writer's data"
+)
+
+/**
+ * Sessions moved to a new id (`regenerate`, `login`).
+ *
+ * @since 1.0.0
+ * @category metrics
+ */
+export const regenerations: Metric.Metric.Counter<number> = counter(
+  "effect_session_regenerations_total",
+  "sessions moved to a new id by regenerate or login"
+)
+
+/**
+ * Sessions ended by `kind`: `logout` (`invalidate`, `login` as another
+ * principal), `revokeAll` (each session removed), `moveUndone` (a move whose
+ * old session a concurrent logout ended: its new record is removed).
+ *
+ * @since 1.0.0
+ * @category metrics
+ */
+export const revocations: Metric.Metric.Counter<number> = counter(
+  "effect_session_revocations_total",
+  "sessions ended by a logout, revokeAll, or a move undone by a concurrent logout"
+)
+
+/**
+ * Stored sessions that could not be decoded (another schema, corrupted
+ * data) and were treated as absent.
+ *
+ * @since 1.0.0
+ * @category metrics
+ */
+export const undecodable: Metric.Metric.Counter<number> = counter(
+  "effect_session_undecodable_total",
+  "stored sessions that could not be decoded and were treated as absent"
+)
+
+/**
+ * Saves refused with `SessionTooLarge`.
+ *
+ * @since 1.0.0
+ * @category metrics
+ */
+export const tooLarge: Metric.Metric.Counter<number> = counter(
+  "effect_session_too_large_total",
+  "saves refused because the session encoded to more than maxSize"
+)
