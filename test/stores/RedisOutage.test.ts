@@ -5,18 +5,19 @@ import { performance } from "node:perf_hooks"
 import * as RedisStore from "../../src/RedisStore.js"
 import { SessionStoreError } from "../../src/SessionError.js"
 import * as SessionId from "../../src/SessionId.js"
-import { SessionIndex, SessionStore } from "../../src/SessionStore.js"
+import { SessionStore } from "../../src/SessionStore.js"
 import { describeBackend } from "../utils/backend.js"
 import {
-  freePort,
   type RedisServer,
   redisBinaries,
   removeDir,
   sleep,
   startRedisServer,
+  startRedisServerOnFreePort,
   tempDir,
   waitFor
 } from "../utils/redisServer.js"
+import { expectEndedAtTimeout, expectEndedBeforeTimeout, timeoutWindow } from "../utils/timing.js"
 
 const host = "127.0.0.1"
 const prefix = "outage:"
@@ -44,8 +45,9 @@ describeBackend("RedisStore on a private redis-server", binaries, () => {
 
   beforeAll(async () => {
     dir = tempDir("redis")
-    port = await freePort()
-    servers.push(await startRedisServer(port, dir, persistent))
+    const server = await startRedisServerOnFreePort(dir, () => persistent)
+    port = server.port
+    servers.push(server)
   })
 
   afterAll(async () => {
@@ -87,9 +89,7 @@ describeBackend("RedisStore on a private redis-server", binaries, () => {
           return seen.slice(from + 1, to).filter((e) => e.source !== "lua").map((e) => e.args[0]!.toLowerCase())
         })
 
-      const context = yield* Layer.build(RedisStore.layer({ client, prefix }))
-      const store = Context.get(context, SessionStore)
-      const index = Context.get(context, SessionIndex)
+      const store = Context.get(yield* Layer.build(RedisStore.layer({ client, prefix })), SessionStore)
       const t = yield* now
       const write = (data: string, principal?: string) => ({
         data: bytes(data),
@@ -110,12 +110,17 @@ describeBackend("RedisStore on a private redis-server", binaries, () => {
       yield* store.touch(warm, t + 120_000)
 
       const key = freshKey()
+      const anonymous = freshKey()
+      yield* store.insert(anonymous, write("n"))
       const counts = {
         insert: yield* commandsOf(store.insert(key, write("a"))),
         insertWithPrincipal: yield* commandsOf(store.insert(freshKey(), write("p", "alice"))),
         load: yield* commandsOf(store.load(key)),
         update: yield* commandsOf(store.update(key, write("b", "alice"), 1)),
-        touch: yield* commandsOf(store.touch(key, t + 120_000)),
+        touch: yield* commandsOf(store.touch(anonymous, t + 120_000)),
+        // a touch that extends a principal's session past its index entry's
+        // score raises that score as well (see the principal index in RedisStore)
+        touchExtendingPrincipal: yield* commandsOf(store.touch(key, t + 120_000)),
         remove: yield* commandsOf(store.remove(key))
       }
       yield* Effect.log(`Redis commands per operation: ${JSON.stringify(counts)}`)
@@ -125,12 +130,10 @@ describeBackend("RedisStore on a private redis-server", binaries, () => {
         load: ["get"],
         update: ["evalsha"],
         touch: ["evalsha"],
+        touchExtendingPrincipal: ["evalsha", "evalsha"],
         remove: ["del"]
       })
-
-      // the index costs SMEMBERS, one read per member and one SREM for the dead
-      const listing = yield* commandsOf(index.keys("alice"))
-      expect(listing.sort()).toEqual(["get", "get", "smembers", "srem"])
+      // what the index costs is counted in RedisScale.test.ts
     }).pipe(Effect.scoped))
 
   it.live("a server that stops answering fails operations at the command timeout", () =>
@@ -150,17 +153,17 @@ describeBackend("RedisStore on a private redis-server", binaries, () => {
       )
       yield* Effect.log(`a hung server failed load after ${hung.millis.toFixed(1)} ms (commandTimeout ${timeout} ms)`)
       expect(Option.getOrThrow(hung.error)).toBeInstanceOf(SessionStoreError)
-      expect(hung.millis).toBeGreaterThanOrEqual(timeout - 50)
-      expect(hung.millis).toBeLessThan(timeout + 500)
+      expectEndedAtTimeout(hung.millis, timeout)
       const after = yield* store.load(key)
       expect(Option.map(after, (r) => text(r.data))).toEqual(Option.some("kept"))
     }).pipe(Effect.scoped))
 
   it.live("with a hung server, a waiting operation fails when the layer closes, and the close ends at the timeout", () =>
     Effect.gen(function*() {
+      const commandTimeout = 3_000
       const scope = yield* Scope.make()
       const store = Context.get(
-        yield* Layer.buildWithScope(RedisStore.layer({ host, port, prefix, commandTimeout: "3 seconds" }), scope),
+        yield* Layer.buildWithScope(RedisStore.layer({ host, port, prefix, commandTimeout }), scope),
         SessionStore
       )
       const pid = servers[0]!.process.pid!
@@ -171,15 +174,14 @@ describeBackend("RedisStore on a private redis-server", binaries, () => {
         // the client's QUIT gets no reply either: the close gives up on it
         // at the command timeout instead of waiting forever
         const closing = yield* timed(Scope.close(scope, Exit.void))
-        expect(closing.millis).toBeGreaterThanOrEqual(2_900)
-        expect(closing.millis).toBeLessThan(4_500)
+        expectEndedAtTimeout(closing.millis, commandTimeout)
         return yield* Fiber.join(waiting)
       }).pipe(Effect.ensuring(Effect.sync(() => process.kill(pid, "SIGCONT"))))
       const error = Option.getOrThrow(outcome.error)
       expect(error).toBeInstanceOf(SessionStoreError)
       expect(String((error as SessionStoreError).cause)).toContain("closed before Redis answered")
-      // at the close (after 100 ms), not at the 3 s deadline
-      expect(outcome.millis).toBeLessThan(1_500)
+      // at the close (after 100 ms), not at the deadline
+      expectEndedBeforeTimeout(outcome.millis, commandTimeout)
     }))
 
   it.live("a Redis outage fails operations within the command timeout, and the same layer recovers", () =>
@@ -232,10 +234,10 @@ describeBackend("RedisStore on a private redis-server", binaries, () => {
         expect(Option.isSome(error), `${operation} succeeded during the outage`).toBe(true)
         expect(Option.getOrThrow(error)).toBeInstanceOf(SessionStoreError)
         expect((Option.getOrThrow(error) as SessionStoreError).operation).toBe(operation)
-        expect(millis).toBeLessThan(timeout + 500)
+        expect(millis, `${operation} took ${millis.toFixed(0)} ms`).toBeLessThan(timeoutWindow(timeout).max)
       }
       // the passed-in client queued the command: only the deadline ended it
-      expect(passedLoad.millis).toBeGreaterThanOrEqual(timeout - 50)
+      expectEndedAtTimeout(passedLoad.millis, timeout)
       expect(String(Option.getOrThrow(passedLoad.error))).toMatch(/did not answer within/)
 
       yield* Effect.promise(() => sleep(500))

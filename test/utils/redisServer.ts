@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -16,17 +16,37 @@ export const redisBinaries = (): { readonly available: boolean; readonly reason:
   return { available: true, reason: "" }
 }
 
-/** A loopback port nobody listens on right now. */
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
+// The kernel takes the ports of outgoing connections and of `listen(0)`
+// from its ephemeral range; a port below it is never handed out that way,
+// so between choosing a port and a redis-server binding it, only another
+// explicit choice can take it (and `startRedisServerOnFreePort` then retries).
+const ephemeralLow = (() => {
+  try {
+    return Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || 32768
+  } catch {
+    return 32768
+  }
+})()
+
+const bindable = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
     const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
+    server.once("error", () => resolve(false))
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
   })
+
+/**
+ * A loopback port nobody listens on right now, below the kernel's ephemeral
+ * range, and so is the port 10000 above it (a cluster node's bus).
+ */
+export const freePort = async (): Promise<number> => {
+  const low = 10_000
+  const high = ephemeralLow - 10_001
+  for (;;) {
+    const port = low + Math.floor(Math.random() * (high - low + 1))
+    if ((await bindable(port)) && (await bindable(port + 10_000))) return port
+  }
+}
 
 export const tempDir = (label: string): string => mkdtempSync(join(tmpdir(), `effect-session-${label}-`))
 
@@ -66,7 +86,7 @@ export const startRedisServer = async (
 ): Promise<RedisServer> => {
   const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, ...args], {
     cwd: dir,
-    stdio: ["ignore", "ignore", "pipe"]
+    stdio: ["ignore", "pipe", "pipe"]
   })
   running.add(child)
   let exited = false
@@ -82,8 +102,21 @@ export const startRedisServer = async (
     process.kill(child.pid, signal)
     await exit
   }
+  // redis-server logs to stdout; the tail says why it exited
+  let output = ""
+  const keep = (chunk: unknown) => (output = (output + String(chunk)).slice(-4096))
+  child.stdout?.on("data", keep)
+  child.stderr?.on("data", keep)
   try {
-    await waitFor(async () => !exited && (await ping(port)), 10_000, `redis-server on port ${port} did not start`)
+    await waitFor(
+      async () => {
+        // exited: it could not bind (or start at all); no use waiting
+        if (exited) throw new RedisServerExited(port, output)
+        return await answers(port, child.pid)
+      },
+      10_000,
+      `redis-server on port ${port} did not start`
+    )
   } catch (error) {
     await stop("SIGKILL")
     throw error
@@ -91,13 +124,52 @@ export const startRedisServer = async (
   return { port, process: child, stop }
 }
 
-const ping = async (port: number): Promise<boolean> => {
-  const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+/** A redis-server that exited while starting, e.g. because its port was taken. */
+export class RedisServerExited extends Error {
+  constructor(readonly port: number, readonly output: string) {
+    super(`redis-server on port ${port} exited while starting: ${output.trim().split("\n").at(-1) ?? ""}`)
+  }
+}
+
+/**
+ * Starts a redis-server on a port chosen by `freePort`, with `args(port)`;
+ * when another process took the port in between (the server exits), chooses
+ * another and tries again.
+ */
+export const startRedisServerOnFreePort = async (
+  dir: string,
+  args: (port: number) => ReadonlyArray<string>,
+  attempts = 5
+): Promise<RedisServer> => {
+  for (let attempt = 1;; attempt++) {
+    const port = await freePort()
+    try {
+      return await startRedisServer(port, dir, args(port))
+    } catch (error) {
+      if (!(error instanceof RedisServerExited) || attempt >= attempts) throw error
+    }
+  }
+}
+
+// The server on the port answers, and it is this child: a server another
+// test file started on a port this one also chose would answer as well.
+const answers = async (port: number, pid: number | undefined): Promise<boolean> => {
+  const client = new Redis({
+    port,
+    host: "127.0.0.1",
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    // whatever holds the port may never answer
+    connectTimeout: 1_000,
+    commandTimeout: 1_000
+  })
   // refused connections are expected while the server starts
   client.on("error", () => {})
   try {
     await client.connect()
-    return (await client.ping()) === "PONG"
+    const info = await client.info("server")
+    return new RegExp(`^process_id:${pid}\\s*$`, "m").test(info)
   } catch {
     return false
   } finally {
