@@ -69,9 +69,9 @@ const name = "redis"
 
 // How many records one script checks when a principal's index is read on a
 // single node (a script blocks the server while it runs), and how many
-// one-record scripts are in flight at once on a cluster.
+// scripts are sent in one round trip.
 const checkBatch = 500
-const clusterConcurrency = 256
+const inFlight = 1000
 
 const storageKeyPattern = /^[A-Za-z0-9_-]{43}$/
 
@@ -216,8 +216,8 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   // node one script per batch of members checks the records and, in the same
   // step, drops the dead members from the index (or, with `revoke`, every
   // member it read). On a cluster, where records live on every slot, each
-  // record is checked by its own script, all in flight at once, and the
-  // index is then trimmed with one ZREM.
+  // record is checked by its own script, all sent together, and the index is
+  // then trimmed with one ZREM.
   const prefixBytes = String(Buffer.byteLength(prefix))
   const readIndex = (operation: StoreOperation, principal: string, revoke: boolean) =>
     Effect.gen(function*() {
@@ -234,38 +234,35 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
       const members = listed.filter((member) => storageKeyPattern.test(member))
       const junk = listed.filter((member) => !storageKeyPattern.test(member))
       const mode = revoke ? "r" : "k"
-      const flags = (reply: unknown, length: number): Effect.Effect<ReadonlyArray<number>, SessionStoreError> => {
-        const checked = integers(reply, length)
-        return checked === undefined ? Effect.fail(malformed(operation, JSON.stringify(reply))) : Effect.succeed(checked)
-      }
-      let live: ReadonlyArray<boolean>
+      // one script per record on a cluster; per batch of records, the
+      // index first, on a single node
+      const checks: Array<{ readonly keys: ReadonlyArray<string>; readonly args: ReadonlyArray<string> }> = []
       if (cluster) {
-        live = yield* Effect.forEach(
-          members,
-          (member) =>
-            runScript(operation, Scripts.check, [recordKey(member)], [principal, String(t), mode]).pipe(
-              Effect.flatMap((reply) => flags(reply, 1)),
-              Effect.map(([flag]) => flag === 1)
-            ),
-          { concurrency: clusterConcurrency }
-        )
-        const dropped = [...junk, ...members.filter((_, i) => revoke || !live[i])]
-        if (dropped.length > 0) yield* call(operation, () => commands.zrem(set, ...dropped))
+        for (const member of members) checks.push({ keys: [recordKey(member)], args: [principal, String(t), mode] })
       } else {
-        const batches: Array<ReadonlyArray<string>> = []
-        for (let i = 0; i < members.length; i += checkBatch) batches.push(members.slice(i, i + checkBatch))
-        const replies = yield* Effect.forEach(
-          batches,
-          (batch) =>
-            Effect.flatMap(
-              runScript(operation, Scripts.check, [set, ...batch.map(recordKey)], [principal, String(t), mode, prefixBytes]),
-              (reply) => flags(reply, batch.length)
-            ),
-          { concurrency: "unbounded" }
-        )
-        live = replies.flat().map((flag) => flag === 1)
-        if (junk.length > 0) yield* call(operation, () => commands.zrem(set, ...junk))
+        for (let i = 0; i < members.length; i += checkBatch) {
+          const batch = members.slice(i, i + checkBatch).map(recordKey)
+          checks.push({ keys: [set, ...batch], args: [principal, String(t), mode, prefixBytes] })
+        }
       }
+      // sent together, `inFlight` at a time, from one promise: no fiber per
+      // script (forking fibers costs scheduler turns, measurably so here)
+      const live: Array<boolean> = []
+      for (let i = 0; i < checks.length; i += inFlight) {
+        const group = checks.slice(i, i + inFlight)
+        const replies = yield* call(
+          operation,
+          () => Promise.all(group.map((check) => sendScript(Scripts.check, check.keys, check.args)()))
+        )
+        for (const [j, reply] of replies.entries()) {
+          const flags = integers(reply, cluster ? 1 : group[j]!.keys.length - 1)
+          if (flags === undefined) return yield* malformed(operation, JSON.stringify(reply))
+          for (const flag of flags) live.push(flag === 1)
+        }
+      }
+      // on a single node the scripts trimmed the index themselves
+      const dropped = cluster ? [...junk, ...members.filter((_, i) => revoke || !live[i])] : junk
+      if (dropped.length > 0) yield* call(operation, () => commands.zrem(set, ...dropped))
       return members.filter((_, i) => live[i]).map(SessionId.unsafeStorageKey)
     })
 
