@@ -4,7 +4,8 @@
  *
  * @since 1.0.0
  */
-import { Data, Predicate } from "effect"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import { Data, Effect, Predicate } from "effect"
 
 /**
  * @since 1.0.0
@@ -170,8 +171,98 @@ export class SessionEncodeError extends Data.TaggedError("SessionEncodeError")<{
  */
 export type SessionError = SessionStoreError | SessionTooLarge | SessionEncodeError | SessionConflict
 
+/**
+ * The response a session error deserves: 503 when the store failed (the
+ * request may succeed later), 503 with `Retry-After: 1` when concurrent
+ * writers kept winning for `maxConflictRetries` replays, 413 when the session
+ * would be larger than `maxSize`, 500 when a value does not match the
+ * session schema (a bug in the app). The body says only that much: the
+ * error's message, which names the backend, is for the log.
+ *
+ * @since 1.0.0
+ * @category responses
+ */
+export const toResponse = (error: SessionError): HttpServerResponse.HttpServerResponse => {
+  switch (error._tag) {
+    case "SessionStoreError":
+      return HttpServerResponse.text("Session store unavailable", { status: 503 })
+    case "SessionConflict":
+      return HttpServerResponse.text("Session busy, try again", { status: 503, headers: { "retry-after": "1" } })
+    case "SessionTooLarge":
+      return HttpServerResponse.text("Session too large", { status: 413 })
+    case "SessionEncodeError":
+      return HttpServerResponse.text("Internal Server Error", { status: 500 })
+  }
+}
+
+const isInChannel = (u: unknown): u is SessionError =>
+  isSessionError(u) && (u as { readonly _tag: string })._tag !== "SessionDecodeError"
+
+/**
+ * Answers the session errors of an app with {@link toResponse} and logs each
+ * one with its message (a store that is down names itself, the operation and
+ * the backend's own error). Apply it after the middleware:
+ *
+ * ```ts
+ * const app = router.pipe(AppSession.middleware(), SessionError.respond)
+ * ```
+ *
+ * Errors of other kinds pass through unchanged.
+ *
+ * @since 1.0.0
+ * @category responses
+ */
+export const respond = <A, E, R>(
+  app: Effect.Effect<A, E, R>
+): Effect.Effect<A | HttpServerResponse.HttpServerResponse, Exclude<E, SessionError>, R> =>
+  Effect.catchAll(app, (error) =>
+    isInChannel(error)
+      ? Effect.as(
+        error._tag === "SessionStoreError" || error._tag === "SessionEncodeError"
+          ? Effect.logError(error.message)
+          : Effect.logWarning(error.message),
+        toResponse(error)
+      )
+      : Effect.fail(error as Exclude<E, SessionError>))
+
+// How deep a cause chain is followed: drivers wrap once or twice; a cycle
+// (an error that is its own cause) must not loop.
+const maxCauseDepth = 6
+
+const ownMessage = (cause: unknown): string | undefined => {
+  if (cause instanceof AggregateError && cause.message === "" && cause.errors.length > 0) {
+    // Node's connection errors for a host with several addresses
+    return cause.errors.map((error) => ownMessage(error) ?? String(error)).join("; ")
+  }
+  if (Predicate.hasProperty(cause, "message") && typeof cause.message === "string") {
+    const code = Predicate.hasProperty(cause, "code") && (typeof cause.code === "string" || typeof cause.code === "number")
+      ? String(cause.code)
+      : undefined
+    const message = cause.message.trim()
+    if (code !== undefined && !message.includes(code)) return message === "" ? code : `${message} (${code})`
+    return message === "" ? undefined : message
+  }
+  return cause === undefined || cause === null ? undefined : String(cause)
+}
+
+/**
+ * The messages of an error and of its causes, outermost first: a SQL
+ * client's "Failed to execute statement" is followed by the driver's own
+ * words (`relation "sessions" does not exist`), which are what tells a
+ * person what to fix. A message already contained in the one before it is
+ * not repeated.
+ */
 const describeCause = (cause: unknown): string => {
-  if (cause instanceof Error) return cause.message
-  if (Predicate.hasProperty(cause, "message") && typeof cause.message === "string") return cause.message
-  return String(cause)
+  const messages: Array<string> = []
+  const seen = new Set<unknown>()
+  let current = cause
+  for (let depth = 0; depth < maxCauseDepth && current !== undefined && current !== null; depth++) {
+    if (seen.has(current)) break
+    seen.add(current)
+    const message = ownMessage(current)
+    const previous = messages[messages.length - 1]
+    if (message !== undefined && (previous === undefined || !previous.includes(message))) messages.push(message)
+    current = Predicate.hasProperty(current, "cause") ? current.cause : undefined
+  }
+  return messages.length === 0 ? String(cause) : messages.join(": ")
 }
