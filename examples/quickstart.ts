@@ -8,7 +8,7 @@
 import { HttpMiddleware, HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { Config, Effect, Layer, Schema } from "effect"
-import { Session } from "effect-session"
+import { Session, SessionError } from "effect-session"
 import { createServer } from "node:http"
 import * as Stores from "./stores.js"
 
@@ -40,8 +40,7 @@ const router = HttpRouter.empty.pipe(
 
 const app = router.pipe(
   AppSession.middleware({ cookie: { secure: false } }), // plain HTTP on localhost
-  Effect.catchTag("SessionStoreError", (error) =>
-    Effect.as(Effect.logError(error.message), HttpServerResponse.text("Session store unavailable", { status: 503 })))
+  SessionError.respond // store down → 503, too large → 413, logged with what failed
 )
 
 const ServerLive = Layer.unwrapEffect(
@@ -51,10 +50,14 @@ const ServerLive = Layer.unwrapEffect(
   )
 )
 
+// The store is provided last, so it is built first: the server listens only
+// once the store is ready. (In the other order the server would accept
+// connections while the store starts, and answer none of those requests:
+// its request handler is attached only when the app is served.)
 HttpServer.serve(app, HttpMiddleware.logger).pipe(
   HttpServer.withLogAddress,
-  Layer.provide(Stores.fromEnvironment),
   Layer.provide(ServerLive),
+  Layer.provide(Stores.fromEnvironment),
   Layer.launch,
   NodeRuntime.runMain
 )

@@ -1,0 +1,111 @@
+/**
+ * No request hangs while the app starts (issue 13, item 4). The quickstart is
+ * started as a user starts it, with a store that takes a while to become
+ * ready, and requests are fired every 50 ms from the moment the process is
+ * spawned: each one must be refused (nothing listens yet) or answered, within
+ * the store's timeout + 1 s. A server that listened before the store was
+ * built would accept connections it never answers: @effect/platform-node
+ * attaches the request handler only when the app is served, after the store.
+ */
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { freePort, type Process, spawnExample } from "./quickstartProcess.js"
+
+const scratch = mkdtempSync(join(tmpdir(), "effect-session-startup-"))
+afterAll(() => rmSync(scratch, { recursive: true, force: true }))
+
+// A well-formed id nobody issued: every request loads from the store.
+const cookie = `session=${"A".repeat(43)}`
+
+interface Probe {
+  /** ms after the spawn when the request was sent */
+  readonly sentAt: number
+  readonly outcome: "refused" | "hung" | `answered ${number}` | `failed: ${string}`
+}
+
+const probe = async (url: string, sentAt: number, budgetMs: number): Promise<Probe> => {
+  try {
+    const res = await fetch(url, { headers: { cookie }, signal: AbortSignal.timeout(budgetMs) })
+    await res.text()
+    return { sentAt, outcome: `answered ${res.status}` }
+  } catch (error) {
+    if (error instanceof DOMException && error.name === "TimeoutError") return { sentAt, outcome: "hung" }
+    const code = (error as { cause?: { code?: string } }).cause?.code
+    return code === "ECONNREFUSED" ? { sentAt, outcome: "refused" } : { sentAt, outcome: `failed: ${String(code ?? error)}` }
+  }
+}
+
+/**
+ * Spawns the quickstart and probes it every 50 ms until it has listened for
+ * 1.5 s (or exited), then waits for every probe to settle.
+ */
+const probeStartup = async (env: Record<string, string>, budgetMs: number) => {
+  const port = await freePort()
+  const running: Process = spawnExample(env, port)
+  const spawnedAt = performance.now()
+  const probes: Array<Promise<Probe>> = []
+  let listeningAt: number | undefined
+  try {
+    while (performance.now() - spawnedAt < 60_000) {
+      probes.push(probe(`${running.url}/`, Math.round(performance.now() - spawnedAt), budgetMs))
+      await new Promise((r) => setTimeout(r, 50))
+      if (listeningAt === undefined && /Listening on/.test(running.output())) listeningAt = performance.now()
+      if (running.exited() || (listeningAt !== undefined && performance.now() - listeningAt > 1_500)) break
+    }
+    return { results: await Promise.all(probes), output: running.output() }
+  } finally {
+    await running.stop()
+  }
+}
+
+const slowStores: ReadonlyArray<{
+  readonly name: string
+  readonly env: () => Promise<Record<string, string>>
+  /** the store's own timeout + 1 s */
+  readonly budgetMs: number
+  /** what a request that reaches the app answers */
+  readonly status: number
+}> = [
+  {
+    // nothing listens there: ioredis keeps reconnecting, the layer waits its
+    // 2 s connect deadline, then every load fails at once
+    name: "redis",
+    env: async () => ({ REDIS_URL: `redis://127.0.0.1:${await freePort()}` }),
+    budgetMs: 2_000 + 1_000,
+    status: 503
+  },
+  {
+    // dynalite starts in the process, opens its LevelDB and the table is created
+    name: "dynamodb",
+    env: async () => ({ SESSION_DIR: join(scratch, "dynamodb") }),
+    budgetMs: 5_000 + 1_000,
+    status: 200
+  },
+  {
+    name: "filesystem",
+    env: async () => ({ SESSION_DIR: join(scratch, "filesystem") }),
+    budgetMs: 5_000,
+    status: 200
+  }
+]
+
+describe("start-up", () => {
+  for (const store of slowStores) {
+    it(`SESSION_STORE=${store.name}: every request during start-up is refused or answered, none hangs`, async () => {
+      const { output, results } = await probeStartup(
+        { ...(await store.env()), SESSION_STORE: store.name },
+        store.budgetMs
+      )
+      expect(output).toContain("Listening on")
+      const hung = results.filter((p) => p.outcome === "hung")
+      expect(hung, `requests sent at these ms after the spawn were never answered:\n${output}`).toEqual([])
+      const unexpected = results.filter((p) => p.outcome !== "refused" && p.outcome !== `answered ${store.status}`)
+      expect(unexpected).toEqual([])
+      // the probes saw both phases: before the server listened, and the app answering
+      expect(results.some((p) => p.outcome === "refused")).toBe(true)
+      expect(results.filter((p) => p.outcome === `answered ${store.status}`).length).toBeGreaterThan(5)
+    }, 120_000)
+  }
+})
