@@ -18,7 +18,8 @@ import * as StoreConformance from "../../src/StoreConformance.js"
 import { describeBackend } from "../utils/backend.js"
 import type { Dynalite } from "../utils/dynalite.js"
 import { clientOptions, startDynalite } from "../utils/dynalite.js"
-import { countingProxy, eventually, silentServer } from "../utils/tcp.js"
+import { countingProxy, silentServer } from "../utils/tcp.js"
+import { eventually } from "../utils/timing.js"
 
 const started: { server: Dynalite | undefined; reason: string } = await startDynalite().then(
   (server) => ({ server, reason: "" }),

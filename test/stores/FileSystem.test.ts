@@ -5,6 +5,7 @@ import { spawn } from "node:child_process"
 import * as NFS from "node:fs"
 import * as OS from "node:os"
 import * as NPath from "node:path"
+import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 import * as FileSystemStore from "../../src/FileSystemStore.js"
 import { SessionConflict, SessionStoreError } from "../../src/SessionError.js"
@@ -12,6 +13,7 @@ import * as SessionId from "../../src/SessionId.js"
 import type { StorageKey } from "../../src/SessionId.js"
 import { SessionIndex, SessionStore } from "../../src/SessionStore.js"
 import * as StoreConformance from "../../src/StoreConformance.js"
+import { eventually, expectEndedAtTimeout, expectEndedBeforeTimeout } from "../utils/timing.js"
 
 const root = NFS.mkdtempSync(NPath.join(OS.tmpdir(), "effect-session-fs-"))
 afterAll(() => NFS.rmSync(root, { recursive: true, force: true }))
@@ -27,6 +29,7 @@ const storeIn = (options: FileSystemStore.Options) =>
   Effect.map(Layer.build(storeLayer(options)), Context.get(SessionStore))
 
 const key = (): StorageKey => SessionId.storageKey(SessionId.unsafeGenerate())
+const lockOf = (directory: string, k: StorageKey) => NPath.join(directory, `${k}.lock`)
 const text = (s: string) => new TextEncoder().encode(s)
 const read = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 const write = (data: string, expiresAt: number, principal?: string) => ({
@@ -41,17 +44,6 @@ const setMtime = (file: string, millisAgo: number) => {
   const at = new Date(Date.now() - millisAgo)
   NFS.utimesSync(file, at, at)
 }
-
-/** Polls a condition on the real clock: the sweep fiber does real I/O after TestClock wakes it. */
-const eventually = (condition: () => boolean, timeoutMs = 5000) =>
-  Effect.promise(async () => {
-    const deadline = Date.now() + timeoutMs
-    while (!condition()) {
-      if (Date.now() > deadline) return false
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
-    return true
-  })
 
 describe("FileSystemStore", () => {
   // The 50-fiber compare-and-set check does some 2,500 file reads; on a
@@ -90,23 +82,30 @@ describe("FileSystemStore", () => {
       expect(NFS.readdirSync(directory).sort()).toEqual([k, "principals"].sort())
     }))
 
-  it.effect("layerConfig reads the options from Config", () =>
+  it.scopedLive("layerConfig reads the options from Config, and each one arrives", () =>
     Effect.gen(function*() {
       const directory = freshDirectory()
       const k = key()
+      const lockTimeout = 300
       const layer = FileSystemStore.layerConfig({
         directory: Config.string("SESSION_DIR"),
         lockTimeout: Config.duration("SESSION_LOCK_TIMEOUT")
-      }).pipe(Layer.provide(NodeContext.layer))
-      yield* Effect.provide(
-        Effect.flatMap(SessionStore, (store) => store.insert(k, write("x", Date.now() + 60_000))),
-        layer
-      ).pipe(
-        Effect.withConfigProvider(
-          ConfigProvider.fromMap(new Map([["SESSION_DIR", directory], ["SESSION_LOCK_TIMEOUT", "1 second"]]))
-        )
+      }).pipe(
+        Layer.provide(NodeContext.layer),
+        Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(
+          new Map([["SESSION_DIR", directory], ["SESSION_LOCK_TIMEOUT", `${lockTimeout} millis`]])
+        )))
       )
+      const store = Context.get(yield* Layer.build(layer), SessionStore)
+      yield* store.insert(k, write("x", Date.now() + 60_000))
       expect(NFS.existsSync(NPath.join(directory, k))).toBe(true)
+      // a lock held by another process: the write gives up at the configured
+      // lockTimeout, well before the 5 s default
+      NFS.writeFileSync(lockOf(directory, k), "another process")
+      const started = performance.now()
+      const error = yield* Effect.flip(store.update(k, write("y", Date.now() + 60_000), 1))
+      expect(error.message).toMatch(/still held/)
+      expectEndedAtTimeout(performance.now() - started, lockTimeout, 2_000)
     }))
 
   it.effect("building the layer fails with SessionStoreError (setup) when the directory cannot be created", () =>
@@ -251,11 +250,11 @@ describe("FileSystemStore", () => {
       // The sweep deletes an expired session under its lock, so the session
       // file and its marker are gone a moment before the lock file is: the
       // sweep is over only when no lock file is left either.
+      // (polled on the real clock: the sweep does real I/O after TestClock wakes it)
       const swept = yield* eventually(() =>
         expired.every((k) => !NFS.existsSync(NPath.join(directory, k))) && !NFS.existsSync(oldTemp) &&
         NFS.readdirSync(directory).every((entry) => !entry.endsWith(".lock")) &&
-        NFS.readdirSync(markers).length === 1
-      )
+        NFS.readdirSync(markers).length === 1, 5_000)
       expect(swept).toBe(true)
       expect(NFS.existsSync(NPath.join(directory, kept))).toBe(true)
       expect(NFS.existsSync(freshTemp)).toBe(true)
@@ -295,19 +294,19 @@ describe("FileSystemStore", () => {
     }).pipe(Effect.provide(NodeContext.layer)))
 
   describe("lock files", () => {
-    const lockOf = (directory: string, k: StorageKey) => NPath.join(directory, `${k}.lock`)
 
     it.scopedLive("a lock held by another process makes writes wait, then fail with SessionStoreError after lockTimeout", () =>
       Effect.gen(function*() {
         const directory = freshDirectory()
-        const store = yield* storeIn({ directory, lockTimeout: "300 millis" })
+        const lockTimeout = 300
+        const store = yield* storeIn({ directory, lockTimeout })
         const k = key()
         const t = yield* now
         yield* store.insert(k, write("v1", t + 60_000))
         NFS.writeFileSync(lockOf(directory, k), "another process")
-        const started = Date.now()
+        const started = performance.now()
         const error = yield* Effect.flip(store.update(k, write("v2", t + 60_000), 1))
-        expect(Date.now() - started).toBeGreaterThanOrEqual(290)
+        expectEndedAtTimeout(performance.now() - started, lockTimeout, 2_000)
         expect(error).toBeInstanceOf(SessionStoreError)
         expect((error as SessionStoreError).operation).toBe("update")
         expect(error.message).toMatch(/still held/)
@@ -388,10 +387,10 @@ describe("FileSystemStore", () => {
         NFS.writeFileSync(lockOf(directory, k), "another process")
         const fiber = yield* Effect.fork(store.update(k, write("v2", t + 60_000), 1))
         yield* Effect.sleep("100 millis")
-        const started = Date.now()
+        const started = performance.now()
         const exit = yield* Fiber.interrupt(fiber)
-        // interrupted while waiting, well before lockTimeout (5 s) would end the wait
-        expect(Date.now() - started).toBeLessThan(1000)
+        // interrupted while waiting, well before lockTimeout (default 5 s) would end the wait
+        expectEndedBeforeTimeout(performance.now() - started, 5_000)
         expect(Exit.isInterrupted(exit)).toBe(true)
         expect(NFS.readFileSync(lockOf(directory, k), "utf8")).toBe("another process")
         NFS.rmSync(lockOf(directory, k))

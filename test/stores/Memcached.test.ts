@@ -10,8 +10,8 @@ import { SessionStore } from "../../src/SessionStore.js"
 import * as StoreConformance from "../../src/StoreConformance.js"
 import { describeBackend } from "../utils/backend.js"
 import { availability, dump, host, port, server } from "../utils/memcached.js"
-import { countingProxy, eventually, silentServer } from "../utils/tcp.js"
-import { expectEndedAtTimeout } from "../utils/timing.js"
+import { countingProxy, silentServer } from "../utils/tcp.js"
+import { eventually, expectEndedAtTimeout } from "../utils/timing.js"
 
 const day = 24 * 60 * 60 * 1000
 const run = randomBytes(6).toString("hex")

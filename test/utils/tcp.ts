@@ -68,18 +68,3 @@ export const countingProxy = (host: string, port: number) =>
     }),
     ({ server, sockets }) => Effect.promise(() => closeServer(server, sockets))
   )
-
-/**
- * Polls `condition` on the real clock (I/O completes in real time, whatever
- * clock the test's effects use) until it holds or `timeoutMs` passed; says
- * whether it held.
- */
-export const eventually = (condition: () => boolean, timeoutMs: number) =>
-  Effect.promise(async () => {
-    const deadline = Date.now() + timeoutMs
-    while (!condition()) {
-      if (Date.now() > deadline) return false
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
-    return true
-  })

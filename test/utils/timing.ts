@@ -1,4 +1,5 @@
 import { expect } from "@effect/vitest"
+import { Effect } from "effect"
 
 /**
  * The window in which a wait that a timeout of `timeoutMs` ends must end:
@@ -28,3 +29,18 @@ export const expectEndedBeforeTimeout = (elapsedMs: number, timeoutMs: number): 
   expect(elapsedMs, `ended after ${elapsedMs.toFixed(0)} ms, expected well before the ${timeoutMs} ms timeout`)
     .toBeLessThan(timeoutMs / 2)
 }
+
+/**
+ * Polls `condition` on the real clock (I/O completes in real time, whatever
+ * clock the test's effects use) until it holds or `timeoutMs` passed; says
+ * whether it held.
+ */
+export const eventually = (condition: () => boolean, timeoutMs: number) =>
+  Effect.promise(async () => {
+    const deadline = Date.now() + timeoutMs
+    while (!condition()) {
+      if (Date.now() > deadline) return false
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    return true
+  })
