@@ -1173,6 +1173,35 @@ export const find = <A>(
   return typeof source === "object" && source !== null ? slots.get(source) : undefined
 }
 
+/**
+ * `HttpApp.toHandled` (what `HttpServer.serve` runs per request) marks the
+ * request once its response is sent.
+ */
+const respondedMark = Symbol.for("@effect/platform/HttpApp/handled")
+
+const warnedMisplaced = new WeakSet<Config<any>>()
+
+/**
+ * A session middleware whose app has sent the response already wraps the
+ * sending (it was given to `HttpServer.serve(app, middleware)`,
+ * `HttpApiBuilder.serve(middleware)` or `HttpLayerRouter.serve`'s
+ * `middleware` option): no cookie it sets can reach the client. Says so,
+ * once per middleware, with where it belongs; `undefined` when in place.
+ *
+ * @internal
+ */
+export const misplacedWarning = (id: string, config: Config<any>, request: object): Effect.Effect<void> | undefined => {
+  if (!(respondedMark in request) || warnedMisplaced.has(config)) return undefined
+  warnedMisplaced.add(config)
+  return Effect.logError(
+    `effect-session: ${id}.middleware() ran after the response was sent, so the session cookie never reaches the client: ` +
+      `it was given where a middleware wraps the sending of the response (HttpServer.serve(app, middleware), ` +
+      `HttpApiBuilder.serve(middleware) or HttpLayerRouter.serve's middleware option). ` +
+      `Apply it to the app instead: HttpServer.serve(app.pipe(${id}.middleware())); for an HttpApi, provide the layer of ` +
+      `HttpApiSession.Tag; for HttpLayerRouter routes, HttpApiSession.layerRouterMiddleware`
+  )
+}
+
 /** @internal */
 export const middleware = <Self, A>(
   tag: Context.Tag<Self, RequestSession<A>>,
@@ -1193,23 +1222,32 @@ export const middleware = <Self, A>(
       Context.unsafeGet(context, SessionStore),
       () => Id.parse(request.cookies[config.cookieName])
     )
+    // (in place, the response is sent after this middleware is done: the
+    // check is one property lookup)
+    const checked = <B, E2>(effect: Effect.Effect<B, E2>): Effect.Effect<B, E2> => {
+      const warning = misplacedWarning(tag.key, config, request)
+      return warning === undefined ? effect : Effect.zipRight(warning, effect)
+    }
     const run = Effect.matchCauseEffect(app, {
       // a failed request saves nothing, but a logout in it still holds
       onFailure: (cause) =>
-        session.invalidated ? Effect.zipRight(session.revokeAfterFailure(cause), Effect.failCause(cause)) : Effect.failCause(cause),
-      onSuccess: (appResponse) => {
-        if (!session.used) return Effect.succeed(appResponse)
-        const response = addVary(appResponse)
-        // an error response saves nothing (but a logout); a read-only request has nothing to save
-        if (response.status >= 500) {
-          return session.invalidated
-            ? Effect.map(session.revokeAfterFailure(), (action) => applyCookie(config, response, action, session.committedAt))
-            : Effect.succeed(response)
-        }
-        const t = clock.unsafeCurrentTimeMillis()
-        return session.nothingToSave(t) ? Effect.succeed(response) : finish(config, session, response, t)
-      }
+        checked(
+          session.invalidated ? Effect.zipRight(session.revokeAfterFailure(cause), Effect.failCause(cause)) : Effect.failCause(cause)
+        ),
+      onSuccess: (appResponse) => checked(answer(appResponse))
     })
+    const answer = (appResponse: HttpServerResponse.HttpServerResponse) => {
+      if (!session.used) return Effect.succeed(appResponse)
+      const response = addVary(appResponse)
+      // an error response saves nothing (but a logout); a read-only request has nothing to save
+      if (response.status >= 500) {
+        return session.invalidated
+          ? Effect.map(session.revokeAfterFailure(), (action) => applyCookie(config, response, action, session.committedAt))
+          : Effect.succeed(response)
+      }
+      const t = clock.unsafeCurrentTimeMillis()
+      return session.nothingToSave(t) ? Effect.succeed(response) : finish(config, session, response, t)
+    }
     const source = request.source
     if (typeof source === "object" && source !== null && Option.isNone(Context.getOption(context, tag))) {
       // The session is kept by the request's platform object: no copy of the
