@@ -7,12 +7,11 @@ import * as SessionId from "../../src/SessionId.js"
 import { SessionIndex, SessionStore } from "../../src/SessionStore.js"
 import { describeBackend, reachable } from "../utils/backend.js"
 import {
-  freePort,
   type RedisServer,
   redisBinaries,
   redisCli,
   removeDir,
-  startRedisServer,
+  startRedisServerOnFreePort,
   tempDir,
   waitFor
 } from "../utils/redisServer.js"
@@ -209,8 +208,8 @@ describeBackend("RedisStore index: commands per operation (private redis-server)
   let port = 0
   beforeAll(async () => {
     dir = tempDir("redis-scale")
-    port = await freePort()
-    server = await startRedisServer(port, dir, ["--save", "", "--appendonly", "no"])
+    server = await startRedisServerOnFreePort(dir, () => ["--save", "", "--appendonly", "no"])
+    port = server.port
   })
   afterAll(async () => {
     await server?.stop("SIGKILL")
@@ -298,16 +297,16 @@ describeBackend("RedisStore index (Redis Cluster, 3 private nodes)", binaries, (
 
   beforeAll(async () => {
     dir = tempDir("redis-scale-cluster")
-    const ports: Array<number> = []
-    while (ports.length < 3) {
-      const port = await freePort()
-      // a node also listens on port + 10000, its cluster bus
-      if (port + 10000 <= 65535 && !ports.includes(port) && !(await reachable(host, port + 10000, 200))) ports.push(port)
+    // freePort leaves port + 10000, a node's cluster bus, free too
+    for (let i = 0; i < 3; i++) {
+      servers.push(
+        await startRedisServerOnFreePort(
+          dir,
+          (port) => ["--cluster-enabled", "yes", "--cluster-config-file", `${dir}/nodes-${port}.conf`, "--save", ""]
+        )
+      )
     }
-    for (const port of ports) {
-      const config = ["--cluster-enabled", "yes", "--cluster-config-file", `${dir}/nodes-${port}.conf`, "--save", ""]
-      servers.push(await startRedisServer(port, dir, config))
-    }
+    const ports = servers.map((server) => server.port)
     redisCli(["--cluster", "create", ...ports.map((port) => `${host}:${port}`), "--cluster-replicas", "0", "--cluster-yes"])
     for (const port of ports) {
       await waitFor(
