@@ -5,9 +5,24 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
+import { createRequire } from "node:module"
 import { join } from "node:path"
 import { get, sessionCookie, start } from "./quickstartProcess.js"
 import { describeBackend, reachable } from "./utils/backend.js"
+
+// `ws` (the WebSocket library of @effect/platform-node) ships no types; a
+// client needs only this much of it, and it can send the cookie header that a
+// browser's WebSocket sends on its own
+interface WsClient {
+  send(data: string): void
+  close(): void
+  once(event: "open" | "close", listener: () => void): void
+  once(event: "error", listener: (error: Error) => void): void
+  on(event: "message", listener: (data: unknown) => void): void
+}
+const { WebSocket } = createRequire(import.meta.url)("ws") as {
+  WebSocket: new(url: string, options: { headers: Record<string, string> }) => WsClient
+}
 
 const scratch = mkdtempSync(join(tmpdir(), "effect-session-quickstart-"))
 afterAll(() => rmSync(scratch, { recursive: true, force: true }))
@@ -121,4 +136,43 @@ describe("quickstart", () => {
       }
     }, 120_000)
   }
+
+  // docs/getting-started.md is this file; what it promises, over HTTP and a
+  // WebSocket
+  it("the getting-started program: visits count, login keeps them, a WebSocket message runs in withSession", async () => {
+    const server = await start({}, "examples/getting-started.ts")
+    try {
+      const first = await get(`${server.url}/`)
+      expect(first.body).toBe("Hello, stranger! Visits: 1")
+      let cookie = sessionCookie(first.setCookie)
+      expect((await get(`${server.url}/`, cookie)).body).toBe("Hello, stranger! Visits: 2")
+      const login = await get(`${server.url}/login`, cookie)
+      expect(login.status).toBe(302)
+      cookie = sessionCookie(login.setCookie)
+      expect((await get(`${server.url}/`, cookie)).body).toBe("Hello, testuser! Visits: 3")
+
+      // the upgrade request carries the cookie; the handler never names it
+      const socket = new WebSocket(`${server.url.replace("http", "ws")}/ws`, { headers: { cookie: cookie! } })
+      const replies: Array<string> = []
+      await new Promise<void>((resolve, reject) => {
+        socket.once("error", reject)
+        socket.once("open", () => socket.send("hi"))
+        socket.on("message", (data) => {
+          replies.push(String(data))
+          if (replies.length === 1) socket.send("again")
+          else socket.close()
+        })
+        socket.once("close", () => resolve())
+      })
+      expect(replies).toEqual(["testuser: hi", "testuser: again"])
+      // each message's update was saved to the browser's session
+      expect((await get(`${server.url}/`, cookie)).body).toBe("Hello, testuser! Visits: 6")
+
+      const logout = await get(`${server.url}/logout`, cookie)
+      expect(logout.status).toBe(302)
+      expect((await get(`${server.url}/`, cookie)).body).toBe("Hello, stranger! Visits: 1")
+    } finally {
+      await server.stop()
+    }
+  }, 120_000)
 })
