@@ -4,7 +4,8 @@
  * ```ts
  * import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup } from "@effect/platform"
  * import { Effect, Schema } from "effect"
- * import { HttpApiSession, Session } from "effect-session"
+ * import { Session } from "effect-session"
+ * import * as HttpApiSession from "effect-session/HttpApiSession"
  *
  * class AppSession extends Session.Tag<AppSession>()("app/AppSession", {
  *   visits: Schema.optionalWith(Schema.Int, { default: () => 0 })
