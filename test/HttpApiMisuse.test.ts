@@ -10,6 +10,7 @@ import {
   HttpApiGroup,
   HttpClient,
   HttpClientRequest,
+  HttpLayerRouter,
   HttpRouter,
   HttpServer,
   HttpServerResponse
@@ -120,6 +121,37 @@ describe("a session middleware where its cookie cannot reach the response", () =
     }).pipe(
       Effect.provide(
         HttpServer.serve(router.pipe(middleware)).pipe(
+          Layer.provideMerge(NodeHttpServer.layerTest),
+          Layer.provide(MemoryStore.layer())
+        )
+      ),
+      Effect.provide(log.layer)
+    )
+  })
+})
+
+describe("HttpLayerRouter.serve's middleware option", () => {
+  it.effect("is a place where the cookie cannot reach the response: logged once as an error", () => {
+    const log = capture()
+    const middleware = MisusedSession.middleware({ cookie: { secure: false, sameSite: "strict" } })
+    // what a user who put the session there must write for it to compile
+    // (the route's session requirement is discharged by hand)
+    const Route = HttpLayerRouter.add("GET", "/login", login as Effect.Effect<HttpServerResponse.HttpServerResponse>)
+    return Effect.gen(function*() {
+      const browser = yield* makeBrowser
+      const res = yield* browser.get("/login")
+      expect(res.body).toBe("ok")
+      expect(res.setCookies).toEqual([])
+      yield* browser.get("/login")
+      const warnings = log.entries.filter((e) => e.message === misplaced("test/Misuse/MisusedSession"))
+      expect(warnings).toHaveLength(1)
+    }).pipe(
+      Effect.provide(
+        HttpLayerRouter.serve(Route, {
+          disableLogger: true,
+          disableListenLog: true,
+          middleware: (app) => Effect.catchAll(middleware(app), () => HttpServerResponse.empty({ status: 500 }))
+        }).pipe(
           Layer.provideMerge(NodeHttpServer.layerTest),
           Layer.provide(MemoryStore.layer())
         )
