@@ -61,7 +61,11 @@ export interface Options {
   readonly cookie?: CookieOptions | undefined
   /** A session unused for this long is dead. Default 14 days. */
   readonly idleTimeout?: Duration.DurationInput | undefined
-  /** A session older than this is dead however active. Default 30 days. */
+  /**
+   * A session older than this is dead however active. Default 30 days.
+   * Counted from the session's creation on every load, so shortening it ends
+   * older sessions at once.
+   */
   readonly absoluteTimeout?: Duration.DurationInput | undefined
   /**
    * A request extends the idle deadline, and re-sends the cookie, only when
@@ -69,7 +73,11 @@ export interface Options {
    * send no cookie). Default min(idleTimeout / 10, 1 hour).
    */
   readonly touchAfter?: Duration.DurationInput | undefined
-  /** The largest encoded session, in bytes. Default 64 KiB. */
+  /**
+   * The largest encoded session, in bytes: a save over it fails with
+   * `SessionTooLarge` before anything is written, and a stored record over it
+   * is not parsed on load (the session starts empty). Default 64 KiB.
+   */
   readonly maxSize?: number | undefined
   /** Storage keys become HMAC-SHA-256(pepper, id) instead of SHA-256(id). */
   readonly pepper?: Redacted.Redacted<string> | undefined

@@ -6,7 +6,7 @@
  */
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Layer, Logger, Option, Schema } from "effect"
+import { Cause, Effect, Exit, Layer, Logger, Option, Schema, TestClock } from "effect"
 import * as MemoryStore from "../src/MemoryStore.js"
 import * as Session from "../src/Session.js"
 import * as SessionId from "../src/SessionId.js"
@@ -275,4 +275,30 @@ describe("logs (finding 6)", () => {
         expect(line).not.toMatch(/private-value|12345678/)
       }
     }).pipe(Effect.provide(loggedEnv)))
+})
+
+describe("stored data the session cannot trust (finding 9) and shortened timeouts", () => {
+  it.effect("a stored record over maxSize is not parsed: a fresh session, a warning, nothing adopted", () =>
+    Effect.gen(function*() {
+      const browser = yield* makeBrowser
+      const id = SessionId.unsafeGenerate()
+      const key = SessionId.storageKey(id)
+      const store = yield* SessionStore
+      const big = `{"v":1,"data":{"role":"${"r".repeat(70_000)}","items":[]},"createdAt":1,"absoluteExpiresAt":99999999999999,"principal":null}`
+      yield* store.insert(key, { data: new TextEncoder().encode(big), expiresAt: Date.now() + 60_000, principal: Option.none() })
+      const warningsBefore = logs.filter((line) => line.includes("undecodable")).length
+      const res = yield* browser.get("/show", { cookie: `session=${id}` })
+      expect(res.status).toBe(200)
+      expect(JSON.parse(res.body)).toEqual({ role: null, items: [], principal: null })
+      expect(logs.filter((line) => line.includes("undecodable")).length).toBe(warningsBefore + 1)
+    }).pipe(Effect.provide(loggedEnv)))
+
+  it.effect("a shortened absoluteTimeout ends sessions older than it at once, whatever deadline they were stored with", () =>
+    Effect.gen(function*() {
+      const id = yield* CartSession.withSession("", Effect.zipLeft(CartSession.id, CartSession.set("role", "admin")))
+      yield* TestClock.adjust("2 hours")
+      expect((yield* CartSession.withSession(id, CartSession.getAll)).role).toBe("admin")
+      const shorter = { absoluteTimeout: "1 hour" } as const
+      expect((yield* CartSession.withSession(id, CartSession.getAll, shorter)).role).toBeUndefined()
+    }).pipe(Effect.provide(MemoryStore.layer())))
 })

@@ -758,6 +758,8 @@ const tombstoneWrite = (movedTo: StorageKey | null, expiresAt: number): TextWrit
 const tombstonePrefix = `{"v":1,"tombstone":`
 const storageKeyPattern = /^[A-Za-z0-9_-]{43}$/
 const tombstonePrefixBytes = new TextEncoder().encode(tombstonePrefix)
+// a tombstone is under 70 bytes: anything longer is not parsed as one
+const tombstoneMaxLength = 128
 
 /** What a session needs of a stored record to end it. */
 interface RawState {
@@ -771,11 +773,11 @@ interface RawState {
 const tombstoneOf = (record: SessionRecord): RawState | undefined => {
   let text: string
   if (record.text !== undefined) {
-    if (!record.text.startsWith(tombstonePrefix)) return undefined
+    if (record.text.length > tombstoneMaxLength || !record.text.startsWith(tombstonePrefix)) return undefined
     text = record.text
   } else {
     const bytes = record.data
-    if (bytes.length < tombstonePrefixBytes.length) return undefined
+    if (bytes.length < tombstonePrefixBytes.length || bytes.length > tombstoneMaxLength) return undefined
     for (let i = 0; i < tombstonePrefixBytes.length; i++) if (bytes[i] !== tombstonePrefixBytes[i]) return undefined
     text = new TextDecoder().decode(bytes)
   }
@@ -1066,7 +1068,11 @@ const decodeRecord = <A>(
     }
   }
   const { envelope, text } = decoded.right
-  if (envelope.absoluteExpiresAt <= t || record.expiresAt <= t) return { _tag: "Decoded", loaded: Option.none() }
+  // (the absolute deadline is also counted with today's absoluteTimeout, so
+  // shortening it ends older sessions at once)
+  if (
+    envelope.absoluteExpiresAt <= t || record.expiresAt <= t || envelope.createdAt + config.absoluteMillis <= t
+  ) return { _tag: "Decoded", loaded: Option.none() }
   return {
     _tag: "Decoded",
     loaded: Option.some({ key, version: record.version, expiresAt: record.expiresAt, envelope, text })
