@@ -10,11 +10,12 @@ import { randomBytes } from "node:crypto"
  * @internal
  */
 export class LockTimeout extends Data.TaggedError("LockTimeout")<{
-  readonly path: string
+  /** The lock as `FileLockOptions.redact` names it (never a full path with a key in it). */
+  readonly lock: string
   readonly waitedMillis: number
 }> {
   override get message(): string {
-    return `lock ${this.path} still held by another process after ${this.waitedMillis} ms`
+    return `lock ${this.lock} still held by another process after ${this.waitedMillis} ms`
   }
 }
 
@@ -24,6 +25,11 @@ export interface FileLockOptions {
   readonly staleAfterMillis: number
   /** How long `withLock` waits for a held lock before failing with `LockTimeout`. */
   readonly timeoutMillis: number
+  /**
+   * Applied to every path and system message before it appears in an error
+   * or a log line: a store whose paths carry storage keys shortens them.
+   */
+  readonly redact: (text: string) => string
 }
 
 /** @internal */
@@ -116,7 +122,7 @@ export const make = (fs: FileSystem.FileSystem, path: Path.Path, options: FileLo
       }
       yield* fs.link(aside, target).pipe(
         Effect.catchIf(isAlreadyExists, () =>
-          Effect.logWarning(`file lock: a fresh lock at ${target} was replaced while a stale one was broken`))
+          Effect.logWarning(`file lock: a fresh lock at ${options.redact(target)} was replaced while a stale one was broken`))
       )
       yield* fs.remove(aside, { force: true })
       return false
@@ -127,12 +133,14 @@ export const make = (fs: FileSystem.FileSystem, path: Path.Path, options: FileLo
       Effect.flatMap((bytes) =>
         decoder.decode(bytes) === token
           ? fs.remove(lockPath, { force: true })
-          : Effect.logWarning(`file lock: ${lockPath} was taken over while held (held past staleAfter?)`)
+          : Effect.logWarning(`file lock: ${options.redact(lockPath)} was taken over while held (held past staleAfter?)`)
       ),
-      Effect.catchIf(isNotFound, () => Effect.logWarning(`file lock: ${lockPath} was broken while held`)),
+      Effect.catchIf(isNotFound, () => Effect.logWarning(`file lock: ${options.redact(lockPath)} was broken while held`)),
       // The lock becomes stale and is broken later; the guarded write has
       // already completed, so the caller's outcome stands.
-      Effect.catchAll((error) => Effect.logWarning(`file lock: could not release ${lockPath}`, error))
+      Effect.catchAll((error) =>
+        Effect.logWarning(`file lock: could not release ${options.redact(lockPath)}`, options.redact(error.message))
+      )
     )
 
   const breakStale = (lockPath: string): Effect.Effect<boolean, PlatformError> =>
@@ -164,7 +172,7 @@ export const make = (fs: FileSystem.FileSystem, path: Path.Path, options: FileLo
         if (yield* tryCreate(lockPath, token)) return token
         const now = yield* wallNow
         if (now - start >= options.timeoutMillis) {
-          return yield* Effect.fail(new LockTimeout({ path: lockPath, waitedMillis: now - start }))
+          return yield* Effect.fail(new LockTimeout({ lock: options.redact(lockPath), waitedMillis: now - start }))
         }
         const info = yield* statOption(lockPath)
         // released meanwhile: try again at once
