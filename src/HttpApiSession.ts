@@ -194,13 +194,18 @@ const statusOf = (error: SessionError): number =>
 
 /**
  * The response `ErrorResponse` declares for a session error, for code
- * outside an `HttpApi` (the `HttpLayerRouter` middleware answers with it).
+ * outside an `HttpApi` (the `HttpLayerRouter` middleware answers with it);
+ * a conflict's also says `Retry-After: 1`.
  *
  * @since 1.0.0
  * @category errors
  */
 export const toResponse = (error: SessionError): HttpServerResponse.HttpServerResponse =>
-  HttpServerResponse.unsafeJson(encodeErrorResponse(error), { status: statusOf(error) })
+  HttpServerResponse.unsafeJson(encodeErrorResponse(error), {
+    status: statusOf(error),
+    // a conflict clears as soon as the other writers are done
+    ...(error._tag === "SessionConflict" ? { headers: { "retry-after": "1" } } : {})
+  })
 
 const isResponseError = (u: unknown): u is SessionError =>
   isSessionError(u) && (u as { readonly _tag: string })._tag !== "SessionDecodeError"

@@ -21,7 +21,7 @@ import { Effect, Either, Layer, Option, Schema } from "effect"
 import * as HttpApiSession from "../src/HttpApiSession.js"
 import * as MemoryStore from "../src/MemoryStore.js"
 import * as Session from "../src/Session.js"
-import { SessionStoreError } from "../src/SessionError.js"
+import { SessionConflict, SessionEncodeError, SessionStoreError, SessionTooLarge } from "../src/SessionError.js"
 import * as SessionId from "../src/SessionId.js"
 import { SessionStore } from "../src/SessionStore.js"
 import { parseSetCookie } from "./utils/http.js"
@@ -287,5 +287,15 @@ describe("HttpApiSession.Tag", () => {
       message: "The session store is unavailable",
       operation: "update"
     }))
+  })
+})
+
+describe("HttpApiSession.toResponse", () => {
+  it("answers a conflict with 503 and Retry-After, as the API declares it", () => {
+    const res = HttpApiSession.toResponse(new SessionConflict({ reason: "VersionMismatch" }))
+    expect(res.status).toBe(503)
+    expect(res.headers["retry-after"]).toBe("1")
+    expect(HttpApiSession.toResponse(new SessionTooLarge({ size: 500, limit: 400 })).status).toBe(413)
+    expect(HttpApiSession.toResponse(new SessionEncodeError({ cause: "x" })).status).toBe(500)
   })
 })

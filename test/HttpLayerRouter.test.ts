@@ -18,7 +18,7 @@ import { Cause, Effect, Layer, Logger, Option, Schema } from "effect"
 import * as HttpApiSession from "../src/HttpApiSession.js"
 import * as MemoryStore from "../src/MemoryStore.js"
 import * as Session from "../src/Session.js"
-import { SessionStoreError } from "../src/SessionError.js"
+import { SessionStoreError, type StoreOperation } from "../src/SessionError.js"
 import * as SessionId from "../src/SessionId.js"
 import { SessionStore } from "../src/SessionStore.js"
 import { makeBrowser, parseSetCookie } from "./utils/http.js"
@@ -48,13 +48,16 @@ const serveRoutes = <E, R>(store: Layer.Layer<SessionStore, E, R>) =>
     Layer.provideMerge(store)
   )
 
+const down = (operation: StoreOperation) =>
+  Effect.fail(new SessionStoreError({ store: "down", operation, cause: new Error("ECONNREFUSED") }))
+
 const downStore = Layer.succeed(SessionStore, {
   name: "down",
-  load: () => Effect.fail(new SessionStoreError({ store: "down", operation: "load", cause: new Error("ECONNREFUSED") })),
-  insert: () => Effect.fail(new SessionStoreError({ store: "down", operation: "insert", cause: new Error("ECONNREFUSED") })),
-  update: () => Effect.fail(new SessionStoreError({ store: "down", operation: "update", cause: new Error("ECONNREFUSED") })),
-  touch: () => Effect.fail(new SessionStoreError({ store: "down", operation: "touch", cause: new Error("ECONNREFUSED") })),
-  remove: () => Effect.fail(new SessionStoreError({ store: "down", operation: "remove", cause: new Error("ECONNREFUSED") }))
+  load: () => down("load"),
+  insert: () => down("insert"),
+  update: () => down("update"),
+  touch: () => down("touch"),
+  remove: () => down("remove")
 })
 
 /** A logger that keeps the messages, for the tests that read the log. */
