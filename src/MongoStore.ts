@@ -18,6 +18,7 @@ import { Config, Effect, Layer, Option, Predicate } from "effect"
 import type { Binary, Collection, Db, MongoClientOptions, UpdateFilter, UpdateResult } from "mongodb"
 import { MongoClient } from "mongodb"
 import { storeAndIndex } from "./internal/layer.js"
+import { notAString } from "./internal/principal.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
 import * as SessionId from "./SessionId.js"
@@ -113,10 +114,7 @@ const writeUpdate = (write: SessionStore.SessionWrite, version: number): UpdateF
 // with `$eq`, which treats even an object as a value to equal, never as an
 // operator.
 const checkPrincipal = (operation: StoreOperation, principal: unknown): Effect.Effect<void, SessionStoreError> =>
-  typeof principal === "string" ? Effect.void : Effect.fail(fail(
-    operation,
-    new TypeError(`the principal must be a string, got ${principal === null ? "null" : typeof principal}`)
-  ))
+  typeof principal === "string" ? Effect.void : Effect.fail(notAString(name, operation, principal))
 
 const checkWrite = (operation: StoreOperation, write: SessionStore.SessionWrite): Effect.Effect<void, SessionStoreError> =>
   Option.isSome(write.principal) ? checkPrincipal(operation, write.principal.value) : Effect.void

@@ -32,6 +32,7 @@ import type { Cluster, RedisOptions } from "ioredis"
 import { Redis } from "ioredis"
 import { Deadlines } from "./internal/deadlines.js"
 import { storeAndIndex } from "./internal/layer.js"
+import { notAString } from "./internal/principal.js"
 import * as Scripts from "./internal/redisScripts.js"
 import { TextRecord } from "./internal/text.js"
 import type { StoreOperation } from "./SessionError.js"
@@ -171,6 +172,13 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
 
   const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
+  // ioredis spreads an array argument into several, which would shift a
+  // script's arguments: a principal that is not a string is refused first
+  const wrongPrincipal = (operation: StoreOperation, principal: Option.Option<unknown>) =>
+    Option.isSome(principal) && typeof principal.value !== "string"
+      ? notAString(name, operation, principal.value)
+      : undefined
+
   const malformed = (operation: StoreOperation, detail: string) =>
     new SessionStoreError({ store: name, operation, cause: new Error(`unexpected reply from Redis: ${detail}`) })
 
@@ -221,6 +229,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   const prefixBytes = String(Buffer.byteLength(prefix))
   const readIndex = (operation: StoreOperation, principal: string, revoke: boolean) =>
     Effect.gen(function*() {
+      if (typeof principal !== "string") return yield* notAString(name, operation, principal)
       const set = indexKey(principal)
       const t = yield* now
       const listed = yield* Effect.flatMap(
@@ -319,6 +328,8 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     // the writes without generators either: they run on every save
     insert: (key, write) =>
       Effect.clockWith((clock) => {
+        const wrong = wrongPrincipal("insert", write.principal)
+        if (wrong !== undefined) return Effect.fail(wrong)
         const t = clock.unsafeCurrentTimeMillis()
         return callThen(
           "insert",
@@ -335,6 +346,8 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
 
     update: (key, write, expectedVersion) =>
       Effect.clockWith((clock) => {
+        const wrong = wrongPrincipal("update", write.principal)
+        if (wrong !== undefined) return Effect.fail(wrong)
         const t = clock.unsafeCurrentTimeMillis()
         return callThen(
           "update",

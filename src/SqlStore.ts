@@ -16,6 +16,7 @@ import type * as Duration from "effect/Duration"
 import { Buffer } from "node:buffer"
 import { forkSweeper } from "./internal/cleanup.js"
 import { storeAndIndex } from "./internal/layer.js"
+import { notAString } from "./internal/principal.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
 import type { StorageKey } from "./SessionId.js"
@@ -301,11 +302,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   // fit the column, which would otherwise cut it or refuse it depending on
   // the SQL mode.
   const checkPrincipal = (operation: StoreOperation, principal: unknown): Effect.Effect<void, SessionStoreError> => {
-    if (typeof principal !== "string") {
-      return Effect.fail(storeError(operation)(
-        new TypeError(`the principal must be a string, got ${principal === null ? "null" : typeof principal}`)
-      ))
-    }
+    if (typeof principal !== "string") return Effect.fail(notAString(name, operation, principal))
     if (dialect === "mysql") {
       // the column counts characters (code points), not UTF-16 units
       let length = 0
