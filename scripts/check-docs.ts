@@ -17,6 +17,10 @@
  *                                   listed by name with its reason
  *   <!-- doc-check: file <path> --> the block is that file of the repository,
  *                                   character for character (and is checked)
+ *   <!-- doc-check: fails <text> --> a deliberate mistake (troubleshooting):
+ *                                   checked after the blocks it continues,
+ *                                   it must fail with an error containing
+ *                                   <text>, and it is not continued
  *
  * Shell blocks are checked too: a package of package.json's devDependencies
  * installed with a version must use exactly that range, and `effect` and
@@ -42,6 +46,7 @@ type Marker =
   | { readonly _tag: "continues" }
   | { readonly _tag: "skip"; readonly reason: string }
   | { readonly _tag: "file"; readonly path: string }
+  | { readonly _tag: "fails"; readonly error: string }
 
 const markdownFiles = (): Array<string> => {
   const found: Array<string> = []
@@ -56,7 +61,7 @@ const markdownFiles = (): Array<string> => {
   return [join(root, "README.md"), ...found]
 }
 
-const markerPattern = /^<!--\s*doc-check:\s*(continues|skip|file)\b\s*(.*?)\s*-->$/
+const markerPattern = /^<!--\s*doc-check:\s*(continues|skip|file|fails)\b\s*(.*?)\s*-->$/
 
 const parseMarker = (line: string | undefined, where: string): Marker | undefined => {
   const match = line === undefined ? null : markerPattern.exec(line.trim())
@@ -71,6 +76,9 @@ const parseMarker = (line: string | undefined, where: string): Marker | undefine
     case "skip":
       if (argument === "") throw new Error(`${where}: a skipped block says why: <!-- doc-check: skip <why> -->`)
       return { _tag: "skip", reason: argument }
+    case "fails":
+      if (argument === "") throw new Error(`${where}: say which error: <!-- doc-check: fails <text of the error> -->`)
+      return { _tag: "fails", error: argument }
     default:
       return { _tag: "file", path: argument }
   }
@@ -135,13 +143,15 @@ interface Module {
   /** for each line of `text`, where it came from */
   readonly origins: ReadonlyArray<{ readonly file: string; readonly line: number }>
   readonly label: string
+  /** the module must fail with an error containing this */
+  readonly fails?: string | undefined
 }
 
 /**
  * Joins a chain of blocks into one module: their imports are merged at the
  * top (a tour imports `Effect` in two blocks), the rest follows in order.
  */
-const moduleOf = (chain: ReadonlyArray<Block>, index: number): Module => {
+const moduleOf = (chain: ReadonlyArray<Block>, index: number, fails?: string): Module => {
   const named = new Map<string, Map<string, string>>() // module → local name → specifier text
   const other = new Map<string, { text: string; origin: { file: string; line: number } }>()
   const lines: Array<string> = []
@@ -193,7 +203,10 @@ const moduleOf = (chain: ReadonlyArray<Block>, index: number): Module => {
     name: join(root, "scripts", ".doc-blocks", `${file.replace(/[^\w]+/g, "_")}_${index}.ts`),
     text: [...header, ...lines, "export {}", ""].join("\n"),
     origins: [...headerOrigins, ...origins, { file: first.file, line: first.line }],
-    label: `${file}:${first.line - 1}${chain.length > 1 ? ` (+${chain.length - 1} continuing)` : ""}`
+    label: fails === undefined
+      ? `${file}:${first.line - 1}${chain.length > 1 ? ` (+${chain.length - 1} continuing)` : ""}`
+      : `${relative(root, chain[chain.length - 1].file)}:${chain[chain.length - 1].line - 1}`,
+    fails
   }
 }
 
@@ -227,6 +240,18 @@ const typeCheck = (modules: ReadonlyArray<Module>): Array<string> => {
   for (const module of modules) {
     const source = program.getSourceFile(module.name)!
     const diagnostics = [...program.getSyntacticDiagnostics(source), ...program.getSemanticDiagnostics(source)]
+    if (module.fails !== undefined) {
+      const expected = module.fails
+      const texts = diagnostics.map((d) => ts.flattenDiagnosticMessageText(d.messageText, "\n"))
+      if (!texts.some((text) => text.includes(expected))) {
+        problems.push(
+          `[block at ${module.label}]: should fail with "${expected}", but ${
+            texts.length === 0 ? "it compiles" : `fails with:\n  ${texts.join("\n  ")}`
+          }`
+        )
+      }
+      continue
+    }
     if (diagnostics.length > perBlock) {
       problems.push(`[block at ${module.label}: ${diagnostics.length} errors, the first ${perBlock}:]`)
     }
@@ -247,6 +272,7 @@ const typeCheck = (modules: ReadonlyArray<Module>): Array<string> => {
 const problems: Array<string> = []
 const skipped: Array<string> = []
 const chains: Array<Array<Block>> = []
+const mistakes: Array<{ readonly chain: ReadonlyArray<Block>; readonly error: string }> = []
 let checkedBlocks = 0
 for (const file of markdownFiles()) {
   let previous: Array<Block> | undefined
@@ -267,6 +293,10 @@ for (const file of markdownFiles()) {
         problems.push(`${where}: the block differs from ${marker.path}; keep them identical`)
       }
     }
+    if (marker?._tag === "fails") {
+      mistakes.push({ chain: [...(previous ?? []), block], error: marker.error })
+      continue
+    }
     if (marker?._tag === "continues") {
       if (previous === undefined) problems.push(`${where}: "continues", but no checked block comes before it`)
       else {
@@ -279,7 +309,10 @@ for (const file of markdownFiles()) {
   }
 }
 
-problems.push(...typeCheck(chains.map(moduleOf)))
+problems.push(...typeCheck([
+  ...chains.map((chain, i) => moduleOf(chain, i)),
+  ...mistakes.map(({ chain, error }, i) => moduleOf(chain, chains.length + i, error))
+]))
 
 for (const line of skipped) console.log(`skipped (fragment) ${line}`)
 if (problems.length > 0) {
@@ -287,4 +320,7 @@ if (problems.length > 0) {
   console.error(`\ndocs:check: ${problems.length} problem(s) in ${checkedBlocks} TypeScript blocks`)
   process.exit(1)
 }
-console.log(`docs:check: ${checkedBlocks} TypeScript blocks type-check (${chains.length} modules), ${skipped.length} skipped`)
+console.log(
+  `docs:check: ${checkedBlocks} TypeScript blocks type-check (${chains.length} modules), ` +
+    `${mistakes.length} deliberate mistakes fail as documented, ${skipped.length} skipped`
+)
