@@ -13,7 +13,8 @@ import {
   HttpApiError,
   HttpApiGroup,
   HttpClient,
-  HttpClientRequest
+  HttpClientRequest,
+  HttpServer
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
@@ -298,4 +299,49 @@ describe("HttpApiSession.toResponse", () => {
     expect(HttpApiSession.toResponse(new SessionTooLarge({ size: 500, limit: 400 })).status).toBe(413)
     expect(HttpApiSession.toResponse(new SessionEncodeError({ cause: "x" })).status).toBe(500)
   })
+})
+
+describe("HttpApiSession.Tag elsewhere", () => {
+  class Counter extends Session.Tag<Counter>()("test/HttpApi/Counter", {
+    n: Schema.optionalWith(Schema.Int, { default: () => 0 })
+  }) {}
+  class CounterMiddleware extends HttpApiSession.Tag<CounterMiddleware>()(
+    "test/HttpApi/CounterMiddleware",
+    Counter,
+    { cookie: { name: "counter", secure: false } }
+  ) {}
+  // the middleware on the whole API rather than on a group
+  class CounterApi extends HttpApi.make("counter").add(
+    HttpApiGroup.make("count").add(HttpApiEndpoint.post("increment", "/increment").addSuccess(Schema.Int))
+  ).middleware(CounterMiddleware) {}
+  const CountLive = HttpApiBuilder.group(CounterApi, "count", (handlers) =>
+    handlers.handle("increment", () =>
+      Effect.gen(function*() {
+        yield* Counter.update("n", (n) => n + 1)
+        return yield* Counter.get("n")
+      })))
+  const CounterLive = HttpApiBuilder.api(CounterApi).pipe(
+    Layer.provide(CountLive),
+    Layer.provide(CounterMiddleware.layer),
+    Layer.provide(MemoryStore.layer())
+  )
+
+  it.effect("on the whole API, served by HttpApiBuilder.toWebHandler: the cookie is on the web Response", () =>
+    Effect.gen(function*() {
+      const { dispose, handler } = HttpApiBuilder.toWebHandler(Layer.mergeAll(CounterLive, HttpServer.layerContext))
+      try {
+        const first = yield* Effect.promise(() => handler(new Request("http://localhost/increment", { method: "POST" })))
+        expect(first.status).toBe(200)
+        expect(yield* Effect.promise(() => first.text())).toBe("1")
+        const [line] = first.headers.getSetCookie()
+        expect(line).toMatch(/^counter=[A-Za-z0-9_-]{43}; /)
+        const cookie = line.split(";")[0]
+        const second = yield* Effect.promise(() =>
+          handler(new Request("http://localhost/increment", { method: "POST", headers: { cookie } }))
+        )
+        expect(yield* Effect.promise(() => second.text())).toBe("2")
+      } finally {
+        yield* Effect.promise(() => dispose())
+      }
+    }))
 })
