@@ -297,8 +297,10 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     )
 
   // The principal is checked before any statement: it must be a string (the
-  // types say so, but an application may forward unvalidated JSON, and a
-  // driver may expand an object parameter into SQL), and on MySQL/MariaDB
+  // types say so, but an application may forward unvalidated JSON: the
+  // drivers used with @effect/sql bind an object as one value today, but
+  // mysql's text protocol, for one, expands an object into `key = value`
+  // SQL, and nothing should depend on that), and on MySQL/MariaDB
   // fit the column, which would otherwise cut it or refuse it depending on
   // the SQL mode.
   const checkPrincipal = (operation: StoreOperation, principal: unknown): Effect.Effect<void, SessionStoreError> => {
