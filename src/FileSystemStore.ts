@@ -370,20 +370,20 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
       )
   }
 
-  const removePrincipalMarker = (principal: string, key: StorageKey) => {
+  // `tidy`: look whether the directory is left empty (a listing of it);
+  // `removeAll` looks once, after its last marker.
+  const removePrincipalMarker = (principal: string, key: StorageKey, tidy: boolean) => {
     const principalDir = principalDirectoryName(principal)
-    return Effect.zipRight(
-      fs.remove(path.join(markerDirectory(principalDir), key), { force: true }),
-      removeIfEmpty(principalDir)
-    )
+    const remove = fs.remove(path.join(markerDirectory(principalDir), key), { force: true })
+    return tidy ? Effect.zipRight(remove, removeIfEmpty(principalDir)) : remove
   }
 
   // Markers are written before the session file and removed after it, so
   // every session with a principal is listed under it, and every session
   // file is filed under a minute no later than the one it expires in (or
   // the minute it was written in). A marker without its session (a crash
-  // between the steps) is ignored by `keys`, and removed by `removeAll` and
-  // by the sweep.
+  // between the steps) is ignored by `keys`; the sweep removes an expiry
+  // marker, `removeAll` a principal's.
   const writeRecord = (
     key: StorageKey,
     paths: KeyPaths,
@@ -403,19 +403,26 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
       yield* writeAtomically(paths.file, encodeRecord(record))
       if (Option.isNone(previous)) sessionCount++
       if (Option.isSome(previousPrincipal) && !Option.contains(record.principal, previousPrincipal.value)) {
-        yield* removePrincipalMarker(previousPrincipal.value, key)
+        yield* removePrincipalMarker(previousPrincipal.value, key, true)
       }
       if (Option.isSome(previousBucket) && previousBucket.value !== bucket) {
         yield* removeExpiryMarker(previousBucket.value, key)
       }
     })
 
-  const deleteRecord = (key: StorageKey, paths: KeyPaths, previous: Option.Option<SessionStore.SessionRecord>) =>
+  const deleteRecord = (
+    key: StorageKey,
+    paths: KeyPaths,
+    previous: Option.Option<SessionStore.SessionRecord>,
+    tidy = true
+  ) =>
     Effect.gen(function*() {
       yield* fs.remove(paths.file, { force: true })
       if (Option.isNone(previous)) return
       sessionCount--
-      if (Option.isSome(previous.value.principal)) yield* removePrincipalMarker(previous.value.principal.value, key)
+      if (Option.isSome(previous.value.principal)) {
+        yield* removePrincipalMarker(previous.value.principal.value, key, tidy)
+      }
       yield* removeExpiryMarker(bucketOf(previous.value.expiresAt), key)
     })
 
@@ -566,15 +573,16 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
                 )
                 const t = yield* now
                 if (Option.exists(record, (r) => Option.contains(r.principal, principal))) {
-                  yield* deleteRecord(key, paths, record)
+                  yield* deleteRecord(key, paths, record, false)
                   return Option.exists(record, (r) => r.expiresAt > t) ? 1 : 0
                 }
                 // the session moved to another principal or is gone: only the marker is stale
-                yield* removePrincipalMarker(principal, key)
+                yield* removePrincipalMarker(principal, key, false)
                 return 0
               })),
           { concurrency: 16 }
         )).pipe(
+          Effect.tap(() => removeIfEmpty(principalDirectoryName(principal))),
           Effect.map((removed) => removed.reduce<number>((a, b) => a + b, 0)),
           Effect.mapError(storeError("removeAll"))
         )
