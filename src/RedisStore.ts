@@ -3,15 +3,15 @@
  *
  * A session is one string value under `prefix + storageKey` holding its
  * version, expiry, principal and data, with a native TTL that only collects
- * garbage: expiry is decided against the application's `Clock`. Every
+ * garbage: expiry is decided against the application's `Clock`. A session
  * operation is one round trip (`load` one GET; `insert`, `update`, `touch`
- * one Lua script each, `remove` one DEL). On a cluster every script's keys
+ * one Lua script each, `remove` one DEL), plus one when the principal index
+ * must follow: a touch that extends a session with a principal, and on a
+ * cluster, where the index lives in another slot, a write that gives a
+ * session a principal or a later expiry. On a cluster every script's keys
  * are in one slot. The principal index is a sorted set per principal,
- * scored by expiry and pruned by score as it is written; reads check each
- * member's record. On a cluster, where it lives in another slot, writing it
- * costs a second round trip when a session gets a principal or a later
- * expiry; a touch that extends a session with a principal costs one
- * everywhere.
+ * scored by expiry and pruned by score as it is written; `keys` and
+ * `removeAll` check each member's record.
  *
  * ```ts
  * import { Config } from "effect"
