@@ -232,8 +232,6 @@ export const Tag = <Self>() =>
   const makeEmpty = (): A => decodeEmpty({})
   const TagBase = Context.Tag(id)<Self, SessionHandle<A>>()
   const tag = TagBase as unknown as Context.Tag<Self, internal.RequestSession<A>>
-  // The sessions of the requests in flight through this tag's middleware.
-  const slots = new internal.Slots<A>(id)
   const notProvided = () =>
     Effect.dieMessage(`effect-session: ${id} is not provided: add ${id}.middleware() to the app, or use withSession`)
   // Every accessor call of every request goes through here: the session is
@@ -241,16 +239,9 @@ export const Tag = <Self>() =>
   // where `Effect.flatMap(tag, (h) => h.get(key))` takes four.
   const withHandle = <B>(f: (handle: internal.RequestSession<A>) => B) =>
     Effect.withFiberRuntime<B, SessionError, Self>((fiber) => {
-      const h = internal.find(fiber, tag, slots)
+      const h = internal.find(fiber, tag)
       return h === undefined ? notProvided() : h.loadThen(() => f(h), fiber)
     })
-  // `yield* Tag` gives the request's handle (without loading it), wherever
-  // the middleware keeps it: the tag runs as this effect instead of a
-  // lookup in the context alone.
-  const handle = Effect.withFiberRuntime<SessionHandle<A>, never, Self>((fiber) => {
-    const h = internal.find(fiber, tag, slots)
-    return h === undefined ? notProvided() : Effect.succeed(h)
-  })
   // built once per options object, not per call (DESIGN §8)
   const configs = new WeakMap<Options, internal.Config<A>>()
   const defaultConfig = internal.makeConfig(dataSchema, empty, makeEmpty, undefined)
@@ -279,7 +270,7 @@ export const Tag = <Self>() =>
     },
     principal: withHandle((h) => h.principal_),
     id: withHandle((h) => h.idNow()),
-    middleware: (options?: Options) => internal.middleware(tag, configFor(options), slots),
+    middleware: (options?: Options) => internal.middleware(tag, configFor(options)),
     withSession: <B, E, R>(sessionId: string, effect: Effect.Effect<B, E, R>, options?: Options) => {
       const config = configFor(options)
       return Effect.flatMap(SessionStore, (store) => {
@@ -292,10 +283,9 @@ export const Tag = <Self>() =>
       })
     }
   }
-  // (`_op` / `commit` are how an Effect value defines what running it does,
-  // as `Effectable.Class` does; the tag's key, and so `Context` and
-  // `provideService` with it, are unchanged)
-  return Object.assign(TagBase, statics, { _op: "Commit", commit: () => handle }) as unknown as TagClass<Self, Id, Fields>
+  // `yield* Tag` is the tag's own lookup in the context, where the
+  // middleware and `withSession` provide the handle
+  return Object.assign(TagBase, statics) as unknown as TagClass<Self, Id, Fields>
 }
 
 /**

@@ -619,9 +619,10 @@ describe("where a request finds its session", () => {
       const exit = yield* Effect.exit(TestSession.get("visits") as Effect.Effect<number, unknown>)
       assert(exit._tag === "Failure")
       expect(String(exit.cause)).toContain("test/TestSession is not provided")
+      // `yield* Tag` is the tag's own context lookup: Effect's message names the tag
       const handleExit = yield* Effect.exit(TestSession as unknown as Effect.Effect<unknown>)
       assert(handleExit._tag === "Failure")
-      expect(String(handleExit.cause)).toContain("test/TestSession is not provided")
+      expect(String(handleExit.cause)).toContain("Service not found: test/TestSession")
     }))
 })
 

@@ -1,7 +1,7 @@
 import type { HttpApp } from "@effect/platform"
 import { Cookies, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Fiber } from "effect"
-import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, FiberRef, Metric, Option, Random } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, Metric, Option, Random } from "effect"
 import type { Semaphore } from "effect/Effect"
 import type { Envelope, SessionCodecImpl } from "../SessionCodec.js"
 import * as Codec from "../SessionCodec.js"
@@ -1137,88 +1137,29 @@ const finish = <A>(
   Effect.flatMap(session.commitAt(t), (action) => Effect.succeed(applyCookie(config, response, action, session.committedAt)))
 
 /**
- * Where the middleware keeps the sessions of requests in flight, one per
- * `Session.Tag`: by the request's platform object (`HttpServerRequest`'s
- * `source`, the same for every fiber of the request and for a mounted
- * app's re-based request), so that a request's session costs no copy of
- * its context or fiber refs.
- *
- * @internal
- */
-export class Slots<A> {
-  private readonly key: symbol
-  constructor(id: string) {
-    this.key = Symbol(id)
-  }
-  get(source: object): RequestSession<A> | undefined {
-    return (source as any)[this.key]
-  }
-  set(source: object, session: RequestSession<A>): void {
-    ;(source as any)[this.key] = session
-  }
-}
-
-/**
- * The session of the request `fiber` runs for: one provided in the context
- * (`withSession`, a test, a middleware below one of those), else the one the
- * middleware keeps for the request.
+ * The session of the request `fiber` runs for: the one its context provides
+ * (the middleware's, `withSession`'s, a test's).
  *
  * @internal
  */
 export const find = <A>(
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
-  tag: Context.Tag<any, RequestSession<A>>,
-  slots: Slots<A>
+  tag: Context.Tag<any, RequestSession<A>>
 ): RequestSession<A> | undefined => {
-  const context = fiber.currentContext as Context.Context<unknown>
-  const provided = Context.getOption(context, tag)
-  if (provided._tag === "Some") return provided.value
-  const request = Context.getOption(context, HttpServerRequest.HttpServerRequest)
-  if (request._tag === "None") return undefined
-  const source = request.value.source
-  return typeof source === "object" && source !== null ? slots.get(source) : undefined
-}
-
-/**
- * `HttpApp.toHandled` (what `HttpServer.serve` runs per request) marks the
- * request once its response is sent.
- */
-const respondedMark = Symbol.for("@effect/platform/HttpApp/handled")
-
-const warnedMisplaced = new WeakSet<Config<any>>()
-
-/**
- * A session middleware whose app has sent the response already wraps the
- * sending (it was given to `HttpServer.serve(app, middleware)`,
- * `HttpApiBuilder.serve(middleware)` or `HttpLayerRouter.serve`'s
- * `middleware` option): no cookie it sets can reach the client. Says so,
- * once per middleware, with where it belongs; `undefined` when in place.
- *
- * @internal
- */
-export const misplacedWarning = (id: string, config: Config<any>, request: object): Effect.Effect<void> | undefined => {
-  if (!(respondedMark in request) || warnedMisplaced.has(config)) return undefined
-  warnedMisplaced.add(config)
-  return Effect.logError(
-    `effect-session: ${id}.middleware() ran after the response was sent, so the session cookie never reaches the client: ` +
-      `it was given where a middleware wraps the sending of the response (HttpServer.serve(app, middleware), ` +
-      `HttpApiBuilder.serve(middleware) or HttpLayerRouter.serve's middleware option). ` +
-      `Apply it to the app instead: HttpServer.serve(app.pipe(${id}.middleware())); for an HttpApi, provide the layer of ` +
-      `HttpApiSession.Tag; for HttpLayerRouter routes, HttpApiSession.layerRouterMiddleware`
-  )
+  const provided = Context.getOption(fiber.currentContext as Context.Context<unknown>, tag)
+  return provided._tag === "Some" ? provided.value : undefined
 }
 
 /** @internal */
 export const middleware = <Self, A>(
   tag: Context.Tag<Self, RequestSession<A>>,
-  config: Config<A>,
-  slots: Slots<A>
+  config: Config<A>
 ) =>
 <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E | SessionError, Exclude<R, Self> | SessionStore> =>
   Effect.withFiberRuntime<
     HttpServerResponse.HttpServerResponse,
     E | SessionError,
-    R | HttpServerRequest.HttpServerRequest
+    R | HttpServerRequest.HttpServerRequest | SessionStore
   >((fiber) => {
     const context = fiber.currentContext as Context.Context<HttpServerRequest.HttpServerRequest | SessionStore>
     const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
@@ -1228,48 +1169,25 @@ export const middleware = <Self, A>(
       Context.unsafeGet(context, SessionStore),
       () => Id.parse(request.cookies[config.cookieName])
     )
-    // (in place, the response is sent after this middleware is done: the
-    // check is one property lookup)
-    const checked = <B, E2>(effect: Effect.Effect<B, E2>): Effect.Effect<B, E2> => {
-      const warning = misplacedWarning(tag.key, config, request)
-      return warning === undefined ? effect : Effect.zipRight(warning, effect)
-    }
     const run = Effect.matchCauseEffect(app, {
       // a failed request saves nothing, but a logout in it still holds
       onFailure: (cause) =>
-        checked(
-          session.invalidated ? Effect.zipRight(session.revokeAfterFailure(cause), Effect.failCause(cause)) : Effect.failCause(cause)
-        ),
-      onSuccess: (appResponse) => checked(answer(appResponse))
-    })
-    const answer = (appResponse: HttpServerResponse.HttpServerResponse) => {
-      if (!session.used) return Effect.succeed(appResponse)
-      const response = addVary(appResponse)
-      // an error response saves nothing (but a logout); a read-only request has nothing to save
-      if (response.status >= 500) {
-        return session.invalidated
-          ? Effect.map(session.revokeAfterFailure(), (action) => applyCookie(config, response, action, session.committedAt))
-          : Effect.succeed(response)
+        session.invalidated ? Effect.zipRight(session.revokeAfterFailure(cause), Effect.failCause(cause)) : Effect.failCause(cause),
+      onSuccess: (appResponse) => {
+        if (!session.used) return Effect.succeed(appResponse)
+        const response = addVary(appResponse)
+        // an error response saves nothing (but a logout); a read-only request has nothing to save
+        if (response.status >= 500) {
+          return session.invalidated
+            ? Effect.map(session.revokeAfterFailure(), (action) => applyCookie(config, response, action, session.committedAt))
+            : Effect.succeed(response)
+        }
+        const t = clock.unsafeCurrentTimeMillis()
+        return session.nothingToSave(t) ? Effect.succeed(response) : finish(config, session, response, t)
       }
-      const t = clock.unsafeCurrentTimeMillis()
-      return session.nothingToSave(t) ? Effect.succeed(response) : finish(config, session, response, t)
-    }
-    const source = request.source
-    if (typeof source === "object" && source !== null && Option.isNone(Context.getOption(context, tag))) {
-      // The session is kept by the request's platform object: no copy of the
-      // context (as adding a service makes) and no fiber-ref write, which
-      // together cost a route that never uses the session several µs. A
-      // middleware of the same tag around this one gets its session back
-      // when this one is done.
-      const outer = slots.get(source)
-      slots.set(source, session)
-      return outer === undefined ? run : Effect.ensuring(run, Effect.sync(() => slots.set(source, outer)))
-    }
-    // Inside a context that provides the tag already (`withSession`, a
-    // test), or on a platform whose request has no object to key by: the
-    // session goes into the request's context, set on the request's fiber
-    // for the rest of the request (one fiber-ref write, where
-    // `provideService` takes two and restores the context afterwards;
-    // nothing after the middleware can name the session).
-    return Effect.zipRight(FiberRef.set(FiberRef.currentContext, Context.add(context, tag, session)), run)
+    })
+    // the request's session is a service of its context, for its handler and
+    // every fiber it forks; a middleware of the same tag nested in this one
+    // provides its own for its part of the app
+    return Effect.provideService(run, tag, session)
   }) as any
