@@ -4,8 +4,10 @@
  * store error's message carries the backend's own words (issue 13, item 5).
  */
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
+import type { SqlError } from "@effect/sql"
 import { SqlClient } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
+import type { HttpServerError } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
 import { Data, Effect, Layer, Logger, Schema } from "effect"
 import { connect } from "node:net"
@@ -34,11 +36,15 @@ const router = HttpRouter.empty.pipe(
 
 // The one-liner: session errors become responses, and `Teapot` stays in the
 // error channel, typed, for the app's own handler.
-const app = router.pipe(
+const responded = router.pipe(
   AppSession.middleware({ cookie: { secure: false }, maxSize: 1_024 }),
-  SessionError.respond,
-  Effect.catchTag("Teapot", () => HttpServerResponse.text("teapot", { status: 418 }))
+  SessionError.respond
 )
+// (checked by `npm run typecheck`) every session error is handled, the app's own remain
+type Remaining = Effect.Effect.Error<typeof responded>
+type Expected = Teapot | SqlError.SqlError | HttpServerError.RouteNotFound
+const exactlyTheAppsOwn: [Remaining] extends [Expected] ? [Expected] extends [Remaining] ? true : false : false = true
+const app = responded.pipe(Effect.catchTag("Teapot", () => HttpServerResponse.text("teapot", { status: 418 })))
 
 const logs: Array<string> = []
 const captureLogs = Logger.replace(
@@ -56,6 +62,7 @@ const TestLive = serve(app).pipe(
 describe("SessionError.respond", () => {
   it.effect("answers each session error with its status, logs what failed, and passes other errors on", () =>
     Effect.gen(function*() {
+      expect(exactlyTheAppsOwn).toBe(true)
       const browser = yield* makeBrowser
       const tooLarge = yield* browser.get("/big")
       expect([tooLarge.status, tooLarge.body]).toEqual([413, "Session too large"])
