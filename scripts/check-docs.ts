@@ -22,6 +22,13 @@
  *                                   it must fail with an error containing
  *                                   <text>, and it is not continued
  *
+ * Each TypeScript block and example must also build its session store before
+ * its HTTP server listens: in a `.pipe(…)` chain, a `Layer.provide` of a
+ * server (`NodeHttpServer.layer`, `ServerLive`, …) must come before the
+ * `Layer.provide` of a store (the last one provided is built first). In the
+ * other order a request that arrives while the store starts is accepted and
+ * never answered.
+ *
  * Shell blocks are checked too: a package of package.json's devDependencies
  * installed with a version must use exactly that range, and `effect` and
  * `@effect/*` must never be installed without one (npm's `latest` of several
@@ -267,6 +274,42 @@ const typeCheck = (modules: ReadonlyArray<Module>): Array<string> => {
   return problems
 }
 
+// --- start-up order ---------------------------------------------------------
+
+const serverPattern = /HttpServer\.layer|ServerLive|HttpLive/
+const storePattern = /Store\b|Store\.|store/
+
+/** `.pipe(…)` chains that provide a store before a server: the server would listen first. */
+const checkProvideOrder = (text: string, where: (line: number) => string): Array<string> => {
+  const problems: Array<string> = []
+  const source = ts.createSourceFile("order.ts", text, ts.ScriptTarget.ES2022, true)
+  const visit = (node: ts.Node) => {
+    if (
+      ts.isCallExpression(node) && ts.isPropertyAccessExpression(node.expression) &&
+      node.expression.name.text === "pipe"
+    ) {
+      const provided = node.arguments.flatMap((argument) =>
+        ts.isCallExpression(argument) && argument.expression.getText(source) === "Layer.provide" &&
+          argument.arguments.length === 1
+          ? [argument.arguments[0].getText(source)]
+          : []
+      )
+      const server = provided.findIndex((layer) => serverPattern.test(layer))
+      const store = provided.findIndex((layer) => storePattern.test(layer) && !serverPattern.test(layer))
+      if (server >= 0 && store >= 0 && store < server) {
+        const line = source.getLineAndCharacterOfPosition(node.getStart(source)).line
+        problems.push(
+          `${where(line)}: ${provided[store]} is provided before ${provided[server]}, so the server listens ` +
+            "before the store is built and requests that arrive meanwhile hang: provide the store last"
+        )
+      }
+    }
+    ts.forEachChild(node, visit)
+  }
+  visit(source)
+  return problems
+}
+
 // --- main --------------------------------------------------------------------
 
 const problems: Array<string> = []
@@ -286,6 +329,7 @@ for (const file of markdownFiles()) {
       continue
     }
     checkedBlocks++
+    problems.push(...checkProvideOrder(block.code, (line) => `${relative(root, file)}:${block.line + line}`))
     if (marker?._tag === "file") {
       const path = join(root, marker.path)
       if (!existsSync(path)) problems.push(`${where}: ${marker.path} does not exist`)
@@ -307,6 +351,11 @@ for (const file of markdownFiles()) {
     previous = [block]
     chains.push(previous)
   }
+}
+
+for (const name of readdirSync(join(root, "examples")).filter((name) => name.endsWith(".ts")).sort()) {
+  const text = readFileSync(join(root, "examples", name), "utf8")
+  problems.push(...checkProvideOrder(text, (line) => `examples/${name}:${line + 1}`))
 }
 
 problems.push(...typeCheck([
