@@ -67,6 +67,8 @@ const slowStores: ReadonlyArray<{
   readonly budgetMs: number
   /** what a request that reaches the app answers */
   readonly status: number
+  /** what the app logs about it */
+  readonly logged?: RegExp
 }> = [
   {
     // nothing listens there: ioredis keeps reconnecting, the layer waits its
@@ -74,7 +76,9 @@ const slowStores: ReadonlyArray<{
     name: "redis",
     env: async () => ({ REDIS_URL: `redis://127.0.0.1:${await freePort()}` }),
     budgetMs: 2_000 + 1_000,
-    status: 503
+    status: 503,
+    // SessionError.respond logs what failed
+    logged: /ERROR \(#\d+\).*: redis store: load failed: \S/
   },
   {
     // dynalite starts in the process, opens its LevelDB and the table is created
@@ -106,6 +110,7 @@ describe("start-up", () => {
       // the probes saw both phases: before the server listened, and the app answering
       expect(results.some((p) => p.outcome === "refused")).toBe(true)
       expect(results.filter((p) => p.outcome === `answered ${store.status}`).length).toBeGreaterThan(5)
+      if (store.logged !== undefined) expect(output).toMatch(store.logged)
     }, 120_000)
   }
 })
