@@ -8,14 +8,14 @@ import * as SessionId from "../../src/SessionId.js"
 import { SessionStore } from "../../src/SessionStore.js"
 import { describeBackend } from "../utils/backend.js"
 import {
+  monitorCommands,
   type RedisServer,
   redisBinaries,
   removeDir,
   sleep,
   startRedisServer,
   startRedisServerOnFreePort,
-  tempDir,
-  waitFor
+  tempDir
 } from "../utils/redisServer.js"
 import { expectEndedAtTimeout, expectEndedBeforeTimeout, timeoutWindow } from "../utils/timing.js"
 
@@ -58,36 +58,11 @@ describeBackend("RedisStore on a private redis-server", binaries, () => {
   it.live("every store operation is one Redis command (counted with MONITOR)", () =>
     Effect.gen(function*() {
       const client = new Redis({ host, port })
-      const marker = new Redis({ host, port })
-      const monitored = new Redis({ host, port })
-      const monitor = yield* Effect.promise(() => monitored.monitor())
-      yield* Effect.addFinalizer(() =>
-        Effect.promise(async () => {
-          monitor.disconnect()
-          await Promise.all([client.quit(), marker.quit(), monitored.quit()])
-        })
-      )
-      const seen: Array<{ readonly args: ReadonlyArray<string>; readonly source: string }> = []
-      monitor.on("monitor", (_time: string, args: Array<string>, source: string) => seen.push({ args, source }))
-      const markerName = `marker-${SessionId.unsafeGenerate().slice(0, 8)}`
-
-      // the commands a client other than the marker sent while `effect` ran;
-      // commands run by scripts (source "lua") are not round trips
-      let round = 0
+      yield* Effect.addFinalizer(() => Effect.promise(() => client.quit()))
+      const monitored = yield* monitorCommands(host, port)
+      // round trips: the commands the store's client sent, not those its scripts ran
       const commandsOf = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-        Effect.gen(function*() {
-          const begin = `${markerName}-${round++}-begin`
-          const end = `${markerName}-${round}-end`
-          yield* Effect.promise(() => marker.echo(begin))
-          yield* effect
-          yield* Effect.promise(() => marker.echo(end))
-          yield* Effect.promise(() =>
-            waitFor(async () => seen.some((e) => e.args[1] === end), 5000, "MONITOR did not report the end marker")
-          )
-          const from = seen.findIndex((e) => e.args[1] === begin)
-          const to = seen.findIndex((e) => e.args[1] === end)
-          return seen.slice(from + 1, to).filter((e) => e.source !== "lua").map((e) => e.args[0]!.toLowerCase())
-        })
+        Effect.map(monitored(effect), (commands) => commands.filter((command) => !command.startsWith("lua:")))
 
       const store = Context.get(yield* Layer.build(RedisStore.layer({ client, prefix })), SessionStore)
       const t = yield* now

@@ -1,4 +1,6 @@
+import { Effect } from "effect"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { randomBytes } from "node:crypto"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
@@ -197,3 +199,41 @@ export const redisCli = (args: ReadonlyArray<string>): string => {
   }
   return result.stdout
 }
+
+/**
+ * Watches a Redis server with MONITOR, on connections of its own closed with
+ * the scope. `commandsOf(effect)` runs the effect and returns the commands the
+ * server received meanwhile from any other client, lower-cased, in order;
+ * those a script ran are marked `lua:` (work on the server, not round trips).
+ * An ECHO from a marker connection brackets each effect.
+ */
+export const monitorCommands = (host: string, port: number) =>
+  Effect.gen(function*() {
+    const marker = new Redis({ host, port })
+    const monitored = new Redis({ host, port })
+    const monitor = yield* Effect.promise(() => monitored.monitor())
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(async () => {
+        monitor.disconnect()
+        await Promise.all([marker.quit(), monitored.quit()])
+      })
+    )
+    const seen: Array<{ readonly args: ReadonlyArray<string>; readonly source: string }> = []
+    monitor.on("monitor", (_time: string, args: Array<string>, source: string) => seen.push({ args, source }))
+    const markerName = `marker-${randomBytes(4).toString("hex")}`
+    let round = 0
+    return <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<ReadonlyArray<string>, E, R> =>
+      Effect.gen(function*() {
+        const begin = `${markerName}-${round++}-begin`
+        const end = `${markerName}-${round}-end`
+        yield* Effect.promise(() => marker.echo(begin))
+        yield* effect
+        yield* Effect.promise(() => marker.echo(end))
+        yield* Effect.promise(() =>
+          waitFor(async () => seen.some((e) => e.args[1] === end), 5000, "MONITOR did not report the end marker")
+        )
+        const from = seen.findIndex((e) => e.args[1] === begin)
+        const to = seen.findIndex((e) => e.args[1] === end)
+        return seen.slice(from + 1, to).map((e) => `${e.source === "lua" ? "lua:" : ""}${e.args[0]!.toLowerCase()}`)
+      })
+  })
