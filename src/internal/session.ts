@@ -1,5 +1,4 @@
-import type { HttpApp } from "@effect/platform"
-import { Cookies, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Cookies, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Fiber } from "effect"
 import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, Metric, Option, Random } from "effect"
 import type { Semaphore } from "effect/Effect"
@@ -1150,6 +1149,48 @@ export const find = <A>(
   return provided._tag === "Some" ? provided.value : undefined
 }
 
+/** The middlewares whose placement a completed request has shown. */
+const placementKnown = new WeakSet<Config<any>>()
+
+/**
+ * The first requests of a middleware check where it sits, with a public
+ * hook: a pre-response handler (`HttpApp.appendPreResponseHandler`) runs
+ * when `HttpServer.serve` sends the response. In place, that is after the
+ * middleware is done; a middleware that sees it run inside its app wraps the
+ * sending (`HttpServer.serve(app, middleware)`,
+ * `HttpApiBuilder.serve(middleware)`, `HttpLayerRouter.serve`'s `middleware`
+ * option), where no cookie it sets can reach the client: it says so, once,
+ * with where it belongs. Once a request has told, the check costs a lookup.
+ *
+ * @internal
+ */
+export const checkPlacement = <B, E, R>(
+  id: string,
+  config: Config<any>,
+  self: Effect.Effect<B, E, R>
+): Effect.Effect<B, E, R> => {
+  if (placementKnown.has(config)) return self
+  let sent = false
+  const observe = HttpApp.appendPreResponseHandler((_request, response) => {
+    sent = true
+    return Effect.succeed(response)
+  })
+  return Effect.onExit(Effect.zipRight(observe, self), (exit) => {
+    // (an interrupted request may not have got as far as sending)
+    if (placementKnown.has(config) || (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause))) return Effect.void
+    placementKnown.add(config)
+    return sent
+      ? Effect.logError(
+        `effect-session: ${id}.middleware() ran after the response was sent, so the session cookie never reaches the client: ` +
+          `it was given where a middleware wraps the sending of the response (HttpServer.serve(app, middleware), ` +
+          `HttpApiBuilder.serve(middleware) or HttpLayerRouter.serve's middleware option). ` +
+          `Apply it to the app instead: HttpServer.serve(app.pipe(${id}.middleware())); for an HttpApi, provide the layer of ` +
+          `HttpApiSession.Tag; for HttpLayerRouter routes, HttpApiSession.layerRouterMiddleware`
+      )
+      : Effect.void
+  })
+}
+
 /** @internal */
 export const middleware = <Self, A>(
   tag: Context.Tag<Self, RequestSession<A>>,
@@ -1189,5 +1230,5 @@ export const middleware = <Self, A>(
     // the request's session is a service of its context, for its handler and
     // every fiber it forks; a middleware of the same tag nested in this one
     // provides its own for its part of the app
-    return Effect.provideService(run, tag, session)
+    return Effect.provideService(checkPlacement(tag.key, config, run), tag, session)
   }) as any
