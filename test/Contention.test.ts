@@ -4,26 +4,17 @@
  * other, instances that share a backend (separate processes) replay within
  * `conflictTimeout`, and nothing is kept per key once a burst is over.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
 import { coordinatedKeys } from "../src/internal/session.js"
 import * as MemoryStore from "../src/MemoryStore.js"
 import { SessionConflict } from "../src/SessionError.js"
 import { SessionStore } from "../src/SessionStore.js"
-import { describeBackend, reachable } from "./utils/backend.js"
-import type { Backend, Prepared, StoreSpec } from "./utils/contention.js"
+import { describeBackend } from "./utils/backend.js"
+import type { StoreSpec } from "./utils/contention.js"
 import { backends, counterApp, counterOptions, CounterSession, storeLayer } from "./utils/contention.js"
+import { availabilityOf, preparedFor } from "./utils/contentionSuites.js"
 import { makeBrowser, serve } from "./utils/http.js"
-
-const availability = async (backend: Backend) => {
-  if (backend.gate !== undefined) {
-    const set = process.env[backend.gate.variable] !== undefined
-    return { available: set, reason: `${backend.gate.variable} is not set`, required: set }
-  }
-  if (backend.server === undefined) return { available: true, reason: "" }
-  const { host, port } = backend.server
-  return { available: await reachable(host, port), reason: `no server answers on ${host}:${port}` }
-}
 
 /**
  * Holds every request that arrives until `parties` have: the whole burst is
@@ -79,18 +70,8 @@ const counterOn = (server: Server, cookie: string) =>
 const burstTimeout = 180_000
 
 for (const backend of backends) {
-  describeBackend(`contention on ${backend.name}`, await availability(backend), () => {
-    let prepared: Prepared | undefined
-    beforeAll(async () => {
-      prepared = await backend.prepare()
-    })
-    afterAll(async () => {
-      await prepared?.close()
-    })
-    const spec = () => {
-      if (prepared === undefined) throw new Error(`${backend.name} was not prepared`)
-      return prepared.spec
-    }
+  describeBackend(`contention on ${backend.name}`, await availabilityOf(backend), () => {
+    const spec = preparedFor(backend)
 
     it.scopedLive("200 concurrent increments on one session in one process: 200, every request answered 200", () =>
       Effect.gen(function*() {

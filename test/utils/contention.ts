@@ -102,6 +102,8 @@ export interface Backend<S extends StoreSpec = StoreSpec> {
   readonly name: string
   /** Whether separate processes can share it (every store but memory). */
   readonly shared: boolean
+  /** Whether it provides `SessionIndex` (`revokeAll`, `list`). Default true. */
+  readonly indexed?: boolean | undefined
   /** The server to probe before running its suite; none for embedded stores. */
   readonly server?: { readonly host: string; readonly port: number } | undefined
   /** Gated on an environment variable (MongoDB: no server runs on these machines). */
@@ -199,6 +201,7 @@ export const backends: ReadonlyArray<Backend> = [
   {
     name: "MemcachedStore",
     shared: true,
+    indexed: false,
     server: {
       host: memcached.slice(0, memcached.lastIndexOf(":")),
       port: Number(memcached.slice(memcached.lastIndexOf(":") + 1))

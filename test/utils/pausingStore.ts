@@ -25,7 +25,10 @@ export interface Gate {
 }
 
 export interface PausingStore {
-  /** The wrapped store and index, as the session middleware and `revokeAll` use them. */
+  /**
+   * The wrapped store and index, as the session middleware and `revokeAll`
+   * use them (the index only when the inner store has one).
+   */
   readonly context: Context.Context<SessionStore | SessionIndex>
   /** The calls received since the last `arm`. */
   readonly calls: ReadonlyArray<StoreCall>
@@ -55,7 +58,7 @@ const methodNames = (service: object): ReadonlyArray<string> => {
 }
 
 /** Wraps a store and its index; several wrappers may share one inner store, like processes sharing a backend. */
-export const make = (inner: Context.Context<SessionStore | SessionIndex>): PausingStore => {
+export const make = (inner: Context.Context<SessionStore>): PausingStore => {
   let armed: Armed | undefined
   let calls: Array<StoreCall> = []
   const before = (call: StoreCall): Effect.Effect<void> =>
@@ -74,9 +77,12 @@ export const make = (inner: Context.Context<SessionStore | SessionIndex>): Pausi
     }
     return wrapped as S
   }
-  const context = Context.make(SessionStore, wrap(Context.get(inner, SessionStore))).pipe(
-    Context.add(SessionIndex, wrap(Context.get(inner, SessionIndex)))
-  )
+  const store = Context.make(SessionStore, wrap(Context.get(inner, SessionStore)))
+  const index = Context.getOption(inner as Context.Context<SessionStore | SessionIndex>, SessionIndex)
+  // without an index, a use of it fails as a missing service, as it does on that store
+  const context = (index._tag === "Some" ? Context.add(store, SessionIndex, wrap(index.value)) : store) as Context.Context<
+    SessionStore | SessionIndex
+  >
   return {
     context,
     get calls() {
