@@ -30,7 +30,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { request as httpRequest } from "node:http"
 import { createServer } from "node:http"
 import { connect } from "node:net"
-import { dirname, join } from "node:path"
+import { dirname } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { Backend, StoreSpec } from "../test/utils/contention.js"
 import { backends, counterApp, storeLayer } from "../test/utils/contention.js"
@@ -75,7 +75,9 @@ const stopAll = () => {
 /** Starts a server process over a new instance of the store; resolves with its port. */
 const startChild = (spec: StoreSpec): Promise<{ readonly child: ChildProcess; readonly port: number }> =>
   new Promise((resolve, reject) => {
-    const child = spawn(join(rootDir, "node_modules", ".bin", "tsx"), [thisFile, "serve"], {
+    // node itself with tsx's loader, not the tsx command: that would run the
+    // server as a grandchild, which outlives a kill of the pid we hold
+    const child = spawn(process.execPath, ["--import", "tsx", thisFile, "serve"], {
       cwd: rootDir,
       env: { ...process.env, CONTENTION_STORE: JSON.stringify(spec) },
       stdio: ["ignore", "pipe", "pipe"]
