@@ -11,7 +11,7 @@
  */
 import type { SchemaAST } from "effect"
 import { Effect, Either, Option, ParseResult, Schema } from "effect"
-import { Buffer } from "node:buffer"
+import * as Record from "./core/record.js"
 import { SessionDecodeError, SessionEncodeError, SessionTooLarge } from "./SessionError.js"
 
 /**
@@ -62,7 +62,7 @@ export const defaultMaxSize = 64 * 1024
  * @since 1.0.0
  * @category constants
  */
-export const version = 1
+export const version: number = Record.envelopeVersion
 
 /**
  * The codec with its synchronous cores, which the session lifecycle calls
@@ -92,37 +92,13 @@ export interface SessionCodecImpl<A> extends SessionCodec<A> {
   readonly decodeString: (text: string) => Either.Either<{ readonly envelope: Envelope<A>; readonly text: string }, SessionDecodeError>
 }
 
-const prefix = `{"v":${version},"data":`
-
 /**
- * The length of a string's UTF-8 encoding, as `TextEncoder` writes it (a
- * lone surrogate becomes U+FFFD, 3 bytes), without encoding it. Node's
- * native count: about ten times faster than a loop over the code units on a
- * 30 KB text, which every load of a large session pays.
+ * The length of a string's UTF-8 encoding, as `TextEncoder` writes it,
+ * without encoding it.
  *
  * @internal
  */
-export const utf8Length = (text: string): number => Buffer.byteLength(text, "utf8")
-
-/**
- * Whether a JSON text may hold a key that parses to `"__proto__"`: it is
- * written out, or hidden behind a `\u` escape (no other escape makes any
- * of its letters). `JSON.stringify` writes `\u` only for control
- * characters and lone surrogates, so session data almost never takes the
- * slower reviver path.
- */
-const mayHavePrototypeKey = (text: string): boolean => text.includes("__proto__") || text.includes("\\u")
-
-/**
- * `JSON.parse` keeps a `"__proto__"` key as an own property, but
- * `Schema.Record`'s parser copies every key into a new object by assignment,
- * and assigning `"__proto__"` sets the copy's prototype: with a
- * `Schema.Record` field, `{"prefs":{"__proto__":{"isAdmin":true}}}` decoded
- * to a `prefs` whose `isAdmin` was `true`. Such keys are dropped at any
- * depth, so stored data never chooses a prototype. (`constructor` and
- * `prototype` keys stay: as own data properties they change no prototype.)
- */
-const dropPrototypeKey = (key: string, value: unknown): unknown => key === "__proto__" ? undefined : value
+export const utf8Length: (text: string) => number = Record.utf8Length
 
 /** The property names of a struct schema, encoded and decoded side. */
 const declaredFields = (ast: SchemaAST.AST): ReadonlySet<PropertyKey> => {
@@ -199,8 +175,7 @@ export const makeImpl = <A, I>(
     if (last.createdAt === createdAt && last.absoluteExpiresAt === absoluteExpiresAt && last.principal === name) {
       return last.text
     }
-    const text = `,"createdAt":${JSON.stringify(createdAt)},"absoluteExpiresAt":${JSON.stringify(absoluteExpiresAt)},` +
-      `"principal":${name === null ? "null" : JSON.stringify(name)}}`
+    const text = Record.envelopeSuffix(createdAt, absoluteExpiresAt, name)
     lastSuffix = { createdAt, absoluteExpiresAt, principal: name, text }
     return text
   }
@@ -230,43 +205,18 @@ export const makeImpl = <A, I>(
   const decodeString = (
     text: string
   ): Either.Either<{ readonly envelope: Envelope<A>; readonly text: string }, SessionDecodeError> => {
-    // a UTF-16 code unit is 1 to 3 UTF-8 bytes: only a text that may be over
-    // the limit is measured, and one longer than the limit in code units is
-    // over it without measuring
-    if (text.length * 3 > maxSize) {
-      if (text.length > maxSize) return tooLarge(text.length, false)
-      const size = utf8Length(text)
-      if (size > maxSize) return tooLarge(size, true)
-    }
-    return parse(text)
+    const over = Record.textOverLimit(text, maxSize)
+    return over === undefined ? parse(text) : tooLarge(over.size, over.exact)
   }
   const parse = (
     text: string
   ): Either.Either<{ readonly envelope: Envelope<A>; readonly text: string }, SessionDecodeError> => {
-    let json: unknown
-    try {
-      json = mayHavePrototypeKey(text) ? JSON.parse(text, dropPrototypeKey) : JSON.parse(text)
-    } catch (cause) {
-      return decodeFailure(cause)
-    }
-    // the envelope's fields are checked by hand (a few typeofs), the data by
-    // the session's schema
-    if (typeof json !== "object" || json === null || Array.isArray(json)) {
-      return decodeFailure(new Error("a session envelope must be a JSON object"))
-    }
-    const fields = json as Record<string, unknown>
-    if (fields.v !== version) {
-      return decodeFailure(new Error(`unsupported envelope version ${JSON.stringify(fields.v)} (this release reads ${version})`))
-    }
-    const { absoluteExpiresAt, createdAt, principal } = fields
-    if (typeof createdAt !== "number" || typeof absoluteExpiresAt !== "number") {
-      return decodeFailure(new Error("createdAt and absoluteExpiresAt must be numbers"))
-    }
-    if (principal !== null && typeof principal !== "string") {
-      return decodeFailure(new Error("principal must be a string or null"))
-    }
-    if (!("data" in fields)) return decodeFailure(new Error("the envelope has no data"))
-    const data = decodeData(fields.data)
+    // the envelope's fields are checked by the core, the data by the
+    // session's schema
+    const read = Record.readEnvelope(text)
+    if (read._tag === "Invalid") return decodeFailure(read.error)
+    const { absoluteExpiresAt, createdAt, principal } = read.fields
+    const data = decodeData(read.fields.data)
     if (Either.isLeft(data)) {
       const at = failedFields(data.left)
       return decodeFailure(new Error(`the data does not match the schema${at === "" ? "" : ` at ${at}`}`))
@@ -287,14 +237,12 @@ export const makeImpl = <A, I>(
   const encodeText = (envelope: Envelope<A>): Either.Either<string, SessionEncodeError | SessionTooLarge> => {
     const data = dataJson(envelope.data)
     if (Either.isLeft(data)) return Either.left(data.left)
-    const text = prefix + data.right + suffix(envelope.createdAt, envelope.absoluteExpiresAt, envelope.principal)
-    // a UTF-16 code unit is at most 3 UTF-8 bytes: only a text that may be
-    // over the limit is measured
-    if (text.length * 3 > maxSize) {
-      const size = utf8Length(text)
-      if (size > maxSize) return Either.left(new SessionTooLarge({ size, limit: maxSize }))
-    }
-    return Either.right(text)
+    const text = Record.envelopePrefix + data.right +
+      suffix(envelope.createdAt, envelope.absoluteExpiresAt, envelope.principal)
+    const over = Record.textOverLimit(text, maxSize)
+    return over === undefined
+      ? Either.right(text)
+      : Either.left(new SessionTooLarge({ size: over.exact ? over.size : Record.utf8Length(text), limit: maxSize }))
   }
   const encodeEither = (envelope: Envelope<A>): Either.Either<Uint8Array, SessionEncodeError | SessionTooLarge> =>
     Either.map(encodeText(envelope), (text) => textEncoder.encode(text))
@@ -307,12 +255,8 @@ export const makeImpl = <A, I>(
     if (data === loaded.data) return Either.right(true)
     const json = dataJson(data)
     if (Either.isLeft(json)) return Either.left(json.left)
-    const end = suffix(loaded.createdAt, loaded.absoluteExpiresAt, loaded.principal)
-    if (text.startsWith(prefix) && text.endsWith(end) && text.length === prefix.length + json.right.length + end.length) {
-      // (compared in place: no copy of the stored data's JSON)
-      return Either.right(text.startsWith(json.right, prefix.length))
-    }
-    if (text.startsWith(prefix) && text.endsWith(end)) return Either.right(false)
+    const same = Record.storesSameData(text, json.right, suffix(loaded.createdAt, loaded.absoluteExpiresAt, loaded.principal))
+    if (same !== undefined) return Either.right(same)
     return Either.map(dataJson(loaded.data), (loadedJson) => json.right === loadedJson)
   }
 

@@ -8,8 +8,9 @@
  *
  * @since 1.0.0
  */
-import { Brand, Effect, Option, Redacted } from "effect"
-import { createHash, createHmac, randomBytes } from "node:crypto"
+import type { Brand } from "effect"
+import { Effect, Option, Redacted } from "effect"
+import * as Ids from "./core/ids.js"
 
 /**
  * @since 1.0.0
@@ -25,8 +26,6 @@ export type SessionId = string & Brand.Brand<"effect-session/SessionId">
  */
 export type StorageKey = string & Brand.Brand<"effect-session/StorageKey">
 
-const pattern = /^[A-Za-z0-9_-]{43}$/
-
 /**
  * A fresh id: 256 bits from the CSPRNG.
  *
@@ -40,7 +39,7 @@ export const generate: Effect.Effect<SessionId> = Effect.sync(unsafeGenerate)
  * @category constructors
  */
 export function unsafeGenerate(): SessionId {
-  return randomBytes(32).toString("base64url") as SessionId
+  return Ids.generateId() as SessionId
 }
 
 /**
@@ -51,13 +50,13 @@ export function unsafeGenerate(): SessionId {
  * @category parsing
  */
 export const parse = (value: string | undefined): Option.Option<SessionId> =>
-  value !== undefined && pattern.test(value) ? Option.some(value as SessionId) : Option.none()
+  Ids.isId(value) ? Option.some(value as SessionId) : Option.none()
 
 /**
  * @since 1.0.0
  * @category refinements
  */
-export const isSessionId = (value: unknown): value is SessionId => typeof value === "string" && pattern.test(value)
+export const isSessionId = (value: unknown): value is SessionId => Ids.isId(value)
 
 /**
  * Builds the function from ids to storage keys: SHA-256, or HMAC-SHA-256
@@ -67,13 +66,10 @@ export const isSessionId = (value: unknown): value is SessionId => typeof value 
  * @since 1.0.0
  * @category storage keys
  */
-export const makeStorageKey = (pepper?: Redacted.Redacted<string> | undefined): (id: SessionId) => StorageKey => {
-  if (pepper === undefined) {
-    return (id) => createHash("sha256").update(id).digest("base64url") as StorageKey
-  }
-  const secret = Redacted.value(pepper)
-  return (id) => createHmac("sha256", secret).update(id).digest("base64url") as StorageKey
-}
+export const makeStorageKey = (pepper?: Redacted.Redacted<string> | undefined): (id: SessionId) => StorageKey =>
+  Ids.storageKeyFunction(pepper === undefined ? undefined : Redacted.value(pepper)) as unknown as (
+    id: SessionId
+  ) => StorageKey
 
 /**
  * The unpeppered storage key of an id.
@@ -99,4 +95,4 @@ export const unsafeStorageKey = (key: string): StorageKey => key as StorageKey
  * @since 1.0.0
  * @category observability
  */
-export const logPrefix = (key: StorageKey): string => key.slice(0, 8)
+export const logPrefix = (key: StorageKey): string => Ids.logPrefix(key)

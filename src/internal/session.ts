@@ -14,14 +14,13 @@ import type { SessionStoreError } from "../SessionError.js"
 import type { SessionIndex } from "../SessionStore.js"
 import { SessionStore } from "../SessionStore.js"
 import type { SessionRecord } from "../SessionStore.js"
+import * as Core from "../core/session.js"
+import { principalProblem } from "../core/principal.js"
+import { readTombstone, tombstoneText } from "../core/record.js"
 import { TextWrite } from "./text.js"
 
 /** @internal */
-export type Op<A> =
-  | { readonly _tag: "Set"; readonly key: keyof A; readonly value: unknown }
-  | { readonly _tag: "Update"; readonly key: keyof A; readonly f: (value: any) => unknown }
-  | { readonly _tag: "Remove"; readonly key: keyof A }
-  | { readonly _tag: "Clear" }
+export type Op<A> = Core.Op<A>
 
 /**
  * Everything that does not depend on the request, built once per
@@ -35,6 +34,9 @@ export interface Config<A> {
   readonly empty: A
   /** A new empty session, its default values made afresh. */
   readonly makeEmpty: () => A
+  /** The empty session, as the core's replay takes it. */
+  readonly emptySession: Core.EmptySession<A>
+  readonly timeouts: Core.Timeouts
   readonly emptyFingerprint: string
   readonly storageKey: (id: SessionId) => StorageKey
   readonly cookieName: string
@@ -47,8 +49,6 @@ export interface Config<A> {
   readonly conflictMillis: number
   readonly maxConflictRetries: number
 }
-
-const hour = 60 * 60 * 1000
 
 /** @internal */
 export const makeConfig = <A, I>(
@@ -91,7 +91,7 @@ export const makeConfig = <A, I>(
   }
   const touchAfterMillis = options?.touchAfter !== undefined
     ? Duration.toMillis(options.touchAfter)
-    : Math.min(idleMillis / 10, hour)
+    : Core.defaultTouchAfter(idleMillis)
   const codec = Codec.makeImpl(schema, { maxSize: options?.maxSize })
   const emptyFingerprint = Either.getOrThrow(codec.fingerprintEither(empty))
   const conflictMillis = Duration.toMillis(options?.conflictTimeout ?? "5 seconds")
@@ -100,6 +100,8 @@ export const makeConfig = <A, I>(
     codec,
     empty,
     makeEmpty,
+    emptySession: { empty, make: makeEmpty },
+    timeouts: { idleMillis, absoluteMillis, touchAfterMillis },
     emptyFingerprint,
     storageKey: Id.makeStorageKey(options?.pepper),
     cookieName,
@@ -130,32 +132,8 @@ export type CookieAction =
 
 const noCookie: CookieAction = { _tag: "None" }
 
-const applyOps = <A>(config: Config<A>, base: A, ops: ReadonlyArray<Op<A>>): A => {
-  let data: Record<PropertyKey, unknown> = { ...(base as Record<PropertyKey, unknown>) }
-  for (const op of ops) {
-    switch (op._tag) {
-      case "Set":
-        data[op.key] = op.value
-        break
-      case "Update":
-        data[op.key] = op.f(data[op.key])
-        break
-      case "Remove": {
-        // a default comes back as a new value, never one shared with another session
-        const fallback = (config.empty as Record<PropertyKey, unknown>)[op.key] === undefined
-          ? undefined
-          : (config.makeEmpty() as Record<PropertyKey, unknown>)[op.key]
-        if (fallback === undefined) delete data[op.key]
-        else data[op.key] = fallback
-        break
-      }
-      case "Clear":
-        data = config.makeEmpty() as Record<PropertyKey, unknown>
-        break
-    }
-  }
-  return data as A
-}
+const applyOps = <A>(config: Config<A>, base: A, ops: ReadonlyArray<Op<A>>): A =>
+  Core.applyOps(config.emptySession, base, ops)
 
 /**
  * The session handle a request (or `withSession`) works with.
@@ -490,53 +468,73 @@ export class RequestSession<A> implements SessionHandle<A> {
   committedAt = 0
 
   private save(t: number): Effect.Effect<CookieAction, SessionError> {
-    if (!this.renew && this.ops.length === 0) {
-      // read only: no encoding at all
-      return Option.isSome(this.loaded) ? this.touch(this.loaded.value, t) : Effect.succeed(noCookie)
+    const config = this.config
+    // the plan asks for these only when it needs them (they encode the data);
+    // an encoding failure fails the save
+    let failure: SessionError | undefined
+    const plan = Core.planSave({
+      used: this.used,
+      loaded: Option.isSome(this.loaded),
+      tombstone: this.tombstone !== undefined,
+      hadCookie: Option.isSome(this.clientId),
+      renew: this.renew,
+      invalidated: this.invalidated,
+      writes: this.ops.length,
+      unchanged: () => {
+        const loaded = Option.getOrThrow(this.loaded)
+        const unchanged = config.codec.unchanged(this.data, loaded.envelope, loaded.text)
+        if (Either.isLeft(unchanged)) failure = unchanged.left
+        return Either.getOrElse(unchanged, () => false)
+      },
+      empty: () => {
+        const fingerprint = config.codec.fingerprintEither(this.data)
+        if (Either.isLeft(fingerprint)) failure = fingerprint.left
+        return Either.isRight(fingerprint) && fingerprint.right === config.emptyFingerprint &&
+          Option.isNone(this.principal_)
+      }
+    })
+    if (failure !== undefined) return Effect.fail(failure)
+    switch (plan._tag) {
+      case "Nothing":
+        return Effect.succeed(noCookie)
+      case "Touch":
+        return this.touch(Option.getOrThrow(this.loaded), t)
+      case "Update": {
+        const loaded = Option.getOrThrow(this.loaded)
+        return this.inLane(loaded.key, (lane) => this.updateWithReplay(lane, loaded, t))
+      }
+      case "Rotate": {
+        // regenerate / login: the data moves to a new id
+        const loaded = Option.getOrThrow(this.loaded)
+        return this.inLane(loaded.key, (lane) => this.rotate(lane, loaded, t))
+      }
+      case "New":
+        // the stored session (and whatever it moved to meanwhile) ends first
+        return Effect.zipRight(
+          plan.end ? this.endPrevious(t) : Effect.void,
+          plan.insert ? this.insertNew(t) : Effect.succeed(plan.expireCookie ? expired : noCookie)
+        )
     }
-    if (Option.isSome(this.loaded) && !this.renew) {
-      const loaded = this.loaded.value
-      const unchanged = this.config.codec.unchanged(this.data, loaded.envelope, loaded.text)
-      if (Either.isLeft(unchanged)) return Effect.fail(unchanged.left)
-      // (the principal changes only with a new id, below)
-      if (unchanged.right) return this.touch(loaded, t)
-      return this.inLane(loaded.key, (lane) => this.updateWithReplay(lane, loaded, t))
-    }
-    return this.saveNew(t)
   }
 
-  /** A new session: nothing stored yet, or starting over under a new id. */
-  private saveNew(t: number): Effect.Effect<CookieAction, SessionError> {
+  /** A new session under a new id. */
+  private insertNew(t: number): Effect.Effect<CookieAction, SessionError> {
     const config = this.config
-    const hadCookie = Option.isSome(this.clientId)
-    return Effect.gen(this, function*() {
-      const fingerprint = yield* config.codec.fingerprintEither(this.data)
-      const empty = fingerprint === config.emptyFingerprint && Option.isNone(this.principal_)
-      const previous = this.loaded
-      if (this.invalidated || (empty && (Option.isSome(previous) || this.tombstone !== undefined))) {
-        // the stored session (and whatever it moved to meanwhile) ends first
-        yield* this.endPrevious(t)
-      } else if (Option.isSome(previous)) {
-        // regenerate / login: the data moves to a new id
-        return yield* this.inLane(previous.value.key, (lane) => this.rotate(lane, previous.value, t))
-      }
-      if (empty) {
-        // a request that only read a dead session leaves the cookie alone: it
-        // may be a late request with the id a concurrent login just replaced
-        return hadCookie && (this.renew || this.ops.length > 0) ? expired : noCookie
-      }
+    return Effect.suspend(() => {
       const id = this.newId ?? Id.unsafeGenerate()
       this.newId = id
+      const deadlines = Core.newDeadlines(config.timeouts, t)
       const envelope: Envelope<A> = {
-        createdAt: t,
-        absoluteExpiresAt: t + config.absoluteMillis,
+        createdAt: deadlines.createdAt,
+        absoluteExpiresAt: deadlines.absoluteExpiresAt,
         data: this.data,
         principal: this.principal_
       }
-      const expiresAt = Math.min(t + config.idleMillis, envelope.absoluteExpiresAt)
-      const text = yield* config.codec.encodeText(envelope)
-      yield* insertFresh(this.store, config.storageKey(id), new TextWrite(text, expiresAt, envelope.principal))
-      return { _tag: "Set", id, expiresAt } as const
+      return Effect.flatMap(config.codec.encodeText(envelope), (text) =>
+        Effect.as(
+          insertFresh(this.store, config.storageKey(id), new TextWrite(text, deadlines.expiresAt, envelope.principal)),
+          { _tag: "Set", id, expiresAt: deadlines.expiresAt } as const
+        ))
     })
   }
 
@@ -596,7 +594,7 @@ export class RequestSession<A> implements SessionHandle<A> {
         const outcome = yield* casOutcome(
           store.update(
             current.key,
-            tombstoneWrite(newKey, Math.min(current.expiresAt, t + forwardMillis)),
+            tombstoneWrite(newKey, Core.tombstoneExpiry(current.expiresAt, t)),
             current.version
           )
         )
@@ -645,8 +643,11 @@ export class RequestSession<A> implements SessionHandle<A> {
    * send no cookie), never past the absolute deadline.
    */
   private nextExpiry(loaded: Loaded<A>, t: number): number {
-    const expiresAt = Math.min(t + this.config.idleMillis, loaded.envelope.absoluteExpiresAt)
-    return expiresAt - loaded.expiresAt > this.config.touchAfterMillis ? expiresAt : loaded.expiresAt
+    return Core.nextExpiry(
+      this.config.timeouts,
+      { expiresAt: loaded.expiresAt, absoluteExpiresAt: loaded.envelope.absoluteExpiresAt },
+      t
+    )
   }
 
   /** The cookie of a stored session whose deadline is `expiresAt`: sent only when it moved. */
@@ -694,7 +695,7 @@ export class RequestSession<A> implements SessionHandle<A> {
       const expiresAt = this.nextExpiry(current, t)
       let write: TextWrite
       if (emptied) {
-        write = tombstoneWrite(null, Math.min(current.expiresAt, t + forwardMillis))
+        write = tombstoneWrite(null, Core.tombstoneExpiry(current.expiresAt, t))
       } else {
         const text = config.codec.encodeText(envelope)
         if (Either.isLeft(text)) return Effect.fail(text.left)
@@ -739,26 +740,9 @@ const dropped: Effect.Effect<CookieAction> = Effect.as(
   noCookie
 )
 
-/**
- * How long the tombstone of a moved or ended session stays: a logout in
- * flight with the old id follows it to where the session moved.
- */
-const forwardMillis = 5 * 60 * 1000
-
-/**
- * The record that replaces a session that moved to `movedTo` (a
- * `regenerate` or `login`) or ended (`null`): no data, no principal (it
- * leaves the principal's index), readable by any release of this library
- * (an older one sees an undecodable record, that is no session).
- */
+/** The record that replaces a session that moved to `movedTo` or ended (`null`): no data, no principal. */
 const tombstoneWrite = (movedTo: StorageKey | null, expiresAt: number): TextWrite =>
-  new TextWrite(`${tombstonePrefix}${movedTo === null ? "null" : JSON.stringify(movedTo)}}`, expiresAt, Option.none())
-
-const tombstonePrefix = `{"v":1,"tombstone":`
-const storageKeyPattern = /^[A-Za-z0-9_-]{43}$/
-const tombstonePrefixBytes = new TextEncoder().encode(tombstonePrefix)
-// a tombstone is under 70 bytes: anything longer is not parsed as one
-const tombstoneMaxLength = 128
+  new TextWrite(tombstoneText(movedTo), expiresAt, Option.none())
 
 /** What a session needs of a stored record to end it. */
 interface RawState {
@@ -768,28 +752,13 @@ interface RawState {
   readonly movedTo: StorageKey | null
 }
 
-/** The tombstone in a record's text, or `undefined` when it is a session. */
+/** The tombstone in a record, or `undefined` when it is a session. */
 const tombstoneOf = (record: SessionRecord): RawState | undefined => {
-  let text: string
-  if (record.text !== undefined) {
-    if (record.text.length > tombstoneMaxLength || !record.text.startsWith(tombstonePrefix)) return undefined
-    text = record.text
-  } else {
-    const bytes = record.data
-    if (bytes.length < tombstonePrefixBytes.length || bytes.length > tombstoneMaxLength) return undefined
-    for (let i = 0; i < tombstonePrefixBytes.length; i++) if (bytes[i] !== tombstonePrefixBytes[i]) return undefined
-    text = new TextDecoder().decode(bytes)
-  }
-  let movedTo: unknown
-  try {
-    movedTo = (JSON.parse(text) as { tombstone: unknown }).tombstone
-  } catch {
-    return undefined
-  }
-  return {
+  const tombstone = readTombstone(record)
+  return tombstone === undefined ? undefined : {
     version: record.version,
     expiresAt: record.expiresAt,
-    movedTo: typeof movedTo === "string" && storageKeyPattern.test(movedTo) ? Id.unsafeStorageKey(movedTo) : null
+    movedTo: tombstone.movedTo === null ? null : Id.unsafeStorageKey(tombstone.movedTo)
   }
 }
 
@@ -821,7 +790,7 @@ const endSession = <A>(
           { version: record.value.version, expiresAt: record.value.expiresAt, movedTo: null }
       }
       const outcome = yield* casOutcome(
-        store.update(key, tombstoneWrite(null, Math.min(state.expiresAt, t + forwardMillis)), state.version)
+        store.update(key, tombstoneWrite(null, Core.tombstoneExpiry(state.expiresAt, t)), state.version)
       )
       if (outcome === "Missing") return
       if (outcome === "Written") {
@@ -874,17 +843,16 @@ class ConflictBudget {
     return Effect.clockWith((clock) => {
       const now = clock.unsafeCurrentTimeMillis()
       this.since ??= now
-      if (now - this.since >= this.config.conflictMillis || this.retries >= this.config.maxConflictRetries) {
+      if (Core.replayBudgetSpent(this.config, this.since, now, this.retries)) {
         return Effect.fail(new SessionConflict({ reason: "VersionMismatch" }))
       }
-      const pause = Math.min(50, 2 ** this.retries)
-      this.retries++
+      const retry = this.retries++
       return Effect.zipRight(
         Effect.zipRight(
           Metric.increment(SessionMetrics.conflictReplays),
           Effect.annotateCurrentSpan("effect-session.conflictReplays", this.retries)
         ),
-        Effect.flatMap(Random.next, (r) => Effect.sleep(Duration.millis(pause * (1 + r))))
+        Effect.flatMap(Random.next, (r) => Effect.sleep(Duration.millis(Core.replayPauseMillis(retry, r))))
       )
     })
   }
@@ -977,21 +945,11 @@ export const coordinatedKeys = (store: SessionStore["Type"]): number => lanesByS
  * @internal
  */
 export const invalidPrincipal = (principal: unknown): Effect.Effect<never> | undefined => {
-  if (typeof principal === "string" && principal.length > 0 && principal.length <= maxPrincipalLength) return undefined
-  const what = typeof principal !== "string"
-    ? `a ${principal === null ? "null" : typeof principal}`
-    : principal.length === 0
-    ? "an empty string"
-    : `${principal.length} characters long`
-  return Effect.die(
-    new Cause.IllegalArgumentException(
-      `effect-session: a principal must be a string of 1 to ${maxPrincipalLength} characters; got ${what}`
-    )
-  )
+  const problem = principalProblem(principal)
+  return problem === undefined
+    ? undefined
+    : Effect.die(new Cause.IllegalArgumentException(`effect-session: ${problem}`))
 }
-
-/** @internal */
-export const maxPrincipalLength = 255
 
 const revokedBy = {
   logout: Metric.tagged(SessionMetrics.revocations, "kind", "logout"),
@@ -1067,11 +1025,8 @@ const decodeRecord = <A>(
     }
   }
   const { envelope, text } = decoded.right
-  // (the absolute deadline is also counted with today's absoluteTimeout, so
-  // shortening it ends older sessions at once)
-  if (
-    envelope.absoluteExpiresAt <= t || record.expiresAt <= t || envelope.createdAt + config.absoluteMillis <= t
-  ) return { _tag: "Decoded", loaded: Option.none() }
+  const stored = { expiresAt: record.expiresAt, createdAt: envelope.createdAt, absoluteExpiresAt: envelope.absoluteExpiresAt }
+  if (!Core.isLive(config.timeouts, stored, t)) return { _tag: "Decoded", loaded: Option.none() }
   return {
     _tag: "Decoded",
     loaded: Option.some({ key, version: record.version, expiresAt: record.expiresAt, envelope, text })
