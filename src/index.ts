@@ -10,6 +10,11 @@ export * as Session from "./Session.js"
 /**
  * @since 1.0.0
  */
+export * as HttpApiSession from "./HttpApiSession.js"
+
+/**
+ * @since 1.0.0
+ */
 export * as SessionCodec from "./SessionCodec.js"
 
 /**

@@ -130,8 +130,9 @@ const app = router.pipe(
 )
 
 HttpServer.serve(app).pipe(
-  Layer.provide(RedisLive),
+  // the store first: the server listens only once it is ready
   Layer.provide(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })),
+  Layer.provide(RedisLive),
   Layer.launch,
   NodeRuntime.runMain
 )

@@ -24,8 +24,9 @@ export const router = HttpRouter.empty.pipe(
 /** Serves `app` on the bench's port, with the store layer under `prefix`. */
 export const run = <E>(app: HttpApp.Default<E>, prefix: string): void =>
   HttpServer.serve(app).pipe(
-    Layer.provide(RedisStore.layer({ url: redisUrl, prefix })),
+    // the store first: the server listens only once it is ready
     Layer.provide(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })),
+    Layer.provide(RedisStore.layer({ url: redisUrl, prefix })),
     Layer.launch,
     NodeRuntime.runMain
   )
