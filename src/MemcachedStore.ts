@@ -13,7 +13,18 @@
 import type { ConfigError, Scope } from "effect"
 import { Config, Duration, Effect, Layer, Option } from "effect"
 import { MemcacheClient } from "memcache-client"
-import { decode, encode, exptime, keyPrefix, maxKeyBytes, safeKeyCharacters } from "./internal/memcached.js"
+import type { StorageReply } from "./core/memcached.js"
+import {
+  afterRefusedAdd,
+  contentionMessage,
+  itemKey as itemKeyOf,
+  liveRecord,
+  maxRounds,
+  negativeReply,
+  serverAddress,
+  updateStep
+} from "./core/memcached.js"
+import { decode, encode, exptime, keyPrefix } from "./internal/memcached.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
 import type { StorageKey } from "./SessionId.js"
@@ -52,34 +63,36 @@ export interface Options {
 
 const name = "memcached"
 
-/**
- * A compare-and-set that loses to a write leaving the version as it was (a
- * touch, a replaced expired record) is retried; every lost round means another
- * writer made progress, so this bound is only a safety valve.
- */
-const maxRounds = 100
-
-type Reply = "STORED" | "NOT_STORED" | "EXISTS" | "NOT_FOUND"
-
-/**
- * Runs a storage command, turning the negative replies a conditional command
- * expects into values; anything else stays a rejection.
- */
-const reply = (run: () => Promise<unknown>) => (): Promise<Reply> =>
-  run().then(
-    () => "STORED" as const,
-    (error: unknown) => {
-      if (
-        error instanceof Error &&
-        (error.message === "NOT_STORED" || error.message === "EXISTS" || error.message === "NOT_FOUND")
-      ) {
-        return error.message as Reply
-      }
-      throw error
-    }
-  )
-
 const fail = (operation: StoreOperation, cause: unknown) => new SessionStoreError({ store: name, operation, cause })
+
+const attempt = <A>(operation: StoreOperation, run: () => Promise<A>): Effect.Effect<A, SessionStoreError> =>
+  Effect.tryPromise({ try: run, catch: (cause) => fail(operation, cause) })
+
+/**
+ * Runs a storage command; the negative replies a conditional command expects
+ * become values, anything else stays a failure.
+ */
+const storage = (
+  operation: StoreOperation,
+  run: () => Promise<unknown>
+): Effect.Effect<StorageReply, SessionStoreError> =>
+  attempt(operation, () =>
+    run().then(
+      (): StorageReply => "STORED",
+      (error: unknown) => {
+        const reply = negativeReply(error)
+        if (reply === undefined) throw error
+        return reply
+      }
+    ))
+
+// What the client's `gets` resolves to on a hit.
+interface GetsReply {
+  readonly value: unknown
+  readonly casUniq: string | number
+}
+
+const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
 /**
  * @since 1.0.0
@@ -96,37 +109,31 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
 
   const client = options?.client ?? (yield* Effect.acquireRelease(
     Effect.suspend(() => {
-      const server = (options?.servers ?? "127.0.0.1:11211").trim().replace(/^memcached?:\/\//, "")
-      if (!/^[^\s,;]+:\d+$/.test(server)) {
-        return Effect.fail(
-          fail("setup", new Error(`servers must be one "host:port" (got ${JSON.stringify(server)})`))
-        )
-      }
+      const address = serverAddress(options?.servers ?? "127.0.0.1:11211")
+      if (address._tag === "Left") return Effect.fail(fail("setup", new Error(address.reason)))
+      // the client's own timeouts: a command fails instead of holding the
+      // request that needs the session
       const timeout = Math.max(1, Math.ceil(Duration.toMillis(options?.commandTimeout ?? "5 seconds")))
       return Effect.try({
-        try: () => new MemcacheClient({ server, cmdTimeout: timeout, connectTimeout: timeout, noDelay: true }),
+        try: () =>
+          new MemcacheClient({ server: address.server, cmdTimeout: timeout, connectTimeout: timeout, noDelay: true }),
         catch: (cause) => fail("setup", cause)
       })
     }),
     (client) => Effect.sync(() => client.shutdown())
   ))
 
-  const now = Effect.clockWith((clock) => clock.currentTimeMillis)
-
-  // Storage keys are digests, but the store is public API: a key that could
-  // split a protocol line never reaches the socket.
-  const itemKey = (operation: StoreOperation, key: StorageKey): Effect.Effect<string, SessionStoreError> =>
-    key.length > 0 && safeKeyCharacters.test(key) && prefix.length + key.length <= maxKeyBytes
-      ? Effect.succeed(prefix + key)
-      : Effect.fail(fail(operation, new Error("not a storage key: it holds characters Memcached keys cannot")))
-
-  const attempt = <A>(operation: StoreOperation, run: () => Promise<A>): Effect.Effect<A, SessionStoreError> =>
-    Effect.tryPromise({ try: run, catch: (cause) => fail(operation, cause) })
+  const itemKey = (operation: StoreOperation, key: StorageKey): Effect.Effect<string, SessionStoreError> => {
+    const item = itemKeyOf(prefix, key)
+    return item === undefined
+      ? Effect.fail(fail(operation, new Error("not a storage key: it holds characters Memcached keys cannot")))
+      : Effect.succeed(item)
+  }
 
   const gets = (operation: StoreOperation, item: string) =>
     Effect.flatMap(
       // a miss resolves to undefined, whatever the declared type says
-      attempt(operation, () => client.gets<Buffer>(item) as Promise<{ value: unknown; casUniq: string | number } | undefined>),
+      attempt(operation, () => client.gets<Buffer>(item) as Promise<GetsReply | undefined>),
       (response) => {
         if (response === undefined) return Effect.succeed(undefined)
         const record = decode(response.value)
@@ -143,13 +150,9 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     casUniq: string | number,
     t: number
   ) =>
-    attempt(
-      operation,
-      reply(() => client.cas(item, encode(record), { casUniq, lifetime: exptime(record.expiresAt, t) }))
-    )
+    storage(operation, () => client.cas(item, encode(record), { casUniq, lifetime: exptime(record.expiresAt, t) }))
 
-  const contention = (operation: StoreOperation) =>
-    fail(operation, new Error(`the item kept changing during ${maxRounds} compare-and-set rounds`))
+  const contention = (operation: StoreOperation) => fail(operation, new Error(contentionMessage))
 
   return SessionStore.make(name, {
     load: (key) =>
@@ -157,29 +160,27 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
         const item = yield* itemKey("load", key)
         const stored = yield* gets("load", item)
         const t = yield* now
-        return stored !== undefined && stored.record.expiresAt > t ? Option.some(stored.record) : Option.none()
+        return Option.fromNullable(liveRecord(stored?.record, t))
       }),
 
-    // `add` stores only when no item exists. An item can outlive its
-    // `expiresAt` (native expiry is rounded up, and the application's clock
-    // rules): then it is replaced with `cas`, so that a concurrent writer who
-    // got there first still wins.
+    // `add` stores only when no item exists; see `afterRefusedAdd` for when
+    // it did not.
     insert: (key, write) =>
       Effect.gen(function*() {
         const item = yield* itemKey("insert", key)
         const record = { ...write, version: 1 }
         for (let round = 0; round < maxRounds; round++) {
           const t = yield* now
-          const added = yield* attempt(
+          const added = yield* storage(
             "insert",
-            reply(() => client.add(item, encode(record), { lifetime: exptime(record.expiresAt, t) }))
+            () => client.add(item, encode(record), { lifetime: exptime(record.expiresAt, t) })
           )
           if (added === "STORED") return
-          const stored = yield* gets("insert", item)
-          // gone since `add` (removed or evicted): add again
-          if (stored === undefined) continue
-          if (stored.record.expiresAt > t) return yield* new SessionConflict({ reason: "Exists" })
-          if ((yield* cas("insert", item, record, stored.casUniq, t)) === "STORED") return
+          const next = afterRefusedAdd(yield* gets("insert", item), t)
+          if (next._tag === "Exists") return yield* new SessionConflict({ reason: "Exists" })
+          if (next._tag === "Replace" && (yield* cas("insert", item, record, next.stored.casUniq, t)) === "STORED") {
+            return
+          }
         }
         return yield* contention("insert")
       }),
@@ -190,14 +191,10 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
         for (let round = 0; round < maxRounds; round++) {
           const stored = yield* gets("update", item)
           const t = yield* now
-          if (stored === undefined || stored.record.expiresAt <= t) {
-            return yield* new SessionConflict({ reason: "Missing" })
-          }
-          if (stored.record.version !== expectedVersion) {
-            return yield* new SessionConflict({ reason: "VersionMismatch" })
-          }
-          const version = expectedVersion + 1
-          if ((yield* cas("update", item, { ...write, version }, stored.casUniq, t)) === "STORED") return version
+          const step = updateStep(stored, expectedVersion, t)
+          if (step._tag === "Conflict") return yield* new SessionConflict({ reason: step.reason })
+          const written = yield* cas("update", item, { ...write, version: step.version }, step.stored.casUniq, t)
+          if (written === "STORED") return step.version
           // EXISTS: written since `gets`, perhaps only touched; NOT_FOUND:
           // removed. The next round reads which.
         }
@@ -215,7 +212,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
         for (let round = 0; round < maxRounds; round++) {
           const stored = yield* gets("touch", item)
           const t = yield* now
-          if (stored === undefined || stored.record.expiresAt <= t) return false
+          if (stored === undefined || liveRecord(stored.record, t) === undefined) return false
           const touched = yield* cas("touch", item, { ...stored.record, expiresAt }, stored.casUniq, t)
           if (touched === "STORED") return true
         }
@@ -223,8 +220,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
       }),
 
     remove: (key) =>
-      Effect.flatMap(itemKey("remove", key), (item) =>
-        Effect.asVoid(attempt("remove", reply(() => client.delete(item)))))
+      Effect.flatMap(itemKey("remove", key), (item) => Effect.asVoid(storage("remove", () => client.delete(item))))
   })
 })
 

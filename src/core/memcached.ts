@@ -1,0 +1,274 @@
+/**
+ * The Memcached store's protocol as data and pure functions: the key layout,
+ * the native expiry (exptime), the stored value's framing and its parsing,
+ * and the compare-and-set decisions. The store shell sends the commands with
+ * its client; everything it decides with what the server answered is here.
+ *
+ * @internal
+ */
+import { Buffer } from "node:buffer"
+import { createHash } from "node:crypto"
+
+/**
+ * A session record as the value carries it. `principal` is `undefined` for an
+ * anonymous session (the shells turn it into their own optional type).
+ *
+ * @internal
+ */
+export interface MemcachedRecord {
+  readonly data: Uint8Array
+  readonly version: number
+  readonly expiresAt: number
+  readonly principal: string | undefined
+}
+
+/**
+ * Memcached rejects keys over 250 bytes.
+ *
+ * @internal
+ */
+export const maxKeyBytes = 250
+
+/**
+ * Storage keys are base64url SHA-256 digests: always 43 ASCII bytes.
+ *
+ * @internal
+ */
+export const storageKeyBytes = 43
+
+/**
+ * An exptime up to 30 days is relative seconds; anything larger is read by
+ * Memcached as an absolute Unix time.
+ *
+ * @internal
+ */
+export const maxRelativeSeconds = 30 * 24 * 60 * 60
+
+/**
+ * The ASCII protocol splits commands on spaces and ends them on CR LF: a key
+ * may hold only printable ASCII without the space.
+ *
+ * @internal
+ */
+export const safeKeyCharacters = /^[\x21-\x7e]*$/
+
+/**
+ * The server address of the single server the store talks to, from the
+ * `servers` option (a `memcached://` scheme is accepted), or why it cannot
+ * be used: the client treats several servers as failover replicas picked at
+ * random per command, which would break compare-and-set.
+ *
+ * @internal
+ */
+export const serverAddress = (
+  servers: string
+): { readonly _tag: "Right"; readonly server: string } | { readonly _tag: "Left"; readonly reason: string } => {
+  const server = servers.trim().replace(/^memcached?:\/\//, "")
+  return /^[^\s,;]+:\d+$/.test(server)
+    ? { _tag: "Right", server }
+    : { _tag: "Left", reason: `servers must be one "host:port" (got ${JSON.stringify(server)})` }
+}
+
+/**
+ * Turns the configured prefix into the one keys are built with, or says why
+ * it cannot be used. A prefix too long to leave room for a storage key is
+ * shortened to its head plus its SHA-256, so that distinct prefixes still
+ * give distinct keys and every key fits in 250 bytes.
+ *
+ * @internal
+ */
+export const keyPrefix = (prefix: string): { readonly _tag: "Right"; readonly prefix: string } | {
+  readonly _tag: "Left"
+  readonly reason: string
+} => {
+  if (!safeKeyCharacters.test(prefix)) {
+    return {
+      _tag: "Left",
+      reason: `prefix ${
+        JSON.stringify(prefix)
+      } holds a space, a control or a non-ASCII character, which Memcached keys cannot contain`
+    }
+  }
+  const room = maxKeyBytes - storageKeyBytes
+  if (prefix.length <= room) return { _tag: "Right", prefix }
+  const digest = createHash("sha256").update(prefix).digest("base64url")
+  return { _tag: "Right", prefix: `${prefix.slice(0, room - digest.length - 1)}${digest}:` }
+}
+
+/**
+ * The item key of a storage key under a prefix made by `keyPrefix`, or
+ * `undefined` when the key is not one Memcached can take. Storage keys are
+ * digests, but the store is public API: a key that could split a protocol
+ * line must never reach the socket.
+ *
+ * @internal
+ */
+export const itemKey = (prefix: string, key: string): string | undefined =>
+  key.length > 0 && safeKeyCharacters.test(key) && prefix.length + key.length <= maxKeyBytes
+    ? prefix + key
+    : undefined
+
+/**
+ * The native expiry of a record, in Memcached's terms: relative seconds when
+ * at most 30 days away, an absolute Unix time otherwise (a relative count over
+ * 30 days would be read as a date in January 1970 and the item would expire at
+ * once). It is rounded up and given one more second, because Memcached's clock
+ * ticks in whole seconds and may otherwise drop an item up to a second before
+ * its `expiresAt`. A deadline already passed still gets a short life: `load`
+ * hides the record, and the item must not be immortal (exptime 0).
+ *
+ * @internal
+ */
+export const exptime = (expiresAt: number, now: number): number => {
+  const seconds = Math.max(1, Math.ceil((expiresAt - now) / 1000)) + 1
+  return seconds <= maxRelativeSeconds ? seconds : Math.ceil(expiresAt / 1000) + 1
+}
+
+// The value's first byte; a later layout gets another, and an old reader
+// refuses it instead of misreading it.
+const format = 1
+const headerBytes = 1 + 1 + 8 + 8 + 4
+
+/**
+ * The stored value: a format byte, a flags byte (bit 0: a principal is
+ * present), the version and `expiresAt` as big-endian float64, the principal's
+ * UTF-8 length as uint32 and its bytes, then the session data as is.
+ *
+ * @internal
+ */
+export const encode = (record: MemcachedRecord): Buffer => {
+  const principal = record.principal === undefined ? undefined : Buffer.from(record.principal, "utf8")
+  const principalBytes = principal?.length ?? 0
+  const buffer = Buffer.allocUnsafe(headerBytes + principalBytes + record.data.length)
+  buffer.writeUInt8(format, 0)
+  buffer.writeUInt8(principal === undefined ? 0 : 1, 1)
+  buffer.writeDoubleBE(record.version, 2)
+  buffer.writeDoubleBE(record.expiresAt, 10)
+  buffer.writeUInt32BE(principalBytes, 18)
+  if (principal !== undefined) principal.copy(buffer, headerBytes)
+  buffer.set(record.data, headerBytes + principalBytes)
+  return buffer
+}
+
+/**
+ * Reads a stored value back, or `undefined` when it is not one written by
+ * `encode` (another program's item under the same key, a truncated value).
+ *
+ * @internal
+ */
+export const decode = (value: unknown): MemcachedRecord | undefined => {
+  if (!Buffer.isBuffer(value) || value.length < headerBytes || value.readUInt8(0) !== format) return undefined
+  const flags = value.readUInt8(1)
+  const version = value.readDoubleBE(2)
+  const expiresAt = value.readDoubleBE(10)
+  const principalBytes = value.readUInt32BE(18)
+  if (
+    flags > 1 || !Number.isSafeInteger(version) || !Number.isFinite(expiresAt) ||
+    headerBytes + principalBytes > value.length || (flags === 0 && principalBytes !== 0)
+  ) {
+    return undefined
+  }
+  const principal = flags === 1 ? value.toString("utf8", headerBytes, headerBytes + principalBytes) : undefined
+  // a copy: the client may reuse the memory of the buffer it read into
+  const data = new Uint8Array(value.subarray(headerBytes + principalBytes))
+  return { data, version, expiresAt, principal }
+}
+
+/**
+ * What a storage command (`add`, `cas`, `delete`) answered.
+ *
+ * @internal
+ */
+export type StorageReply = "STORED" | "NOT_STORED" | "EXISTS" | "NOT_FOUND"
+
+/**
+ * The negative reply a rejected storage command carries, or `undefined` when
+ * the rejection is a failure (connection, timeout, server error): the client
+ * rejects a conditional command that did not store with an Error whose
+ * message is the reply.
+ *
+ * @internal
+ */
+export const negativeReply = (error: unknown): StorageReply | undefined =>
+  error instanceof Error &&
+    (error.message === "NOT_STORED" || error.message === "EXISTS" || error.message === "NOT_FOUND")
+    ? error.message
+    : undefined
+
+/**
+ * A compare-and-set that loses to a write leaving the version as it was (a
+ * touch, a replaced expired record) is retried; every lost round means another
+ * writer made progress, so this bound is only a safety valve.
+ *
+ * @internal
+ */
+export const maxRounds = 100
+
+/**
+ * The cause's message of a store error after `maxRounds` lost rounds.
+ *
+ * @internal
+ */
+export const contentionMessage = `the item kept changing during ${maxRounds} compare-and-set rounds`
+
+/**
+ * The record read with `gets`, when it is live for the application at `now`:
+ * an item can outlive its `expiresAt` (native expiry is rounded up, and the
+ * application's clock rules).
+ *
+ * @internal
+ */
+export const liveRecord = <R extends { readonly expiresAt: number }>(
+  stored: R | undefined,
+  now: number
+): R | undefined =>
+  stored !== undefined && stored.expiresAt > now ? stored : undefined
+
+/**
+ * A record as `gets` read it, with the compare-and-set token a `cas` of the
+ * item must present.
+ *
+ * @internal
+ */
+export interface Gotten<R extends { readonly version: number; readonly expiresAt: number }> {
+  readonly record: R
+  readonly casUniq: string | number
+}
+
+/**
+ * What `insert` does after `add` did not store, given what `gets` read then:
+ * add again when the item is gone since (removed, evicted), give up with
+ * "Exists" when it is live, replace it with a `cas` of what was read when it
+ * is expired — so that a concurrent writer who got there first still wins.
+ *
+ * @internal
+ */
+export const afterRefusedAdd = <G extends Gotten<{ readonly version: number; readonly expiresAt: number }>>(
+  stored: G | undefined,
+  now: number
+): { readonly _tag: "AddAgain" } | { readonly _tag: "Exists" } | { readonly _tag: "Replace"; readonly stored: G } =>
+  stored === undefined
+    ? { _tag: "AddAgain" }
+    : stored.record.expiresAt > now
+    ? { _tag: "Exists" }
+    : { _tag: "Replace", stored }
+
+/**
+ * What `update` does given what `gets` read: a conflict when the record is
+ * gone or expired ("Missing") or at another version ("VersionMismatch"),
+ * else a `cas` of what was read, writing the next version.
+ *
+ * @internal
+ */
+export const updateStep = <G extends Gotten<{ readonly version: number; readonly expiresAt: number }>>(
+  stored: G | undefined,
+  expectedVersion: number,
+  now: number
+):
+  | { readonly _tag: "Conflict"; readonly reason: "Missing" | "VersionMismatch" }
+  | { readonly _tag: "Write"; readonly stored: G; readonly version: number } =>
+  stored === undefined || stored.record.expiresAt <= now
+    ? { _tag: "Conflict", reason: "Missing" }
+    : stored.record.version !== expectedVersion
+    ? { _tag: "Conflict", reason: "VersionMismatch" }
+    : { _tag: "Write", stored, version: expectedVersion + 1 }
