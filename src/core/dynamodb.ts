@@ -1,0 +1,498 @@
+/**
+ * The DynamoDB store's protocol as data and pure functions: the table and
+ * index layout, the request of every operation (conditions, attribute names
+ * and values, the TTL attribute), the reading of items and index entries, and
+ * the batching of deletes. The request objects are the SDK's command inputs
+ * (`new PutItemCommand(putRequest)`); the store shell sends them.
+ *
+ * @internal
+ */
+
+/**
+ * An attribute value as the store writes it: a string, a number (as its
+ * decimal text) or bytes.
+ *
+ * @internal
+ */
+export type Attribute = { readonly S: string } | { readonly N: string } | { readonly B: Uint8Array }
+
+/**
+ * An item as the server returns it: only the members of its attributes the
+ * store reads.
+ *
+ * @internal
+ */
+export type ReadItem = {
+  readonly [name: string]:
+    | { readonly S?: string | undefined; readonly N?: string | undefined; readonly B?: Uint8Array | undefined }
+    | undefined
+}
+
+/**
+ * A session record as an item carries it; `principal` is `undefined` for an
+ * anonymous session (the shells turn it into their own optional type).
+ *
+ * @internal
+ */
+export interface DynamoRecord {
+  readonly data: Uint8Array
+  readonly version: number
+  readonly expiresAt: number
+  readonly principal: string | undefined
+}
+
+/**
+ * What a write stores: the record without its version.
+ *
+ * @internal
+ */
+export interface DynamoWrite {
+  readonly data: Uint8Array
+  readonly expiresAt: number
+  readonly principal: string | undefined
+}
+
+/**
+ * The attribute the table's native TTL reads (epoch seconds).
+ *
+ * @internal
+ */
+export const ttlAttribute = "ttl"
+
+/**
+ * BatchWriteItem takes at most 25 requests.
+ *
+ * @internal
+ */
+export const maxBatchWrite = 25
+
+/**
+ * Epoch seconds for the `ttl` attribute: the first whole second at or after
+ * the expiry, so the garbage collector never runs ahead of `load`. Epoch
+ * arithmetic has no time zone.
+ *
+ * @internal
+ */
+export const ttlSeconds = (expiresAt: number): number => Math.ceil(expiresAt / 1000)
+
+/**
+ * The CreateTable input of a table that serves the store: partition key `pk`,
+ * on-demand billing, and the principal index.
+ *
+ * @internal
+ */
+export const tableDefinition = (tableName: string, indexName: string) => ({
+  TableName: tableName,
+  BillingMode: "PAY_PER_REQUEST" as const,
+  AttributeDefinitions: [
+    { AttributeName: "pk", AttributeType: "S" as const },
+    { AttributeName: "principal", AttributeType: "S" as const }
+  ],
+  KeySchema: [{ AttributeName: "pk", KeyType: "HASH" as const }],
+  GlobalSecondaryIndexes: [{
+    IndexName: indexName,
+    KeySchema: [{ AttributeName: "principal", KeyType: "HASH" as const }],
+    // the index answers "which live sessions does this principal have"
+    // without reading the session data
+    Projection: { ProjectionType: "INCLUDE" as const, NonKeyAttributes: ["expiresAt"] }
+  }]
+})
+
+/**
+ * The parts of a DescribeTable answer the layout check reads.
+ *
+ * @internal
+ */
+export interface TableLayout {
+  readonly KeySchema?:
+    | ReadonlyArray<{ readonly AttributeName?: string | undefined; readonly KeyType?: string | undefined }>
+    | undefined
+  readonly GlobalSecondaryIndexes?:
+    | ReadonlyArray<{
+      readonly IndexName?: string | undefined
+      readonly KeySchema?: ReadonlyArray<{ readonly AttributeName?: string | undefined }> | undefined
+      readonly Projection?: {
+        readonly ProjectionType?: string | undefined
+        readonly NonKeyAttributes?: ReadonlyArray<string> | undefined
+      } | undefined
+    }>
+    | undefined
+}
+
+/**
+ * Why an existing table cannot serve the store, or `undefined` when it can:
+ * its key must be `pk` alone, and the principal index must exist and project
+ * `expiresAt` (the index is queried for keys and expiries only).
+ *
+ * @internal
+ */
+export const layoutProblem = (table: TableLayout, tableName: string, indexName: string): string | undefined => {
+  const key = table.KeySchema ?? []
+  if (key.length !== 1 || key[0]?.AttributeName !== "pk" || key[0]?.KeyType !== "HASH") {
+    return `table "${tableName}" must have the partition key "pk" (S) and no sort key`
+  }
+  const index = table.GlobalSecondaryIndexes?.find((gsi) => gsi.IndexName === indexName)
+  const indexKey = index?.KeySchema ?? []
+  if (index === undefined || indexKey.length !== 1 || indexKey[0]?.AttributeName !== "principal") {
+    return `table "${tableName}" has no global secondary index "${indexName}" with partition key "principal" (S); ` +
+      "see docs/stores/dynamodb.md"
+  }
+  const projection = index.Projection
+  const projectsExpiry = projection?.ProjectionType === "ALL" ||
+    (projection?.ProjectionType === "INCLUDE" && (projection.NonKeyAttributes ?? []).includes("expiresAt"))
+  return projectsExpiry
+    ? undefined
+    : `index "${indexName}" of table "${tableName}" must project "expiresAt" (ProjectionType INCLUDE or ALL)`
+}
+
+/**
+ * The message of a missing table the layer may not create.
+ *
+ * @internal
+ */
+export const missingTable = (tableName: string): string =>
+  `table "${tableName}" does not exist; create it as described in docs/stores/dynamodb.md ` +
+  "or build the layer with createTable: true"
+
+/**
+ * The attribute TTL is already enabled (or being enabled) on, from a
+ * DescribeTimeToLive answer, or `undefined` when it is off: then the layer
+ * enables it on `ttlAttribute`.
+ *
+ * @internal
+ */
+export const enabledTimeToLive = (
+  description:
+    | { readonly TimeToLiveStatus?: string | undefined; readonly AttributeName?: string | undefined }
+    | undefined
+): string | undefined =>
+  description?.TimeToLiveStatus === "ENABLED" || description?.TimeToLiveStatus === "ENABLING"
+    ? description.AttributeName ?? ""
+    : undefined
+
+/**
+ * The warning when TTL is enabled on another attribute than `ttlAttribute`.
+ *
+ * @internal
+ */
+export const timeToLiveElsewhere = (tableName: string, attribute: string | undefined): string =>
+  `TTL of table "${tableName}" is enabled on attribute "${attribute}", not "${ttlAttribute}": ` +
+  "expired sessions are not garbage collected (they are never returned)"
+
+/**
+ * The warning when the server refused to enable TTL (dynalite does not
+ * implement it): sessions stay correct, only the garbage is not collected.
+ *
+ * @internal
+ */
+export const timeToLiveRefused = (tableName: string, cause: unknown): string =>
+  `TTL garbage collection is NOT enabled on table "${tableName}": the server refused ` +
+  `UpdateTimeToLive (${describeAwsError(cause)}). ` +
+  "Expired sessions are never returned, but they stay in the table until deleted. " +
+  `This is expected with dynalite; on DynamoDB enable TTL on the attribute "${ttlAttribute}".`
+
+/**
+ * The UpdateTimeToLive input that enables TTL on `ttlAttribute`.
+ *
+ * @internal
+ */
+export const enableTimeToLiveRequest = (tableName: string) => ({
+  TableName: tableName,
+  TimeToLiveSpecification: { AttributeName: ttlAttribute, Enabled: true }
+})
+
+/**
+ * Whether a rejection is the AWS error `errorName` (read from its `name`, so
+ * that an error of another copy of the SDK is understood too).
+ *
+ * @internal
+ */
+export const isAwsError = (cause: unknown, errorName: string): boolean =>
+  typeof cause === "object" && cause !== null && "name" in cause && cause.name === errorName
+
+/**
+ * An AWS error in a log line: its name and message.
+ *
+ * @internal
+ */
+export const describeAwsError = (cause: unknown): string => {
+  const object = typeof cause === "object" && cause !== null ? cause as { name?: unknown; message?: unknown } : {}
+  const errorName = object.name === undefined ? "error" : String(object.name)
+  const message = object.message === undefined ? "" : String(object.message)
+  // dynalite answers unknown operations without a message; the SDK then says "UnknownError"
+  return message === "" || message === "UnknownError" ? errorName : `${errorName}: ${message}`
+}
+
+/**
+ * The stored item a failed conditional write carries when the request asked
+ * for it (ReturnValuesOnConditionCheckFailure); servers that do not return it
+ * (dynalite) leave it `undefined`.
+ *
+ * @internal
+ */
+export const itemOfConditionFailure = (cause: unknown): ReadItem | undefined =>
+  typeof cause === "object" && cause !== null && "Item" in cause ? cause.Item as ReadItem | undefined : undefined
+
+/**
+ * The configuration of a client the layer creates, over the application's
+ * own `clientConfig`: the client's own timeouts (the SDK's default is to wait
+ * forever, and a request must fail instead of holding the HTTP request that
+ * needs the session), then `endpoint`, `region` and `credentials`, which win.
+ *
+ * @internal
+ */
+export const clientConfig = <C extends object>(
+  clientConfig: C | undefined,
+  options: {
+    readonly endpoint: string | undefined
+    readonly region: string | undefined
+    readonly credentials:
+      | { readonly accessKeyId: string; readonly secretAccessKey: string; readonly sessionToken: string | undefined }
+      | undefined
+  }
+) => {
+  const config: Record<string, unknown> = {
+    requestHandler: {
+      connectionTimeout: defaultConnectionTimeoutMillis,
+      requestTimeout: defaultRequestTimeoutMillis,
+      // without it the handler only logs a warning and keeps waiting
+      throwOnRequestTimeout: true
+    },
+    ...clientConfig
+  }
+  if (options.endpoint !== undefined) config.endpoint = options.endpoint
+  if (options.region !== undefined) config.region = options.region
+  const { credentials } = options
+  if (credentials !== undefined) {
+    config.credentials = {
+      accessKeyId: credentials.accessKeyId,
+      secretAccessKey: credentials.secretAccessKey,
+      ...(credentials.sessionToken === undefined ? {} : { sessionToken: credentials.sessionToken })
+    }
+  }
+  return config as C
+}
+
+/**
+ * How long a client the layer creates waits for a connection.
+ *
+ * @internal
+ */
+export const defaultConnectionTimeoutMillis = 2_000
+
+/**
+ * How long a client the layer creates waits for an answer.
+ *
+ * @internal
+ */
+export const defaultRequestTimeoutMillis = 5_000
+
+/**
+ * The primary key of a session's item.
+ *
+ * @internal
+ */
+export const keyOf = (key: string): Record<string, Attribute> => ({ pk: { S: key } })
+
+/**
+ * The item of a session: `principal` only when there is one (the index is
+ * sparse), `ttl` for the garbage collector.
+ *
+ * @internal
+ */
+export const itemOf = (key: string, write: DynamoWrite, version: number): Record<string, Attribute> => {
+  const item: Record<string, Attribute> = {
+    pk: { S: key },
+    data: { B: write.data },
+    version: { N: String(version) },
+    expiresAt: { N: String(write.expiresAt) },
+    [ttlAttribute]: { N: String(ttlSeconds(write.expiresAt)) }
+  }
+  if (write.principal !== undefined) item.principal = { S: write.principal }
+  return item
+}
+
+/**
+ * GetItem of a session, strongly consistent: a read right after a write must
+ * see it.
+ *
+ * @internal
+ */
+export const getRequest = (tableName: string, key: string) => ({
+  TableName: tableName,
+  Key: keyOf(key),
+  ConsistentRead: true
+})
+
+/**
+ * PutItem of a new session: it may replace only an item that is missing or
+ * expired at `now`; a live one fails the condition ("Exists").
+ *
+ * @internal
+ */
+export const insertRequest = (tableName: string, key: string, write: DynamoWrite, now: number) => ({
+  TableName: tableName,
+  Item: itemOf(key, write, 1),
+  ConditionExpression: "attribute_not_exists(#pk) OR #expiresAt <= :now",
+  ExpressionAttributeNames: { "#pk": "pk", "#expiresAt": "expiresAt" },
+  ExpressionAttributeValues: { ":now": { N: String(now) } }
+})
+
+/**
+ * PutItem of the next version: the compare-and-set on `version`, on a live
+ * item only. On failure the server returns the stored item, which tells a
+ * version mismatch from a missing session without another read.
+ *
+ * @internal
+ */
+export const updateRequest = (
+  tableName: string,
+  key: string,
+  write: DynamoWrite,
+  expectedVersion: number,
+  now: number
+) => ({
+  TableName: tableName,
+  Item: itemOf(key, write, expectedVersion + 1),
+  ConditionExpression: "#version = :expected AND #expiresAt > :now",
+  ExpressionAttributeNames: { "#version": "version", "#expiresAt": "expiresAt" },
+  ExpressionAttributeValues: { ":expected": { N: String(expectedVersion) }, ":now": { N: String(now) } },
+  ReturnValuesOnConditionCheckFailure: "ALL_OLD" as const
+})
+
+/**
+ * UpdateItem moving a live session's expiry (and its TTL); the version stays.
+ *
+ * @internal
+ */
+export const touchRequest = (tableName: string, key: string, expiresAt: number, now: number) => ({
+  TableName: tableName,
+  Key: keyOf(key),
+  UpdateExpression: "SET #expiresAt = :expiresAt, #ttl = :ttl",
+  ConditionExpression: "attribute_exists(#pk) AND #expiresAt > :now",
+  ExpressionAttributeNames: { "#pk": "pk", "#expiresAt": "expiresAt", "#ttl": ttlAttribute },
+  ExpressionAttributeValues: {
+    ":expiresAt": { N: String(expiresAt) },
+    ":ttl": { N: String(ttlSeconds(expiresAt)) },
+    ":now": { N: String(now) }
+  }
+})
+
+/**
+ * DeleteItem of a session, unconditional.
+ *
+ * @internal
+ */
+export const deleteRequest = (tableName: string, key: string) => ({ TableName: tableName, Key: keyOf(key) })
+
+/**
+ * One page of the Query on the principal index: keys and expiries only,
+ * from `start` (the previous page's LastEvaluatedKey).
+ *
+ * @internal
+ */
+export const principalQuery = <Key>(
+  tableName: string,
+  indexName: string,
+  principal: string,
+  start: Key | undefined
+) => ({
+  TableName: tableName,
+  IndexName: indexName,
+  KeyConditionExpression: "#principal = :principal",
+  ProjectionExpression: "#pk, #expiresAt",
+  ExpressionAttributeNames: { "#principal": "principal", "#pk": "pk", "#expiresAt": "expiresAt" },
+  ExpressionAttributeValues: { ":principal": { S: principal } },
+  ExclusiveStartKey: start
+})
+
+/**
+ * A session as the principal index lists it.
+ *
+ * @internal
+ */
+export interface IndexEntry {
+  readonly key: string
+  readonly expiresAt: number
+}
+
+/**
+ * The entries of a page of the principal index, or `undefined` when an item
+ * lacks `pk` or `expiresAt` (an index that does not project them).
+ *
+ * @internal
+ */
+export const indexEntries = (items: ReadonlyArray<ReadItem>): Array<IndexEntry> | undefined => {
+  const entries: Array<IndexEntry> = []
+  for (const item of items) {
+    const key = item.pk?.S
+    const expiresAt = Number(item.expiresAt?.N)
+    if (key === undefined || !Number.isFinite(expiresAt)) return undefined
+    entries.push({ key, expiresAt })
+  }
+  return entries
+}
+
+/**
+ * The message of an index entry `indexEntries` refused.
+ *
+ * @internal
+ */
+export const malformedIndexEntry = (indexName: string): string =>
+  `index "${indexName}" returned an item without pk or expiresAt`
+
+/**
+ * The keys of the entries live at `now`.
+ *
+ * @internal
+ */
+export const liveKeys = (entries: ReadonlyArray<IndexEntry>, now: number): Array<string> =>
+  entries.filter((entry) => entry.expiresAt > now).map((entry) => entry.key)
+
+/**
+ * One request of a BatchWriteItem.
+ *
+ * @internal
+ */
+export interface DeleteRequest {
+  readonly DeleteRequest: { readonly Key: Record<string, Attribute> }
+}
+
+/**
+ * The BatchWriteItem request lists deleting `keys`, at most `maxBatchWrite`
+ * a batch.
+ *
+ * @internal
+ */
+export const deleteBatches = (keys: ReadonlyArray<string>): Array<Array<DeleteRequest>> => {
+  const batches: Array<Array<DeleteRequest>> = []
+  for (let i = 0; i < keys.length; i += maxBatchWrite) {
+    batches.push(keys.slice(i, i + maxBatchWrite).map((key) => ({ DeleteRequest: { Key: keyOf(key) } })))
+  }
+  return batches
+}
+
+/**
+ * The record an item holds, or `undefined` when the item is malformed (not
+ * written by this store): `data` must be bytes, `version` a safe integer,
+ * `expiresAt` a finite number.
+ *
+ * @internal
+ */
+export const recordOfItem = (item: ReadItem): DynamoRecord | undefined => {
+  const data = item.data?.B
+  const version = Number(item.version?.N)
+  const expiresAt = Number(item.expiresAt?.N)
+  if (data === undefined || !Number.isSafeInteger(version) || !Number.isFinite(expiresAt)) return undefined
+  return { data, version, expiresAt, principal: item.principal?.S }
+}
+
+/**
+ * The message of a malformed item; `keyPrefix` is the first characters of its
+ * key, when it has one (never the whole key: it is as good as the session id).
+ *
+ * @internal
+ */
+export const malformedItem = (keyPrefix: string | undefined): string =>
+  `the item ${keyPrefix === undefined ? "" : `${keyPrefix}… `}is malformed: ` +
+  "expected attributes data (B), version (N) and expiresAt (N)"

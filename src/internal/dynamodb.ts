@@ -1,0 +1,195 @@
+/**
+ * The DynamoDB store's client handling (`DynamoDbStore.ts` is the store):
+ * sending a request, the client a layer creates, and the table's setup.
+ * The requests and the decisions are the core's (`core/dynamodb.ts`).
+ */
+import type { WriteRequest } from "@aws-sdk/client-dynamodb"
+import {
+  BatchWriteItemCommand,
+  CreateTableCommand,
+  DescribeTableCommand,
+  DescribeTimeToLiveCommand,
+  DynamoDBClient,
+  UpdateTimeToLiveCommand,
+  waitUntilTableExists
+} from "@aws-sdk/client-dynamodb"
+import type { Scope } from "effect"
+import { Effect, Option, Redacted, Schedule } from "effect"
+import * as Core from "../core/dynamodb.js"
+import type { Options } from "../DynamoDbStore.js"
+import type { StoreOperation } from "../SessionError.js"
+import { SessionStoreError } from "../SessionError.js"
+
+/** @internal */
+export const name = "dynamodb"
+
+/** @internal */
+export const storeError = (operation: StoreOperation, cause: unknown) =>
+  new SessionStoreError({ store: name, operation, cause })
+
+/** @internal */
+export const setupError = (message: string) => storeError("setup", new Error(message))
+
+/**
+ * The options of a request that interruption aborts.
+ *
+ * @internal
+ */
+export interface Abortable {
+  readonly abortSignal: AbortSignal
+}
+
+/**
+ * Sends a request, the one place where the SDK's rejection is caught:
+ * `expected` turns the AWS errors the caller handles into a value of its
+ * own (`undefined`: not one of them), any other is a store error.
+ *
+ * @internal
+ */
+export const send = <A, B = never>(
+  operation: StoreOperation,
+  request: (abortable: Abortable) => Promise<A>,
+  expected: (cause: unknown) => B | undefined = () => undefined
+): Effect.Effect<A | B, SessionStoreError> =>
+  Effect.tryPromise({ try: (abortSignal) => request({ abortSignal }), catch: (cause) => cause }).pipe(
+    Effect.catchAll((cause) => {
+      const value = expected(cause)
+      return value === undefined ? Effect.fail(storeError(operation, cause)) : Effect.succeed(value)
+    })
+  )
+
+/**
+ * `None` for the AWS error `errorName`, for `send`.
+ *
+ * @internal
+ */
+export const unless = (errorName: string) => (cause: unknown) =>
+  Core.isAwsError(cause, errorName) ? Option.none<never>() : undefined
+
+/**
+ * The client passed in, or one created for the layer's scope.
+ *
+ * @internal
+ */
+export const makeClient = (options: Options): Effect.Effect<DynamoDBClient, never, Scope.Scope> => {
+  if (options.client !== undefined) return Effect.succeed(options.client)
+  const { credentials } = options
+  const config = Core.clientConfig(options.clientConfig, {
+    endpoint: options.endpoint,
+    region: options.region,
+    credentials: credentials === undefined ? undefined : {
+      accessKeyId: credentials.accessKeyId,
+      secretAccessKey: Redacted.value(credentials.secretAccessKey),
+      sessionToken: credentials.sessionToken === undefined ? undefined : Redacted.value(credentials.sessionToken)
+    }
+  })
+  return Effect.acquireRelease(
+    Effect.sync(() => new DynamoDBClient(config)),
+    (client) => Effect.sync(() => client.destroy())
+  )
+}
+
+/**
+ * Makes sure the table can serve the store: it exists (or is created), its
+ * key is `pk`, it has the principal index, and — when this layer manages the
+ * table — TTL is enabled on `ttl`.
+ *
+ * @internal
+ */
+export const prepareTable = (client: DynamoDBClient, tableName: string, indexName: string, createTable: boolean) =>
+  Effect.gen(function*() {
+    const describe = Effect.map(
+      send(
+        "setup",
+        (abortable) => client.send(new DescribeTableCommand({ TableName: tableName }), abortable),
+        unless("ResourceNotFoundException")
+      ),
+      (output) => Option.isOption(output) ? Option.none() : Option.fromNullable(output.Table)
+    )
+    const waitUntilActive = send("setup", ({ abortSignal }) =>
+      waitUntilTableExists(
+        { client, maxWaitTime: 300, minDelay: 1, maxDelay: 10, abortSignal },
+        { TableName: tableName }
+      ))
+
+    let table = yield* describe
+    if (Option.isNone(table)) {
+      if (!createTable) return yield* setupError(Core.missingTable(tableName))
+      yield* Effect.logInfo(`${name} store: creating table "${tableName}"`)
+      // ResourceInUseException: another instance is creating it: wait for theirs
+      yield* send(
+        "setup",
+        (abortable) => client.send(new CreateTableCommand(Core.tableDefinition(tableName, indexName)), abortable),
+        unless("ResourceInUseException")
+      )
+      yield* waitUntilActive
+      table = yield* describe
+    } else if (table.value.TableStatus === "CREATING") {
+      yield* waitUntilActive
+      table = yield* describe
+    }
+    if (Option.isNone(table)) return yield* setupError(`table "${tableName}" vanished while it was being created`)
+    const problem = Core.layoutProblem(table.value, tableName, indexName)
+    if (problem !== undefined) return yield* setupError(problem)
+    if (createTable) yield* enableTimeToLive(client, tableName)
+  })
+
+// TTL enabled on `ttl`, a warning when it is on another attribute or the
+// server does not implement it (dynalite) or refused it.
+const enableTimeToLive = (client: DynamoDBClient, tableName: string) =>
+  Effect.tryPromise({
+    try: async (signal) => {
+      const described = await client.send(new DescribeTimeToLiveCommand({ TableName: tableName }), {
+        abortSignal: signal
+      })
+      const enabled = Core.enabledTimeToLive(described.TimeToLiveDescription)
+      if (enabled !== undefined) return enabled
+      await client.send(new UpdateTimeToLiveCommand(Core.enableTimeToLiveRequest(tableName)), { abortSignal: signal })
+      return Core.ttlAttribute
+    },
+    catch: (cause) => cause
+  }).pipe(
+    Effect.flatMap((attribute) =>
+      attribute === Core.ttlAttribute
+        ? Effect.void
+        : Effect.logWarning(`${name} store: ${Core.timeToLiveElsewhere(tableName, attribute)}`)
+    ),
+    Effect.catchAll((cause) =>
+      Core.isAwsError(cause, "UnknownOperationException") || Core.isAwsError(cause, "ValidationException")
+        ? Effect.logWarning(`${name} store: ${Core.timeToLiveRefused(tableName, cause)}`)
+        : Effect.fail(storeError("setup", cause))
+    )
+  )
+
+// Unprocessed deletes are throttling: back off before sending them again
+// (9 attempts in all).
+const backoff = Schedule.exponential("50 millis").pipe(
+  Schedule.jittered,
+  Schedule.intersect(Schedule.recurs(8))
+)
+
+/**
+ * One BatchWriteItem of deletes, sending what the server left unprocessed
+ * again until nothing is left.
+ *
+ * @internal
+ */
+export const deleteBatch = (client: DynamoDBClient, tableName: string, batch: ReadonlyArray<WriteRequest>) =>
+  Effect.suspend(() => {
+    let pending = batch
+    return Effect.suspend(() =>
+      send("removeAll", (abortable) =>
+        client.send(new BatchWriteItemCommand({ RequestItems: { [tableName]: [...pending] } }), abortable))
+    ).pipe(
+      Effect.tap((output) => {
+        pending = output.UnprocessedItems?.[tableName] ?? []
+      }),
+      Effect.repeat({ schedule: backoff, while: () => pending.length > 0 }),
+      Effect.flatMap(() =>
+        pending.length === 0 ? Effect.void : Effect.fail(storeError(
+          "removeAll",
+          new Error(`${pending.length} deletes were still unprocessed (throttled) after 9 attempts`)
+        ))
+      )
+    )
+  })
