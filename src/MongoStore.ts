@@ -14,9 +14,10 @@
  * @since 1.0.0
  */
 import type { ConfigError, Scope } from "effect"
-import { Config, Effect, Layer, Option, Predicate } from "effect"
-import type { Binary, Collection, Db, MongoClientOptions, UpdateFilter, UpdateResult } from "mongodb"
+import { Config, Effect, Layer, Option } from "effect"
+import type { Binary, Collection, MongoClientOptions, UpdateResult } from "mongodb"
 import { MongoClient } from "mongodb"
+import * as Core from "./core/mongo.js"
 import { storeAndIndex } from "./internal/layer.js"
 import { notAString } from "./internal/principal.js"
 import type { StoreOperation } from "./SessionError.js"
@@ -67,62 +68,27 @@ const name = "mongodb"
 
 const fail = (operation: StoreOperation, cause: unknown) => new SessionStoreError({ store: name, operation, cause })
 
-/**
- * E11000: an insert met an existing `_id`. Read from the error's code, not its
- * class, so that a client from another copy of the driver is understood too.
- */
-const isDuplicateKey = (error: unknown): boolean => Predicate.hasProperty(error, "code") && error.code === 11000
+const attempt = <A>(operation: StoreOperation, run: () => Promise<A>): Effect.Effect<A, SessionStoreError> =>
+  Effect.tryPromise({ try: run, catch: (cause) => fail(operation, cause) })
 
-// Duck-typed for the same reason; a Buffer comes back when the client was
-// built with `promoteBuffers`.
-const bytes = (data: unknown): Uint8Array | undefined => {
-  if (data instanceof Uint8Array) return new Uint8Array(data)
-  if (
-    Predicate.hasProperty(data, "_bsontype") && data._bsontype === "Binary" &&
-    Predicate.hasProperty(data, "buffer") && data.buffer instanceof Uint8Array &&
-    Predicate.hasProperty(data, "length") && typeof data.length === "function"
-  ) {
-    return new Uint8Array(data.buffer.subarray(0, Number(data.length())))
-  }
-  return undefined
-}
-
-const toRecord = (document: SessionDocument): SessionStore.SessionRecord | undefined => {
-  const data = bytes(document.data)
-  if (data === undefined || typeof document.version !== "number" || !(document.expiresAt instanceof Date)) {
-    return undefined
-  }
-  return {
-    data,
-    version: document.version,
-    expiresAt: document.expiresAt.getTime(),
-    principal: typeof document.principal === "string" ? Option.some(document.principal) : Option.none()
-  }
-}
-
-const writeUpdate = (write: SessionStore.SessionWrite, version: number): UpdateFilter<SessionDocument> => {
-  const fields = { data: write.data, version, expiresAt: new Date(write.expiresAt) }
-  return Option.isSome(write.principal)
-    ? { $set: { ...fields, principal: write.principal.value } }
-    : { $set: fields, $unset: { principal: "" } }
-}
-
-// The types say a principal is a string, but an application that forwards
-// unvalidated JSON can hand over an object: `{ "$ne": null }` in a filter's
-// `principal` would be an operator matching every user's sessions. So the
-// value is checked here, before any command is built, and filters compare it
-// with `$eq`, which treats even an object as a value to equal, never as an
-// operator.
+// An object where the types say string would be an operator in a filter
+// (see `Core.isStringPrincipal`): refused before any command is built.
 const checkPrincipal = (operation: StoreOperation, principal: unknown): Effect.Effect<void, SessionStoreError> =>
-  typeof principal === "string" ? Effect.void : Effect.fail(notAString(name, operation, principal))
+  Core.isStringPrincipal(principal) ? Effect.void : Effect.fail(notAString(name, operation, principal))
 
-const checkWrite = (operation: StoreOperation, write: SessionStore.SessionWrite): Effect.Effect<void, SessionStoreError> =>
-  Option.isSome(write.principal) ? checkPrincipal(operation, write.principal.value) : Effect.void
+const writeOf = (operation: StoreOperation, write: SessionStore.SessionWrite) =>
+  Effect.as(
+    Option.isSome(write.principal) ? checkPrincipal(operation, write.principal.value) : Effect.void,
+    { data: write.data, expiresAt: write.expiresAt, principal: Option.getOrUndefined(write.principal) }
+  )
 
-const byPrincipal = (principal: string, t: number) => ({
-  principal: { $eq: principal },
-  expiresAt: { $gt: new Date(t) }
-})
+// The matched count of a write; without an acknowledgement there is none.
+const matched = (operation: StoreOperation, result: UpdateResult<SessionDocument>) =>
+  result.acknowledged
+    ? Effect.succeed(result.matchedCount)
+    : Effect.fail(fail(operation, new Error(Core.unacknowledgedWrite)))
+
+const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
 /**
  * @since 1.0.0
@@ -146,104 +112,58 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
         Effect.catchAll((error) => Effect.logWarning("mongodb store: closing the client failed", error))
       )
   ))
-  const db: Db = client.db(options.database)
-  const collection: Collection<SessionDocument> = db.collection<SessionDocument>(
-    options.collection ?? "effect_sessions"
+  const collection: Collection<SessionDocument> = client.db(options.database).collection<SessionDocument>(
+    options.collection ?? Core.defaultCollection
   )
-
-  // Idempotent: creating an index that exists with the same keys and options
-  // is a no-op. One with the same name but other options fails the layer.
-  yield* Effect.tryPromise({
-    try: () =>
-      collection.createIndexes([
-        { key: { expiresAt: 1 }, name: "effect_session_expiresAt_ttl", expireAfterSeconds: 0 },
-        // sparse: anonymous sessions, the most, stay out of it
-        { key: { principal: 1 }, name: "effect_session_principal", sparse: true }
-      ]),
-    catch: (cause) => fail("setup", cause)
-  })
-
-  const now = Effect.clockWith((clock) => clock.currentTimeMillis)
-
-  const attempt = <A>(operation: StoreOperation, run: () => Promise<A>): Effect.Effect<A, SessionStoreError> =>
-    Effect.tryPromise({ try: run, catch: (cause) => fail(operation, cause) })
-
-  // Without an acknowledgement there is no matched count, and no way to tell
-  // a lost compare-and-set from a won one.
-  const acknowledged = (operation: StoreOperation, result: UpdateResult<SessionDocument>) =>
-    result.acknowledged
-      ? Effect.succeed(result)
-      : Effect.fail(fail(operation, new Error("the write was not acknowledged (write concern w: 0)")))
-
-  const unreadable = (operation: StoreOperation) =>
-    fail(operation, new Error("the stored document is not an effect-session record"))
+  yield* attempt("setup", () => collection.createIndexes(Core.indexSpecs))
 
   const store = SessionStore.make(name, {
     load: (key) =>
       Effect.gen(function*() {
         const t = yield* now
-        const document = yield* attempt("load", () => collection.findOne({ _id: key, expiresAt: { $gt: new Date(t) } }))
+        const document = yield* attempt("load", () => collection.findOne(Core.liveFilter(key, t)))
         if (document === null) return Option.none()
-        const record = toRecord(document)
-        if (record === undefined) return yield* unreadable("load")
-        return Option.some(record)
+        const record = Core.recordOfDocument(document)
+        if (record === undefined) return yield* fail("load", new Error(Core.unreadableDocument))
+        return Option.some({ ...record, principal: Option.fromNullable(record.principal) })
       }),
 
-    // One atomic upsert: it matches only an expired document under the key
-    // (and rewrites it), or finds none and inserts. A live document makes the
-    // insert half collide on `_id`: E11000 means "Exists".
+    // One atomic upsert over an expired document or none (`Core.expiredFilter`).
     insert: (key, write) =>
       Effect.gen(function*() {
-        yield* checkWrite("insert", write)
+        const update = Core.writeUpdate(yield* writeOf("insert", write), 1)
         const t = yield* now
         const outcome = yield* attempt("insert", () =>
-          collection.updateOne({ _id: key, expiresAt: { $lte: new Date(t) } }, writeUpdate(write, 1), { upsert: true })
-            .then(
-              (result) => result,
-              (error: unknown) => {
-                if (isDuplicateKey(error)) return "exists" as const
-                throw error
-              }
-            ))
+          collection.updateOne(Core.expiredFilter(key, t), update, { upsert: true }).then(
+            (result) => result,
+            (error: unknown) => {
+              if (Core.isDuplicateKey(error)) return "exists" as const
+              throw error
+            }
+          ))
         if (outcome === "exists") return yield* new SessionConflict({ reason: "Exists" })
-        yield* acknowledged("insert", outcome)
+        yield* matched("insert", outcome)
       }),
 
     update: (key, write, expectedVersion) =>
       Effect.gen(function*() {
-        yield* checkWrite("update", write)
-        const t = yield* now
         const version = expectedVersion + 1
-        const result = yield* Effect.flatMap(
-          attempt("update", () =>
-            collection.updateOne(
-              { _id: key, version: expectedVersion, expiresAt: { $gt: new Date(t) } },
-              writeUpdate(write, version)
-            )),
-          (result) => acknowledged("update", result)
-        )
-        if (result.matchedCount === 1) return version
+        const update = Core.writeUpdate(yield* writeOf("update", write), version)
+        const t = yield* now
+        const filter = Core.versionFilter(key, expectedVersion, t)
+        const result = yield* attempt("update", () => collection.updateOne(filter, update))
+        if ((yield* matched("update", result)) === 1) return version
         // Lost: only now is it worth a read, to say why.
-        const live = yield* attempt("update", () =>
-          collection.findOne(
-            { _id: key, expiresAt: { $gt: new Date(t) } },
-            { projection: { _id: 1 } }
-          ))
-        return yield* new SessionConflict({ reason: live === null ? "Missing" : "VersionMismatch" })
+        const live = yield* attempt("update", () => collection.findOne(Core.liveFilter(key, t), Core.idOnly))
+        return yield* new SessionConflict({ reason: Core.lostUpdateReason(live !== null) })
       }),
 
     touch: (key, expiresAt) =>
       Effect.gen(function*() {
         const t = yield* now
-        const result = yield* Effect.flatMap(
-          attempt("touch", () =>
-            collection.updateOne(
-              { _id: key, expiresAt: { $gt: new Date(t) } },
-              { $set: { expiresAt: new Date(expiresAt) } }
-            )),
-          (result) => acknowledged("touch", result)
-        )
-        return result.matchedCount === 1
+        const result = yield* attempt("touch", () =>
+          collection.updateOne(Core.liveFilter(key, t), Core.touchUpdate(expiresAt)))
+        return (yield* matched("touch", result)) === 1
       }),
 
     remove: (key) => Effect.asVoid(attempt("remove", () => collection.deleteOne({ _id: key })))
@@ -255,7 +175,7 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
         yield* checkPrincipal("keys", principal)
         const t = yield* now
         const documents = yield* attempt("keys", () =>
-          collection.find(byPrincipal(principal, t), { projection: { _id: 1 } }).toArray())
+          collection.find(Core.principalFilter(principal, t), Core.idOnly).toArray())
         return documents.map((document) => SessionId.unsafeStorageKey(document._id))
       }),
 
@@ -265,7 +185,7 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
       Effect.gen(function*() {
         yield* checkPrincipal("removeAll", principal)
         const t = yield* now
-        const result = yield* attempt("removeAll", () => collection.deleteMany(byPrincipal(principal, t)))
+        const result = yield* attempt("removeAll", () => collection.deleteMany(Core.principalFilter(principal, t)))
         return result.deletedCount
       })
   })
