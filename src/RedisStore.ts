@@ -30,10 +30,9 @@ import type { Clock, ConfigError, Scope } from "effect"
 import { Cause, Config, Duration, Effect, Layer, Option, Runtime } from "effect"
 import type { Cluster, RedisOptions } from "ioredis"
 import { Redis } from "ioredis"
-import { Deadlines } from "./internal/deadlines.js"
+import * as Protocol from "./core/redis.js"
 import { storeAndIndex } from "./internal/layer.js"
 import { notAString } from "./internal/principal.js"
-import * as Scripts from "./internal/redisScripts.js"
 import { TextRecord } from "./internal/text.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
@@ -68,13 +67,12 @@ export interface Options extends Omit<RedisOptions, "commandTimeout"> {
 
 const name = "redis"
 
-// How many records one script checks when a principal's index is read on a
-// single node (a script blocks the server while it runs), and how many
-// scripts are sent in one round trip.
-const checkBatch = 500
-const inFlight = 1000
+type Client = Redis | Cluster
+type Conflict = SessionConflict | SessionStoreError
 
-const storageKeyPattern = /^[A-Za-z0-9_-]{43}$/
+// The last connection error of each client the layer made (its "error"
+// events), so that a command refused while disconnected says why.
+const connectionErrors = new WeakMap<Client, Error>()
 
 /**
  * @since 1.0.0
@@ -85,306 +83,162 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   SessionStoreError,
   Scope.Scope
 > {
-  const prefix = options?.prefix ?? "session:"
+  const prefix = options?.prefix ?? Protocol.defaultPrefix
   const timeoutMillis = Math.max(1, Duration.toMillis(Duration.decode(options?.commandTimeout ?? "2 seconds")))
-  const client: Redis | Cluster = options?.client ?? (yield* acquireClient(options ?? {}, timeoutMillis))
+  const passedIn = options?.client
+  const client: Client = passedIn ?? (yield* acquireClient(options ?? {}, timeoutMillis))
   const cluster = client.isCluster
-
-  if (cluster && hasHashTag(prefix)) {
-    return yield* new SessionStoreError({
-      store: name,
-      operation: "setup",
-      cause: new Error(
-        `prefix ${JSON.stringify(prefix)} contains a hash tag: every session would live in one cluster slot`
-      )
-    })
+  const failure = (operation: StoreOperation, cause: unknown) => new SessionStoreError({ store: name, operation, cause })
+  if (cluster && Protocol.hasHashTag(prefix)) {
+    return yield* failure("setup", new Error(Protocol.hashTagMessage(prefix)))
   }
 
-  const recordKey = (key: string) => prefix + key
-  const indexKey = (principal: string) => `${prefix}principal:${principal}`
-
-  // Every command gets the deadline here, the layer's own client's and one
-  // passed in (which may queue commands while disconnected) alike: one
-  // timer for all commands in flight (`Deadlines`) instead of one per
-  // command. Commands still waiting when the layer closes fail then.
-  const deadlines = new Deadlines(timeoutMillis)
-  yield* Effect.addFinalizer(() => Effect.sync(() => deadlines.close()))
-  // `then` turns the reply into the operation's result as the fiber resumes
-  // (one runtime step where a `flatMap` after the call takes two).
-  const callThen = <A, B, E>(
-    operation: StoreOperation,
-    send: () => Promise<A>,
-    then: (reply: A) => Effect.Effect<B, E>
-  ): Effect.Effect<B, E | SessionStoreError> =>
-    Effect.async<B, E | SessionStoreError>((resume) => {
-      const pending = deadlines.start((closed) =>
-        resume(Effect.fail(
-          new SessionStoreError({
-            store: name,
-            operation,
-            cause: closed
-              ? new Error("the store's layer was closed before Redis answered")
-              : new Cause.TimeoutException(`Redis did not answer within ${timeoutMillis} ms`)
-          })
-        ))
-      )
-      const failed = (cause: unknown) => {
-        if (deadlines.end(pending)) resume(Effect.fail(new SessionStoreError({ store: name, operation, cause })))
-      }
-      let promise: Promise<A>
-      try {
-        promise = send()
-      } catch (cause) {
-        return failed(cause)
-      }
-      promise.then((reply) => {
-        if (!deadlines.end(pending)) return
-        let result: Effect.Effect<B, E>
-        try {
-          result = then(reply)
-        } catch (defect) {
-          // never thrown into the promise (an unhandled rejection): the
-          // fiber dies with it, as a throw inside `flatMap` would make it
-          result = Effect.die(defect)
-        }
-        resume(result)
-      }, failed)
-    })
-  const call = <A>(operation: StoreOperation, send: () => Promise<A>): Effect.Effect<A, SessionStoreError> =>
-    callThen(operation, send, Effect.succeed)
-
+  // ioredis sends EVALSHA, and EVAL where the connection has not run the
+  // script yet or the server answers NOSCRIPT
+  for (const { lua, name: command, numberOfKeys } of Protocol.sessionScripts()) {
+    client.defineCommand(command, numberOfKeys === undefined ? { lua } : { lua, numberOfKeys })
+  }
+  const scripts = client as unknown as Record<string, (...args: ReadonlyArray<unknown>) => Promise<unknown>>
+  const run = ({ args, keys, script }: Protocol.ScriptCall) => () =>
+    script.numberOfKeys === undefined
+      ? scripts[script.name]!(keys.length, ...keys, ...args)
+      : scripts[script.name]!(...keys, ...args)
   // Both client classes share these command signatures; the union of their
   // overloads is not callable in TypeScript, so commands go through one view.
   const commands = client as Redis
 
-  const sendScript = (script: Scripts.RedisScript, keys: ReadonlyArray<string>, args: ReadonlyArray<string | Buffer>) =>
-  () =>
-    commands.evalsha(script.sha, keys.length, ...keys, ...args).catch((error: unknown) =>
-      isNoScript(error) ? commands.eval(script.lua, keys.length, ...keys, ...args) : Promise.reject(error)
-    )
-
-  const runScript = (
-    operation: StoreOperation,
-    script: Scripts.RedisScript,
-    keys: ReadonlyArray<string>,
-    args: ReadonlyArray<string | Buffer>
-  ): Effect.Effect<unknown, SessionStoreError> => call(operation, sendScript(script, keys, args))
-
-  const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+  const waiting = new Protocol.WaitingReplies()
+  yield* Effect.addFinalizer(() => Effect.sync(() => waiting.close()))
+  const timedOut = () => new Cause.TimeoutException(Protocol.didNotAnswer(timeoutMillis))
+  const explain = (cause: unknown) => {
+    const kind = Protocol.rejectionKind(cause, client.status === "ready")
+    if (kind === "other") return cause
+    if (kind === "timeout") return timedOut()
+    return Protocol.notConnectedError(cluster ? "cluster" : (client as Redis).options, connectionErrors.get(client))
+  }
+  // The layer's own client has ioredis's `commandTimeout`; a client passed
+  // in (whose options are the application's) gets the timeout here.
+  const call = <A>(operation: StoreOperation, send: () => Promise<A>): Effect.Effect<A, SessionStoreError> => {
+    const sent = Effect.tryPromise({
+      try: () => waiting.track(send),
+      catch: (cause) => failure(operation, explain(cause))
+    })
+    return passedIn === undefined
+      ? sent
+      : Effect.timeoutFail(sent, { duration: timeoutMillis, onTimeout: () => failure(operation, timedOut()) })
+  }
+  const malformed = (operation: StoreOperation, detail: string) =>
+    failure(operation, new Error(Protocol.unexpectedReply(detail)))
 
   // ioredis spreads an array argument into several, which would shift a
   // script's arguments: a principal that is not a string is refused first
-  const wrongPrincipal = (operation: StoreOperation, principal: Option.Option<unknown>) =>
-    Option.isSome(principal) && typeof principal.value !== "string"
-      ? notAString(name, operation, principal.value)
-      : undefined
+  const write = (operation: "insert" | "update", key: StorageKey, w: SessionStore.SessionWrite, version?: number) =>
+    Effect.clockWith((clock) => {
+      if (Option.isSome(w.principal) && typeof w.principal.value !== "string") {
+        return Effect.fail(notAString(name, operation, w.principal.value))
+      }
+      const t = clock.unsafeCurrentTimeMillis()
+      const principal = Option.getOrUndefined(w.principal)
+      const data = w.text ?? Protocol.dataArgument(w.data)
+      const script = Protocol.writeCall(prefix, cluster, key, t, { expiresAt: w.expiresAt, data, principal }, version)
+      return Effect.map(call(operation, run(script)), (reply) => ({ reply, t, principal }))
+    })
 
-  const malformed = (operation: StoreOperation, detail: string) =>
-    new SessionStoreError({ store: name, operation, cause: new Error(`unexpected reply from Redis: ${detail}`) })
-
-  // The integers the writing scripts return, or undefined.
-  const integers = (reply: unknown, length: number): ReadonlyArray<number> | undefined =>
-    Array.isArray(reply) && reply.length === length && reply.every((n) => typeof n === "number")
-      ? reply as Array<number>
-      : undefined
-
-  const writeArgs = (
-    key: StorageKey,
-    write: SessionStore.SessionWrite,
-    t: number,
-    expectedVersion?: number
-  ): Array<string | Buffer> => {
-    const meta = `${t} ${write.expiresAt} ${Math.ceil(write.expiresAt - t)}`
-    const args: Array<string | Buffer> = [
-      expectedVersion === undefined ? meta : `${meta} ${expectedVersion}`,
-      write.text ?? dataArgument(write.data)
-    ]
-    if (Option.isSome(write.principal)) args.push(write.principal.value, key)
-    return args
-  }
-
-  // On a single node the principal's index is updated by the writing script
-  // itself. On a cluster the index usually lives on another slot and is
-  // raised by a second script after the record: after an insert with a
-  // principal, and after an update that gives the record a principal or a
-  // later expiry. If that second write fails the operation fails: the
-  // request that made the session gets an error and no cookie, so an
-  // unlisted new record is never used and expires. Raising the index first
-  // instead would let a concurrent read see a member without its record yet
-  // and drop it.
-  const writeKeys = (key: StorageKey, principal: Option.Option<string>): ReadonlyArray<string> =>
-    Option.isSome(principal) && !cluster ? [recordKey(key), indexKey(principal.value)] : [recordKey(key)]
-
+  // On a cluster the principal's index usually lives in another slot: it is
+  // raised by a second script after the record. If that fails the operation
+  // fails: the request gets an error and no cookie, so an unlisted new record
+  // is never used and expires. Raising the index first instead would let a
+  // concurrent read see a member without its record yet and drop it.
   const raise = (operation: StoreOperation, key: StorageKey, principal: string, expiresAt: number, t: number) =>
-    Effect.asVoid(runScript(operation, Scripts.raise, [indexKey(principal)], [key, String(expiresAt), String(t)]))
+    Effect.asVoid(call(operation, run(Protocol.raiseCall(prefix, key, principal, expiresAt, t))))
 
-  // The members of a principal's index (those not yet expired by score) and
-  // whether each one's record is live and still the principal's; with
-  // `revoke`, the records that are the principal's are deleted. On a single
-  // node one script per batch of members checks the records and, in the same
-  // step, drops the dead members from the index (or, with `revoke`, every
-  // member it read). On a cluster, where records live on every slot, each
-  // record is checked by its own script, all sent together, and the index is
-  // then trimmed with one ZREM.
-  const prefixBytes = String(Buffer.byteLength(prefix))
-  const readIndex = (operation: StoreOperation, principal: string, revoke: boolean) =>
+  // The live members of a principal's index; with `revoke`, their records
+  // deleted (see planIndexRead). The checks are sent together, a bounded
+  // number at a time, from one promise: no fiber per script.
+  const readIndex = (operation: "keys" | "removeAll", principal: string, revoke: boolean) =>
     Effect.gen(function*() {
       if (typeof principal !== "string") return yield* notAString(name, operation, principal)
-      const set = indexKey(principal)
-      const t = yield* now
-      const listed = yield* Effect.flatMap(
-        runScript(operation, Scripts.members, [set], [String(t)]),
-        (reply) =>
-          Array.isArray(reply) && reply.every((member) => typeof member === "string")
-            ? Effect.succeed(reply as Array<string>)
-            : Effect.fail(malformed(operation, "the members of a principal's index"))
-      )
-      // anything but a storage key was not written by this store: dropped
-      const members = listed.filter((member) => storageKeyPattern.test(member))
-      const junk = listed.filter((member) => !storageKeyPattern.test(member))
-      const mode = revoke ? "r" : "k"
-      // one script per record on a cluster; per batch of records, the
-      // index first, on a single node
-      const checks: Array<{ readonly keys: ReadonlyArray<string>; readonly args: ReadonlyArray<string> }> = []
-      if (cluster) {
-        for (const member of members) checks.push({ keys: [recordKey(member)], args: [principal, String(t), mode] })
-      } else {
-        for (let i = 0; i < members.length; i += checkBatch) {
-          const batch = members.slice(i, i + checkBatch).map(recordKey)
-          checks.push({ keys: [set, ...batch], args: [principal, String(t), mode, prefixBytes] })
-        }
-      }
-      // sent together, `inFlight` at a time, from one promise: no fiber per
-      // script (forking fibers costs scheduler turns, measurably so here)
+      const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+      const listed = Protocol.readMembersReply(yield* call(operation, run(Protocol.membersCall(prefix, principal, now))))
+      if (listed === undefined) return yield* malformed(operation, Protocol.notMembers)
+      const plan = Protocol.planIndexRead({ prefix, principal, now, revoke, cluster, listed })
       const live: Array<boolean> = []
-      for (let i = 0; i < checks.length; i += inFlight) {
-        const group = checks.slice(i, i + inFlight)
-        const replies = yield* call(
-          operation,
-          () => Promise.all(group.map((check) => sendScript(Scripts.check, check.keys, check.args)()))
-        )
-        for (const [j, reply] of replies.entries()) {
-          const flags = integers(reply, cluster ? 1 : group[j]!.keys.length - 1)
-          if (flags === undefined) return yield* malformed(operation, JSON.stringify(reply))
-          for (const flag of flags) live.push(flag === 1)
-        }
+      for (const group of plan.groups) {
+        const replies = yield* call(operation, () => Promise.all(group.map((check) => run(check)())))
+        const flags = plan.readReplies(group, replies)
+        if (typeof flags === "string") return yield* malformed(operation, flags)
+        live.push(...flags)
       }
-      // on a single node the scripts trimmed the index themselves
-      const dropped = cluster ? [...junk, ...members.filter((_, i) => revoke || !live[i])] : junk
+      const dropped = plan.dropped(live)
+      const set = Protocol.principalIndexKey(prefix, principal)
       if (dropped.length > 0) yield* call(operation, () => commands.zrem(set, ...dropped))
-      return members.filter((_, i) => live[i]).map(SessionId.unsafeStorageKey)
+      return plan.members.filter((_, i) => live[i]).map(SessionId.unsafeStorageKey)
     })
 
   // A record read at the application's "now": none once it has expired.
-  const live = (
-    clock: Clock.Clock,
-    record: SessionStore.SessionRecord
-  ): Effect.Effect<Option.Option<SessionStore.SessionRecord>> =>
-    Effect.succeed(record.expiresAt > clock.unsafeCurrentTimeMillis() ? Option.some(record) : Option.none())
-
-  const loadBytes = (
-    clock: Clock.Clock,
-    key: StorageKey
-  ): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> =>
-    callThen(
-      "load",
-      () => commands.getBuffer(recordKey(key)),
-      (value): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> => {
-        if (value === null) return Effect.succeedNone
-        const parsed = Scripts.parseRecord(value)
-        if (parsed === undefined) return Effect.fail(malformed("load", "a value that is not a session record"))
-        return live(clock, {
-          data: parsed.data,
-          version: parsed.version,
-          expiresAt: parsed.expiresAt,
-          principal: Option.fromNullable(parsed.principal)
-        })
-      }
+  const live = <R extends SessionStore.SessionRecord>(clock: Clock.Clock, record: R) =>
+    Effect.succeed(
+      Protocol.isLive(record.expiresAt, clock.unsafeCurrentTimeMillis()) ? Option.some(record) : Option.none()
     )
 
+  // The rare record whose string cannot hold its bytes exactly (see
+  // parseRecordText) is read again as bytes.
+  const loadBytes = (clock: Clock.Clock, key: StorageKey) =>
+    Effect.flatMap(call("load", () => commands.getBuffer(Protocol.recordKey(prefix, key))), (value) => {
+      if (value === null) return Effect.succeedNone
+      const parsed = Protocol.parseRecord(value)
+      if (parsed === undefined) return Effect.fail(malformed("load", Protocol.notARecord))
+      const { data, expiresAt, principal, version } = parsed
+      return live(clock, { data, version, expiresAt, principal: Option.fromNullable(principal) })
+    })
+
   const store = SessionStore.make(name, {
-    // no generator on the hot path of every read: one command, one clock
-    // read. The value is read as a string (no Buffer per read) and handed
-    // over as text; in the rare case the string cannot hold the stored bytes
-    // exactly (see parseRecordText), they are read again as bytes.
+    // one GET, read as a string (no Buffer per read), handed over as text
     load: (key) =>
       Effect.clockWith((clock) =>
-        callThen(
-          "load",
-          () => commands.get(recordKey(key)),
+        Effect.flatMap(
+          call("load", () => commands.get(Protocol.recordKey(prefix, key))),
           (value): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> => {
             if (value === null) return Effect.succeedNone
-            const parsed = Scripts.parseRecordText(value)
-            if (parsed === undefined) return Effect.fail(malformed("load", "a value that is not a session record"))
+            const parsed = Protocol.parseRecordText(value)
+            if (parsed === undefined) return Effect.fail(malformed("load", Protocol.notARecord))
             if (parsed === "bytes") return loadBytes(clock, key)
-            return live(
-              clock,
-              new TextRecord(parsed.text, parsed.version, parsed.expiresAt, Option.fromNullable(parsed.principal))
-            )
+            const { expiresAt, principal, text, version } = parsed
+            return live(clock, new TextRecord(text, version, expiresAt, Option.fromNullable(principal)))
           }
         )
       ),
-
-    // the writes without generators either: they run on every save
-    insert: (key, write) =>
-      Effect.clockWith((clock) => {
-        const wrong = wrongPrincipal("insert", write.principal)
-        if (wrong !== undefined) return Effect.fail(wrong)
-        const t = clock.unsafeCurrentTimeMillis()
-        return callThen(
-          "insert",
-          sendScript(Scripts.insert, writeKeys(key, write.principal), writeArgs(key, write, t)),
-          (reply): Effect.Effect<void, SessionConflict | SessionStoreError> => {
-            if (reply === 0) return Effect.fail(new SessionConflict({ reason: "Exists" }))
-            if (reply !== 1) return Effect.fail(malformed("insert", JSON.stringify(reply)))
-            return cluster && Option.isSome(write.principal)
-              ? raise("insert", key, write.principal.value, write.expiresAt, t)
-              : Effect.void
-          }
-        )
+    insert: (key, w) =>
+      Effect.flatMap(write("insert", key, w), ({ principal, reply, t }): Effect.Effect<void, Conflict> => {
+        const outcome = Protocol.readInsertReply(reply)
+        if (outcome === undefined) return Effect.fail(malformed("insert", Protocol.describeReply(reply)))
+        if (outcome !== "inserted") return Effect.fail(new SessionConflict({ reason: outcome }))
+        return cluster && principal !== undefined ? raise("insert", key, principal, w.expiresAt, t) : Effect.void
       }),
-
-    update: (key, write, expectedVersion) =>
-      Effect.clockWith((clock) => {
-        const wrong = wrongPrincipal("update", write.principal)
-        if (wrong !== undefined) return Effect.fail(wrong)
-        const t = clock.unsafeCurrentTimeMillis()
-        return callThen(
-          "update",
-          sendScript(Scripts.update, writeKeys(key, write.principal), writeArgs(key, write, t, expectedVersion)),
-          (reply): Effect.Effect<number, SessionConflict | SessionStoreError> => {
-            const replies = integers(reply, 2)
-            if (replies === undefined) return Effect.fail(malformed("update", JSON.stringify(reply)))
-            const [version, indexed] = replies
-            if (version === -1) return Effect.fail(new SessionConflict({ reason: "Missing" }))
-            if (version === -2) return Effect.fail(new SessionConflict({ reason: "VersionMismatch" }))
-            return cluster && indexed === 1 && Option.isSome(write.principal)
-              ? Effect.as(raise("update", key, write.principal.value, write.expiresAt, t), version)
-              : Effect.succeed(version)
-          }
-        )
+    update: (key, w, expectedVersion) =>
+      Effect.flatMap(write("update", key, w, expectedVersion), ({ principal, reply, t }): Effect.Effect<number, Conflict> => {
+        const outcome = Protocol.readUpdateReply(reply)
+        if (outcome === undefined) return Effect.fail(malformed("update", Protocol.describeReply(reply)))
+        if (typeof outcome === "string") return Effect.fail(new SessionConflict({ reason: outcome }))
+        return cluster && outcome.indexed && principal !== undefined
+          ? Effect.as(raise("update", key, principal, w.expiresAt, t), outcome.version)
+          : Effect.succeed(outcome.version)
       }),
-
     // A touch that extends a session with a principal raises the session in
     // that principal's index: a second script, since the index's key is only
     // known once the record is read.
     touch: (key, expiresAt) =>
       Effect.clockWith((clock) => {
         const t = clock.unsafeCurrentTimeMillis()
-        return callThen(
-          "touch",
-          sendScript(Scripts.touch, [recordKey(key)], [String(t), String(expiresAt), String(Math.ceil(expiresAt - t))]),
-          (reply): Effect.Effect<boolean, SessionStoreError> => {
-            if (reply === 0 || reply === 1) return Effect.succeed(reply === 1)
-            if (Array.isArray(reply) && reply.length === 2 && reply[0] === 1 && typeof reply[1] === "string") {
-              return Effect.as(raise("touch", key, reply[1], expiresAt, t), true)
-            }
-            return Effect.fail(malformed("touch", JSON.stringify(reply)))
-          }
-        )
+        return Effect.flatMap(call("touch", run(Protocol.touchCall(prefix, key, t, expiresAt))), (reply) => {
+          const outcome = Protocol.readTouchReply(reply)
+          if (outcome === undefined) return Effect.fail(malformed("touch", Protocol.describeReply(reply)))
+          return outcome.principal === undefined
+            ? Effect.succeed(outcome.extended)
+            : Effect.as(raise("touch", key, outcome.principal, expiresAt, t), true)
+        })
       }),
-
-    remove: (key) => Effect.asVoid(call("remove", () => commands.del(recordKey(key))))
+    remove: (key) => Effect.asVoid(call("remove", () => commands.del(Protocol.recordKey(prefix, key))))
   }, { readsText: true })
 
   const index = SessionStore.makeIndex(name, {
@@ -393,7 +247,6 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     // a concurrent login stays listed, so a second revocation finds it.
     removeAll: (principal) => Effect.map(readIndex("removeAll", principal, true), (revoked) => revoked.length)
   })
-
   return { store, index }
 })
 
@@ -408,14 +261,7 @@ export const layer = (
 ): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError> => storeAndIndex(make(options))
 
 /**
- * The layer with its options read from `Config`:
- *
- * ```ts
- * RedisStore.layerConfig({
- *   url: Config.string("REDIS_URL").pipe(Config.withDefault("redis://127.0.0.1:6379")),
- *   prefix: Config.succeed("myapp:session:")
- * })
- * ```
+ * The layer with its options read from `Config` (see the module's example).
  *
  * @since 1.0.0
  * @category layers
@@ -428,112 +274,64 @@ export const layerConfig = (
 > => Layer.unwrapEffect(Effect.map(Config.unwrap(options), layer))
 
 // The layer's own client fails fast while disconnected instead of queueing
-// (a queued command could run long after its request gave up), and the
-// store waits briefly for the first connection so the first requests after
-// start-up do not fail needlessly.
+// (a queued command could run long after its request gave up), gives up on
+// a command after the timeout (its QUIT at close included: a hung server
+// cannot hold the layer's release), and is awaited briefly at start-up so
+// that the first requests do not fail needlessly.
 const acquireClient = (options: Options, timeoutMillis: number): Effect.Effect<Redis, never, Scope.Scope> => {
   const { client: _client, commandTimeout: _timeout, prefix: _prefix, url, ...redisOptions } = options
-  const clientOptions: RedisOptions = { enableOfflineQueue: false, ...redisOptions }
+  const clientOptions: RedisOptions = { enableOfflineQueue: false, ...redisOptions, commandTimeout: timeoutMillis }
   return Effect.acquireRelease(
     Effect.sync(() => url === undefined ? new Redis(clientOptions) : new Redis(url, clientOptions)),
-    (redis) => close(redis, timeoutMillis)
+    (redis) => Effect.promise(() => redis.quit().then(() => undefined, () => redis.disconnect()))
   ).pipe(
-    Effect.tap(logConnectionEvents),
+    Effect.tap(watchConnection),
     Effect.tap((redis) => awaitReady(redis, timeoutMillis))
   )
 }
 
-// A clean QUIT, but never longer than the command timeout: a server that
-// stopped answering would otherwise hold the layer's release forever.
-const close = (redis: Redis, timeoutMillis: number): Effect.Effect<void> =>
-  Effect.async<void>((resume) => {
-    let done = false
-    const finish = (quitted: boolean) => {
-      if (done) return
-      done = true
-      clearTimeout(timer)
-      if (!quitted) redis.disconnect()
-      resume(Effect.void)
-    }
-    const timer = setTimeout(() => finish(false), timeoutMillis)
-    redis.quit().then(() => finish(true), () => finish(false))
-  })
-
 // ioredis reports connection failures as "error" events (and prints them
 // when nobody listens). Operations already fail with SessionStoreError; the
-// log says once that the connection is lost and once that it is back.
-const logConnectionEvents = (redis: Redis): Effect.Effect<void, never, Scope.Scope> =>
+// log says once that the connection is lost and once that it is back, and
+// the last error is kept for the operations' messages.
+const watchConnection = (redis: Redis): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function*() {
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
-    let connected = true
     const onError = (error: Error) => {
-      if (connected) {
-        connected = false
-        runFork(Effect.logWarning(`${name} store: connection lost; reconnecting`, error))
-      } else {
-        runFork(Effect.logDebug(`${name} store: reconnect failed`, error))
-      }
+      const first = !connectionErrors.has(redis)
+      connectionErrors.set(redis, error)
+      runFork(
+        first
+          ? Effect.logWarning(`${name} store: connection lost; reconnecting`, error)
+          : Effect.logDebug(`${name} store: reconnect failed`, error)
+      )
     }
     const onReady = () => {
-      if (!connected) runFork(Effect.logInfo(`${name} store: connection restored`))
-      connected = true
+      if (connectionErrors.delete(redis)) runFork(Effect.logInfo(`${name} store: connection restored`))
     }
-    redis.on("error", onError)
-    redis.on("ready", onReady)
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        redis.off("error", onError)
-        redis.off("ready", onReady)
-      })
-    )
+    redis.on("error", onError).on("ready", onReady)
+    yield* Effect.addFinalizer(() => Effect.sync(() => redis.off("error", onError).off("ready", onReady)))
   })
 
+// Real time, whatever the application's Clock: the connection is I/O.
 const awaitReady = (redis: Redis, timeoutMillis: number): Effect.Effect<void> =>
   Effect.async<void>((resume) => {
     if (redis.status === "ready") return resume(Effect.void)
     // with `lazyConnect` the layer connects when it is built; a failure is
     // reported through the "error" event, which is logged
     if (redis.status === "wait") redis.connect().catch(() => undefined)
-    const done = (ready: boolean) => {
+    const cleanup = () => {
       clearTimeout(timer)
       redis.off("ready", onReady)
-      resume(
-        ready ? Effect.void : Effect.logWarning(
-          `${name} store: not connected after ${timeoutMillis} ms; operations fail until the connection is up`
-        )
-      )
     }
-    const onReady = () => done(true)
-    const timer = setTimeout(() => done(false), timeoutMillis)
+    const settle = (outcome: Effect.Effect<void>) => () => resume(Effect.zipRight(Effect.sync(cleanup), outcome))
+    const onReady = settle(Effect.void)
+    const timer = setTimeout(
+      settle(Effect.logWarning(
+        `${name} store: not connected after ${timeoutMillis} ms; operations fail until the connection is up`
+      )),
+      timeoutMillis
+    )
     redis.once("ready", onReady)
-    return Effect.sync(() => {
-      clearTimeout(timer)
-      redis.off("ready", onReady)
-    })
+    return Effect.sync(cleanup)
   })
-
-// Text (what the JSON codec writes) goes as a string: ioredis sends a command
-// holding any Buffer argument down a slower buffer path, measurably so on
-// every write (docs/performance.md). A string's UTF-8 bytes are exactly the
-// original bytes, so Redis stores the same thing; anything that is not valid
-// UTF-8 goes as a Buffer.
-const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
-const dataArgument = (data: Uint8Array): string | Buffer => {
-  try {
-    return utf8.decode(data)
-  } catch {
-    return Buffer.from(data.buffer, data.byteOffset, data.byteLength)
-  }
-}
-
-const isNoScript = (error: unknown): boolean => error instanceof Error && error.message.startsWith("NOSCRIPT")
-
-// Redis Cluster hashes only the part of a key between the first `{` and the
-// next `}` when it is not empty; storage keys never contain braces, so the
-// prefix alone decides.
-const hasHashTag = (prefix: string): boolean => {
-  const open = prefix.indexOf("{")
-  if (open === -1) return false
-  const close = prefix.indexOf("}", open + 1)
-  return close > open + 1
-}

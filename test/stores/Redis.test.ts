@@ -3,7 +3,7 @@ import { Cause, Config, ConfigProvider, Context, Effect, Exit, Layer, Option, Sc
 import { Redis } from "ioredis"
 import { randomBytes } from "node:crypto"
 import { performance } from "node:perf_hooks"
-import { parseRecord, parseRecordText } from "../../src/internal/redisScripts.js"
+import { parseRecord, parseRecordText } from "../../src/core/redis.js"
 import * as RedisStore from "../../src/RedisStore.js"
 import { SessionStoreError } from "../../src/SessionError.js"
 import * as SessionId from "../../src/SessionId.js"
