@@ -1,0 +1,512 @@
+/**
+ * The SQL store's protocol, shared by the Effect 3 and Effect 4 lines: the
+ * table and its indexes per dialect, the text of every statement with the
+ * order of its parameters, the checks a principal passes before any
+ * statement, how a row becomes a record and how a driver's result tells how
+ * many rows a statement matched. Plain data and pure functions: the shells
+ * run the text on their SQL client and map the outcomes to their errors.
+ *
+ * @internal
+ */
+import { Buffer } from "node:buffer"
+
+/**
+ * The databases the store speaks to; the names are `@effect/sql`'s
+ * `Statement.Dialect` values, so a shell passes its client's dialect as is.
+ *
+ * @internal
+ */
+export type SqlDialect = "pg" | "mysql" | "sqlite"
+
+/** @internal */
+export const defaultTable = "effect_sessions"
+
+/** @internal */
+export const defaultCleanupBatchSize = 1000
+
+// At most 48 characters: the index names append up to 16 to it and stay
+// within every dialect's identifier limit (MySQL's 64 is the smallest).
+// Nothing but letters, digits and `_`: the name is spliced into statement
+// text, so it must never need escaping.
+const identifierPattern = /^[A-Za-z_][A-Za-z0-9_]{0,47}$/
+
+/**
+ * Why a table name is refused, or `undefined` when it is safe to splice
+ * into statement text.
+ *
+ * @internal
+ */
+export const tableNameProblem = (table: string): string | undefined =>
+  identifierPattern.test(table)
+    ? undefined
+    : `table name ${JSON.stringify(table)} is not a safe identifier (letters, digits and _, at most 48 characters)`
+
+/**
+ * Why a cleanup batch size is refused, or `undefined`. The size is spliced
+ * into the cleanup statement's `LIMIT` (MySQL does not take a parameter
+ * there in every version), so it must be a plain positive integer.
+ *
+ * @internal
+ */
+export const cleanupBatchSizeProblem = (batchSize: number): string | undefined =>
+  Number.isSafeInteger(batchSize) && batchSize >= 1
+    ? undefined
+    : `cleanupBatchSize must be a positive integer, got ${batchSize}`
+
+/**
+ * A store's settings, checked before any statement: the table name, the
+ * client's dialect (`@effect/sql`'s name for it) and the cleanup batch size,
+ * with their defaults; or the first problem found, for the setup error.
+ *
+ * The table name is used as configured, whatever name transform the SQL
+ * client applies to its own queries: the statements are this text, sent
+ * as it is.
+ *
+ * @internal
+ */
+export const storeSetup = (
+  dialect: string,
+  options: { readonly table?: string | undefined; readonly cleanupBatchSize?: number | undefined } | undefined
+):
+  | { readonly dialect: SqlDialect; readonly table: string; readonly batchSize: number }
+  | { readonly problem: Error } =>
+{
+  const table = options?.table ?? defaultTable
+  const batchSize = options?.cleanupBatchSize ?? defaultCleanupBatchSize
+  const tableProblem = tableNameProblem(table)
+  if (tableProblem !== undefined) return { problem: new Error(tableProblem) }
+  if (dialect !== "pg" && dialect !== "mysql" && dialect !== "sqlite") {
+    return { problem: new Error("the SqlClient's dialect is not supported: use PostgreSQL, MySQL/MariaDB or SQLite") }
+  }
+  const batchProblem = cleanupBatchSizeProblem(batchSize)
+  return batchProblem === undefined ? { dialect, table, batchSize } : { problem: new Error(batchProblem) }
+}
+
+/**
+ * A name as the dialect quotes identifiers (the quoting `@effect/sql`'s
+ * compilers use). Quoted, a name keeps its case on PostgreSQL and never
+ * collides with a keyword. Only for names `tableNameProblem` accepted.
+ *
+ * @internal
+ */
+export const quoteIdentifier = (dialect: SqlDialect, name: string): string =>
+  dialect === "mysql" ? `\`${name}\`` : `"${name}"`
+
+/**
+ * A statement ready for a client's "unsafe" call: its text with the
+ * dialect's placeholders (`$1`… on PostgreSQL, `?` elsewhere) and the
+ * function putting the named values in placeholder order.
+ *
+ * @internal
+ */
+export interface SqlStatement<Input> {
+  readonly text: string
+  /** The value names, in placeholder order. */
+  readonly order: ReadonlyArray<string>
+  readonly params: (input: Input) => ReadonlyArray<unknown>
+}
+
+// `:name` marks a parameter in the statement sources below (no statement
+// uses `::` casts or other colons).
+const parameterMark = /:([A-Za-z][A-Za-z0-9]*)/g
+
+/**
+ * Compiles a statement written with named parameters to the dialect's
+ * placeholders; the order comes from the text itself, so the two cannot
+ * drift apart. A value missing from the input is a bug in the caller: it
+ * throws rather than binding `undefined`.
+ *
+ * @internal
+ */
+export const compileStatement = <Input extends object>(dialect: SqlDialect, source: string): SqlStatement<Input> => {
+  const order: Array<string> = []
+  const text = source.replace(parameterMark, (_, name: string) => {
+    order.push(name)
+    return dialect === "pg" ? `$${order.length}` : "?"
+  })
+  return {
+    text,
+    order,
+    params: (input) =>
+      order.map((name) => {
+        if (!(name in input)) throw new Error(`SQL statement parameter ${name} was not given`)
+        return (input as Record<string, unknown>)[name]
+      })
+  }
+}
+
+/**
+ * The DDL of the session table, one statement per element (SQLite prepares
+ * one statement at a time). On PostgreSQL the shell runs them in one
+ * transaction after `schemaLock`, so instances starting together do not
+ * race on `CREATE TABLE IF NOT EXISTS`.
+ *
+ * @internal
+ */
+export const schemaStatements = (dialect: SqlDialect, table: string): ReadonlyArray<string> => {
+  const t = quoteIdentifier(dialect, table)
+  const expiresIndex = quoteIdentifier(dialect, `${table}_expires_at_idx`)
+  const principalIndex = quoteIdentifier(dialect, `${table}_principal_idx`)
+  switch (dialect) {
+    // the key and the principal compare byte for byte: base64url keys that
+    // differ only in case are different sessions, so no *_ci collation
+    case "mysql":
+      return [`CREATE TABLE IF NOT EXISTS ${t} (
+  storage_key VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  data LONGBLOB NOT NULL,
+  version INTEGER NOT NULL,
+  expires_at BIGINT NOT NULL,
+  principal VARCHAR(${mysqlPrincipalLength}) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+  PRIMARY KEY (storage_key),
+  INDEX ${expiresIndex} (expires_at),
+  INDEX ${principalIndex} (principal)
+) ENGINE=InnoDB`]
+    case "pg":
+      return [
+        `CREATE TABLE IF NOT EXISTS ${t} (
+  storage_key VARCHAR(64) PRIMARY KEY,
+  data BYTEA NOT NULL,
+  version INTEGER NOT NULL,
+  expires_at BIGINT NOT NULL,
+  principal TEXT
+)`,
+        `CREATE INDEX IF NOT EXISTS ${expiresIndex} ON ${t} (expires_at)`,
+        `CREATE INDEX IF NOT EXISTS ${principalIndex} ON ${t} (principal) WHERE principal IS NOT NULL`
+      ]
+    case "sqlite":
+      return [
+        `CREATE TABLE IF NOT EXISTS ${t} (
+  storage_key TEXT PRIMARY KEY NOT NULL,
+  data BLOB NOT NULL,
+  version INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  principal TEXT
+) WITHOUT ROWID`,
+        `CREATE INDEX IF NOT EXISTS ${expiresIndex} ON ${t} (expires_at)`,
+        `CREATE INDEX IF NOT EXISTS ${principalIndex} ON ${t} (principal) WHERE principal IS NOT NULL`
+      ]
+  }
+}
+
+/**
+ * The PostgreSQL advisory lock taken before the DDL, one per table name.
+ *
+ * @internal
+ */
+export const schemaLock = (table: string): { readonly text: string; readonly params: ReadonlyArray<unknown> } => ({
+  text: "SELECT pg_advisory_xact_lock(hashtext($1))",
+  params: [`effect-session:${table}`]
+})
+
+/**
+ * The id of the table's migration for `Migrator.fromRecord` (`<id>_<name>`,
+ * numbered from 1; later versions append entries, never change them).
+ *
+ * @internal
+ */
+export const migrationName = (table: string): string => `1_create_${table}`
+
+/** @internal */
+export interface RowInput {
+  readonly key: string
+  readonly data: Uint8Array
+  readonly expiresAt: number
+  readonly principal: string | null
+  readonly now: number
+}
+
+/** @internal */
+export interface KeyInput {
+  readonly key: string
+  readonly now: number
+}
+
+/** @internal */
+export interface PrincipalInput {
+  readonly principal: string
+  readonly now: number
+}
+
+/**
+ * Every statement of the store on one table. The inputs are the store's own
+ * values; the conversions a driver needs (bytes as a Node `Buffer`, the
+ * principal's byte length on MySQL) happen in `params`.
+ *
+ * @internal
+ */
+export interface SessionStatements {
+  /** Columns `data, version, expires_at, principal` of the live row (see `decodeRow`). */
+  readonly load: SqlStatement<KeyInput>
+  /**
+   * PostgreSQL and SQLite: one upsert that overwrites only an expired row;
+   * a live row makes it touch nothing and match 0 rows (`Exists`). MySQL: a
+   * plain insert, the primary key being the arbiter (see `mysqlInsert`).
+   */
+  readonly insert: SqlStatement<RowInput>
+  /** MySQL only: deletes the key's row if it has expired, before the insert is retried. */
+  readonly deleteExpiredKey: SqlStatement<KeyInput>
+  /** The compare-and-set: matches 1 row when the version is still `expectedVersion`. */
+  readonly update: SqlStatement<RowInput & { readonly expectedVersion: number }>
+  /** After a failed update only: a row means `VersionMismatch`, none `Missing`. */
+  readonly liveVersion: SqlStatement<KeyInput>
+  readonly touch: SqlStatement<KeyInput & { readonly expiresAt: number }>
+  readonly remove: SqlStatement<{ readonly key: string }>
+  /** Column `storage_key` of the principal's live rows. */
+  readonly keys: SqlStatement<PrincipalInput>
+  /**
+   * PostgreSQL and SQLite: deletes the principal's rows returning
+   * `expires_at` (count the live ones with `liveRows`). MySQL has no
+   * `RETURNING`: this deletes the live rows (count them by matched rows),
+   * then `removeAllExpired` the rest.
+   */
+  readonly removeAll: SqlStatement<PrincipalInput>
+  /** MySQL only: the second statement of `removeAll`. */
+  readonly removeAllExpired: SqlStatement<PrincipalInput>
+  /** Deletes at most `batchSize` expired rows; its matched rows say how many went. */
+  readonly cleanupBatch: SqlStatement<{ readonly now: number }>
+}
+
+/** The principal column's size on MySQL/MariaDB: `VARCHAR(255)`, in characters. */
+const mysqlPrincipalLength = 255
+
+// The bytes go to the drivers as a Node Buffer, the binary type each of
+// them documents; no copy: the Buffer shares the view's memory.
+const asBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
+/**
+ * Every statement of the store on `table` for `dialect`, its cleanup
+ * deleting `batchSize` rows at most. `table` and `batchSize` must have
+ * passed `tableNameProblem` and `cleanupBatchSizeProblem`.
+ *
+ * @internal
+ */
+export const statements = (dialect: SqlDialect, table: string, batchSize: number): SessionStatements => {
+  const t = quoteIdentifier(dialect, table)
+  const mysql = dialect === "mysql"
+  const compile = <Input extends object>(source: string) => compileStatement<Input>(dialect, source)
+  const withBuffer = <Input extends RowInput>(statement: SqlStatement<Input>): SqlStatement<Input> => ({
+    ...statement,
+    params: (input) => statement.params({ ...input, data: asBuffer(input.data) })
+  })
+  // Rows of exactly this principal. On MySQL/MariaDB the column's collation
+  // (utf8mb4_bin, PAD SPACE) compares 'alice' equal to 'alice  ': the byte
+  // length, compared too, makes it exact, and the equality keeps the
+  // principal index usable on tables created by any version.
+  //
+  // The expiry is compared as `expires_at + 0`, an expression no index
+  // holds: the principal index is then the only index these statements can
+  // use, whatever the statistics say. On a table that has not been analysed
+  // the planner otherwise intersects the expires_at index, where every live
+  // row matches, and the lookup grows with the table (issue 15).
+  const ofPrincipal = mysql
+    ? "principal = :principal AND LENGTH(principal) = :principalBytes"
+    : "principal = :principal"
+  const byPrincipal = (source: string): SqlStatement<PrincipalInput> => {
+    const statement = compile<PrincipalInput & { readonly principalBytes: number }>(source)
+    return {
+      ...statement,
+      params: (input) => statement.params({ ...input, principalBytes: Buffer.byteLength(input.principal, "utf8") })
+    }
+  }
+  const insertRow = `INSERT INTO ${t} (storage_key, data, version, expires_at, principal)
+VALUES (:key, :data, 1, :expiresAt, :principal)`
+  const limit = String(batchSize)
+  // PostgreSQL: two instances sweeping at once skip each other's rows
+  // instead of waiting on them
+  const skipLocked = dialect === "pg" ? " FOR UPDATE SKIP LOCKED" : ""
+  return {
+    load: compile(`SELECT data, version, expires_at, principal FROM ${t}
+WHERE storage_key = :key AND expires_at > :now`),
+    insert: withBuffer(compile(
+      mysql ? insertRow : `${insertRow}
+ON CONFLICT (storage_key) DO UPDATE SET
+  data = excluded.data, version = 1, expires_at = excluded.expires_at, principal = excluded.principal
+WHERE ${t}.expires_at <= :now`
+    )),
+    deleteExpiredKey: compile(`DELETE FROM ${t} WHERE storage_key = :key AND expires_at <= :now`),
+    update: withBuffer(compile(`UPDATE ${t} SET data = :data, version = version + 1,
+  expires_at = :expiresAt, principal = :principal
+WHERE storage_key = :key AND version = :expectedVersion AND expires_at > :now`)),
+    liveVersion: compile(`SELECT version FROM ${t} WHERE storage_key = :key AND expires_at > :now`),
+    touch: compile(`UPDATE ${t} SET expires_at = :expiresAt WHERE storage_key = :key AND expires_at > :now`),
+    remove: compile(`DELETE FROM ${t} WHERE storage_key = :key`),
+    keys: byPrincipal(`SELECT storage_key FROM ${t} WHERE ${ofPrincipal} AND expires_at + 0 > :now`),
+    removeAll: byPrincipal(
+      mysql
+        ? `DELETE FROM ${t} WHERE ${ofPrincipal} AND expires_at + 0 > :now`
+        // `now` is not needed in the text: the returned expiries are
+        // compared with it (`liveRows`); it is accepted for one input shape
+        : `DELETE FROM ${t} WHERE ${ofPrincipal} RETURNING expires_at`
+    ),
+    removeAllExpired: byPrincipal(`DELETE FROM ${t} WHERE ${ofPrincipal} AND expires_at + 0 <= :now`),
+    cleanupBatch: compile(
+      mysql
+        ? `DELETE FROM ${t} WHERE expires_at <= :now LIMIT ${limit}`
+        : `DELETE FROM ${t} WHERE storage_key IN (
+  SELECT storage_key FROM ${t} WHERE expires_at <= :now LIMIT ${limit}${skipLocked})`
+    )
+  }
+}
+
+/**
+ * How many times a MySQL insert is retried after a deadlock, and why the
+ * MySQL insert runs as it does. MySQL has no conditional
+ * upsert whose outcome is unambiguous: with CLIENT_FOUND_ROWS (mysql2's
+ * default) `ON DUPLICATE KEY UPDATE` reports 1 both for a new row and for a
+ * live row left unchanged. A plain INSERT is the arbiter instead — the
+ * primary key admits one row — and only when it meets a row is an expired
+ * one deleted (`deleteExpiredKey`) and the INSERT run once more; a second
+ * duplicate means a live row: `Exists`. InnoDB may pick one of several
+ * sessions racing on one key as a deadlock victim; it rolled that statement
+ * back, so the whole insert is retried, `deadlockRetries` times at most.
+ *
+ * @internal
+ */
+export const mysqlDeadlockRetries = 3
+
+const hasMysqlError = (cause: unknown, errno: number, code: string): boolean =>
+  typeof cause === "object" && cause !== null &&
+  (("errno" in cause && cause.errno === errno) || ("code" in cause && cause.code === code))
+
+/**
+ * Whether a driver error (the `cause` of `@effect/sql`'s `SqlError`) is
+ * MySQL's duplicate-key error.
+ *
+ * @internal
+ */
+export const isDuplicateKey = (cause: unknown): boolean => hasMysqlError(cause, 1062, "ER_DUP_ENTRY")
+
+/**
+ * Whether a driver error is MySQL's deadlock error (the statement was
+ * rolled back and may be retried).
+ *
+ * @internal
+ */
+export const isDeadlock = (cause: unknown): boolean => hasMysqlError(cause, 1213, "ER_LOCK_DEADLOCK")
+
+/**
+ * What an update that matched no row means, from `liveVersion`'s rows.
+ *
+ * @internal
+ */
+export const updateConflict = (liveRows: number): "VersionMismatch" | "Missing" =>
+  liveRows > 0 ? "VersionMismatch" : "Missing"
+
+/**
+ * The error a principal is refused with before any statement, or
+ * `undefined`. It must be a string: the types say so, but an application
+ * may forward unvalidated JSON (the drivers used with `@effect/sql` bind an
+ * object as one value today, but mysql's text protocol, for one, expands an
+ * object into `key = value` SQL, and nothing should depend on that). On
+ * MySQL/MariaDB it must fit the column, which would otherwise cut it or
+ * refuse it depending on the SQL mode.
+ *
+ * @internal
+ */
+export const principalProblem = (dialect: SqlDialect, table: string, principal: unknown): Error | undefined => {
+  if (typeof principal !== "string") {
+    return new TypeError(`the principal must be a string, got ${principal === null ? "null" : typeof principal}`)
+  }
+  if (dialect !== "mysql") return undefined
+  // the column counts characters (code points), not UTF-16 units
+  let length = 0
+  for (const _ of principal) if (++length > mysqlPrincipalLength) break
+  return length > mysqlPrincipalLength
+    ? new RangeError(
+      `the principal is longer than the ${mysqlPrincipalLength} characters the principal column of ${table} holds`
+    )
+    : undefined
+}
+
+const asSafeInteger = (value: unknown): number | undefined => {
+  const n = typeof value === "number"
+    ? value
+    : typeof value === "bigint" || typeof value === "string"
+    ? Number(value)
+    : NaN
+  return Number.isSafeInteger(n) ? n : undefined
+}
+
+const hasField = <K extends string>(value: unknown, field: K): value is { readonly [P in K]: unknown } =>
+  typeof value === "object" && value !== null && field in value
+
+/**
+ * The error of a statement whose result says nothing of the rows it
+ * matched: the store cannot tell success from conflict, so it fails.
+ *
+ * @internal
+ */
+export const noRowCount = (): Error => new Error("the driver did not report an affected-row count")
+
+/**
+ * The number of rows a statement matched, from each driver's result:
+ * node-postgres `rowCount`, better-sqlite3 `changes`, mysql2 `affectedRows`
+ * — or, for a MySQL `UPDATE`, the "Rows matched" of its info line, because
+ * `affectedRows` counts only changed rows when the connection is opened
+ * without `CLIENT_FOUND_ROWS`. `undefined` when the result says neither.
+ *
+ * @internal
+ */
+export const matchedRows = (dialect: SqlDialect, result: unknown): number | undefined => {
+  switch (dialect) {
+    case "pg":
+      return hasField(result, "rowCount") ? asSafeInteger(result.rowCount) : undefined
+    case "sqlite":
+      return hasField(result, "changes") ? asSafeInteger(result.changes) : undefined
+    case "mysql": {
+      if (hasField(result, "info") && typeof result.info === "string") {
+        const matched = /Rows matched:\s*(\d+)/i.exec(result.info)
+        if (matched !== null) return Number(matched[1])
+      }
+      return hasField(result, "affectedRows") ? asSafeInteger(result.affectedRows) : undefined
+    }
+  }
+}
+
+/**
+ * A loaded row's fields, checked.
+ *
+ * @internal
+ */
+export interface SessionRow {
+  readonly data: Uint8Array
+  readonly version: number
+  readonly expiresAt: number
+  readonly principal: string | null
+}
+
+/** @internal */
+export const unexpectedRow = (table: string): Error => new Error(`the row of ${table} has unexpected column types`)
+
+/**
+ * The record of a `load` row (`data, version, expires_at, principal`), or
+ * `undefined` when a column is not what the table holds: bytes, safe
+ * integers (drivers give BIGINT as a string or a bigint), a string or NULL.
+ *
+ * @internal
+ */
+export const decodeRow = (row: ReadonlyArray<unknown>): SessionRow | undefined => {
+  const [data, version, expiresAt, principal] = row
+  const v = asSafeInteger(version)
+  const e = asSafeInteger(expiresAt)
+  if (!(data instanceof Uint8Array) || v === undefined || e === undefined) return undefined
+  if (principal !== null && typeof principal !== "string") return undefined
+  return { data, version: v, expiresAt: e, principal }
+}
+
+/**
+ * How many of the rows `removeAll` returned (`expires_at`) were live at
+ * `now`: the count a revocation reports.
+ *
+ * @internal
+ */
+export const liveRows = (rows: ReadonlyArray<ReadonlyArray<unknown>>, now: number): number =>
+  rows.filter((row) => (asSafeInteger(row[0]) ?? 0) > now).length
+
+/**
+ * Whether a sweep runs another batch: until one comes back short. "Now" is
+ * read once per sweep, so rows that expire during it wait for the next.
+ *
+ * @internal
+ */
+export const sweepContinues = (removed: number, batchSize: number): boolean => removed >= batchSize
