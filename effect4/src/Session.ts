@@ -1,0 +1,329 @@
+/**
+ * Typed server-side sessions for Effect 4 HTTP apps (`effect/http`).
+ *
+ * ```ts
+ * import { Layer, Schema } from "effect"
+ * import { HttpRouter } from "effect/http"
+ * import { Session } from "effect-session"
+ *
+ * class AppSession extends Session.Tag<AppSession>()("app/AppSession", {
+ *   username: Schema.optional(Schema.String),
+ *   visits: Schema.Int.pipe(Schema.withDecodingDefault(Effect.succeed(0)))
+ * }) {}
+ *
+ * const Routes = HttpRouter.add("GET", "/", handler).pipe(
+ *   Layer.provide(AppSession.middleware({ cookie: { secure: false } }).layer)
+ * )
+ * ```
+ *
+ * @since 2.0.0
+ */
+import type { Duration, Redacted } from "effect"
+import { Context, Effect, Option, Result, Schema } from "effect"
+import type { HttpRouter } from "effect/http"
+import { HttpRouter as Router, HttpServerRequest } from "effect/http"
+import * as internal from "./internal/session.js"
+import type { SessionError, SessionStoreError } from "./SessionError.js"
+import type { SessionId, StorageKey } from "./SessionId.js"
+import * as Id from "./SessionId.js"
+import { SessionIndex, SessionStore } from "./SessionStore.js"
+
+/**
+ * Cookie attributes. Defaults: name `session`, `HttpOnly`, `Secure`,
+ * `SameSite=Lax`, `Path=/`, persistent (`Max-Age` = the session's time left).
+ *
+ * @since 2.0.0
+ * @category models
+ */
+export interface CookieOptions {
+  readonly name?: string | undefined
+  readonly domain?: string | undefined
+  readonly path?: string | undefined
+  readonly secure?: boolean | undefined
+  readonly httpOnly?: boolean | undefined
+  readonly sameSite?: "lax" | "strict" | "none" | undefined
+  readonly partitioned?: boolean | undefined
+  /** `false` for a browser-session cookie (no `Max-Age`). Default `true`. */
+  readonly persistent?: boolean | undefined
+}
+
+/**
+ * The options of a middleware and of `withSession`: the same as on the
+ * Effect 3 line.
+ *
+ * @since 2.0.0
+ * @category models
+ */
+export interface Options {
+  readonly cookie?: CookieOptions | undefined
+  /** A session unused for this long is dead. Default 14 days. */
+  readonly idleTimeout?: Duration.Input | undefined
+  /** A session older than this is dead however active. Default 30 days. */
+  readonly absoluteTimeout?: Duration.Input | undefined
+  /** The idle deadline (and the cookie) moves only by more than this. Default min(idleTimeout / 10, 1 hour). */
+  readonly touchAfter?: Duration.Input | undefined
+  /** The largest encoded session, in bytes. Default 64 KiB. */
+  readonly maxSize?: number | undefined
+  /** Storage keys become HMAC-SHA-256(pepper, id) instead of SHA-256(id). */
+  readonly pepper?: Redacted.Redacted<string> | undefined
+  /** How long a save replays over concurrent writers of other processes. Default 5 seconds. */
+  readonly conflictTimeout?: Duration.Input | undefined
+  /** A cap on the replays of one save, within `conflictTimeout`. Default: none. */
+  readonly maxConflictRetries?: number | undefined
+}
+
+/**
+ * Options of `login`.
+ *
+ * @since 2.0.0
+ * @category models
+ */
+export interface LoginOptions {
+  /** Keep the data when switching from another principal. Default `false`. */
+  readonly keepData?: boolean | undefined
+}
+
+/**
+ * The session of the current request, as a service (`yield* AppSession`).
+ *
+ * @since 2.0.0
+ * @category models
+ */
+export interface SessionHandle<A> {
+  readonly get: <K extends keyof A>(key: K) => Effect.Effect<A[K], SessionError>
+  readonly getAll: Effect.Effect<A, SessionError>
+  readonly set: <K extends keyof A>(key: K, value: A[K]) => Effect.Effect<void, SessionError>
+  readonly update: <K extends keyof A>(key: K, f: (value: A[K]) => A[K]) => Effect.Effect<void, SessionError>
+  readonly remove: (key: keyof A) => Effect.Effect<void, SessionError>
+  readonly clear: Effect.Effect<void, SessionError>
+  readonly regenerate: Effect.Effect<void, SessionError>
+  readonly invalidate: Effect.Effect<void, SessionError>
+  readonly login: (principal: string, options?: LoginOptions) => Effect.Effect<void, SessionError>
+  readonly principal: Effect.Effect<Option.Option<string>, SessionError>
+  readonly id: Effect.Effect<SessionId, SessionError>
+}
+
+/**
+ * The router middleware of a session tag: its layer provides the session to
+ * the routes it is provided to, and requires a `SessionStore`.
+ *
+ * @since 2.0.0
+ * @category models
+ */
+export type Middleware<Self> = HttpRouter.Middleware<{
+  provides: Self
+  handles: never
+  error: SessionError
+  requires: never
+  layerError: never
+  layerRequires: SessionStore
+}>
+
+/**
+ * The class `Session.Tag` builds: the service of the session handle, and the
+ * home of the typed accessors.
+ *
+ * @since 2.0.0
+ * @category models
+ */
+export interface TagClass<Self, Id extends string, Fields extends Schema.Struct.Fields>
+  extends Context.ServiceClass<Self, Id, SessionHandle<Schema.Struct.Type<Fields>>>
+{
+  readonly fields: Fields
+  readonly schema: Schema.Struct<Fields>
+  readonly get: <K extends keyof Schema.Struct.Type<Fields>>(
+    key: K
+  ) => Effect.Effect<Schema.Struct.Type<Fields>[K], SessionError, Self>
+  readonly getAll: Effect.Effect<Schema.Struct.Type<Fields>, SessionError, Self>
+  readonly set: <K extends keyof Schema.Struct.Type<Fields>>(
+    key: K,
+    value: Schema.Struct.Type<Fields>[K]
+  ) => Effect.Effect<void, SessionError, Self>
+  /** Changes a value with a function, re-applied over a concurrent writer's value: concurrent increments all count. */
+  readonly update: <K extends keyof Schema.Struct.Type<Fields>>(
+    key: K,
+    f: (value: Schema.Struct.Type<Fields>[K]) => Schema.Struct.Type<Fields>[K]
+  ) => Effect.Effect<void, SessionError, Self>
+  /** Removes a value (a field with a default goes back to its default). */
+  readonly remove: (key: keyof Schema.Struct.Type<Fields>) => Effect.Effect<void, SessionError, Self>
+  /** Removes every value. A session left empty is deleted and its cookie expired. */
+  readonly clear: Effect.Effect<void, SessionError, Self>
+  /** Moves the session to a new id, keeping its data; the old id stops working. */
+  readonly regenerate: Effect.Effect<void, SessionError, Self>
+  /** Logout: the stored session is removed and the cookie expired. */
+  readonly invalidate: Effect.Effect<void, SessionError, Self>
+  /** `regenerate`, then bind the session to a principal (see `revokeAll`). */
+  readonly login: (principal: string, options?: LoginOptions) => Effect.Effect<void, SessionError, Self>
+  /** The principal bound by `login`. */
+  readonly principal: Effect.Effect<Option.Option<string>, SessionError, Self>
+  /** The session's id (a new one is issued if the session is new). */
+  readonly id: Effect.Effect<SessionId, SessionError, Self>
+  /** The router middleware: `Layer.provide(AppSession.middleware().layer)`. */
+  readonly middleware: (options?: Options) => Middleware<Self>
+  /**
+   * Runs an effect against the stored session of an id, outside an HTTP
+   * request: loads lazily, saves on success.
+   */
+  readonly withSession: <A, E, R>(
+    id: string,
+    effect: Effect.Effect<A, E, R>,
+    options?: Options
+  ) => Effect.Effect<A, E | SessionError, Exclude<R, Self> | SessionStore>
+}
+
+/** The handle a request's session is provided as. */
+class Handle<A> implements SessionHandle<A> {
+  constructor(readonly session: internal.RequestSession<A>) {}
+  get<K extends keyof A>(key: K) {
+    return this.session.access(() => this.session.data[key])
+  }
+  get getAll() {
+    return this.session.access(() => this.session.data)
+  }
+  set<K extends keyof A>(key: K, value: A[K]) {
+    return this.session.access(() => this.session.record({ _tag: "Set", key, value }))
+  }
+  update<K extends keyof A>(key: K, f: (value: A[K]) => A[K]) {
+    return this.session.access(() => this.session.record({ _tag: "Update", key, f }))
+  }
+  remove(key: keyof A) {
+    return this.session.access(() => this.session.record({ _tag: "Remove", key }))
+  }
+  get clear() {
+    return this.session.access(() => this.session.record({ _tag: "Clear" }))
+  }
+  get regenerate() {
+    return this.session.access(() => this.session.regenerate())
+  }
+  get invalidate() {
+    return this.session.access(() => this.session.invalidate())
+  }
+  login(principal: string, options?: LoginOptions) {
+    return internal.invalidPrincipal(principal) ??
+      this.session.access(() => this.session.login(principal, options?.keepData === true))
+  }
+  get principal() {
+    return this.session.access(() => this.session.principal)
+  }
+  get id() {
+    return this.session.access(() => this.session.id())
+  }
+}
+
+/**
+ * Defines a session: its service, its schema and its accessors. Every field
+ * must be optional or have a decoding default, so that a new session decodes
+ * from `{}`.
+ *
+ * @since 2.0.0
+ * @category constructors
+ */
+export const Tag = <Self>() =>
+<const Id extends string, Fields extends Schema.Struct.Fields>(
+  id: Id,
+  fields: Fields & ({} extends Schema.Struct.Encoded<Fields> ? unknown : "every session field must be optional or have a default")
+): TagClass<Self, Id, Fields> => {
+  type A = Schema.Struct.Type<Fields>
+  const schema = Schema.Struct(fields as Fields)
+  // the fields' own requirements are checked by the signature of `Tag`'s users
+  const dataSchema = schema as unknown as Schema.Codec<A, unknown>
+  const decodeEmpty = Schema.decodeUnknownResult(dataSchema)
+  const decoded = decodeEmpty({})
+  if (Result.isFailure(decoded)) {
+    throw new TypeError(
+      `effect-session: ${id}: every session field must be optional or have a default; {} does not decode: ${decoded.failure.message}`
+    )
+  }
+  // a new session's data is decoded afresh each time: a default value (an
+  // array, an object) is never shared between sessions
+  const empty = { empty: decoded.success, make: () => Result.getOrThrow(decodeEmpty({})) }
+  const codecSchema = { schema: dataSchema, fields: Object.keys(fields) }
+  const configs = new WeakMap<Options, internal.Config<A>>()
+  const defaultConfig = internal.makeConfig(codecSchema, empty, undefined)
+  // built once per options object, not per request
+  const configFor = (options: Options | undefined): internal.Config<A> => {
+    if (options === undefined) return defaultConfig
+    let config = configs.get(options)
+    if (config === undefined) configs.set(options, config = internal.makeConfig(codecSchema, empty, options))
+    return config
+  }
+  const TagBase = Context.Service<Self, SessionHandle<A>>()(id)
+  const tag = TagBase as unknown as Context.Key<Self, Handle<A>>
+  const notProvided = Effect.die(
+    new Error(`effect-session: ${id} is not provided: provide ${id}.middleware().layer to the routes, or use withSession`)
+  )
+  const withHandle = <B>(f: (session: internal.RequestSession<A>) => B): Effect.Effect<B, SessionError, Self> =>
+    Effect.flatMap(
+      Effect.serviceOption(tag),
+      (handle) => Option.isSome(handle) ? handle.value.session.access(() => f(handle.value.session)) : notProvided
+    )
+  const statics = {
+    fields,
+    schema,
+    get: (key: keyof A) => withHandle((s) => s.data[key]),
+    getAll: withHandle((s) => s.data),
+    set: (key: keyof A, value: unknown) => withHandle((s) => s.record({ _tag: "Set", key, value })),
+    update: (key: keyof A, f: (value: any) => unknown) => withHandle((s) => s.record({ _tag: "Update", key, f })),
+    remove: (key: keyof A) => withHandle((s) => s.record({ _tag: "Remove", key })),
+    clear: withHandle((s) => s.record({ _tag: "Clear" })),
+    regenerate: withHandle((s) => s.regenerate()),
+    invalidate: withHandle((s) => s.invalidate()),
+    login: (principal: string, options?: LoginOptions) =>
+      internal.invalidPrincipal(principal) ?? withHandle((s) => s.login(principal, options?.keepData === true)),
+    principal: withHandle((s) => s.principal),
+    id: withHandle((s) => s.id()),
+    middleware: (options?: Options): Middleware<Self> => {
+      const config = configFor(options)
+      return Router.middleware<{ provides: Self }>()(Effect.gen(function*() {
+        const store = yield* SessionStore
+        return (app) =>
+          Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+            const session = new internal.RequestSession(config, store, () => Id.parse(request.cookies[config.cookieName]))
+            return Effect.provideService(app, tag, new Handle(session)).pipe(
+              Effect.matchCauseEffect({
+                // a failed request saves nothing, but a logout in it still holds
+                onFailure: (cause) => Effect.andThen(session.revokeAfterFailure(cause), Effect.failCause(cause)),
+                onSuccess: (response) => internal.finishResponse(session, response)
+              }),
+              // the request lets go of its key's lane however it ends
+              Effect.ensuring(Effect.sync(() => session.releaseLane()))
+            )
+          })
+      })) as unknown as Middleware<Self>
+    },
+    withSession: <B, E, R>(sessionId: string, effect: Effect.Effect<B, E, R>, options?: Options) => {
+      const config = configFor(options)
+      return Effect.flatMap(SessionStore, (store) => {
+        const session = new internal.RequestSession(config, store, () => Id.parse(sessionId))
+        return Effect.provideService(effect, tag, new Handle(session)).pipe(
+          // a failed effect saves nothing, except a logout, which always holds
+          Effect.onError((cause) => session.revokeAfterFailure(cause)),
+          Effect.tap(() => session.commit),
+          Effect.ensuring(Effect.sync(() => session.releaseLane()))
+        )
+      })
+    }
+  }
+  return Object.assign(TagBase, statics) as unknown as TagClass<Self, Id, Fields>
+}
+
+/**
+ * The storage keys of the live sessions of a principal.
+ *
+ * @since 2.0.0
+ * @category principals
+ */
+export const list = (principal: string): Effect.Effect<ReadonlyArray<StorageKey>, SessionStoreError, SessionIndex> =>
+  internal.invalidPrincipal(principal) ?? Effect.flatMap(SessionIndex, (index) => index.keys(principal))
+
+/**
+ * Ends every session of a principal ("log out everywhere"); returns how many
+ * were live. Requires a store that provides `SessionIndex`. Final: a `login`
+ * racing it cannot leave a live session of the principal behind.
+ *
+ * @since 2.0.0
+ * @category principals
+ */
+export const revokeAll = (principal: string): Effect.Effect<number, SessionStoreError, SessionIndex> =>
+  internal.invalidPrincipal(principal) ??
+    Effect.flatMap(SessionIndex, (index) => internal.removeAllUntilNone(index, principal))

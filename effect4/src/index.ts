@@ -1,0 +1,30 @@
+/**
+ * effect-session for Effect 4.
+ *
+ * @since 2.0.0
+ */
+
+/**
+ * @since 2.0.0
+ */
+export * as MemoryStore from "./MemoryStore.js"
+/**
+ * @since 2.0.0
+ */
+export * as Session from "./Session.js"
+/**
+ * @since 2.0.0
+ */
+export * as SessionCodec from "./SessionCodec.js"
+/**
+ * @since 2.0.0
+ */
+export * from "./SessionError.js"
+/**
+ * @since 2.0.0
+ */
+export * as SessionId from "./SessionId.js"
+/**
+ * @since 2.0.0
+ */
+export * as SessionStore from "./SessionStore.js"
