@@ -1,0 +1,98 @@
+/**
+ * The quickstart as a user runs it: `npm start` inside effect4/, driven over
+ * real HTTP with the same checks as the Effect 3 line's quickstart.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { type ChildProcess, spawn } from "node:child_process"
+import { join } from "node:path"
+// the Effect 3 line's quickstart helpers: the same client for the same contract
+import { freePort, get, sessionCookie } from "../../test/quickstartProcess.js"
+
+const packageRoot = join(import.meta.dirname, "..")
+
+interface Running {
+  readonly url: string
+  readonly output: () => string
+  readonly stop: () => Promise<void>
+}
+
+/**
+ * `npm start` in its own process group: npm runs a shell that runs tsx that
+ * runs node, and stopping the group stops the server too.
+ */
+const npmStart = async (env: Record<string, string>): Promise<Running> => {
+  const port = await freePort()
+  const child: ChildProcess = spawn("npm", ["start"], {
+    cwd: packageRoot,
+    env: { ...process.env, ...env, PORT: String(port) },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true
+  })
+  let output = ""
+  child.stdout!.on("data", (chunk) => output += chunk)
+  child.stderr!.on("data", (chunk) => output += chunk)
+  const exited = () => child.exitCode !== null || child.signalCode !== null
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      if (exited()) return resolve()
+      child.once("exit", () => resolve())
+      process.kill(-child.pid!, "SIGTERM")
+    })
+  const deadline = Date.now() + 60_000
+  while (!/Listening on/.test(output)) {
+    if (exited()) throw new Error(`npm start exited (${child.exitCode}):\n${output}`)
+    if (Date.now() > deadline) {
+      await stop()
+      throw new Error(`npm start did not listen within 60 s:\n${output}`)
+    }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  return { url: `http://127.0.0.1:${port}`, output: () => output, stop }
+}
+
+describe("quickstart (npm start)", () => {
+  let server: Running
+  beforeAll(async () => {
+    server = await npmStart({ SESSION_STORE: "memory" })
+  }, 90_000)
+  afterAll(() => server?.stop())
+
+  it("serves /, /login and /logout as the Effect 3 quickstart does", async () => {
+    const url = server.url
+    const anonymous = await get(`${url}/`)
+    expect(anonymous.status).toBe(200)
+    expect(anonymous.body).toBe(`You are not logged in. <a href="/login">Login</a>`)
+    expect(anonymous.setCookie).toEqual([])
+
+    const login = await get(`${url}/login`)
+    expect(login.status).toBe(302)
+    expect(login.headers.get("location")).toBe("/")
+    const cookie = sessionCookie(login.setCookie)
+    expect(cookie).toMatch(/^session=[A-Za-z0-9_-]{43}$/)
+    expect(login.setCookie[0]).toMatch(/HttpOnly/)
+
+    const hello = await get(`${url}/`, cookie)
+    expect(hello.body).toBe(`Hello, testuser! <a href="/logout">Logout</a>`)
+    expect(hello.headers.get("vary")).toBe("Cookie")
+
+    const malformed = await get(`${url}/`, "session=../../etc/passwd")
+    expect(malformed.status).toBe(200)
+    expect(malformed.body).toBe(`You are not logged in. <a href="/login">Login</a>`)
+
+    const relogin = await get(`${url}/login`, cookie)
+    const rotated = sessionCookie(relogin.setCookie)
+    expect(rotated).toBeDefined()
+    expect(rotated).not.toBe(cookie)
+    expect((await get(`${url}/`, cookie)).body).toMatch(/^You are not logged in/)
+
+    const logout = await get(`${url}/logout`, rotated)
+    expect(logout.status).toBe(302)
+    expect(logout.setCookie.some((l) => l.startsWith("session=;") && /Max-Age=0/.test(l))).toBe(true)
+    expect((await get(`${url}/`, rotated)).body).toBe(`You are not logged in. <a href="/login">Login</a>`)
+    expect(server.output()).toMatch(/session store: memory/)
+  })
+
+  it("refuses at startup a store the Effect 4 line does not have yet, saying so", async () => {
+    await expect(npmStart({ SESSION_STORE: "redis" })).rejects.toThrow(/not on the Effect 4 line yet/)
+  }, 90_000)
+})
