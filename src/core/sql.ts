@@ -24,11 +24,23 @@ export const defaultTable = "effect_sessions"
 /** @internal */
 export const defaultCleanupBatchSize = 1000
 
-// At most 48 characters: the index names append up to 16 to it and stay
-// within every dialect's identifier limit (MySQL's 64 is the smallest).
-// Nothing but letters, digits and `_`: the name is spliced into statement
-// text, so it must never need escaping.
+/**
+ * A safe table name. At most 48 characters: the index names append up to
+ * 15 to it (`_expires_at_idx`) and stay within every dialect's identifier
+ * limit (PostgreSQL's 63 is the smallest). Nothing but letters, digits and `_`: the name is spliced
+ * into statement text, so quoting it must never need escaping.
+ *
+ * @internal
+ */
 const identifierPattern = /^[A-Za-z_][A-Za-z0-9_]{0,47}$/
+
+/**
+ * The principal column's size on MySQL/MariaDB: `VARCHAR(255)`, in
+ * characters (PostgreSQL and SQLite use `TEXT`, without a limit).
+ *
+ * @internal
+ */
+const mysqlPrincipalLength = 255
 
 /**
  * Why a table name is refused, or `undefined` when it is safe to splice
@@ -43,8 +55,8 @@ export const tableNameProblem = (table: string): string | undefined =>
 
 /**
  * Why a cleanup batch size is refused, or `undefined`. The size is spliced
- * into the cleanup statement's `LIMIT` (MySQL does not take a parameter
- * there in every version), so it must be a plain positive integer.
+ * into the cleanup statement's text (`LIMIT n`), so it must be a plain
+ * positive integer.
  *
  * @internal
  */
@@ -106,8 +118,12 @@ export interface SqlStatement<Input> {
   readonly params: (input: Input) => ReadonlyArray<unknown>
 }
 
-// `:name` marks a parameter in the statement sources below (no statement
-// uses `::` casts or other colons).
+/**
+ * `:name` marks a parameter in the statement sources below (no statement
+ * uses `::` casts or other colons).
+ *
+ * @internal
+ */
 const parameterMark = /:([A-Za-z][A-Za-z0-9]*)/g
 
 /**
@@ -266,11 +282,12 @@ export interface SessionStatements {
   readonly cleanupBatch: SqlStatement<{ readonly now: number }>
 }
 
-/** The principal column's size on MySQL/MariaDB: `VARCHAR(255)`, in characters. */
-const mysqlPrincipalLength = 255
-
-// The bytes go to the drivers as a Node Buffer, the binary type each of
-// them documents; no copy: the Buffer shares the view's memory.
+/**
+ * The bytes go to the drivers as a Node Buffer, the binary type each of
+ * them documents; no copy: the Buffer shares the view's memory.
+ *
+ * @internal
+ */
 const asBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 
 /**
@@ -364,6 +381,7 @@ WHERE storage_key = :key AND version = :expectedVersion AND expires_at > :now`))
  */
 export const mysqlDeadlockRetries = 3
 
+/** @internal */
 const hasMysqlError = (cause: unknown, errno: number, code: string): boolean =>
   typeof cause === "object" && cause !== null &&
   (("errno" in cause && cause.errno === errno) || ("code" in cause && cause.code === code))
@@ -418,6 +436,12 @@ export const principalProblem = (dialect: SqlDialect, table: string, principal: 
     : undefined
 }
 
+/**
+ * A safe integer from a driver's value: BIGINT columns come back as a
+ * number, a bigint or a string depending on the driver and its options.
+ *
+ * @internal
+ */
 const asSafeInteger = (value: unknown): number | undefined => {
   const n = typeof value === "number"
     ? value
@@ -427,6 +451,7 @@ const asSafeInteger = (value: unknown): number | undefined => {
   return Number.isSafeInteger(n) ? n : undefined
 }
 
+/** @internal */
 const hasField = <K extends string>(value: unknown, field: K): value is { readonly [P in K]: unknown } =>
   typeof value === "object" && value !== null && field in value
 
