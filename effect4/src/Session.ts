@@ -171,42 +171,61 @@ export interface TagClass<Self, Id extends string, Fields extends Schema.Struct.
   ) => Effect.Effect<A, E | SessionError, Exclude<R, Self> | SessionStore>
 }
 
+type State<A> = internal.RequestState<A>
+
+/**
+ * What each accessor does to the request's state, once it is loaded: the
+ * handle (`yield* AppSession`) and the tag's static accessors share it.
+ */
+const steps = {
+  get: <A, K extends keyof A>(key: K) => (s: State<A>): A[K] => s.data[key],
+  getAll: <A>(s: State<A>): A => s.data,
+  set: <A, K extends keyof A>(key: K, value: A[K]) => (s: State<A>) => s.record({ _tag: "Set", key, value }),
+  update: <A, K extends keyof A>(key: K, f: (value: A[K]) => A[K]) => (s: State<A>) => s.record({ _tag: "Update", key, f }),
+  remove: <A>(key: keyof A) => (s: State<A>) => s.record({ _tag: "Remove", key }),
+  clear: <A>(s: State<A>) => s.record({ _tag: "Clear" }),
+  regenerate: <A>(s: State<A>) => s.regenerate(),
+  invalidate: <A>(s: State<A>) => s.invalidate(),
+  login: (principal: string, options?: LoginOptions) => <A>(s: State<A>) => s.login(principal, options?.keepData === true),
+  principal: <A>(s: State<A>): Option.Option<string> => Option.fromNullishOr(s.principal),
+  id: <A>(s: State<A>): SessionId => s.id() as SessionId
+}
+
 /** The handle a request's session is provided as. */
 class Handle<A> implements SessionHandle<A> {
   constructor(readonly session: internal.RequestSession<A>) {}
   get<K extends keyof A>(key: K) {
-    return this.session.access(() => this.session.data[key])
+    return this.session.access(steps.get<A, K>(key))
   }
   get getAll() {
-    return this.session.access(() => this.session.data)
+    return this.session.access(steps.getAll<A>)
   }
   set<K extends keyof A>(key: K, value: A[K]) {
-    return this.session.access(() => this.session.record({ _tag: "Set", key, value }))
+    return this.session.access(steps.set(key, value))
   }
   update<K extends keyof A>(key: K, f: (value: A[K]) => A[K]) {
-    return this.session.access(() => this.session.record({ _tag: "Update", key, f }))
+    return this.session.access(steps.update(key, f))
   }
   remove(key: keyof A) {
-    return this.session.access(() => this.session.record({ _tag: "Remove", key }))
+    return this.session.access(steps.remove<A>(key))
   }
   get clear() {
-    return this.session.access(() => this.session.record({ _tag: "Clear" }))
+    return this.session.access(steps.clear<A>)
   }
   get regenerate() {
-    return this.session.access(() => this.session.regenerate())
+    return this.session.access(steps.regenerate<A>)
   }
   get invalidate() {
-    return this.session.access(() => this.session.invalidate())
+    return this.session.access(steps.invalidate<A>)
   }
   login(principal: string, options?: LoginOptions) {
-    return internal.invalidPrincipal(principal) ??
-      this.session.access(() => this.session.login(principal, options?.keepData === true))
+    return internal.invalidPrincipal(principal) ?? this.session.access(steps.login(principal, options))
   }
   get principal() {
-    return this.session.access(() => this.session.principal)
+    return this.session.access(steps.principal<A>)
   }
   get id() {
-    return this.session.access(() => this.session.id())
+    return this.session.access(steps.id<A>)
   }
 }
 
@@ -252,26 +271,26 @@ export const Tag = <Self>() =>
   const notProvided = Effect.die(
     new Error(`effect-session: ${id} is not provided: provide ${id}.middleware().layer to the routes, or use withSession`)
   )
-  const withHandle = <B>(f: (session: internal.RequestSession<A>) => B): Effect.Effect<B, SessionError, Self> =>
+  const withHandle = <B>(f: (state: State<A>) => B): Effect.Effect<B, SessionError, Self> =>
     Effect.flatMap(
       Effect.serviceOption(tag),
-      (handle) => Option.isSome(handle) ? handle.value.session.access(() => f(handle.value.session)) : notProvided
+      (handle) => Option.isSome(handle) ? handle.value.session.access(f) : notProvided
     )
   const statics = {
     fields,
     schema,
-    get: (key: keyof A) => withHandle((s) => s.data[key]),
-    getAll: withHandle((s) => s.data),
-    set: (key: keyof A, value: unknown) => withHandle((s) => s.record({ _tag: "Set", key, value })),
-    update: (key: keyof A, f: (value: any) => unknown) => withHandle((s) => s.record({ _tag: "Update", key, f })),
-    remove: (key: keyof A) => withHandle((s) => s.record({ _tag: "Remove", key })),
-    clear: withHandle((s) => s.record({ _tag: "Clear" })),
-    regenerate: withHandle((s) => s.regenerate()),
-    invalidate: withHandle((s) => s.invalidate()),
+    get: (key: keyof A) => withHandle(steps.get<A, keyof A>(key)),
+    getAll: withHandle(steps.getAll<A>),
+    set: (key: keyof A, value: any) => withHandle(steps.set<A, keyof A>(key, value)),
+    update: (key: keyof A, f: (value: any) => any) => withHandle(steps.update<A, keyof A>(key, f)),
+    remove: (key: keyof A) => withHandle(steps.remove<A>(key)),
+    clear: withHandle(steps.clear<A>),
+    regenerate: withHandle(steps.regenerate<A>),
+    invalidate: withHandle(steps.invalidate<A>),
     login: (principal: string, options?: LoginOptions) =>
-      internal.invalidPrincipal(principal) ?? withHandle((s) => s.login(principal, options?.keepData === true)),
-    principal: withHandle((s) => s.principal),
-    id: withHandle((s) => s.id()),
+      internal.invalidPrincipal(principal) ?? withHandle(steps.login(principal, options)),
+    principal: withHandle(steps.principal<A>),
+    id: withHandle(steps.id<A>),
     middleware: (options?: Options): Middleware<Self> => {
       const config = configFor(options)
       return Router.middleware<{ provides: Self }>()(Effect.gen(function*() {

@@ -13,7 +13,10 @@ import type { Cause } from "effect"
 import { Cause as C, Duration, Effect, Option, Random, Result, Semaphore } from "effect"
 import * as Cookie from "../../../src/core/cookie.js"
 import { principalProblem } from "../../../src/core/principal.js"
-import { readTombstone, tombstoneText } from "../../../src/core/record.js"
+import { readTombstone } from "../../../src/core/record.js"
+import * as Lanes from "../../../src/core/lanes.js"
+import * as Request from "../../../src/core/request.js"
+import * as Save from "../../../src/core/save.js"
 import * as Core from "../../../src/core/session.js"
 import type { Envelope, SessionCodec } from "../SessionCodec.js"
 import * as Codec from "../SessionCodec.js"
@@ -93,23 +96,19 @@ export const makeConfig = <A>(
   }
 }
 
-/** A stored, live session as a request loaded it. */
-interface Loaded<A> {
-  readonly key: StorageKey
-  readonly version: number
-  readonly expiresAt: number
-  readonly envelope: Envelope<A>
-  /** The stored text, to tell whether a save changes it. */
-  readonly text: string
-}
+/** A stored, live session as a request loaded it (the core's view). */
+type Loaded<A> = Request.LoadedSession<A>
 
-/** What a session needs of a stored record to end it. */
-interface RawState {
-  readonly version: number
-  readonly expiresAt: number
-  /** Where a moved session went (`null`: it ended, or it is a live session). */
-  readonly movedTo: StorageKey | null
-}
+/** The envelope of a loaded session with other data and principal, as the codec writes it. */
+const envelopeOf = <A>(loaded: Loaded<A>, data: A, principal: string | null): Envelope<A> => ({
+  data,
+  createdAt: loaded.createdAt,
+  absoluteExpiresAt: loaded.absoluteExpiresAt,
+  principal: Option.fromNullishOr(principal)
+})
+
+const keyOf = (loaded: Loaded<unknown>): StorageKey => Id.storageKeyUnsafe(loaded.key)
+
 
 /**
  * What the response's cookie must do after a save.
@@ -125,20 +124,20 @@ const noCookie: CookieAction = { _tag: "None" }
 const expireCookie: CookieAction = { _tag: "Expire" }
 
 /** A record's tombstone, or `undefined` when it holds a session. */
-const tombstoneOf = (record: SessionRecord): RawState | undefined => {
+const tombstoneOf = (record: SessionRecord): Save.StoredState | undefined => {
   const tombstone = readTombstone({ text: record.text, data: new Uint8Array() })
   if (tombstone === undefined) return undefined
   return {
     version: record.version,
     expiresAt: record.expiresAt,
-    movedTo: tombstone.movedTo === null ? null : Id.storageKeyUnsafe(tombstone.movedTo)
+    movedTo: tombstone.movedTo
   }
 }
 
 type Decoded<A> =
   | { readonly _tag: "Live"; readonly loaded: Loaded<A> }
   | { readonly _tag: "Dead" }
-  | { readonly _tag: "Tombstone"; readonly state: RawState }
+  | { readonly _tag: "Tombstone"; readonly state: Save.StoredState }
   | { readonly _tag: "Undecodable" }
 
 const decodeRecord = <A>(config: Config<A>, key: StorageKey, record: SessionRecord, t: number): Decoded<A> => {
@@ -149,9 +148,18 @@ const decodeRecord = <A>(config: Config<A>, key: StorageKey, record: SessionReco
   }
   const envelope = decoded.success
   const stored = { expiresAt: record.expiresAt, createdAt: envelope.createdAt, absoluteExpiresAt: envelope.absoluteExpiresAt }
-  return Core.isLive(config.timeouts, stored, t)
-    ? { _tag: "Live", loaded: { key, version: record.version, expiresAt: record.expiresAt, envelope, text: record.text } }
-    : { _tag: "Dead" }
+  if (!Core.isLive(config.timeouts, stored, t)) return { _tag: "Dead" }
+  const loaded: Loaded<A> = {
+    key,
+    version: record.version,
+    expiresAt: record.expiresAt,
+    createdAt: envelope.createdAt,
+    absoluteExpiresAt: envelope.absoluteExpiresAt,
+    principal: Option.getOrNull(envelope.principal),
+    data: envelope.data,
+    text: record.text
+  }
+  return { _tag: "Live", loaded }
 }
 
 // the stored values stay out of the log (they are personal data): the key's
@@ -170,16 +178,14 @@ const loadLive = <A>(config: Config<A>, store: Store, key: StorageKey): Effect.E
       return decoded._tag === "Undecodable" ? Effect.as(logUndecodable(key), undefined) : Effect.undefined
     }))
 
-type CasOutcome = "Written" | "Missing" | "VersionMismatch"
-
-/** A compare-and-set's outcome: a conflict is an answer, not an error. */
+/** A compare-and-set's outcome (and the new version when written): a conflict is an answer, not an error. */
 const casOutcome = (
   update: Effect.Effect<number, SessionConflict | SessionStoreError>
-): Effect.Effect<CasOutcome, SessionStoreError> =>
+): Effect.Effect<{ readonly outcome: Save.CasOutcome; readonly version: number }, SessionStoreError> =>
   update.pipe(
-    Effect.map((): CasOutcome => "Written"),
+    Effect.map((version) => ({ outcome: "Written" as const, version })),
     Effect.catchTag("SessionConflict", (conflict) =>
-      Effect.succeed<CasOutcome>(conflict.reason === "VersionMismatch" ? "VersionMismatch" : "Missing"))
+      Effect.succeed({ outcome: conflict.reason === "VersionMismatch" ? "VersionMismatch" as const : "Missing" as const, version: 0 }))
   )
 
 /** Inserts under a fresh id: 256 random bits do not collide, so a conflict is a defect. */
@@ -190,11 +196,8 @@ const insertFresh = (store: Store, key: StorageKey, write: SessionWrite): Effect
     (conflict) => Effect.die(new Error(`effect-session: insert of a fresh id conflicted (${conflict.reason})`))
   )
 
-const tombstoneWrite = (movedTo: StorageKey | null, expiresAt: number): SessionWrite => ({
-  text: tombstoneText(movedTo),
-  expiresAt,
-  principal: Option.none()
-})
+/** A tombstone as the store writes it: no principal (it leaves the index). */
+const tombstoneWrite = (record: Save.TombstoneRecord): SessionWrite => ({ ...record, principal: Option.none() })
 
 /**
  * The replays of one save over writers of other processes: a jittered,
@@ -218,54 +221,36 @@ const replayBudget = (budget: Config<unknown>["budget"]) => {
 
 const ended = "Ended" as const
 
-/** One storage key's saves in this process, while any waits or runs. */
-interface Lane {
-  readonly semaphore: Semaphore.Semaphore
-  users: number
-  /** What the last save left stored, handed to the next (which then need not lose a compare-and-set). */
-  last: { readonly config: Config<any>; readonly loaded: Loaded<any> } | typeof ended | undefined
-}
+/** What a save leaves in its lane for the next one: the session it stored, or that it ended it. */
+type LaneLast = { readonly version: number; readonly config: Config<any>; readonly loaded: Loaded<any> } | typeof ended
 
-const lanesByStore = new WeakMap<Store, Map<StorageKey, Lane>>()
+/** One storage key's saves in this process (the core's lanes, with Effect's semaphore as the lock). */
+type Lane = Lanes.Lane<Semaphore.Semaphore, LaneLast>
 
-/** One more user of the lane of `key`; `release` (idempotent) ends it, and the lane with its last user. */
-const joinLane = (store: Store, key: StorageKey): { readonly lane: Lane; readonly release: () => void } => {
+const lanesByStore = new WeakMap<Store, Lanes.Lanes<Semaphore.Semaphore, LaneLast>>()
+
+const joinLane = (store: Store, key: StorageKey) => {
   let lanes = lanesByStore.get(store)
-  if (lanes === undefined) lanesByStore.set(store, lanes = new Map())
-  const map = lanes
-  let lane = map.get(key)
-  if (lane === undefined) map.set(key, lane = { semaphore: Semaphore.makeUnsafe(1), users: 0, last: undefined })
-  const held = lane
-  held.users++
-  let released = false
-  return {
-    lane: held,
-    release: () => {
-      if (released) return
-      released = true
-      if (--held.users === 0 && map.get(key) === held) map.delete(key)
-    }
-  }
+  if (lanes === undefined) lanesByStore.set(store, lanes = new Lanes.Lanes(() => Semaphore.makeUnsafe(1)))
+  return lanes.join(key)
 }
 
 /** Runs `f` once the saves of this process to `key` that came first are done. */
 const withLane = <B, E>(store: Store, key: StorageKey, f: (lane: Lane) => Effect.Effect<B, E>): Effect.Effect<B, E> =>
   Effect.suspend(() => {
     const { lane, release } = joinLane(store, key)
-    return Effect.ensuring(lane.semaphore.withPermit(Effect.suspend(() => f(lane))), Effect.sync(release))
+    return Effect.ensuring(lane.lock.withPermit(Effect.suspend(() => f(lane))), Effect.sync(release))
   })
 
-/**
- * The session the previous save in the lane left, when newer than what the
- * request loaded; `"Ended"` when a save before it ended the session.
- */
+/** What the previous save in the lane left, when this request should start from it (the core decides). */
 const handoff = <A>(lane: Lane, config: Config<A>, loaded: Loaded<A>): Loaded<A> | typeof ended | undefined => {
   const last = lane.last
-  if (last === ended) return ended
-  return last !== undefined && last.config === config && last.loaded.version > loaded.version
-    ? last.loaded as Loaded<A>
-    : undefined
+  const handed = Save.handoffFrom(last === ended || last?.config === config ? last : undefined, loaded.version)
+  return handed === undefined || handed === ended ? handed : handed.loaded as Loaded<A>
 }
+
+/** What a save leaves in the lane for the next one. */
+const leave = <A>(config: Config<A>, loaded: Loaded<A>) => ({ version: loaded.version, config, loaded })
 
 /**
  * How many storage keys of `store` have saves waiting or running in this
@@ -275,45 +260,54 @@ const handoff = <A>(lane: Lane, config: Config<A>, loaded: Loaded<A>): Loaded<A>
  */
 export const coordinatedKeys = (store: Store): number => lanesByStore.get(store)?.size ?? 0
 
+/** A stored record as the core's ending sees it. */
+const storedState = (record: SessionRecord): Save.StoredState =>
+  tombstoneOf(record) ?? { version: record.version, expiresAt: record.expiresAt, movedTo: null }
+
 /**
- * Ends the session under `key`: a compare-and-set to an ended tombstone on
- * the version last seen (on the newest one when a writer won: a logout
- * always wins), then the session it had moved to, then the record itself.
+ * Ends the session under `key`, `hops` moves away from where the request
+ * started: runs the core's steps (`Save.nextEndStep`) against the store.
  */
 const endSession = <A>(
   config: Config<A>,
   store: Store,
   lane: Lane,
   key: StorageKey,
-  known: RawState | undefined,
+  known: Save.StoredState | undefined,
   t: number,
   hops: number
 ): Effect.Effect<void, SessionError> =>
   Effect.gen(function*() {
     lane.last = ended
-    const nextReplay = replayBudget(config.budget)
-    let state = known
-    while (true) {
-      if (state === undefined) {
-        const record = yield* store.load(key)
-        if (Option.isNone(record)) return
-        state = tombstoneOf(record.value) ??
-          { version: record.value.version, expiresAt: record.value.expiresAt, movedTo: null }
+    const pause = replayBudget(config.budget)
+    let step = Save.nextEndStep({ _tag: "Start", known }, t, hops)
+    while (step._tag !== "Done") {
+      switch (step._tag) {
+        case "Load": {
+          const record = yield* store.load(key)
+          step = Save.nextEndStep({ _tag: "Loaded", state: Option.isSome(record) ? storedState(record.value) : undefined }, t, hops)
+          break
+        }
+        case "WriteTombstone": {
+          const { outcome } = yield* casOutcome(store.update(key, tombstoneWrite(step.record), step.state.version))
+          step = Save.nextEndStep({ _tag: "Wrote", outcome, state: step.state }, t, hops)
+          break
+        }
+        case "Pause":
+          yield* pause
+          step = Save.nextEndStep({ _tag: "Paused" }, t, hops)
+          break
+        case "EndMoved": {
+          const movedTo = Id.storageKeyUnsafe(step.key)
+          yield* withLane(store, movedTo, (next) => endSession(config, store, next, movedTo, undefined, t, hops + 1))
+          step = Save.nextEndStep({ _tag: "EndedMoved" }, t, hops)
+          break
+        }
+        case "Remove":
+          yield* store.remove(key)
+          return
       }
-      const outcome = yield* casOutcome(
-        store.update(key, tombstoneWrite(null, Core.tombstoneExpiry(state.expiresAt, t)), state.version)
-      )
-      if (outcome === "Missing") return
-      if (outcome === "Written") break
-      yield* nextReplay
-      state = undefined
     }
-    const movedTo = state.movedTo
-    // each hop is a regenerate that raced this logout: a few at most
-    if (movedTo !== null && hops < 8) {
-      yield* withLane(store, movedTo, (next) => endSession(config, store, next, movedTo, undefined, t, hops + 1))
-    }
-    yield* store.remove(key)
   })
 
 // --- The session of one request ---------------------------------------------
@@ -329,30 +323,30 @@ export const invalidPrincipal = (principal: unknown): Effect.Effect<never> | und
 }
 
 /**
- * The session a request (or `withSession`) works with: loaded on first use,
- * writes recorded as operations that replay over newer data when a
- * concurrent request saved first.
+ * What one request did with its session (the core's).
+ *
+ * @internal
+ */
+export type RequestState<A> = Request.RequestState<A>
+
+/**
+ * The session a request (or `withSession`) works with: the core's
+ * `RequestState` (what the request did, and the decisions on it), loaded on
+ * first use and saved with the core's save protocol.
  *
  * @internal
  */
 export class RequestSession<A> {
+  readonly state: Request.RequestState<A>
   constructor(
     readonly config: Config<A>,
     readonly store: Store,
     /** Reads the client's id; called once, on first use. */
     readonly readId: () => Option.Option<SessionId>
-  ) {}
+  ) {
+    this.state = new Request.RequestState(config.empty, config.timeouts)
+  }
 
-  used = false
-  clientId: Option.Option<SessionId> = Option.none()
-  loaded: Loaded<A> | undefined = undefined
-  data!: A
-  ops: Array<Core.Op<A>> = []
-  principal: Option.Option<string> = Option.none()
-  renew = false
-  invalidated = false
-  tombstone: RawState | undefined = undefined
-  newId: SessionId | undefined = undefined
   /** When the save was computed: cookie lifetimes count from it. */
   committedAt = 0
 
@@ -364,20 +358,21 @@ export class RequestSession<A> {
   releaseLane: () => void = () => undefined
 
   /** `f` on the loaded session: one synchronous step once it is loaded. */
-  access<B>(f: () => B): Effect.Effect<B, SessionError> {
-    this.used = true
-    if (this.loadDone) return Effect.sync(f)
-    return Effect.map(this.loading.withPermit(Effect.suspend(() => this.loadDone ? Effect.void : this.load)), f)
+  access<B>(f: (state: Request.RequestState<A>) => B): Effect.Effect<B, SessionError> {
+    this.state.used = true
+    if (this.loadDone) return Effect.sync(() => f(this.state))
+    return Effect.map(this.loading.withPermit(Effect.suspend(() => this.loadDone ? Effect.void : this.load)), () => f(this.state))
   }
 
   private get load(): Effect.Effect<void, SessionError> {
-    this.clientId = this.readId()
-    if (Option.isNone(this.clientId)) {
-      this.data = this.config.empty.make()
+    const clientId = Option.getOrUndefined(this.readId())
+    this.state.clientId = clientId
+    if (clientId === undefined) {
+      this.state.adopt({})
       this.loadDone = true
       return Effect.void
     }
-    const key = this.config.storageKey(this.clientId.value)
+    const key = this.config.storageKey(clientId as SessionId)
     // in the lane before the load: a save of this process that ends while
     // the load is on its way still hands its result to this request
     this.releaseLane()
@@ -389,77 +384,28 @@ export class RequestSession<A> {
       },
       onSuccess: (record) =>
         Effect.clockWith((clock) => {
-          const log = this.adopt(key, record, clock.currentTimeMillisUnsafe())
-          if (this.loaded === undefined) this.releaseLane()
+          const decoded = Option.isNone(record)
+            ? undefined
+            : decodeRecord(this.config, key, record.value, clock.currentTimeMillisUnsafe())
+          this.state.adopt({
+            loaded: decoded?._tag === "Live" ? decoded.loaded : undefined,
+            tombstone: decoded?._tag === "Tombstone" ? decoded.state : undefined
+          })
+          if (this.state.loaded === undefined) this.releaseLane()
           this.loadDone = true
-          return log
+          return decoded?._tag === "Undecodable" ? logUndecodable(key) : Effect.void
         })
     })
   }
 
-  private adopt(key: StorageKey, record: Option.Option<SessionRecord>, t: number): Effect.Effect<void> {
-    this.data = this.config.empty.make()
-    if (Option.isNone(record)) return Effect.void
-    const decoded = decodeRecord(this.config, key, record.value, t)
-    switch (decoded._tag) {
-      case "Undecodable":
-        return logUndecodable(key)
-      case "Tombstone":
-        // moved or ended: no data, but a logout follows where it moved to
-        this.tombstone = decoded.state
-        return Effect.void
-      case "Dead":
-        return Effect.void
-      case "Live":
-        this.loaded = decoded.loaded
-        this.data = decoded.loaded.envelope.data
-        this.principal = decoded.loaded.envelope.principal
-        return Effect.void
-    }
-  }
-
-  record(op: Core.Op<A>): void {
-    this.ops.push(op)
-    this.data = Core.applyOps(this.config.empty, this.data, [op])
-  }
-
-  regenerate(): void {
-    this.renew = true
-    this.newId = undefined
-  }
-
-  invalidate(): void {
-    this.renew = true
-    this.invalidated = true
-    this.newId = undefined
-    this.ops = []
-    this.data = this.config.empty.make()
-    this.principal = Option.none()
-  }
-
-  login(principal: string, keepData: boolean): void {
-    const bound = this.loaded?.envelope.principal ?? Option.none()
-    // switching accounts: nothing of the previous account carries over
-    if (!keepData && !this.invalidated && Option.isSome(bound) && bound.value !== principal) this.invalidate()
-    this.renew = true
-    this.newId = undefined
-    this.principal = Option.some(principal)
-  }
-
-  id(): SessionId {
-    if (!this.renew && this.loaded !== undefined && Option.isSome(this.clientId)) return this.clientId.value
-    return this.newId ??= Id.generateUnsafe()
-  }
-
   /** Whether a commit at `t` would do nothing (a read that moves no deadline). */
   nothingToSave(t: number): boolean {
-    if (!this.loadDone || this.renew || this.ops.length > 0) return false
-    return this.loaded === undefined || this.nextExpiry(this.loaded, t) === this.loaded.expiresAt
+    return this.loadDone && this.state.nothingToSave(t)
   }
 
   /** Saves what the request did; says what the cookie must do. */
   get commit(): Effect.Effect<CookieAction, SessionError> {
-    if (!this.used) return Effect.succeed(noCookie)
+    if (!this.state.used) return Effect.succeed(noCookie)
     if (!this.loadDone) return Effect.andThen(this.access(() => undefined), () => this.commit)
     return Effect.clockWith((clock) => {
       const t = this.committedAt = clock.currentTimeMillisUnsafe()
@@ -473,11 +419,11 @@ export class RequestSession<A> {
    * here is logged (the request is failing already).
    */
   revokeAfterFailure(cause?: Cause.Cause<unknown>): Effect.Effect<CookieAction> {
-    if (!this.invalidated || !this.loadDone || (cause !== undefined && C.hasInterruptsOnly(cause))) {
+    if (!this.state.invalidated || !this.loadDone || (cause !== undefined && C.hasInterruptsOnly(cause))) {
       return Effect.succeed(noCookie)
     }
     return Effect.clockWith((clock) => this.endPrevious(this.committedAt = clock.currentTimeMillisUnsafe())).pipe(
-      Effect.map(() => Option.isSome(this.clientId) ? expireCookie : noCookie),
+      Effect.map(() => this.state.clientId !== undefined ? expireCookie : noCookie),
       Effect.catchCause((failure) =>
         Effect.as(Effect.logWarning("effect-session: a logout in a failed request could not be applied", failure), noCookie)
       ),
@@ -486,41 +432,32 @@ export class RequestSession<A> {
   }
 
   private save(t: number): Effect.Effect<CookieAction, SessionError> {
-    const config = this.config
+    const { codec } = this.config
+    const state = this.state
+    // the plan asks these only when it needs them (they encode the data); a
+    // failure to encode fails the save
     let failure: SessionError | undefined
-    const plan = Core.planSave({
-      used: this.used,
-      loaded: this.loaded !== undefined,
-      tombstone: this.tombstone !== undefined,
-      hadCookie: Option.isSome(this.clientId),
-      renew: this.renew,
-      invalidated: this.invalidated,
-      writes: this.ops.length,
-      unchanged: () => {
-        const loaded = this.loaded!
-        const unchanged = config.codec.unchanged(this.data, loaded.envelope, loaded.text)
-        if (Result.isFailure(unchanged)) failure = unchanged.failure
-        return Result.getOrElse(unchanged, () => false)
-      },
-      empty: () => {
-        const emptied = this.isEmpty(this.data)
-        if (Result.isFailure(emptied)) failure = emptied.failure
-        return Result.getOrElse(emptied, () => false)
-      }
-    })
+    const answer = (result: Result.Result<boolean, SessionError>): boolean => {
+      if (Result.isFailure(result)) failure = result.failure
+      return Result.getOrElse(result, () => false)
+    }
+    const plan = state.plan(
+      (loaded) => answer(codec.unchanged(state.data, envelopeOf(loaded, loaded.data, loaded.principal), loaded.text)),
+      () => answer(this.isEmpty(state.data))
+    )
     if (failure !== undefined) return Effect.fail(failure)
     switch (plan._tag) {
       case "Nothing":
         return Effect.succeed(noCookie)
       case "Touch":
-        return this.touch(this.loaded!, t)
+        return this.touch(state.loaded!, t)
       case "Update": {
-        const loaded = this.loaded!
-        return withLane(this.store, loaded.key, (lane) => this.updateWithReplay(lane, loaded, t))
+        const loaded = state.loaded!
+        return withLane(this.store, keyOf(loaded), (lane) => this.updateWithReplay(lane, loaded, t))
       }
       case "Rotate": {
-        const loaded = this.loaded!
-        return withLane(this.store, loaded.key, (lane) => this.rotate(lane, loaded, t))
+        const loaded = state.loaded!
+        return withLane(this.store, keyOf(loaded), (lane) => this.rotate(lane, loaded, t))
       }
       case "New":
         return Effect.andThen(
@@ -532,42 +469,29 @@ export class RequestSession<A> {
 
   /** Whether `data` is the empty session and no principal is bound. */
   private isEmpty(data: A): Result.Result<boolean, SessionError> {
-    return Result.map(
-      this.config.codec.fingerprint(data),
-      (json) => json === this.config.emptyFingerprint && Option.isNone(this.principal)
-    )
+    return Result.map(this.config.codec.fingerprint(data), (json) => json === this.config.emptyFingerprint && this.state.principal === null)
   }
 
-  private nextExpiry(loaded: Loaded<A>, t: number): number {
-    return Core.nextExpiry(this.config.timeouts, { expiresAt: loaded.expiresAt, absoluteExpiresAt: loaded.envelope.absoluteExpiresAt }, t)
-  }
-
-  /** The cookie of a stored session whose deadline is `expiresAt`: sent only when it moved. */
-  private cookieFor(loaded: Loaded<A>, expiresAt: number): CookieAction {
-    return expiresAt !== loaded.expiresAt && Option.isSome(this.clientId)
-      ? { _tag: "Set", id: this.clientId.value, expiresAt }
-      : noCookie
+  private cookieFor(stored: { readonly expiresAt: number }, expiresAt: number): CookieAction {
+    const cookie = this.state.cookieFor(stored, expiresAt)
+    return cookie === undefined ? noCookie : { _tag: "Set", id: cookie.id as SessionId, expiresAt }
   }
 
   private touch(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
-    const expiresAt = this.nextExpiry(loaded, t)
+    const expiresAt = this.state.nextExpiry(loaded, t)
     if (expiresAt === loaded.expiresAt) return Effect.succeed(noCookie)
-    return Effect.map(this.store.touch(loaded.key, expiresAt), (live) => live ? this.cookieFor(loaded, expiresAt) : noCookie)
+    return Effect.map(this.store.touch(keyOf(loaded), expiresAt), (live) => live ? this.cookieFor(loaded, expiresAt) : noCookie)
   }
 
   private insertNew(t: number): Effect.Effect<CookieAction, SessionError> {
     return Effect.suspend(() => {
-      const id = this.newId ??= Id.generateUnsafe()
+      const id = this.state.targetId() as SessionId
       const deadlines = Core.newDeadlines(this.config.timeouts, t)
-      const envelope: Envelope<A> = {
-        createdAt: deadlines.createdAt,
-        absoluteExpiresAt: deadlines.absoluteExpiresAt,
-        data: this.data,
-        principal: this.principal
-      }
+      const principal = Option.fromNullishOr(this.state.principal)
+      const envelope: Envelope<A> = { ...deadlines, data: this.state.data, principal }
       return Effect.flatMap(Effect.fromResult(this.config.codec.encodeText(envelope)), (text) =>
         Effect.as(
-          insertFresh(this.store, this.config.storageKey(id), { text, expiresAt: deadlines.expiresAt, principal: this.principal }),
+          insertFresh(this.store, this.config.storageKey(id), { text, expiresAt: deadlines.expiresAt, principal }),
           { _tag: "Set", id, expiresAt: deadlines.expiresAt } as const
         ))
     })
@@ -575,124 +499,108 @@ export class RequestSession<A> {
 
   /** Ends the stored session the request started from (live, or the tombstone it left). */
   private endPrevious(t: number): Effect.Effect<void, SessionError> {
-    const key = this.loaded?.key ??
-      (this.tombstone !== undefined && Option.isSome(this.clientId) ? this.config.storageKey(this.clientId.value) : undefined)
-    if (key === undefined) return Effect.void
-    const first: RawState | undefined = this.loaded !== undefined
-      ? { version: this.loaded.version, expiresAt: this.loaded.expiresAt, movedTo: null }
-      : this.tombstone
-    return withLane(this.store, key, (lane) => endSession(this.config, this.store, lane, key, first, t, 0))
+    const target = this.state.endTarget((id) => this.config.storageKey(id as SessionId))
+    if (target === undefined) return Effect.void
+    const key = Id.storageKeyUnsafe(target.key)
+    return withLane(this.store, key, (lane) => endSession(this.config, this.store, lane, key, target.known, t, 0))
   }
 
   /**
-   * Writes the request's data over the loaded session with a compare-and-set,
-   * replaying its operations over newer data when a writer of another process
-   * won. A session emptied by the request ends with a tombstone.
+   * Writes the request's data over the loaded session with a compare-and-set;
+   * the core says what to write and what each answer means (`Save`).
    */
   private updateWithReplay(lane: Lane, loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
     const self = this
-    const config = this.config
-    const store = this.store
-    const nextReplay = replayBudget(config.budget)
+    const { config, state, store } = this
+    const pause = replayBudget(config.budget)
     return Effect.gen(function*() {
       const handed = handoff(lane, config, loaded)
       if (handed === ended) return yield* dropped
-      let current = handed ?? loaded
-      let data = handed === undefined ? self.data : Core.applyOps(config.empty, handed.envelope.data, self.ops)
+      let base = handed ?? loaded
+      let data = handed === undefined ? state.data : state.replayOver(handed.data)
       while (true) {
-        const envelope: Envelope<A> = { ...current.envelope, data, principal: self.principal }
-        const emptied = yield* Effect.fromResult(self.isEmpty(data))
-        const expiresAt = self.nextExpiry(current, t)
-        const write: SessionWrite = emptied
-          ? tombstoneWrite(null, Core.tombstoneExpiry(current.expiresAt, t))
-          : { text: yield* Effect.fromResult(config.codec.encodeText(envelope)), expiresAt, principal: self.principal }
-        const outcome = yield* Effect.result(store.update(current.key, write, current.version))
-        if (Result.isSuccess(outcome)) {
-          self.data = data
-          if (emptied) {
-            lane.last = ended
-            yield* store.remove(current.key)
-            return expireCookie
+        const principal = state.principal
+        const plan = Save.updateRecord(yield* Effect.fromResult(self.isEmpty(data)), base, state.nextExpiry(base, t), t)
+        const write: SessionWrite = plan._tag === "Tombstone"
+          ? tombstoneWrite(plan.record)
+          : {
+            text: yield* Effect.fromResult(config.codec.encodeText(envelopeOf(base, data, principal))),
+            expiresAt: plan.expiresAt,
+            principal: Option.fromNullishOr(principal)
           }
-          lane.last = { config, loaded: { key: current.key, version: outcome.success, expiresAt, envelope, text: write.text } }
-          return self.cookieFor(current, expiresAt)
+        const { outcome, version } = yield* casOutcome(store.update(keyOf(base), write, base.version))
+        switch (Save.afterUpdate(outcome, plan._tag === "Tombstone")) {
+          case "Saved":
+            state.data = data
+            lane.last = leave(config, { ...base, version, expiresAt: write.expiresAt, data, principal, text: write.text })
+            return self.cookieFor(base, write.expiresAt)
+          case "Ended":
+            lane.last = ended
+            yield* store.remove(keyOf(base))
+            return expireCookie
+          case "Dropped":
+            lane.last = ended
+            return yield* dropped
+          case "Replay": {
+            yield* pause
+            const fresh = yield* loadLive(config, store, keyOf(base))
+            if (fresh === undefined) {
+              lane.last = ended
+              return yield* dropped
+            }
+            base = fresh
+            data = state.replayOver(fresh.data)
+          }
         }
-        const error = outcome.failure
-        if (error._tag !== "SessionConflict") return yield* Effect.fail(error)
-        // removed or expired meanwhile (a logout won the race): never recreate it
-        if (error.reason !== "VersionMismatch") {
-          lane.last = ended
-          return yield* dropped
-        }
-        yield* nextReplay
-        const fresh = yield* loadLive(config, store, current.key)
-        if (fresh === undefined) {
-          lane.last = ended
-          return yield* dropped
-        }
-        current = fresh
-        data = Core.applyOps(config.empty, fresh.envelope.data, self.ops)
       }
     })
   }
 
   /**
-   * Moves the session to a new id: the new record is inserted, then the old
-   * one becomes a tombstone pointing at it with a compare-and-set on the
-   * loaded version. A concurrent write of the old session is replayed into
-   * the new one; a concurrent logout or `revokeAll` removes the new one again
-   * before the response is sent, so nothing revoked lives on.
+   * Moves the session to a new id (regenerate, login): the new record is
+   * inserted, then the old one becomes a tombstone pointing at it; the core
+   * says what each answer of that compare-and-set means (`Save.afterMove`).
    */
   private rotate(lane: Lane, previous: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
-    const self = this
-    const config = this.config
-    const store = this.store
+    const { config, state, store } = this
+    const pause = replayBudget(config.budget)
+    const encodeOver = (base: Loaded<A>) =>
+      Effect.map(
+        Effect.fromResult(config.codec.encodeText(envelopeOf(base, state.data, state.principal))),
+        (text): SessionWrite => ({
+          text,
+          expiresAt: Save.movedExpiry(config.timeouts, base.absoluteExpiresAt, t),
+          principal: Option.fromNullishOr(state.principal)
+        })
+      )
     return Effect.gen(function*() {
       const handed = handoff(lane, config, previous)
       if (handed === ended) return noCookie
-      let current = handed ?? previous
-      if (handed !== undefined) self.data = Core.applyOps(config.empty, handed.envelope.data, self.ops)
-      const id = self.newId ??= Id.generateUnsafe()
+      if (handed !== undefined) state.data = state.replayOver(handed.data)
+      let base = handed ?? previous
+      const id = state.targetId() as SessionId
       const newKey = config.storageKey(id)
-      // a new id is not a new session: the absolute deadline is kept
-      const writeFor = (base: Loaded<A>) =>
-        Effect.map(
-          Effect.fromResult(config.codec.encodeText({ ...base.envelope, data: self.data, principal: self.principal })),
-          (text): SessionWrite => ({
-            text,
-            expiresAt: Math.min(t + config.timeouts.idleMillis, base.envelope.absoluteExpiresAt),
-            principal: self.principal
-          })
-        )
-      let write = yield* writeFor(current)
-      yield* insertFresh(store, newKey, write)
-      let newVersion = 1
-      const nextReplay = replayBudget(config.budget)
+      let moved = yield* encodeOver(base)
+      yield* insertFresh(store, newKey, moved)
+      let movedVersion = 1
       while (true) {
-        const outcome = yield* casOutcome(
-          store.update(current.key, tombstoneWrite(newKey, Core.tombstoneExpiry(current.expiresAt, t)), current.version)
-        )
-        if (outcome === "Written") {
-          lane.last = ended
-          return { _tag: "Set", id, expiresAt: write.expiresAt } as const
-        }
-        let fresh: Loaded<A> | undefined
-        if (outcome === "VersionMismatch") {
-          yield* nextReplay
-          fresh = yield* loadLive(config, store, current.key)
-        }
+        const pointer = tombstoneWrite(Save.tombstoneRecord(newKey, base.expiresAt, t))
+        const { outcome } = yield* casOutcome(store.update(keyOf(base), pointer, base.version))
+        const next = Save.afterMove(outcome)
+        const fresh = next === "Replay" ? yield* Effect.andThen(pause, loadLive(config, store, keyOf(base))) : undefined
+        lane.last = next === "Replay" && fresh !== undefined ? lane.last : ended
+        if (next === "Moved") return { _tag: "Set", id, expiresAt: moved.expiresAt } as const
         if (fresh === undefined) {
-          // ended meanwhile (a logout, revokeAll): the new id must not outlive it;
-          // the cookie is left alone (the logout's response expired it)
-          lane.last = ended
+          // the old session ended meanwhile: the new id must not outlive it (the
+          // logout's response expired the cookie: it is left alone)
           yield* store.remove(newKey)
           return noCookie
         }
-        current = fresh
-        self.data = Core.applyOps(config.empty, current.envelope.data, self.ops)
-        write = yield* writeFor(current)
+        base = fresh
+        state.data = state.replayOver(fresh.data)
+        moved = yield* encodeOver(base)
         // only this request knows the new key: a conflict there is the store's fault
-        newVersion = yield* Effect.tapError(store.update(newKey, write, newVersion), () => store.remove(newKey))
+        movedVersion = yield* Effect.tapError(store.update(newKey, moved, movedVersion), () => store.remove(newKey))
       }
     })
   }
@@ -766,10 +674,10 @@ export const finishResponse = <A>(
   session: RequestSession<A>,
   appResponse: HttpServerResponse.HttpServerResponse
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, SessionError> => {
-  if (!session.used) return Effect.succeed(appResponse)
+  if (!session.state.used) return Effect.succeed(appResponse)
   const response = varyOnCookie(appResponse)
   if (response.status >= 500) {
-    return session.invalidated
+    return session.state.invalidated
       ? Effect.map(session.revokeAfterFailure(), (action) => applyCookie(session.config, response, action, session.committedAt))
       : Effect.succeed(response)
   }

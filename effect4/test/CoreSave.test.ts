@@ -1,0 +1,137 @@
+/**
+ * The core modules added for the Effect 4 shell (src/core/save.ts,
+ * request.ts, lanes.ts): plain functions and classes, tested without Effect.
+ */
+import { describe, expect, it } from "vitest"
+import { Lanes } from "../../src/core/lanes.js"
+import { readTombstone } from "../../src/core/record.js"
+import { RequestState } from "../../src/core/request.js"
+import * as Save from "../../src/core/save.js"
+
+const key = "K".repeat(43)
+const other = "M".repeat(43)
+const t = 1_000_000
+
+describe("ending a session (nextEndStep)", () => {
+  const state = { version: 3, expiresAt: t + 10 * 60_000, movedTo: null }
+  it("loads first when nothing is known, writes the ended tombstone on the known version otherwise", () => {
+    expect(Save.nextEndStep({ _tag: "Start", known: undefined }, t, 0)).toEqual({ _tag: "Load" })
+    const step = Save.nextEndStep({ _tag: "Start", known: state }, t, 0)
+    expect(step._tag).toBe("WriteTombstone")
+    if (step._tag !== "WriteTombstone") return
+    expect(step.state.version).toBe(3)
+    expect(readTombstone({ text: step.record.text, data: new Uint8Array() })).toEqual({ movedTo: null })
+    // a tombstone stays 5 minutes at most, never longer than the session would have
+    expect(step.record.expiresAt).toBe(t + 5 * 60_000)
+  })
+  it("stops when there is nothing (left) to end, retries a lost write after a pause", () => {
+    expect(Save.nextEndStep({ _tag: "Loaded", state: undefined }, t, 0)).toEqual({ _tag: "Done" })
+    expect(Save.nextEndStep({ _tag: "Wrote", outcome: "Missing", state }, t, 0)).toEqual({ _tag: "Done" })
+    expect(Save.nextEndStep({ _tag: "Wrote", outcome: "VersionMismatch", state }, t, 0)).toEqual({ _tag: "Pause" })
+    expect(Save.nextEndStep({ _tag: "Paused" }, t, 0)).toEqual({ _tag: "Load" })
+  })
+  it("follows a move before removing, up to maxEndHops", () => {
+    const moved = { ...state, movedTo: other }
+    expect(Save.nextEndStep({ _tag: "Wrote", outcome: "Written", state }, t, 0)).toEqual({ _tag: "Remove" })
+    expect(Save.nextEndStep({ _tag: "Wrote", outcome: "Written", state: moved }, t, 0)).toEqual({ _tag: "EndMoved", key: other })
+    expect(Save.nextEndStep({ _tag: "EndedMoved" }, t, 0)).toEqual({ _tag: "Remove" })
+    expect(Save.nextEndStep({ _tag: "Wrote", outcome: "Written", state: moved }, t, Save.maxEndHops)).toEqual({ _tag: "Remove" })
+  })
+})
+
+describe("updating and moving", () => {
+  it("an emptied session is written as the ended tombstone, any other with its next deadline", () => {
+    expect(Save.updateRecord(false, { expiresAt: t }, t + 5, t)).toEqual({ _tag: "Session", expiresAt: t + 5 })
+    const emptied = Save.updateRecord(true, { expiresAt: t + 60_000 }, t + 5, t)
+    expect(emptied._tag === "Tombstone" && readTombstone({ text: emptied.record.text, data: new Uint8Array() })).toEqual({ movedTo: null })
+  })
+  it("says what each compare-and-set answer means", () => {
+    expect(Save.afterUpdate("Written", false)).toBe("Saved")
+    expect(Save.afterUpdate("Written", true)).toBe("Ended")
+    expect(Save.afterUpdate("Missing", false)).toBe("Dropped")
+    expect(Save.afterUpdate("VersionMismatch", true)).toBe("Replay")
+    expect(Save.afterMove("Written")).toBe("Moved")
+    expect(Save.afterMove("Missing")).toBe("Undo")
+    expect(Save.afterMove("VersionMismatch")).toBe("Replay")
+  })
+  it("a moved session keeps its absolute deadline; its tombstone points at the new key", () => {
+    const timeouts = { idleMillis: 1000, absoluteMillis: 10_000, touchAfterMillis: 100 }
+    expect(Save.movedExpiry(timeouts, t + 500, t)).toBe(t + 500)
+    expect(Save.movedExpiry(timeouts, t + 5000, t)).toBe(t + 1000)
+    const pointer = Save.tombstoneRecord(other, t + 60_000, t)
+    expect(readTombstone({ text: pointer.text, data: new Uint8Array() })).toEqual({ movedTo: other })
+  })
+  it("a save starts from the lane's last session only when it is newer, and stops when it ended", () => {
+    expect(Save.handoffFrom({ version: 4 }, 3)).toEqual({ version: 4 })
+    expect(Save.handoffFrom({ version: 3 }, 3)).toBeUndefined()
+    expect(Save.handoffFrom(undefined, 3)).toBeUndefined()
+    expect(Save.handoffFrom("Ended", 3)).toBe("Ended")
+  })
+})
+
+describe("lanes", () => {
+  it("one lane per key while it has users, gone with the last release (release is idempotent)", () => {
+    let locks = 0
+    const lanes = new Lanes<number, string>(() => ++locks)
+    const a = lanes.join(key)
+    const b = lanes.join(key)
+    expect(a.lane).toBe(b.lane)
+    expect(lanes.size).toBe(1)
+    a.release()
+    a.release()
+    expect(lanes.size).toBe(1)
+    b.release()
+    expect(lanes.size).toBe(0)
+    expect(lanes.join(key).lane.lock).toBe(2)
+  })
+})
+
+describe("the request's state", () => {
+  const empty = { empty: { n: 0 }, make: () => ({ n: 0 }) }
+  const timeouts = { idleMillis: 60_000, absoluteMillis: 600_000, touchAfterMillis: 6_000 }
+  const loaded = { key, version: 1, expiresAt: t + 60_000, createdAt: t, absoluteExpiresAt: t + 600_000, principal: "alice", data: { n: 5 }, text: "" }
+  const stateOf = () => {
+    const state = new RequestState<{ n: number }>(empty, timeouts)
+    state.clientId = "c".repeat(43)
+    state.adopt({ loaded })
+    return state
+  }
+  it("logging in as another principal starts from empty data; as the same one keeps it", () => {
+    const switched = stateOf()
+    switched.login("bob", false)
+    expect([switched.data, switched.principal, switched.invalidated]).toEqual([{ n: 0 }, "bob", true])
+    const same = stateOf()
+    same.login("alice", false)
+    expect([same.data, same.principal, same.invalidated]).toEqual([{ n: 5 }, "alice", false])
+    const kept = stateOf()
+    kept.login("bob", true)
+    expect(kept.data).toEqual({ n: 5 })
+  })
+  it("keeps the client's id until the session moves, then one new id", () => {
+    const state = stateOf()
+    expect(state.id()).toBe("c".repeat(43))
+    state.regenerate()
+    const id = state.id()
+    expect(id).not.toBe("c".repeat(43))
+    expect(state.targetId()).toBe(id)
+  })
+  it("has nothing to save for a read that moves no deadline, and plans an update after a write", () => {
+    const state = stateOf()
+    state.used = true
+    expect(state.nothingToSave(t + 1000)).toBe(true)
+    expect(state.nothingToSave(t + 10_000)).toBe(false)
+    state.record({ _tag: "Update", key: "n", f: (n: number) => n + 1 })
+    expect(state.data).toEqual({ n: 6 })
+    expect(state.replayOver({ n: 10 })).toEqual({ n: 11 })
+    expect(state.plan(() => false, () => false)).toEqual({ _tag: "Update" })
+  })
+  it("a logout ends the loaded session, or follows the tombstone found under the client's id", () => {
+    const state = stateOf()
+    expect(state.endTarget((id) => `key of ${id}`)).toEqual({ key, known: { version: 1, expiresAt: t + 60_000, movedTo: null } })
+    const moved = new RequestState<{ n: number }>(empty, timeouts)
+    moved.clientId = "c".repeat(43)
+    const tombstone = { version: 2, expiresAt: t, movedTo: other }
+    moved.adopt({ tombstone })
+    expect(moved.endTarget((id) => `key of ${id}`)).toEqual({ key: `key of ${"c".repeat(43)}`, known: tombstone })
+  })
+})

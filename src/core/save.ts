@@ -1,0 +1,211 @@
+/**
+ * The save protocol, without Effect: what a save writes and what it does
+ * next after each answer of the store, for the three saves that race other
+ * requests — ending a session (logout), updating it (compare-and-set with
+ * replay) and moving it to a new id (regenerate, login). Each Effect line
+ * runs these steps against its store; none of the decisions live there.
+ *
+ * @internal
+ */
+import { tombstoneText } from "./record.js"
+import { tombstoneExpiry, type Timeouts } from "./session.js"
+
+/**
+ * What a compare-and-set answered: a conflict is an answer here, not an
+ * error (`Missing`: no live record; `VersionMismatch`: another writer won).
+ *
+ * @internal
+ */
+export type CasOutcome = "Written" | "Missing" | "VersionMismatch"
+
+/**
+ * What ending a record needs to know of it: its version, its expiry, and
+ * where it had moved (`null`: a live session, or a session that ended).
+ *
+ * @internal
+ */
+export interface StoredState {
+  readonly version: number
+  readonly expiresAt: number
+  readonly movedTo: string | null
+}
+
+/**
+ * A tombstone as written: its text and its expiry (never later than the
+ * session it replaces would have lived).
+ *
+ * @internal
+ */
+export interface TombstoneRecord {
+  readonly text: string
+  readonly expiresAt: number
+}
+
+/**
+ * The tombstone replacing a record that expires at `expiresAt`, written at
+ * `t`: where the session moved (`null`: it ended).
+ *
+ * @internal
+ */
+export const tombstoneRecord = (movedTo: string | null, expiresAt: number, t: number): TombstoneRecord => ({
+  text: tombstoneText(movedTo),
+  expiresAt: tombstoneExpiry(expiresAt, t)
+})
+
+// --- Ending a session -------------------------------------------------------
+
+/**
+ * How many moves an ending follows: each is a `regenerate` that raced the
+ * logout, so a chain longer than this is not a race.
+ *
+ * @internal
+ */
+export const maxEndHops = 8
+
+/**
+ * The next step of ending the session under one key.
+ *
+ * - `Load`: read the record to learn its version.
+ * - `WriteTombstone`: compare-and-set the ended tombstone on `state.version`
+ *   (so a concurrent move cannot slip past the logout).
+ * - `Pause`: another writer won; wait (the replay budget), then `Load`.
+ * - `EndMoved`: the session had moved: end it where it went (one hop more),
+ *   then `Remove`.
+ * - `Remove`: remove the tombstone; the ending is done.
+ * - `Done`: nothing (left) to end.
+ *
+ * @internal
+ */
+export type EndStep =
+  | { readonly _tag: "Load" }
+  | { readonly _tag: "WriteTombstone"; readonly state: StoredState; readonly record: TombstoneRecord }
+  | { readonly _tag: "Pause" }
+  | { readonly _tag: "EndMoved"; readonly key: string }
+  | { readonly _tag: "Remove" }
+  | { readonly _tag: "Done" }
+
+/**
+ * What the last step of an ending found.
+ *
+ * @internal
+ */
+export type EndEvent =
+  | { readonly _tag: "Start"; readonly known: StoredState | undefined }
+  | { readonly _tag: "Loaded"; readonly state: StoredState | undefined }
+  | { readonly _tag: "Wrote"; readonly outcome: CasOutcome; readonly state: StoredState }
+  | { readonly _tag: "Paused" }
+  | { readonly _tag: "EndedMoved" }
+
+/**
+ * The step after `event`, at time `t`, `hops` moves away from the session
+ * the request started from. A logout always wins: a lost compare-and-set is
+ * retried on the newest version.
+ *
+ * @internal
+ */
+export const nextEndStep = (event: EndEvent, t: number, hops: number): EndStep => {
+  switch (event._tag) {
+    case "Start":
+      return event.known === undefined ? load : writeEnded(event.known, t)
+    case "Loaded":
+      return event.state === undefined ? done : writeEnded(event.state, t)
+    case "Paused":
+      return load
+    case "EndedMoved":
+      return remove
+    case "Wrote":
+      if (event.outcome === "Missing") return done
+      if (event.outcome === "VersionMismatch") return pause
+      return event.state.movedTo !== null && hops < maxEndHops ? { _tag: "EndMoved", key: event.state.movedTo } : remove
+  }
+}
+
+const writeEnded = (state: StoredState, t: number): EndStep => ({
+  _tag: "WriteTombstone",
+  state,
+  record: tombstoneRecord(null, state.expiresAt, t)
+})
+const load: EndStep = { _tag: "Load" }
+const pause: EndStep = { _tag: "Pause" }
+const remove: EndStep = { _tag: "Remove" }
+const done: EndStep = { _tag: "Done" }
+
+// --- Updating a session -----------------------------------------------------
+
+/**
+ * What an update of a loaded session writes: the session with its next
+ * idle deadline, or, when the request emptied it (no data, no principal),
+ * the ended tombstone — so that a concurrent writer either has its data
+ * replayed into this request or finds the session ended and drops its writes.
+ *
+ * @internal
+ */
+export type UpdateRecord =
+  | { readonly _tag: "Session"; readonly expiresAt: number }
+  | { readonly _tag: "Tombstone"; readonly record: TombstoneRecord }
+
+/**
+ * The record an update at `t` writes over a stored session.
+ *
+ * @internal
+ */
+export const updateRecord = (emptied: boolean, stored: { readonly expiresAt: number }, nextExpiresAt: number, t: number): UpdateRecord =>
+  emptied ? { _tag: "Tombstone", record: tombstoneRecord(null, stored.expiresAt, t) } : { _tag: "Session", expiresAt: nextExpiresAt }
+
+/**
+ * What follows an update's compare-and-set.
+ *
+ * - `Saved`: written.
+ * - `Ended`: the tombstone of an emptied session is written: remove it and
+ *   expire the cookie.
+ * - `Dropped`: the session was removed or expired meanwhile (a logout won):
+ *   never recreate it; the request's writes are dropped.
+ * - `Replay`: another writer won: reload, and apply the request's
+ *   operations to what it wrote.
+ *
+ * @internal
+ */
+export const afterUpdate = (outcome: CasOutcome, wroteTombstone: boolean): "Saved" | "Ended" | "Dropped" | "Replay" =>
+  outcome === "Written" ? (wroteTombstone ? "Ended" : "Saved") : outcome === "Missing" ? "Dropped" : "Replay"
+
+// --- Moving a session to a new id -------------------------------------------
+
+/**
+ * The idle deadline of a session moved at `t`: a new id is not a new
+ * session, so the absolute deadline it had still bounds it.
+ *
+ * @internal
+ */
+export const movedExpiry = (timeouts: Timeouts, absoluteExpiresAt: number, t: number): number =>
+  Math.min(t + timeouts.idleMillis, absoluteExpiresAt)
+
+/**
+ * What follows the compare-and-set that turns the old record into a
+ * tombstone pointing at the new one (the new record is inserted first).
+ *
+ * - `Moved`: done; the cookie gets the new id.
+ * - `Undo`: the old session ended meanwhile (a logout, `revokeAll`): the new
+ *   record must not outlive it — remove it, and leave the cookie alone.
+ * - `Replay`: another writer won: reload the old session, replay the
+ *   request's operations over it into the new record, and try again.
+ *
+ * @internal
+ */
+export const afterMove = (outcome: CasOutcome): "Moved" | "Undo" | "Replay" =>
+  outcome === "Written" ? "Moved" : outcome === "Missing" ? "Undo" : "Replay"
+
+// --- The lane's handoff ---------------------------------------------------------
+
+/**
+ * Whether a save should start from what the previous save of this process
+ * left rather than from what its request loaded: when that is newer, its
+ * compare-and-set would lose for certain, and it replays without the failed
+ * round trip. `"Ended"` when a save before it ended the session.
+ *
+ * @internal
+ */
+export const handoffFrom = <S extends { readonly version: number }>(
+  last: S | "Ended" | undefined,
+  loadedVersion: number
+): S | "Ended" | undefined =>
+  last === "Ended" ? "Ended" : last !== undefined && last.version > loadedVersion ? last : undefined
