@@ -9,7 +9,7 @@ import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { Config, Effect, Layer, Schema } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { createServer } from "node:http"
-import { Session } from "../src/index.js"
+import { Session, SessionError } from "../src/index.js"
 import * as Stores from "./stores.js"
 
 class AppSession extends Session.Tag<AppSession>()("quickstart/AppSession", {
@@ -38,8 +38,9 @@ const Routes = Layer.mergeAll(
   ),
   HttpRouter.add("GET", "/logout", Effect.as(AppSession.remove("username"), HttpServerResponse.redirect("/")))
 ).pipe(
-  // the routes get the session from the middleware (plain HTTP on localhost)
-  Layer.provide(AppSession.middleware({ cookie: { secure: false } }).layer)
+  // the routes get the session from the middleware (plain HTTP on localhost);
+  // store down → 503, too large → 413, logged with what failed
+  Layer.provide(AppSession.middleware({ cookie: { secure: false } }).combine(SessionError.respond).layer)
 )
 
 const ServerLive = NodeHttpServer.layerConfig(createServer, {

@@ -4,7 +4,10 @@
  *
  * @since 2.0.0
  */
-import { Data } from "effect"
+import type { Types } from "effect"
+import { Data, Effect } from "effect"
+import { HttpRouter, HttpServerResponse } from "effect/http"
+import { conflictMessage, describeCause, failureAnswer } from "../../src/core/failure.js"
 
 /**
  * The store operation that failed.
@@ -27,7 +30,7 @@ export class SessionStoreError extends Data.TaggedError("SessionStoreError")<{
   readonly cause: unknown
 }> {
   override get message(): string {
-    return `effect-session: the ${this.store} store failed to ${this.operation}`
+    return `${this.store} store: ${this.operation} failed: ${describeCause(this.cause)}`
   }
 }
 
@@ -43,7 +46,7 @@ export class SessionConflict extends Data.TaggedError("SessionConflict")<{
   readonly reason: "Exists" | "VersionMismatch" | "Missing"
 }> {
   override get message(): string {
-    return `effect-session: conflicting write (${this.reason})`
+    return conflictMessage(this.reason)
   }
 }
 
@@ -56,7 +59,11 @@ export class SessionConflict extends Data.TaggedError("SessionConflict")<{
  */
 export class SessionDecodeError extends Data.TaggedError("SessionDecodeError")<{
   readonly cause: unknown
-}> {}
+}> {
+  override get message(): string {
+    return `stored session could not be decoded: ${describeCause(this.cause)}`
+  }
+}
 
 /**
  * The encoded session is over `maxSize`: nothing was written.
@@ -69,7 +76,7 @@ export class SessionTooLarge extends Data.TaggedError("SessionTooLarge")<{
   readonly limit: number
 }> {
   override get message(): string {
-    return `effect-session: the session is ${this.size} bytes encoded, over the limit of ${this.limit}`
+    return `session data encodes to ${this.size} bytes, over the limit of ${this.limit} bytes`
   }
 }
 
@@ -82,7 +89,11 @@ export class SessionTooLarge extends Data.TaggedError("SessionTooLarge")<{
  */
 export class SessionEncodeError extends Data.TaggedError("SessionEncodeError")<{
   readonly cause: unknown
-}> {}
+}> {
+  override get message(): string {
+    return `session data does not match its schema: ${describeCause(this.cause)}`
+  }
+}
 
 /**
  * Any error of a session operation.
@@ -91,3 +102,46 @@ export class SessionEncodeError extends Data.TaggedError("SessionEncodeError")<{
  * @category errors
  */
 export type SessionError = SessionStoreError | SessionConflict | SessionTooLarge | SessionEncodeError
+
+const tags: ReadonlySet<unknown> = new Set(["SessionStoreError", "SessionConflict", "SessionTooLarge", "SessionEncodeError"])
+
+/**
+ * Whether a value is a `SessionError`.
+ *
+ * @since 2.0.0
+ * @category refinements
+ */
+export const isSessionError = (u: unknown): u is SessionError =>
+  typeof u === "object" && u !== null && "_tag" in u && tags.has(u._tag)
+
+/**
+ * The response a session error deserves: 503 when the store failed, 503
+ * with `Retry-After: 1` when concurrent writers kept winning, 413 when the
+ * session would be over `maxSize`, 500 when a value does not match the
+ * schema. The body says only that much: the message is for the log.
+ *
+ * @since 2.0.0
+ * @category responses
+ */
+export const toResponse = (error: SessionError): HttpServerResponse.HttpServerResponse => {
+  const answer = failureAnswer(error._tag)
+  return HttpServerResponse.text(answer.body, { status: answer.status, headers: answer.headers })
+}
+
+/**
+ * The router middleware that answers session errors with `toResponse` and
+ * logs each with its message. Combine it with the session's middleware so
+ * that it also sees the errors of the save:
+ * `Layer.provide(AppSession.middleware().combine(SessionError.respond).layer)`.
+ *
+ * @since 2.0.0
+ * @category responses
+ */
+export const respond = HttpRouter.middleware<{ handles: SessionError }>()((app) =>
+  // the errors it does not handle pass through as they are
+  Effect.catchIf(app, isSessionError, (error) =>
+    Effect.as(
+      failureAnswer(error._tag).logAs === "error" ? Effect.logError(error.message) : Effect.logWarning(error.message),
+      toResponse(error)
+    )) as Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled>
+)

@@ -19,7 +19,7 @@ export * as SessionCodec from "./SessionCodec.js"
 /**
  * @since 2.0.0
  */
-export * from "./SessionError.js"
+export * as SessionError from "./SessionError.js"
 /**
  * @since 2.0.0
  */
