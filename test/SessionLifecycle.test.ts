@@ -205,10 +205,13 @@ describe("concurrent requests on one session (real interleaving, store latency)"
       // 20 increments all count, the theme removal is not undone by a replay of stale data,
       // and the username (set by some, untouched by others) is kept
       expect(final).toEqual({ username: "alice", visits: 20, principal: null })
-      // one compare-and-set per request that changed something (set-theme, 20
-      // increments, remove-theme; set-user stores what is there already): the
-      // saves of one process take turns and never lose to each other
-      expect((yield* StoreCalls).update).toBe(22)
+      // the saves of one process are written in groups and never lose to each
+      // other: no request reloads (one load per request with the cookie: the
+      // set-theme, the 26 racing ones and the final show), and the 21 racing
+      // changes take at most 21 writes (plus set-theme's)
+      const calls = yield* StoreCalls
+      expect(calls.load).toBe(28)
+      expect(calls.update).toBeLessThanOrEqual(22)
     }).pipe(Effect.provide(env(app(), "2 millis"))))
 
   it.live("a slow set of one key does not clobber a concurrent removal of another key", () =>

@@ -499,10 +499,8 @@ export class RequestSession<A> implements SessionHandle<A> {
         return Effect.succeed(noCookie)
       case "Touch":
         return this.touch(Option.getOrThrow(this.loaded), t)
-      case "Update": {
-        const loaded = Option.getOrThrow(this.loaded)
-        return this.inLane(loaded.key, (lane) => this.updateWithReplay(lane, loaded, t))
-      }
+      case "Update":
+        return this.updateInGroup(Option.getOrThrow(this.loaded), t)
       case "Rotate": {
         // regenerate / login: the data moves to a new id
         const loaded = Option.getOrThrow(this.loaded)
@@ -651,7 +649,7 @@ export class RequestSession<A> implements SessionHandle<A> {
   }
 
   /** The cookie of a stored session whose deadline is `expiresAt`: sent only when it moved. */
-  private cookieFor(loaded: Loaded<A>, expiresAt: number): CookieAction {
+  cookieFor(loaded: Loaded<A>, expiresAt: number): CookieAction {
     return expiresAt !== loaded.expiresAt && Option.isSome(this.clientId)
       ? { _tag: "Set", id: this.clientId.value, expiresAt }
       : noCookie
@@ -669,29 +667,47 @@ export class RequestSession<A> implements SessionHandle<A> {
   }
 
   /**
-   * Writes the request's data over the loaded session with a compare-and-set,
-   * replaying its operations over newer data when a concurrent writer won.
-   * Runs in the key's lane: a save of this process before it hands its
-   * result over, so only writers of other processes can make it lose.
+   * An update, written together with the updates of this process to the
+   * same session that wait with it (group commit): one fiber takes every
+   * update queued in the lane, replays their operations in order over the
+   * newest data it knows, and writes the result with one compare-and-set.
+   * A burst of writes to one session costs a few round trips instead of one
+   * each, and no request's writes can be lost to another's. An encoding
+   * failure (`SessionTooLarge`, a schema refinement) is one request's own:
+   * the group is then written one update at a time, so only that request
+   * fails.
    */
-  private updateWithReplay(lane: Lane, loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
+  private updateInGroup(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
+    const store = this.store
+    return Effect.flatMap(Deferred.make<CookieAction, SessionError>(), (done) =>
+      Effect.suspend(() => {
+        const { lane, release } = joinLane(store, loaded.key)
+        lane.queue.push({ session: this, loaded, t, done })
+        // the writer runs on its own fiber: an interrupted request (a client
+        // that went away) does not stop the writes of the others
+        const write = lane.writing ? Effect.void : Effect.asVoid(Effect.forkDaemon(writeQueued(store, loaded.key)))
+        lane.writing = true
+        return Effect.ensuring(Effect.zipRight(write, Deferred.await(done)), Effect.sync(release))
+      }))
+  }
+
+  /**
+   * The updates of a group, written with one compare-and-set over the newest
+   * data: replayed again over a concurrent writer's data (another process)
+   * until the conflict budget is spent.
+   */
+  writeGroup(lane: Lane, group: ReadonlyArray<GroupedUpdate>): Effect.Effect<GroupOutcome, SessionError> {
     const config = this.config
     const budget = new ConflictBudget(config)
-    const replayOver = (fresh: Option.Option<Loaded<A>>): Effect.Effect<CookieAction, SessionError> => {
-      if (Option.isNone(fresh)) {
-        lane.last = ended
-        return dropped
-      }
-      return attempt(fresh.value, applyOps(config, fresh.value.envelope.data, this.ops))
-    }
-    const attempt = (current: Loaded<A>, data: A): Effect.Effect<CookieAction, SessionError> => {
-      const envelope: Envelope<A> = { ...current.envelope, data, principal: this.principal_ }
+    const t = Math.max(...group.map((update) => update.t))
+    const newest = group.reduce((a, b) => b.loaded.version > a.loaded.version ? b : a).loaded as Loaded<A>
+    const attempt = (current: Loaded<A>): Effect.Effect<GroupOutcome, SessionError> => {
+      let data = current.envelope.data
+      for (const update of group) data = applyOps(config, data, update.session.ops as ReadonlyArray<Op<A>>)
+      const envelope: Envelope<A> = { ...current.envelope, data }
       const fingerprint = config.codec.fingerprintEither(data)
       if (Either.isLeft(fingerprint)) return Effect.fail(fingerprint.left)
-      // emptied: the session ends with a compare-and-set to a tombstone, so
-      // that a concurrent writer's data is replayed into this request (and
-      // kept) or the writer finds the session ended (and drops its writes)
-      const emptied = fingerprint.right === config.emptyFingerprint && Option.isNone(this.principal_)
+      const emptied = fingerprint.right === config.emptyFingerprint && Option.isNone(envelope.principal)
       const expiresAt = this.nextExpiry(current, t)
       let write: TextWrite
       if (emptied) {
@@ -701,44 +717,123 @@ export class RequestSession<A> implements SessionHandle<A> {
         if (Either.isLeft(text)) return Effect.fail(text.left)
         write = new TextWrite(text.right, expiresAt, envelope.principal)
       }
-      // one handler for both outcomes of the compare-and-set (every save
-      // runs through here)
-      return Effect.matchCauseEffect(this.store.update(current.key, write, current.version), {
-        onSuccess: (version) => {
-          if (emptied) {
+      return Effect.flatMap(casOutcome(this.store.update(current.key, write, current.version)), (outcome) => {
+        switch (outcome) {
+          case "Written":
+            if (emptied) {
+              lane.last = ended
+              return Effect.as(this.store.remove(current.key), groupEmptied)
+            }
+            lane.last = {
+              config,
+              loaded: { key: current.key, version: current.version + 1, expiresAt, envelope, text: write.text }
+            }
+            return Effect.succeed<GroupOutcome>({ _tag: "Written", expiresAt })
+          case "Missing":
+            // removed or expired meanwhile (a logout won the race): never recreate it
             lane.last = ended
-            return Effect.as(this.store.remove(current.key), expired)
-          }
-          lane.last = { config, loaded: { key: current.key, version, expiresAt, envelope, text: write.text } }
-          return Effect.succeed(this.cookieFor(current, expiresAt))
-        },
-        onFailure: (cause) => {
-          const failure = Cause.failureOption(cause)
-          if (Option.isNone(failure) || failure.value._tag !== "SessionConflict") return Effect.failCause(cause)
-          // removed or expired meanwhile (a logout won the race): never recreate it
-          if (failure.value.reason !== "VersionMismatch") {
-            lane.last = ended
-            return dropped
-          }
-          // a concurrent request saved first: replay this request's writes over its data
-          return Effect.flatMap(this.afterMismatch(budget, current.key), replayOver)
+            return groupDropped
+          case "VersionMismatch":
+            return Effect.flatMap(this.afterMismatch(budget, current.key), (fresh) => {
+              if (Option.isNone(fresh)) {
+                lane.last = ended
+                return groupDropped
+              }
+              return attempt(fresh.value)
+            })
         }
       })
     }
-    const handed = handoff(lane, config, loaded)
-    if (handed === "Ended") return dropped
-    return handed === undefined ? attempt(loaded, this.data) : attempt(handed, applyOps(config, handed.envelope.data, this.ops))
+    const handed = handoff(lane, config, newest)
+    if (handed === "Ended") return groupDropped
+    return attempt(handed ?? newest)
+  }
+
+  /** The cookie of this request after its group was written. */
+  cookieAfter(loaded: Loaded<A>, outcome: GroupOutcome): CookieAction {
+    switch (outcome._tag) {
+      case "Written":
+        return this.cookieFor(loaded, outcome.expiresAt)
+      case "Emptied":
+        return expired
+      case "Dropped":
+        return noCookie
+    }
   }
 }
 
 const constVoid = (): void => undefined
 
-const expired: CookieAction = { _tag: "Expire" }
+/** What the write of a group of updates did. */
+type GroupOutcome =
+  | { readonly _tag: "Written"; readonly expiresAt: number }
+  | { readonly _tag: "Emptied" }
+  | { readonly _tag: "Dropped" }
 
-const dropped: Effect.Effect<CookieAction> = Effect.as(
+const groupEmptied: GroupOutcome = { _tag: "Emptied" }
+
+const groupDropped: Effect.Effect<GroupOutcome> = Effect.as(
   Effect.logDebug("effect-session: the session was removed during the request; its writes are dropped"),
-  noCookie
+  { _tag: "Dropped" } as const
 )
+
+/**
+ * Writes the updates queued in the lane of `key`, group after group, until
+ * none is left: each group is the updates queued by then (of one session
+ * definition), written with one compare-and-set in the lane's turn. A group
+ * whose data cannot be encoded is written one update at a time, so that only
+ * the update at fault fails.
+ */
+const writeQueued = (store: SessionStore["Type"], key: StorageKey): Effect.Effect<void> =>
+  withLane(store, key, (lane) =>
+    Effect.gen(function*() {
+      while (true) {
+        // (checked and given up in one synchronous step: an update queued
+        // after this starts a writer of its own)
+        if (lane.queue.length === 0) {
+          lane.writing = false
+          return
+        }
+        const first = lane.queue[0]
+        const config = first.session.config
+        let size = 1
+        while (size < lane.queue.length && lane.queue[size].session.config === config) size++
+        const group = lane.queue.splice(0, size)
+        const outcome = yield* Effect.exit(first.session.writeGroup(lane, group))
+        if (Exit.isSuccess(outcome)) {
+          for (const update of group) {
+            Deferred.unsafeDone(update.done, Exit.succeed(update.session.cookieAfter(update.loaded, outcome.value)))
+          }
+        } else if (group.length > 1 && isEncodingFailure(outcome.cause)) {
+          for (const update of group) {
+            const alone = yield* Effect.exit(update.session.writeGroup(lane, [update]))
+            Deferred.unsafeDone(
+              update.done,
+              Exit.map(alone, (outcome) => update.session.cookieAfter(update.loaded, outcome))
+            )
+          }
+        } else {
+          for (const update of group) Deferred.unsafeDone(update.done, Exit.failCause(outcome.cause))
+        }
+      }
+    }).pipe(
+      // a defect or an interruption must not leave the queued requests waiting
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          if (Exit.isSuccess(exit)) return
+          lane.writing = false
+          for (const update of lane.queue.splice(0)) Deferred.unsafeDone(update.done, exit as Exit.Exit<never, never>)
+        })
+      )
+    ))
+
+const isEncodingFailure = (cause: Cause.Cause<SessionError>): boolean =>
+  Option.exists(
+    Cause.failureOption(cause),
+    (error) => error._tag === "SessionTooLarge" || error._tag === "SessionEncodeError"
+  )
+
+const expired: CookieAction = { _tag: "Expire" }
 
 /** The record that replaces a session that moved to `movedTo` or ended (`null`): no data, no principal. */
 const tombstoneWrite = (movedTo: StorageKey | null, expiresAt: number): TextWrite =>
@@ -872,6 +967,18 @@ export interface Lane {
   users: number
   /** What the last save in this lane stored, handed to the next. */
   last: LaneState
+  /** Updates waiting to be written together (group commit). */
+  readonly queue: Array<GroupedUpdate>
+  /** Whether a fiber is writing the queue. */
+  writing: boolean
+}
+
+/** An update waiting in its lane to be written with the others. */
+interface GroupedUpdate {
+  readonly session: RequestSession<any>
+  readonly loaded: Loaded<any>
+  readonly t: number
+  readonly done: Deferred.Deferred<CookieAction, SessionError>
 }
 
 const lanesByStore = new WeakMap<SessionStore["Type"], Map<StorageKey, Lane>>()
@@ -900,7 +1007,9 @@ const joinLane = (store: SessionStore["Type"], key: StorageKey): { readonly lane
   let lanes = lanesByStore.get(store)
   if (lanes === undefined) lanesByStore.set(store, lanes = new Map())
   let lane = lanes.get(key)
-  if (lane === undefined) lanes.set(key, lane = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0, last: undefined })
+  if (lane === undefined) {
+    lanes.set(key, lane = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0, last: undefined, queue: [], writing: false })
+  }
   const held = lane
   const map = lanes
   held.users++
