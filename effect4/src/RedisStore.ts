@@ -1,0 +1,229 @@
+/**
+ * A store on Redis or Redis Cluster, through `ioredis`: the Effect 4 glue
+ * over the core's Redis protocol (`src/core/redis.ts`: key layout, the Lua
+ * scripts, their calls and how each reply is read), so both lines store the
+ * same records and read each other's.
+ *
+ * ```ts
+ * import * as RedisStore from "effect-session/RedisStore"
+ *
+ * const StoreLive = RedisStore.layer({ url: "redis://127.0.0.1:6379" })
+ * ```
+ *
+ * @since 2.0.0
+ */
+import type { Scope } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Layer, Option } from "effect"
+import type { Cluster, RedisOptions } from "ioredis"
+import { Redis } from "ioredis"
+import * as Protocol from "../../src/core/redis.js"
+import * as Writes from "../../src/core/redisWrites.js"
+import type { StoreOperation } from "./SessionError.js"
+import { SessionConflict, SessionStoreError } from "./SessionError.js"
+import type { StorageKey } from "./SessionId.js"
+import * as SessionId from "./SessionId.js"
+import * as SessionStore from "./SessionStore.js"
+
+/**
+ * Either a client to use (`client`, which the layer never closes) or the
+ * options of one the layer creates and closes with its scope.
+ *
+ * @since 2.0.0
+ * @category models
+ */
+export interface Options extends Omit<RedisOptions, "commandTimeout"> {
+  readonly client?: Redis | Cluster | undefined
+  /** A `redis://` or `rediss://` URL; the other options refine it. */
+  readonly url?: string | undefined
+  /** Prepended to every key. Default `"session:"`. Must not contain a hash tag on a cluster. */
+  readonly prefix?: string | undefined
+  /** How long a command may take before the operation fails. Default 2 seconds. */
+  readonly commandTimeout?: Duration.Input | undefined
+}
+
+const name = "redis"
+
+type Conflict = SessionConflict | SessionStoreError
+
+/**
+ * The store and its index over one client, for the scope.
+ *
+ * @since 2.0.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(options?: Options) {
+  const prefix = options?.prefix ?? Protocol.defaultPrefix
+  const timeoutMillis = Math.max(1, Duration.toMillis(options?.commandTimeout ?? "2 seconds"))
+  const failure = (operation: StoreOperation, cause: unknown) => new SessionStoreError({ store: name, operation, cause })
+  const owned = options?.client === undefined
+  const client = options?.client ?? (yield* connect(options ?? {}, timeoutMillis))
+  const cluster = client.isCluster
+  if (cluster && Protocol.hasHashTag(prefix)) return yield* Effect.fail(failure("setup", new Error(Protocol.hashTagMessage(prefix))))
+
+  // ioredis sends EVALSHA, and EVAL where the server answers NOSCRIPT
+  for (const script of Protocol.sessionScripts()) {
+    client.defineCommand(script.name, script.numberOfKeys === undefined ? { lua: script.lua } : { lua: script.lua, numberOfKeys: script.numberOfKeys })
+  }
+  const defined = client as unknown as Record<string, (...args: ReadonlyArray<unknown>) => Promise<unknown>>
+  const script = (call: Protocol.ScriptCall) => () =>
+    call.script.numberOfKeys === undefined
+      ? defined[call.script.name]!(call.keys.length, ...call.keys, ...call.args)
+      : defined[call.script.name]!(...call.keys, ...call.args)
+  // one view of the commands both client classes share (their overloads'
+  // union is not callable)
+  const commands = client as Redis
+
+  const waiting = new Protocol.WaitingReplies()
+  yield* Effect.addFinalizer(() => Effect.sync(() => waiting.close()))
+  const explain = (cause: unknown) => {
+    const kind = Protocol.rejectionKind(cause, client.status === "ready")
+    if (kind === "timeout") return new Cause.TimeoutError(Protocol.didNotAnswer(timeoutMillis))
+    return kind === "other" ? cause : Protocol.notConnectedError(cluster ? "cluster" : (client as Redis).options, undefined)
+  }
+  // the layer's own client has ioredis's commandTimeout; a client passed in
+  // (whose options are the application's) gets the timeout here
+  const send = <A>(operation: StoreOperation, run: () => Promise<A>): Effect.Effect<A, SessionStoreError> => {
+    const sent = Effect.tryPromise({ try: () => waiting.track(run), catch: (cause) => failure(operation, explain(cause)) })
+    return owned ? sent : Effect.timeoutOrElse(sent, {
+      duration: timeoutMillis,
+      orElse: () => Effect.fail(failure(operation, new Cause.TimeoutError(Protocol.didNotAnswer(timeoutMillis))))
+    })
+  }
+  const malformed = (operation: StoreOperation, detail: string) => failure(operation, new Error(Protocol.unexpectedReply(detail)))
+  const now = Clock.currentTimeMillis
+
+  const write = (operation: "insert" | "update", key: StorageKey, w: SessionStore.SessionWrite, version?: number) =>
+    Effect.flatMap(now, (t) => {
+      const principal = Option.getOrUndefined(w.principal)
+      const call = Protocol.writeCall(prefix, cluster, key, t, { expiresAt: w.expiresAt, data: w.text, principal }, version)
+      return Effect.map(send(operation, script(call)), (reply) => ({ reply, t, principal }))
+    })
+  // on a cluster the principal's index lives in another slot: raised after the record
+  const raise = (operation: StoreOperation, key: StorageKey, principal: string, expiresAt: number, t: number) =>
+    Effect.asVoid(send(operation, script(Protocol.raiseCall(prefix, key, principal, expiresAt, t))))
+
+  const readIndex = (operation: "keys" | "removeAll", principal: string, revoke: boolean) =>
+    Effect.gen(function*() {
+      const t = yield* now
+      const listed = Protocol.readMembersReply(yield* send(operation, script(Protocol.membersCall(prefix, principal, t))))
+      if (listed === undefined) return yield* Effect.fail(malformed(operation, Protocol.notMembers))
+      const plan = Protocol.planIndexRead({ prefix, principal, now: t, revoke, cluster, listed })
+      const live: Array<boolean> = []
+      for (const group of plan.groups) {
+        const flags = plan.readReplies(group, yield* send(operation, () => Promise.all(group.map((check) => script(check)()))))
+        if (typeof flags === "string") return yield* Effect.fail(malformed(operation, flags))
+        live.push(...flags)
+      }
+      const dropped = plan.dropped(live)
+      if (dropped.length > 0) yield* send(operation, () => commands.zrem(Protocol.principalIndexKey(prefix, principal), ...dropped))
+      return plan.members.filter((_, i) => live[i]).map(SessionId.storageKeyUnsafe)
+    })
+
+  // acts on the core's decision after a write script answered
+  const decide = <A>(
+    operation: StoreOperation,
+    key: StorageKey,
+    expiresAt: number,
+    t: number,
+    decision: Writes.WriteDecision<A>
+  ): Effect.Effect<A, Conflict> => {
+    switch (decision._tag) {
+      case "Malformed":
+        return Effect.fail(malformed(operation, decision.detail))
+      case "Conflict":
+        return Effect.fail(new SessionConflict({ reason: decision.reason }))
+      case "Done":
+        return decision.raise === undefined
+          ? Effect.succeed(decision.value)
+          : Effect.as(raise(operation, key, decision.raise, expiresAt, t), decision.value)
+    }
+  }
+
+  const decoder = new TextDecoder()
+  const recordAt = (t: number, record: { readonly version: number; readonly expiresAt: number; readonly principal: string | undefined; readonly text: string }) =>
+    Protocol.isLive(record.expiresAt, t)
+      ? Option.some({ text: record.text, version: record.version, expiresAt: record.expiresAt, principal: Option.fromUndefinedOr(record.principal) })
+      : Option.none()
+  // the rare record whose string cannot hold its bytes exactly is read again as bytes
+  const loadBytes = (key: StorageKey, t: number) =>
+    Effect.flatMap(send("load", () => commands.getBuffer(Protocol.recordKey(prefix, key))), (value) => {
+      if (value === null) return Effect.succeedNone
+      const parsed = Protocol.parseRecord(value)
+      if (parsed === undefined) return Effect.fail(malformed("load", Protocol.notARecord))
+      return Effect.succeed(recordAt(t, { ...parsed, principal: parsed.principal ?? undefined, text: decoder.decode(parsed.data) }))
+    })
+
+  const store = SessionStore.make(name, {
+    load: (key) =>
+      Effect.flatMap(now, (t) =>
+        Effect.flatMap(send("load", () => commands.get(Protocol.recordKey(prefix, key))), (value) => {
+          if (value === null) return Effect.succeedNone
+          const parsed = Protocol.parseRecordText(value)
+          if (parsed === undefined) return Effect.fail(malformed("load", Protocol.notARecord))
+          return parsed === "bytes" ? loadBytes(key, t) : Effect.succeed(recordAt(t, parsed))
+        })),
+    insert: (key, w) =>
+      Effect.flatMap(write("insert", key, w), ({ principal, reply, t }) =>
+        decide("insert", key, w.expiresAt, t, Writes.afterInsert(reply, cluster, principal))),
+    update: (key, w, expectedVersion) =>
+      Effect.flatMap(write("update", key, w, expectedVersion), ({ principal, reply, t }) =>
+        decide("update", key, w.expiresAt, t, Writes.afterUpdateScript(reply, cluster, principal))),
+    touch: (key, expiresAt) =>
+      Effect.flatMap(now, (t) =>
+        Effect.flatMap(send("touch", script(Protocol.touchCall(prefix, key, t, expiresAt))), (reply) =>
+          // (the core never makes a touch a conflict)
+          Effect.catchTag(decide("touch", key, expiresAt, t, Writes.afterTouch(reply)), "SessionConflict", Effect.die))),
+    remove: (key) => Effect.asVoid(send("remove", () => commands.del(Protocol.recordKey(prefix, key))))
+  })
+  const index = SessionStore.makeIndex(name, {
+    keys: (principal) => readIndex("keys", principal, false),
+    // only the members read are removed: a concurrent login's session stays
+    // listed, for a second revocation to find
+    removeAll: (principal) => Effect.map(readIndex("removeAll", principal, true), (revoked) => revoked.length)
+  })
+  return { store, index }
+})
+
+/**
+ * The store and its index, alive for the layer's scope.
+ *
+ * @since 2.0.0
+ * @category layers
+ */
+export const layer = (
+  options?: Options
+): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError> =>
+  Layer.effectContext(Effect.map(make(options), ({ index, store }) =>
+    Context.make(SessionStore.SessionStore, store).pipe(Context.add(SessionStore.SessionIndex, index))))
+
+// The layer's own client fails fast while disconnected (a queued command
+// could run long after its request gave up), gives up on a command after
+// the timeout, and is awaited briefly at start-up.
+const connect = (options: Options, timeoutMillis: number): Effect.Effect<Redis, never, Scope.Scope> => {
+  const { client: _client, commandTimeout: _timeout, prefix: _prefix, url, ...redisOptions } = options
+  const clientOptions: RedisOptions = { enableOfflineQueue: false, ...redisOptions, commandTimeout: timeoutMillis }
+  return Effect.acquireRelease(
+    Effect.sync(() => url === undefined ? new Redis(clientOptions) : new Redis(url, clientOptions)),
+    (redis) => Effect.promise(() => redis.quit().then(() => undefined, () => redis.disconnect()))
+  ).pipe(Effect.tap((redis) => ready(redis, timeoutMillis)))
+}
+
+// real time, whatever the application's Clock: the connection is I/O
+const ready = (redis: Redis, timeoutMillis: number): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    if (redis.status === "ready") return resume(Effect.void)
+    // connection failures are "error" events: listened to, so ioredis does not print them
+    const onError = () => undefined
+    const done = (outcome: Effect.Effect<void>) => () => {
+      clearTimeout(timer)
+      redis.off("ready", onReady).off("error", onError)
+      resume(outcome)
+    }
+    const onReady = done(Effect.void)
+    const timer = setTimeout(
+      done(Effect.logWarning(`${name} store: not connected after ${timeoutMillis} ms; operations fail until it is`)),
+      timeoutMillis
+    )
+    redis.once("ready", onReady).on("error", onError)
+    if (redis.status === "wait") redis.connect().catch(() => undefined)
+  })

@@ -1,0 +1,72 @@
+/**
+ * The Redis store on a real server (127.0.0.1:6379, or REDIS_URL): the
+ * conformance checks, and 200 concurrent increments over HTTP through it.
+ * Without a server the suite is skipped, and says so in its name; with
+ * SESSION_TEST_REQUIRE_ALL=1 a missing server fails it instead.
+ */
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Schema } from "effect"
+import { HttpRouter, HttpServerResponse } from "effect/http"
+import { Redis } from "ioredis"
+import { connect } from "node:net"
+import * as RedisStore from "../src/RedisStore.js"
+import * as Session from "../src/Session.js"
+import * as StoreConformance from "../src/StoreConformance.js"
+import { get, serve, sessionCookie } from "./utils/server.js"
+
+const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
+const { hostname, port } = new URL(url)
+
+const reachable = await new Promise<boolean>((resolve) => {
+  const socket = connect(Number(port || 6379), hostname)
+  socket.setTimeout(1_000, () => (socket.destroy(), resolve(false)))
+  socket.once("connect", () => (socket.end(), resolve(true)))
+  socket.once("error", () => resolve(false))
+})
+if (!reachable && process.env.SESSION_TEST_REQUIRE_ALL === "1") throw new Error(`no Redis at ${url}`)
+
+// every run has its own keys, and removes them afterwards
+const prefix = `effect4-test:${process.pid}:${Date.now()}:`
+const StoreLive = RedisStore.layer({ url, prefix })
+
+afterAll(async () => {
+  if (!reachable) return
+  const redis = new Redis(url)
+  const keys = await redis.keys(`${prefix}*`)
+  if (keys.length > 0) await redis.del(...keys)
+  await redis.quit()
+})
+
+class Counter extends Session.Tag<Counter>()("test/RedisCounter", {
+  count: Schema.Int.pipe(Schema.withDecodingDefault(Effect.succeed(0)))
+}) {}
+
+describe.skipIf(!reachable)(`RedisStore${reachable ? "" : ` (skipped: no Redis at ${url})`}`, () => {
+  describe("conformance", () => {
+    for (const check of StoreConformance.checks(StoreLive)) it.effect(check.name, () => check.run)
+  })
+  describe("index conformance", () => {
+    for (const check of StoreConformance.indexChecks(StoreLive)) it.effect(check.name, () => check.run)
+  })
+
+  it.live("200 concurrent increments of one session over HTTP all count", () =>
+    Effect.gen(function*() {
+      const routes = HttpRouter.add(
+        "GET",
+        "/incr",
+        Effect.andThen(Counter.update("count", (n) => n + 1), Effect.map(Counter.get("count"), (n) => HttpServerResponse.text(String(n))))
+      ).pipe(Layer.provide(Counter.middleware({ cookie: { secure: false } }).layer), Layer.provide(StoreLive))
+      const base = yield* serve(routes)
+      const cookie = sessionCookie(yield* get(`${base}/incr`))!
+      yield* Effect.forEach(Array.from({ length: 200 }), () => get(`${base}/incr`, cookie), { concurrency: "unbounded" })
+      expect((yield* get(`${base}/incr`, cookie)).body).toBe("202")
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("a store whose server is down fails with SessionStoreError naming it, not a hang", () =>
+    Effect.gen(function*() {
+      const { store } = yield* RedisStore.make({ url: "redis://127.0.0.1:1", commandTimeout: "200 millis", retryStrategy: () => null })
+      const error = yield* Effect.flip(store.load("k".repeat(43) as never))
+      expect(error._tag).toBe("SessionStoreError")
+      expect(error.message).toMatch(/^redis store: load failed/)
+    }).pipe(Effect.scoped))
+})
