@@ -16,6 +16,7 @@ import type { Scope } from "effect"
 import { Cause, Clock, Context, Duration, Effect, Layer, Option } from "effect"
 import type { Cluster, RedisOptions } from "ioredis"
 import { Redis } from "ioredis"
+import * as EffectRedis from "effect/persistence/Redis"
 import * as Protocol from "../../src/core/redis.js"
 import * as Writes from "../../src/core/redisWrites.js"
 import type { StoreOperation } from "./SessionError.js"
@@ -46,33 +47,44 @@ const name = "redis"
 type Conflict = SessionConflict | SessionStoreError
 
 /**
- * The store and its index over one client, for the scope.
- *
- * @since 2.0.0
- * @category constructors
+ * How the store reaches Redis: through an ioredis client, or through Effect's
+ * `Redis` service (`effect/persistence/Redis`). Every operation is a script
+ * call of the core or one plain command.
  */
-export const make = Effect.fnUntraced(function*(options?: Options) {
-  const prefix = options?.prefix ?? Protocol.defaultPrefix
+interface Transport {
+  readonly cluster: boolean
+  readonly script: (operation: StoreOperation, call: Protocol.ScriptCall) => Effect.Effect<unknown, SessionStoreError>
+  /** Script calls sent together (the index checks), their replies in order. */
+  readonly scripts: (
+    operation: StoreOperation,
+    calls: ReadonlyArray<Protocol.ScriptCall>
+  ) => Effect.Effect<ReadonlyArray<unknown>, SessionStoreError>
+  readonly get: (key: string) => Effect.Effect<string | null, SessionStoreError>
+  /** A record whose string cannot hold its bytes exactly, as bytes. */
+  readonly getBytes: (key: string, asString: string) => Effect.Effect<Buffer | null, SessionStoreError>
+  readonly command: (operation: StoreOperation, command: "DEL" | "ZREM", ...args: ReadonlyArray<string>) => Effect.Effect<unknown, SessionStoreError>
+}
+
+const failure = (operation: StoreOperation, cause: unknown) => new SessionStoreError({ store: name, operation, cause })
+
+/** The ioredis transport: scripts with `defineCommand`, the timeout ioredis's own or Effect's. */
+const ioredisTransport = Effect.fnUntraced(function*(options: Options | undefined) {
   const timeoutMillis = Math.max(1, Duration.toMillis(options?.commandTimeout ?? "2 seconds"))
-  const failure = (operation: StoreOperation, cause: unknown) => new SessionStoreError({ store: name, operation, cause })
   const owned = options?.client === undefined
   const client = options?.client ?? (yield* connect(options ?? {}, timeoutMillis))
   const cluster = client.isCluster
-  if (cluster && Protocol.hasHashTag(prefix)) return yield* Effect.fail(failure("setup", new Error(Protocol.hashTagMessage(prefix))))
-
   // ioredis sends EVALSHA, and EVAL where the server answers NOSCRIPT
   for (const script of Protocol.sessionScripts()) {
     client.defineCommand(script.name, script.numberOfKeys === undefined ? { lua: script.lua } : { lua: script.lua, numberOfKeys: script.numberOfKeys })
   }
   const defined = client as unknown as Record<string, (...args: ReadonlyArray<unknown>) => Promise<unknown>>
-  const script = (call: Protocol.ScriptCall) => () =>
+  const run = (call: Protocol.ScriptCall) =>
     call.script.numberOfKeys === undefined
       ? defined[call.script.name]!(call.keys.length, ...call.keys, ...call.args)
       : defined[call.script.name]!(...call.keys, ...call.args)
   // one view of the commands both client classes share (their overloads'
   // union is not callable)
   const commands = client as Redis
-
   const waiting = new Protocol.WaitingReplies()
   yield* Effect.addFinalizer(() => Effect.sync(() => waiting.close()))
   const explain = (cause: unknown) => {
@@ -82,13 +94,83 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   }
   // the layer's own client has ioredis's commandTimeout; a client passed in
   // (whose options are the application's) gets the timeout here
-  const send = <A>(operation: StoreOperation, run: () => Promise<A>): Effect.Effect<A, SessionStoreError> => {
-    const sent = Effect.tryPromise({ try: () => waiting.track(run), catch: (cause) => failure(operation, explain(cause)) })
+  const send = <A>(operation: StoreOperation, request: () => Promise<A>): Effect.Effect<A, SessionStoreError> => {
+    const sent = Effect.tryPromise({ try: () => waiting.track(request), catch: (cause) => failure(operation, explain(cause)) })
     return owned ? sent : Effect.timeoutOrElse(sent, {
       duration: timeoutMillis,
       orElse: () => Effect.fail(failure(operation, new Cause.TimeoutError(Protocol.didNotAnswer(timeoutMillis))))
     })
   }
+  const transport: Transport = {
+    cluster,
+    script: (operation, call) => send(operation, () => run(call)),
+    scripts: (operation, calls) => send(operation, () => Promise.all(calls.map(run))),
+    get: (key) => send("load", () => commands.get(key)),
+    getBytes: (key) => send("load", () => commands.getBuffer(key)),
+    command: (operation, command, ...args) =>
+      send(operation, () => command === "DEL" ? commands.del(...args) : commands.zrem(args[0]!, ...args.slice(1)))
+  }
+  return transport
+})
+
+/**
+ * The transport over Effect's `Redis` service: scripts through its `eval`
+ * (EVALSHA, loading the script on NOSCRIPT), everything as strings.
+ */
+const serviceTransport = (redis: EffectRedis.Redis["Service"], cluster: boolean): Transport => {
+  const scripts = new Map(Protocol.sessionScripts().map((script) => [
+    script.name,
+    redis.eval(EffectRedis.script(
+      (keys: ReadonlyArray<string>, args: ReadonlyArray<string | Buffer>) => [...keys, ...args.map(String)],
+      { lua: script.lua, numberOfKeys: (keys) => keys.length }
+    ).withReturnType<unknown>())
+  ]))
+  const mapError = <A>(operation: StoreOperation, effect: Effect.Effect<A, EffectRedis.RedisError>) =>
+    Effect.mapError(effect, (error) => failure(operation, error.cause ?? error))
+  const script = (operation: StoreOperation, call: Protocol.ScriptCall) =>
+    mapError(operation, scripts.get(call.script.name)!(call.keys, call.args))
+  return {
+    cluster,
+    script,
+    scripts: (operation, calls) => Effect.forEach(calls, (call) => script(operation, call), { concurrency: "unbounded" }),
+    get: (key) => mapError("load", redis.send<string | null>("GET", key)),
+    // the service answers strings: the UTF-8 text this line writes is its own bytes
+    getBytes: (_key, asString) => Effect.succeed(Buffer.from(asString, "utf8")),
+    command: (operation, command, ...args) => mapError(operation, redis.send(command, ...args))
+  }
+}
+
+/**
+ * The store and its index over one ioredis client, for the scope.
+ *
+ * @since 2.0.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(options?: Options) {
+  return yield* makeWith(yield* ioredisTransport(options), options?.prefix)
+})
+
+/**
+ * The store and its index over Effect's `Redis` service (for example
+ * `NodeRedis.layer` of `@effect/platform-node`): an app that provides one
+ * already reuses its connections. `cluster` when the service talks to a
+ * Redis Cluster (the principal index is then raised by a second script).
+ *
+ * @since 2.0.0
+ * @category constructors
+ */
+export const makeFromService = Effect.fnUntraced(function*(options?: {
+  readonly prefix?: string | undefined
+  readonly cluster?: boolean | undefined
+}) {
+  const redis = yield* EffectRedis.Redis
+  return yield* makeWith(serviceTransport(redis, options?.cluster ?? false), options?.prefix)
+})
+
+const makeWith = Effect.fnUntraced(function*(transport: Transport, prefixOption: string | undefined) {
+  const prefix = prefixOption ?? Protocol.defaultPrefix
+  const { cluster } = transport
+  if (cluster && Protocol.hasHashTag(prefix)) return yield* Effect.fail(failure("setup", new Error(Protocol.hashTagMessage(prefix))))
   const malformed = (operation: StoreOperation, detail: string) => failure(operation, new Error(Protocol.unexpectedReply(detail)))
   const now = Clock.currentTimeMillis
 
@@ -96,26 +178,26 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
     Effect.flatMap(now, (t) => {
       const principal = Option.getOrUndefined(w.principal)
       const call = Protocol.writeCall(prefix, cluster, key, t, { expiresAt: w.expiresAt, data: w.text, principal }, version)
-      return Effect.map(send(operation, script(call)), (reply) => ({ reply, t, principal }))
+      return Effect.map(transport.script(operation, call), (reply) => ({ reply, t, principal }))
     })
   // on a cluster the principal's index lives in another slot: raised after the record
   const raise = (operation: StoreOperation, key: StorageKey, principal: string, expiresAt: number, t: number) =>
-    Effect.asVoid(send(operation, script(Protocol.raiseCall(prefix, key, principal, expiresAt, t))))
+    Effect.asVoid(transport.script(operation, Protocol.raiseCall(prefix, key, principal, expiresAt, t)))
 
   const readIndex = (operation: "keys" | "removeAll", principal: string, revoke: boolean) =>
     Effect.gen(function*() {
       const t = yield* now
-      const listed = Protocol.readMembersReply(yield* send(operation, script(Protocol.membersCall(prefix, principal, t))))
+      const listed = Protocol.readMembersReply(yield* transport.script(operation, Protocol.membersCall(prefix, principal, t)))
       if (listed === undefined) return yield* Effect.fail(malformed(operation, Protocol.notMembers))
       const plan = Protocol.planIndexRead({ prefix, principal, now: t, revoke, cluster, listed })
       const live: Array<boolean> = []
       for (const group of plan.groups) {
-        const flags = plan.readReplies(group, yield* send(operation, () => Promise.all(group.map((check) => script(check)()))))
+        const flags = plan.readReplies(group, yield* transport.scripts(operation, group))
         if (typeof flags === "string") return yield* Effect.fail(malformed(operation, flags))
         live.push(...flags)
       }
       const dropped = plan.dropped(live)
-      if (dropped.length > 0) yield* send(operation, () => commands.zrem(Protocol.principalIndexKey(prefix, principal), ...dropped))
+      if (dropped.length > 0) yield* transport.command(operation, "ZREM", Protocol.principalIndexKey(prefix, principal), ...dropped)
       return plan.members.filter((_, i) => live[i]).map(SessionId.storageKeyUnsafe)
     })
 
@@ -145,8 +227,8 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
       ? Option.some({ text: record.text, version: record.version, expiresAt: record.expiresAt, principal: Option.fromUndefinedOr(record.principal) })
       : Option.none()
   // the rare record whose string cannot hold its bytes exactly is read again as bytes
-  const loadBytes = (key: StorageKey, t: number) =>
-    Effect.flatMap(send("load", () => commands.getBuffer(Protocol.recordKey(prefix, key))), (value) => {
+  const loadBytes = (key: StorageKey, t: number, asString: string) =>
+    Effect.flatMap(transport.getBytes(Protocol.recordKey(prefix, key), asString), (value) => {
       if (value === null) return Effect.succeedNone
       const parsed = Protocol.parseRecord(value)
       if (parsed === undefined) return Effect.fail(malformed("load", Protocol.notARecord))
@@ -156,11 +238,11 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
   const store = SessionStore.make(name, {
     load: (key) =>
       Effect.flatMap(now, (t) =>
-        Effect.flatMap(send("load", () => commands.get(Protocol.recordKey(prefix, key))), (value) => {
+        Effect.flatMap(transport.get(Protocol.recordKey(prefix, key)), (value) => {
           if (value === null) return Effect.succeedNone
           const parsed = Protocol.parseRecordText(value)
           if (parsed === undefined) return Effect.fail(malformed("load", Protocol.notARecord))
-          return parsed === "bytes" ? loadBytes(key, t) : Effect.succeed(recordAt(t, parsed))
+          return parsed === "bytes" ? loadBytes(key, t, value) : Effect.succeed(recordAt(t, parsed))
         })),
     insert: (key, w) =>
       Effect.flatMap(write("insert", key, w), ({ principal, reply, t }) =>
@@ -170,10 +252,10 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
         decide("update", key, w.expiresAt, t, Writes.afterUpdateScript(reply, cluster, principal))),
     touch: (key, expiresAt) =>
       Effect.flatMap(now, (t) =>
-        Effect.flatMap(send("touch", script(Protocol.touchCall(prefix, key, t, expiresAt))), (reply) =>
+        Effect.flatMap(transport.script("touch", Protocol.touchCall(prefix, key, t, expiresAt)), (reply) =>
           // (the core never makes a touch a conflict)
           Effect.catchTag(decide("touch", key, expiresAt, t, Writes.afterTouch(reply)), "SessionConflict", Effect.die))),
-    remove: (key) => Effect.asVoid(send("remove", () => commands.del(Protocol.recordKey(prefix, key))))
+    remove: (key) => Effect.asVoid(transport.command("remove", "DEL", Protocol.recordKey(prefix, key)))
   })
   const index = SessionStore.makeIndex(name, {
     keys: (principal) => readIndex("keys", principal, false),
@@ -192,8 +274,24 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
  */
 export const layer = (
   options?: Options
-): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError> =>
-  Layer.effectContext(Effect.map(make(options), ({ index, store }) =>
+): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError> => storeAndIndex(make(options))
+
+/**
+ * The store and its index over the `Redis` service the app provides.
+ *
+ * @since 2.0.0
+ * @category layers
+ */
+export const layerFromService = (options?: {
+  readonly prefix?: string | undefined
+  readonly cluster?: boolean | undefined
+}): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError, EffectRedis.Redis> =>
+  storeAndIndex(makeFromService(options))
+
+const storeAndIndex = <E, R>(
+  make: Effect.Effect<{ readonly store: SessionStore.SessionStore["Service"]; readonly index: SessionStore.SessionIndex["Service"] }, E, R>
+) =>
+  Layer.effectContext(Effect.map(make, ({ index, store }) =>
     Context.make(SessionStore.SessionStore, store).pipe(Context.add(SessionStore.SessionIndex, index))))
 
 // The layer's own client fails fast while disconnected (a queued command

@@ -5,12 +5,14 @@
  * SESSION_TEST_REQUIRE_ALL=1 a missing server fails it instead.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Layer, Option, Schema } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { Redis } from "ioredis"
 import { connect } from "node:net"
+import { NodeRedis } from "@effect/platform-node"
 import * as RedisStore from "../src/RedisStore.js"
 import * as Session from "../src/Session.js"
+import { SessionStore } from "../src/SessionStore.js"
 import * as StoreConformance from "../src/StoreConformance.js"
 import { get, serve, sessionCookie } from "./utils/server.js"
 
@@ -28,6 +30,10 @@ if (!reachable && process.env.SESSION_TEST_REQUIRE_ALL === "1") throw new Error(
 // every run has its own keys, and removes them afterwards
 const prefix = `effect4-test:${process.pid}:${Date.now()}:`
 const StoreLive = RedisStore.layer({ url, prefix })
+// the same store over Effect's own Redis service (node-redis underneath)
+const ServiceStoreLive = RedisStore.layerFromService({ prefix: `${prefix}service:` }).pipe(
+  Layer.provide(NodeRedis.layer({ url }))
+)
 
 afterAll(async () => {
   if (!reachable) return
@@ -48,6 +54,27 @@ describe.skipIf(!reachable)(`RedisStore${reachable ? "" : ` (skipped: no Redis a
   describe("index conformance", () => {
     for (const check of StoreConformance.indexChecks(StoreLive)) it.effect(check.name, () => check.run)
   })
+  describe("over Effect's Redis service: conformance", () => {
+    for (const check of StoreConformance.checks(ServiceStoreLive)) it.effect(check.name, () => check.run)
+    for (const check of StoreConformance.indexChecks(ServiceStoreLive)) it.effect(check.name, () => check.run)
+  })
+
+  it.live("a principal beyond ASCII round-trips over both transports", () =>
+    Effect.gen(function*() {
+      for (const live of [StoreLive, ServiceStoreLive]) {
+        const record = yield* Effect.provide(
+          Effect.gen(function*() {
+            const store = yield* SessionStore
+            const key = "Z".repeat(43) as never
+            yield* store.remove(key)
+            yield* store.insert(key, { text: "{\"é\":1}", expiresAt: Date.now() + 60_000, principal: Option.some("Zoë 🦊") })
+            return yield* store.load(key)
+          }),
+          live
+        )
+        expect(Option.map(record, (r) => [r.text, Option.getOrNull(r.principal)])).toEqual(Option.some(["{\"é\":1}", "Zoë 🦊"]))
+      }
+    }))
 
   it.live("200 concurrent increments of one session over HTTP all count", () =>
     Effect.gen(function*() {
