@@ -1,11 +1,14 @@
 /**
  * The core modules added for the Effect 4 shell (src/core/save.ts,
- * request.ts, lanes.ts): plain functions and classes, tested without Effect.
+ * request.ts, lanes.ts, redisWrites.ts, failure.ts): plain functions and
+ * classes, tested without Effect.
  */
 import { describe, expect, it } from "vitest"
+import * as Failure from "../../src/core/failure.js"
 import { Lanes } from "../../src/core/lanes.js"
 import { readTombstone } from "../../src/core/record.js"
 import { RequestState } from "../../src/core/request.js"
+import * as Writes from "../../src/core/redisWrites.js"
 import * as Save from "../../src/core/save.js"
 
 const key = "K".repeat(43)
@@ -133,5 +136,32 @@ describe("the request's state", () => {
     const tombstone = { version: 2, expiresAt: t, movedTo: other }
     moved.adopt({ tombstone })
     expect(moved.endTarget((id) => `key of ${id}`)).toEqual({ key: `key of ${"c".repeat(43)}`, known: tombstone })
+  })
+})
+
+describe("after a Redis write script (redisWrites.ts)", () => {
+  it("refuses a malformed reply, reports conflicts, and raises the index only on a cluster or after a touch", () => {
+    expect(Writes.afterInsert("OK?", false, undefined)._tag).toBe("Malformed")
+    expect(Writes.afterInsert(0, false, "alice")).toEqual({ _tag: "Conflict", reason: "Exists" })
+    expect(Writes.afterInsert(1, false, "alice")).toEqual({ _tag: "Done", value: undefined, raise: undefined })
+    expect(Writes.afterInsert(1, true, "alice")).toEqual({ _tag: "Done", value: undefined, raise: "alice" })
+    expect(Writes.afterUpdateScript([-2, 0], true, "alice")).toEqual({ _tag: "Conflict", reason: "VersionMismatch" })
+    expect(Writes.afterUpdateScript([3, 1], true, "alice")).toEqual({ _tag: "Done", value: 3, raise: "alice" })
+    expect(Writes.afterUpdateScript([3, 0], true, "alice")).toEqual({ _tag: "Done", value: 3, raise: undefined })
+    expect(Writes.afterTouch([1, "bob"])).toEqual({ _tag: "Done", value: true, raise: "bob" })
+    expect(Writes.afterTouch(0)).toEqual({ _tag: "Done", value: false, raise: undefined })
+  })
+})
+
+describe("what a failure answers (failure.ts)", () => {
+  it("maps each error to its status, and follows a cause chain without looping", () => {
+    expect(Failure.failureAnswer("SessionStoreError").status).toBe(503)
+    expect(Failure.failureAnswer("SessionConflict").headers).toEqual({ "retry-after": "1" })
+    expect(Failure.failureAnswer("SessionTooLarge").status).toBe(413)
+    expect(Failure.failureAnswer("SessionEncodeError").status).toBe(500)
+    const looped: { message: string; cause?: unknown } = { message: "outer" }
+    looped.cause = looped
+    expect(Failure.describeCause(looped)).toBe("outer")
+    expect(Failure.describeCause(new AggregateError([new Error("a"), new Error("b")], ""))).toBe("a; b")
   })
 })
