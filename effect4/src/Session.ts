@@ -19,11 +19,14 @@
  * @since 2.0.0
  */
 import type { Duration, Redacted } from "effect"
-import { Context, Effect, Option, Result, Schema } from "effect"
-import type { HttpRouter } from "effect/http"
+import type { Types } from "effect"
+import { Context, Effect, Layer, Option, Result, Schema } from "effect"
+import type { HttpRouter, HttpServerResponse } from "effect/http"
 import { HttpRouter as Router, HttpServerRequest } from "effect/http"
+import type { HttpApiMiddleware } from "effect/http-api"
+import * as SessionError from "./SessionError.js"
 import * as internal from "./internal/session.js"
-import type { SessionError, SessionStoreError } from "./SessionError.js"
+import type { SessionStoreError } from "./SessionError.js"
 import type { SessionId, StorageKey } from "./SessionId.js"
 import * as Id from "./SessionId.js"
 import { SessionIndex, SessionStore } from "./SessionStore.js"
@@ -90,17 +93,17 @@ export interface LoginOptions {
  * @category models
  */
 export interface SessionHandle<A> {
-  readonly get: <K extends keyof A>(key: K) => Effect.Effect<A[K], SessionError>
-  readonly getAll: Effect.Effect<A, SessionError>
-  readonly set: <K extends keyof A>(key: K, value: A[K]) => Effect.Effect<void, SessionError>
-  readonly update: <K extends keyof A>(key: K, f: (value: A[K]) => A[K]) => Effect.Effect<void, SessionError>
-  readonly remove: (key: keyof A) => Effect.Effect<void, SessionError>
-  readonly clear: Effect.Effect<void, SessionError>
-  readonly regenerate: Effect.Effect<void, SessionError>
-  readonly invalidate: Effect.Effect<void, SessionError>
-  readonly login: (principal: string, options?: LoginOptions) => Effect.Effect<void, SessionError>
-  readonly principal: Effect.Effect<Option.Option<string>, SessionError>
-  readonly id: Effect.Effect<SessionId, SessionError>
+  readonly get: <K extends keyof A>(key: K) => Effect.Effect<A[K], SessionError.SessionError>
+  readonly getAll: Effect.Effect<A, SessionError.SessionError>
+  readonly set: <K extends keyof A>(key: K, value: A[K]) => Effect.Effect<void, SessionError.SessionError>
+  readonly update: <K extends keyof A>(key: K, f: (value: A[K]) => A[K]) => Effect.Effect<void, SessionError.SessionError>
+  readonly remove: (key: keyof A) => Effect.Effect<void, SessionError.SessionError>
+  readonly clear: Effect.Effect<void, SessionError.SessionError>
+  readonly regenerate: Effect.Effect<void, SessionError.SessionError>
+  readonly invalidate: Effect.Effect<void, SessionError.SessionError>
+  readonly login: (principal: string, options?: LoginOptions) => Effect.Effect<void, SessionError.SessionError>
+  readonly principal: Effect.Effect<Option.Option<string>, SessionError.SessionError>
+  readonly id: Effect.Effect<SessionId, SessionError.SessionError>
 }
 
 /**
@@ -113,7 +116,7 @@ export interface SessionHandle<A> {
 export type Middleware<Self> = HttpRouter.Middleware<{
   provides: Self
   handles: never
-  error: SessionError
+  error: SessionError.SessionError
   requires: never
   layerError: never
   layerRequires: SessionStore
@@ -133,33 +136,52 @@ export interface TagClass<Self, Id extends string, Fields extends Schema.Struct.
   readonly schema: Schema.Struct<Fields>
   readonly get: <K extends keyof Schema.Struct.Type<Fields>>(
     key: K
-  ) => Effect.Effect<Schema.Struct.Type<Fields>[K], SessionError, Self>
-  readonly getAll: Effect.Effect<Schema.Struct.Type<Fields>, SessionError, Self>
+  ) => Effect.Effect<Schema.Struct.Type<Fields>[K], SessionError.SessionError, Self>
+  readonly getAll: Effect.Effect<Schema.Struct.Type<Fields>, SessionError.SessionError, Self>
   readonly set: <K extends keyof Schema.Struct.Type<Fields>>(
     key: K,
     value: Schema.Struct.Type<Fields>[K]
-  ) => Effect.Effect<void, SessionError, Self>
+  ) => Effect.Effect<void, SessionError.SessionError, Self>
   /** Changes a value with a function, re-applied over a concurrent writer's value: concurrent increments all count. */
   readonly update: <K extends keyof Schema.Struct.Type<Fields>>(
     key: K,
     f: (value: Schema.Struct.Type<Fields>[K]) => Schema.Struct.Type<Fields>[K]
-  ) => Effect.Effect<void, SessionError, Self>
+  ) => Effect.Effect<void, SessionError.SessionError, Self>
   /** Removes a value (a field with a default goes back to its default). */
-  readonly remove: (key: keyof Schema.Struct.Type<Fields>) => Effect.Effect<void, SessionError, Self>
+  readonly remove: (key: keyof Schema.Struct.Type<Fields>) => Effect.Effect<void, SessionError.SessionError, Self>
   /** Removes every value. A session left empty is deleted and its cookie expired. */
-  readonly clear: Effect.Effect<void, SessionError, Self>
+  readonly clear: Effect.Effect<void, SessionError.SessionError, Self>
   /** Moves the session to a new id, keeping its data; the old id stops working. */
-  readonly regenerate: Effect.Effect<void, SessionError, Self>
+  readonly regenerate: Effect.Effect<void, SessionError.SessionError, Self>
   /** Logout: the stored session is removed and the cookie expired. */
-  readonly invalidate: Effect.Effect<void, SessionError, Self>
+  readonly invalidate: Effect.Effect<void, SessionError.SessionError, Self>
   /** `regenerate`, then bind the session to a principal (see `revokeAll`). */
-  readonly login: (principal: string, options?: LoginOptions) => Effect.Effect<void, SessionError, Self>
+  readonly login: (principal: string, options?: LoginOptions) => Effect.Effect<void, SessionError.SessionError, Self>
   /** The principal bound by `login`. */
-  readonly principal: Effect.Effect<Option.Option<string>, SessionError, Self>
+  readonly principal: Effect.Effect<Option.Option<string>, SessionError.SessionError, Self>
   /** The session's id (a new one is issued if the session is new). */
-  readonly id: Effect.Effect<SessionId, SessionError, Self>
+  readonly id: Effect.Effect<SessionId, SessionError.SessionError, Self>
   /** The router middleware: `Layer.provide(AppSession.middleware().layer)`. */
   readonly middleware: (options?: Options) => Middleware<Self>
+  /**
+   * The implementation of an `HttpApiMiddleware.Service` that provides the
+   * session to the endpoints of an `HttpApi`. Session errors are answered as
+   * `SessionError.respond` does (503, 413), also when a handler turned them
+   * into defects with `Effect.orDie` (an endpoint declares its errors, and a
+   * session error is none of them):
+   *
+   * ```ts
+   * class SessionMiddleware extends HttpApiMiddleware.Service<SessionMiddleware, { provides: AppSession }>()(
+   *   "app/SessionMiddleware"
+   * ) {}
+   * const Api = HttpApi.make("api").add(group).middleware(SessionMiddleware)
+   * const SessionMiddlewareLive = AppSession.apiMiddleware(SessionMiddleware)
+   * ```
+   */
+  readonly apiMiddleware: <I>(
+    service: Context.Key<I, HttpApiMiddleware.HttpApiMiddleware<Self, never, never>>,
+    options?: Options
+  ) => Layer.Layer<I, never, SessionStore>
   /**
    * Runs an effect against the stored session of an id, outside an HTTP
    * request: loads lazily, saves on success.
@@ -168,7 +190,7 @@ export interface TagClass<Self, Id extends string, Fields extends Schema.Struct.
     id: string,
     effect: Effect.Effect<A, E, R>,
     options?: Options
-  ) => Effect.Effect<A, E | SessionError, Exclude<R, Self> | SessionStore>
+  ) => Effect.Effect<A, E | SessionError.SessionError, Exclude<R, Self> | SessionStore>
 }
 
 type State<A> = internal.RequestState<A>
@@ -271,11 +293,28 @@ export const Tag = <Self>() =>
   const notProvided = Effect.die(
     new Error(`effect-session: ${id} is not provided: provide ${id}.middleware().layer to the routes, or use withSession`)
   )
-  const withHandle = <B>(f: (state: State<A>) => B): Effect.Effect<B, SessionError, Self> =>
+  const withHandle = <B>(f: (state: State<A>) => B): Effect.Effect<B, SessionError.SessionError, Self> =>
     Effect.flatMap(
       Effect.serviceOption(tag),
       (handle) => Option.isSome(handle) ? handle.value.session.access(f) : notProvided
     )
+  // the request's session around an app: loaded on first use, saved after a
+  // successful answer, a logout kept after a failed one
+  const wrapRequest = (config: internal.Config<A>) =>
+  (store: SessionStore["Service"]) =>
+  <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+      const session = new internal.RequestSession(config, store, () => Id.parse(request.cookies[config.cookieName]))
+      return Effect.provideService(app, tag, new Handle(session)).pipe(
+        Effect.matchCauseEffect({
+          // a failed request saves nothing, but a logout in it still holds
+          onFailure: (cause) => Effect.andThen(session.revokeAfterFailure(cause), Effect.failCause(cause)),
+          onSuccess: (response) => internal.finishResponse(session, response)
+        }),
+        // the request lets go of its key's lane however it ends
+        Effect.ensuring(Effect.sync(() => session.releaseLane()))
+      )
+    })
   const statics = {
     fields,
     schema,
@@ -292,23 +331,20 @@ export const Tag = <Self>() =>
     principal: withHandle(steps.principal<A>),
     id: withHandle(steps.id<A>),
     middleware: (options?: Options): Middleware<Self> => {
-      const config = configFor(options)
-      return Router.middleware<{ provides: Self }>()(Effect.gen(function*() {
-        const store = yield* SessionStore
-        return (app) =>
-          Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-            const session = new internal.RequestSession(config, store, () => Id.parse(request.cookies[config.cookieName]))
-            return Effect.provideService(app, tag, new Handle(session)).pipe(
-              Effect.matchCauseEffect({
-                // a failed request saves nothing, but a logout in it still holds
-                onFailure: (cause) => Effect.andThen(session.revokeAfterFailure(cause), Effect.failCause(cause)),
-                onSuccess: (response) => internal.finishResponse(session, response)
-              }),
-              // the request lets go of its key's lane however it ends
-              Effect.ensuring(Effect.sync(() => session.releaseLane()))
-            )
-          })
-      })) as unknown as Middleware<Self>
+      const wrap = wrapRequest(configFor(options))
+      return Router.middleware<{ provides: Self }>()(Effect.map(SessionStore, wrap)) as unknown as Middleware<Self>
+    },
+    apiMiddleware: <I>(
+      service: Context.Key<I, HttpApiMiddleware.HttpApiMiddleware<Self, never, never>>,
+      options?: Options
+    ): Layer.Layer<I, never, SessionStore> => {
+      const wrap = wrapRequest(configFor(options))
+      return Layer.effect(service)(Effect.map(SessionStore, (store) => {
+        const run = wrap(store)
+        // an endpoint declares no session errors: they are answered here, also
+        // when a handler made them defects (`Effect.orDie`) to match its type
+        return (app) => SessionError.answerSessionFailures(run(app)) as Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled>
+      }))
     },
     withSession: <B, E, R>(sessionId: string, effect: Effect.Effect<B, E, R>, options?: Options) => {
       const config = configFor(options)

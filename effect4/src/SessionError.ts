@@ -138,10 +138,40 @@ export const toResponse = (error: SessionError): HttpServerResponse.HttpServerRe
  * @category responses
  */
 export const respond = HttpRouter.middleware<{ handles: SessionError }>()((app) =>
-  // the errors it does not handle pass through as they are
-  Effect.catchIf(app, isSessionError, (error) =>
-    Effect.as(
-      failureAnswer(error._tag).logAs === "error" ? Effect.logError(error.message) : Effect.logWarning(error.message),
-      toResponse(error)
-    )) as Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled>
+  answerSessionErrors(app) as Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled>
 )
+
+/**
+ * Answers the session errors of an effect with `toResponse`, logging each;
+ * other errors pass through as they are.
+ *
+ * @since 2.0.0
+ * @category responses
+ */
+export const answerSessionErrors = <E, R>(
+  app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+): Effect.Effect<HttpServerResponse.HttpServerResponse, Exclude<E, SessionError>, R> =>
+  Effect.catchIf(app, isSessionError, (caught) => answer(caught as SessionError)) as Effect.Effect<
+    HttpServerResponse.HttpServerResponse,
+    Exclude<E, SessionError>,
+    R
+  >
+
+const answer = (error: SessionError): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
+  Effect.as(
+    failureAnswer(error._tag).logAs === "error" ? Effect.logError(error.message) : Effect.logWarning(error.message),
+    toResponse(error)
+  )
+
+/**
+ * `answerSessionErrors`, and the same for a session error that a handler
+ * turned into a defect (`Effect.orDie`): an HttpApi endpoint declares its
+ * errors, and a session error is none of them.
+ *
+ * @since 2.0.0
+ * @category responses
+ */
+export const answerSessionFailures = <E, R>(
+  app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+): Effect.Effect<HttpServerResponse.HttpServerResponse, Exclude<E, SessionError>, R> =>
+  Effect.catchDefect(answerSessionErrors(app), (defect) => isSessionError(defect) ? answer(defect) : Effect.die(defect))
