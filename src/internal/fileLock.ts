@@ -1,7 +1,7 @@
 import type { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import { Clock, Data, Effect, Option, Predicate, Random } from "effect"
-import { randomBytes } from "node:crypto"
+import * as Files from "../core/files.js"
 
 /**
  * A lock file could not be taken within the configured time: another
@@ -65,16 +65,13 @@ const wallClock = Clock.make()
  */
 export const wallNow: Effect.Effect<number> = wallClock.currentTimeMillis
 
-/** @internal */
-export const uniqueSuffix = (): string => randomBytes(9).toString("base64url")
-
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
-const breakerSuffix = ".break"
-
 /**
  * Exclusive-create lock files (`flag: "wx"`), held for a read-check-write.
+ * Fibers of this process queue on a semaphore per lock first, so the lock
+ * file is contended (and polled) only between processes.
  *
  * Stale recovery: a lock older than `staleAfter` is removed by whoever first
  * takes its breaker file (`<lock>.break`, itself exclusive-create), so two
@@ -98,18 +95,18 @@ export const make = (fs: FileSystem.FileSystem, path: Path.Path, options: FileLo
       Effect.catchIf(isNotFound, () => Effect.succeed(Option.none()))
     )
 
+  const mtimeOf = (info: FileSystem.File.Info) => Option.getOrUndefined(Option.map(info.mtime, (d) => d.getTime()))
   const identity = (info: FileSystem.File.Info): string =>
-    `${Option.getOrElse(info.ino, () => -1)}:${Option.getOrElse(Option.map(info.mtime, (d) => d.getTime()), () => -1)}`
-
+    Files.fileIdentity(Option.getOrUndefined(info.ino), mtimeOf(info))
   const isStale = (info: FileSystem.File.Info, now: number): boolean =>
-    Option.exists(info.mtime, (mtime) => now - mtime.getTime() > options.staleAfterMillis)
+    Files.isStaleLock(mtimeOf(info), now, options.staleAfterMillis)
 
   // Moves the file aside under a unique name before deleting it, so that a
   // file that replaced the stale one since it was inspected is put back
   // instead of deleted.
   const removeExactly = (target: string, expected: string): Effect.Effect<boolean, PlatformError> =>
     Effect.gen(function*() {
-      const aside = path.join(path.dirname(target), `.${path.basename(target)}.${uniqueSuffix()}.tmp`)
+      const aside = path.join(path.dirname(target), Files.temporaryFileName(path.basename(target)))
       const moved = yield* fs.rename(target, aside).pipe(
         Effect.as(true),
         Effect.catchIf(isNotFound, () => Effect.succeed(false))
@@ -145,8 +142,8 @@ export const make = (fs: FileSystem.FileSystem, path: Path.Path, options: FileLo
 
   const breakStale = (lockPath: string): Effect.Effect<boolean, PlatformError> =>
     Effect.gen(function*() {
-      const breaker = lockPath + breakerSuffix
-      const token = uniqueSuffix()
+      const breaker = Files.breakerFileName(lockPath)
+      const token = Files.uniqueSuffix()
       if (!(yield* tryCreate(breaker, token))) {
         // a breaker left by a process that died mid-break
         const info = yield* statOption(breaker)
@@ -165,9 +162,9 @@ export const make = (fs: FileSystem.FileSystem, path: Path.Path, options: FileLo
 
   const acquire = (lockPath: string): Effect.Effect<string, PlatformError | LockTimeout> =>
     Effect.gen(function*() {
-      const token = uniqueSuffix()
+      const token = Files.uniqueSuffix()
       const start = yield* wallNow
-      let backoff = 1
+      let backoff = Files.firstLockBackoff
       while (true) {
         if (yield* tryCreate(lockPath, token)) return token
         const now = yield* wallNow
@@ -179,19 +176,36 @@ export const make = (fs: FileSystem.FileSystem, path: Path.Path, options: FileLo
         if (Option.isNone(info)) continue
         if (isStale(info.value, now) && (yield* breakStale(lockPath))) continue
         const delay = yield* Random.nextRange(backoff / 2, backoff)
-        backoff = Math.min(backoff * 2, 50)
+        backoff = Files.nextLockBackoff(backoff)
         yield* Effect.interruptible(Effect.withClock(Effect.sleep(delay), wallClock))
       }
     })
 
+  const mutexes = new Map<string, { readonly semaphore: Effect.Semaphore; users: number }>()
+  const withMutex = <A, E, R>(id: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.suspend(() => {
+      let entry = mutexes.get(id)
+      if (entry === undefined) mutexes.set(id, entry = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0 })
+      const held = entry
+      held.users++
+      return held.semaphore.withPermits(1)(effect).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          if (--held.users === 0) mutexes.delete(id)
+        }))
+      )
+    })
+
   return {
     withLock: (lockPath, use) =>
-      Effect.acquireUseRelease(acquire(lockPath), () => use, (token) => releaseOwned(lockPath, token)),
+      withMutex(
+        lockPath,
+        Effect.acquireUseRelease(acquire(lockPath), () => use, (token) => releaseOwned(lockPath, token))
+      ),
     removeIfStale: (lockPath) =>
       Effect.gen(function*() {
         const info = yield* statOption(lockPath)
         if (Option.isNone(info) || !isStale(info.value, yield* wallNow)) return false
-        return lockPath.endsWith(breakerSuffix)
+        return Files.isBreakerFileName(lockPath)
           ? yield* removeExactly(lockPath, identity(info.value))
           : yield* breakStale(lockPath)
       })
