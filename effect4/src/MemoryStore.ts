@@ -1,11 +1,14 @@
 /**
- * An in-process store: one `Map` per layer, for tests, development and a
- * single-process app. Sessions are lost on restart and not shared between
- * processes.
+ * An in-process store: for tests, development and a single-process app.
+ * Sessions are lost on restart and not shared between processes. The table
+ * — eviction order (anonymous sessions first), byte accounting, expiry
+ * buckets, the principal index — is the core's (`src/core/memory.ts`), the
+ * same as the Effect 3 line's; this module is its Effect 4 glue.
  *
  * @since 2.0.0
  */
 import { Clock, Context, Duration, Effect, Layer, Option, Schedule } from "effect"
+import * as Memory from "../../src/core/memory.js"
 import { SessionConflict } from "./SessionError.js"
 import type { StorageKey } from "./SessionId.js"
 import * as SessionStore from "./SessionStore.js"
@@ -15,18 +18,19 @@ import * as SessionStore from "./SessionStore.js"
  * @category models
  */
 export interface Options {
-  /**
-   * The most sessions kept. Beyond it the least recently used session goes
-   * first (one without a principal before one with). Default 100,000.
-   */
+  /** The most sessions kept; beyond it the least recently used anonymous session goes first. Default 100,000. */
   readonly maxEntries?: number | undefined
+  /** The most bytes of sessions kept (text length + key + `entryOverhead` each). Default 256 MiB. */
+  readonly maxBytes?: number | undefined
   /** How often expired sessions are swept. Default 1 minute. */
   readonly cleanupInterval?: Duration.Input | undefined
+  /** The most expired sessions one slice of the sweep removes before it yields. Default 1,000. */
+  readonly sweepSliceSize?: number | undefined
 }
 
 /**
  * What `make` builds: the store, its index, the sweep the layer runs on a
- * schedule, and the number of sessions held.
+ * schedule, and the store's current size.
  *
  * @since 2.0.0
  * @category models
@@ -34,18 +38,21 @@ export interface Options {
 export interface MemoryStore {
   readonly store: SessionStore.SessionStore["Service"]
   readonly index: SessionStore.SessionIndex["Service"]
-  /** Removes the sessions expired by now; returns how many. */
+  /** Removes the sessions expired by now, a slice at a time; returns how many. */
   readonly sweep: Effect.Effect<number>
-  /** The sessions held, expired ones not yet swept included. */
-  readonly size: Effect.Effect<number>
+  /** The sessions held and their counted bytes, expired ones not yet swept included. */
+  readonly size: Effect.Effect<{ readonly entries: number; readonly bytes: number }>
 }
 
-interface Entry {
-  readonly text: string
-  readonly version: number
-  readonly expiresAt: number
-  readonly principal: Option.Option<string>
-}
+/**
+ * Bytes counted per session on top of its text and key (the core's measure).
+ *
+ * @since 2.0.0
+ * @category constants
+ */
+export const entryOverhead: number = Memory.entryOverhead
+
+const name = "memory"
 
 /**
  * Builds a memory store (without its sweep schedule: see `layer`).
@@ -54,115 +61,64 @@ interface Entry {
  * @category constructors
  */
 export const make = (options?: Options): MemoryStore => {
-  const maxEntries = options?.maxEntries ?? 100_000
-  // insertion order is use order: a read or write moves the key to the end
-  const entries = new Map<StorageKey, Entry>()
-  const byPrincipal = new Map<string, Set<StorageKey>>()
-
-  const unindex = (key: StorageKey, entry: Entry) => {
-    if (Option.isNone(entry.principal)) return
-    const keys = byPrincipal.get(entry.principal.value)
-    keys?.delete(key)
-    if (keys?.size === 0) byPrincipal.delete(entry.principal.value)
-  }
-  const drop = (key: StorageKey) => {
-    const entry = entries.get(key)
-    if (entry === undefined) return
-    entries.delete(key)
-    unindex(key, entry)
-  }
-  const put = (key: StorageKey, entry: Entry) => {
-    drop(key)
-    entries.set(key, entry)
-    if (Option.isSome(entry.principal)) {
-      let keys = byPrincipal.get(entry.principal.value)
-      if (keys === undefined) byPrincipal.set(entry.principal.value, keys = new Set())
-      keys.add(key)
-    }
-    if (entries.size > maxEntries) evict()
-  }
-  const evict = () => {
-    let victim: StorageKey | undefined
-    for (const [key, entry] of entries) {
-      if (Option.isNone(entry.principal)) {
-        victim = key
-        break
-      }
-      victim ??= key
-    }
-    if (victim !== undefined) drop(victim)
-  }
-  /** The live entry under `key` at `now`; an expired one is dropped on sight. */
-  const live = (key: StorageKey, now: number): Entry | undefined => {
-    const entry = entries.get(key)
-    if (entry === undefined) return undefined
-    if (entry.expiresAt <= now) {
-      drop(key)
-      return undefined
-    }
-    return entry
-  }
+  const table = new Memory.MemoryTable<StorageKey>(Memory.memoryLimits(options))
   // every operation runs at the application's Clock (TestClock in tests)
-  const at = <A, E>(f: (now: number) => Effect.Effect<A, E>): Effect.Effect<A, E> =>
-    Effect.flatMap(Clock.currentTimeMillis, f)
+  const at = <A, E>(f: (now: number) => Effect.Effect<A, E>): Effect.Effect<A, E> => Effect.flatMap(Clock.currentTimeMillis, f)
+  const principalOf = (write: SessionStore.SessionWrite) => Option.getOrUndefined(write.principal)
+  // this line writes text only: an entry's value is the record's text
+  const recordOf = (entry: Memory.MemoryEntry): SessionStore.SessionRecord => ({
+    text: typeof entry.value === "string" ? entry.value : new TextDecoder().decode(entry.value),
+    version: entry.version,
+    expiresAt: entry.expiresAt,
+    principal: Option.fromUndefinedOr(entry.principal)
+  })
+  const missing = new SessionConflict({ reason: "Missing" })
+  const mismatch = new SessionConflict({ reason: "VersionMismatch" })
 
-  const store = SessionStore.make("memory", {
+  const store = SessionStore.make(name, {
     load: (key) =>
       at((now) => {
-        const entry = live(key, now)
-        if (entry === undefined) return Effect.succeedNone
-        entries.delete(key)
-        entries.set(key, entry)
-        return Effect.succeedSome(entry)
+        const entry = table.live(key, now)
+        if (entry !== undefined) table.use(key, entry)
+        return Effect.succeed(entry === undefined ? Option.none() : Option.some(recordOf(entry)))
       }),
     insert: (key, write) =>
-      at((now) => {
-        if (live(key, now) !== undefined) return Effect.fail(new SessionConflict({ reason: "Exists" }))
-        put(key, { text: write.text, version: 1, expiresAt: write.expiresAt, principal: write.principal })
-        return Effect.void
-      }),
+      at((now) =>
+        table.live(key, now) === undefined
+          ? Effect.sync(() => table.put(key, write.text, 1, write.expiresAt, principalOf(write), undefined))
+          : Effect.fail(new SessionConflict({ reason: "Exists" }))
+      ),
     update: (key, write, expectedVersion) =>
       at((now) => {
-        const entry = live(key, now)
-        if (entry === undefined) return Effect.fail(new SessionConflict({ reason: "Missing" }))
-        if (entry.version !== expectedVersion) return Effect.fail(new SessionConflict({ reason: "VersionMismatch" }))
-        const version = entry.version + 1
-        put(key, { text: write.text, version, expiresAt: write.expiresAt, principal: write.principal })
-        return Effect.succeed(version)
+        const entry = table.live(key, now)
+        if (entry === undefined || entry.version !== expectedVersion) return Effect.fail(entry === undefined ? missing : mismatch)
+        table.put(key, write.text, expectedVersion + 1, write.expiresAt, principalOf(write), entry)
+        return Effect.succeed(expectedVersion + 1)
       }),
     touch: (key, expiresAt) =>
       at((now) => {
-        const entry = live(key, now)
-        if (entry === undefined) return Effect.succeed(false)
-        entries.set(key, { ...entry, expiresAt })
-        return Effect.succeed(true)
+        const entry = table.live(key, now)
+        if (entry !== undefined) table.put(key, entry.value, entry.version, expiresAt, entry.principal, entry)
+        return Effect.succeed(entry !== undefined)
       }),
-    remove: (key) => Effect.sync(() => drop(key))
+    remove: (key) => Effect.sync(() => table.remove(key))
   })
-
-  const keysOf = (principal: string, now: number): Array<StorageKey> =>
-    [...byPrincipal.get(principal) ?? []].filter((key) => live(key, now) !== undefined)
-  const index = SessionStore.makeIndex("memory", {
-    keys: (principal) => at((now) => Effect.succeed(keysOf(principal, now))),
-    removeAll: (principal) =>
-      at((now) => {
-        const keys = keysOf(principal, now)
-        for (const key of keys) drop(key)
-        return Effect.succeed(keys.length)
-      })
+  const index = SessionStore.makeIndex(name, {
+    keys: (principal) => at((now) => Effect.succeed(table.keysOf(principal, now))),
+    removeAll: (principal) => at((now) => Effect.succeed(table.removeAll(principal, now)))
   })
-
-  const sweep = at((now) => {
-    let removed = 0
-    for (const [key, entry] of entries) {
-      if (entry.expiresAt <= now) {
-        drop(key)
-        removed++
-      }
+  // slices of the core's sweep, yielding between them
+  const sweep: Effect.Effect<number> = Effect.gen(function*() {
+    let total = 0
+    let removed = table.limits.sliceSize
+    while (removed >= table.limits.sliceSize) {
+      removed = table.sweepSlice(yield* Clock.currentTimeMillis)
+      total += removed
+      if (removed >= table.limits.sliceSize) yield* Effect.yieldNow
     }
-    return Effect.succeed(removed)
+    return total
   })
-  return { store, index, sweep, size: Effect.sync(() => entries.size) }
+  return { store, index, sweep, size: Effect.sync(() => table.size) }
 }
 
 /**
@@ -175,10 +131,6 @@ export const make = (options?: Options): MemoryStore => {
 export const layer = (options?: Options): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex> =>
   Layer.effectContext(Effect.gen(function*() {
     const memory = make(options)
-    yield* Effect.forkScoped(
-      Effect.repeat(memory.sweep, Schedule.spaced(options?.cleanupInterval ?? Duration.minutes(1)))
-    )
-    return Context.make(SessionStore.SessionStore, memory.store).pipe(
-      Context.add(SessionStore.SessionIndex, memory.index)
-    )
+    yield* Effect.forkScoped(Effect.repeat(memory.sweep, Schedule.spaced(options?.cleanupInterval ?? Duration.minutes(1))))
+    return Context.make(SessionStore.SessionStore, memory.store).pipe(Context.add(SessionStore.SessionIndex, memory.index))
   }))

@@ -67,7 +67,7 @@ describe("SessionError.respond", () => {
       const answer = yield* get(`${base}/write`)
       expect(answer.status).toBe(413)
       expect(answer.body).toBe("Session too large")
-      expect(yield* memory.size).toBe(0)
+      expect((yield* memory.size).entries).toBe(0)
     }).pipe(Effect.scoped))
 })
 

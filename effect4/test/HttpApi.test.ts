@@ -54,7 +54,7 @@ describe("the session in an HttpApi", () => {
       expect(client.cookie).toMatch(/^session=[A-Za-z0-9_-]{43}$/)
       expect((yield* client.get("/increment")).body).toBe("2")
       expect((yield* client.get("/read")).body).toBe("2")
-      expect(yield* memory.size).toBe(1)
+      expect((yield* memory.size).entries).toBe(1)
     }).pipe(Effect.scoped))
 })
 

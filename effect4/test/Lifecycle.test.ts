@@ -79,14 +79,14 @@ describe("the session over HTTP (Effect 4 router)", () => {
       expect(json(first.body).count).toBe(0)
       // only read: nothing stored, no cookie
       expect(first.setCookie).toEqual([])
-      expect(yield* memory.size).toBe(0)
+      expect((yield* memory.size).entries).toBe(0)
       const write = yield* client.get("/incr")
       expect(json(write.body).count).toBe(1)
       expect(client.cookie).toMatch(/^session=[A-Za-z0-9_-]{43}$/)
       expect(write.setCookie[0]).toMatch(/HttpOnly/)
       expect(write.setCookie[0]).toMatch(/SameSite=Lax/)
       expect(write.headers.get("cache-control")).toBe("private")
-      expect(yield* memory.size).toBe(1)
+      expect((yield* memory.size).entries).toBe(1)
       const read = yield* client.get("/read")
       expect(json(read.body).count).toBe(1)
       expect(read.headers.get("vary")).toBe("Cookie")
@@ -117,7 +117,7 @@ describe("the session over HTTP (Effect 4 router)", () => {
       expect(json((yield* client.get("/read")).body).name).toBe("zoe")
       expect(json((yield* get(`${base}/read`, before)).body).name).toBeUndefined()
       // the old record is a tombstone now, the new one the session
-      expect(yield* memory.size).toBe(2)
+      expect((yield* memory.size).entries).toBe(2)
     }).pipe(Effect.scoped))
 
   it.live("login binds a principal under a new id; switching accounts starts from empty data", () =>
@@ -145,7 +145,7 @@ describe("the session over HTTP (Effect 4 router)", () => {
       expect(logout.setCookie.some((l) => l.startsWith("session=;") && /Max-Age=0/.test(l))).toBe(true)
       expect(client.cookie).toBeUndefined()
       expect(json((yield* get(`${base}/read`, cookie)).body)).toEqual({ count: 0, principal: null })
-      expect(yield* memory.size).toBe(0)
+      expect((yield* memory.size).entries).toBe(0)
     }).pipe(Effect.scoped))
 
   it.live("a logout holds when the handler fails after it", () =>
