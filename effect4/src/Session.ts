@@ -2,24 +2,31 @@
  * Typed server-side sessions for Effect 4 HTTP apps (`effect/http`).
  *
  * ```ts
- * import { Layer, Schema } from "effect"
- * import { HttpRouter } from "effect/http"
- * import { Session } from "effect-session"
+ * import { Effect, Layer, Schema } from "effect"
+ * import { HttpRouter, HttpServerResponse } from "effect/http"
+ * import { MemoryStore, Session, SessionError } from "effect-session"
  *
  * class AppSession extends Session.Tag<AppSession>()("app/AppSession", {
  *   username: Schema.optional(Schema.String),
  *   visits: Schema.Int.pipe(Schema.withDecodingDefault(Effect.succeed(0)))
  * }) {}
  *
+ * const handler = Effect.andThen(
+ *   AppSession.update("visits", (n) => n + 1),
+ *   Effect.map(AppSession.get("visits"), (n) => HttpServerResponse.text(`visit ${n}`))
+ * )
+ *
+ * // the middleware's layer provides the session to the routes; combined with
+ * // SessionError.respond, a store that is down answers 503
  * const Routes = HttpRouter.add("GET", "/", handler).pipe(
- *   Layer.provide(AppSession.middleware({ cookie: { secure: false } }).layer)
+ *   Layer.provide(AppSession.middleware({ cookie: { secure: false } }).combine(SessionError.respond).layer),
+ *   Layer.provide(MemoryStore.layer())
  * )
  * ```
  *
  * @since 2.0.0
  */
-import type { Duration, Redacted } from "effect"
-import type { Types } from "effect"
+import type { Duration, Redacted, Types } from "effect"
 import { Context, Effect, Layer, Option, Result, Schema } from "effect"
 import type { HttpRouter, HttpServerResponse } from "effect/http"
 import { HttpRouter as Router, HttpServerRequest } from "effect/http"
