@@ -254,7 +254,7 @@ export const planWrite = (
  * @internal
  */
 export const settlement = (
-  read: FileRecord | "corrupt" | undefined,
+  read: { readonly expiresAt: number } | "corrupt" | undefined,
   now: number
 ): "deleteCorrupt" | "unfile" | "refile" | "delete" =>
   read === "corrupt" ? "deleteCorrupt" : read === undefined ? "unfile" : read.expiresAt > now ? "refile" : "delete"
