@@ -131,8 +131,15 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     failure(operation, new Error(Protocol.unexpectedReply(detail)))
 
   // ioredis spreads an array argument into several, which would shift a
-  // script's arguments: a principal that is not a string is refused first
-  const write = (operation: "insert" | "update", key: StorageKey, w: SessionStore.SessionWrite, version?: number) =>
+  // script's arguments: a principal that is not a string is refused first.
+  // `then` reads the reply in the same step as the call's result.
+  const write = <A>(
+    operation: "insert" | "update",
+    key: StorageKey,
+    w: SessionStore.SessionWrite,
+    version: number | undefined,
+    then: (reply: unknown, t: number, principal: string | undefined) => Effect.Effect<A, Conflict>
+  ) =>
     Effect.clockWith((clock) => {
       if (Option.isSome(w.principal) && typeof w.principal.value !== "string") {
         return Effect.fail(notAString(name, operation, w.principal.value))
@@ -141,7 +148,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
       const principal = Option.getOrUndefined(w.principal)
       const data = w.text ?? Protocol.dataArgument(w.data)
       const script = Protocol.writeCall(prefix, cluster, key, t, { expiresAt: w.expiresAt, data, principal }, version)
-      return Effect.map(call(operation, run(script)), (reply) => ({ reply, t, principal }))
+      return Effect.flatMap(call(operation, run(script)), (reply) => then(reply, t, principal))
     })
 
   // On a cluster the principal's index usually lives in another slot: it is
@@ -209,14 +216,14 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
         )
       ),
     insert: (key, w) =>
-      Effect.flatMap(write("insert", key, w), ({ principal, reply, t }): Effect.Effect<void, Conflict> => {
+      write("insert", key, w, undefined, (reply, t, principal): Effect.Effect<void, Conflict> => {
         const outcome = Protocol.readInsertReply(reply)
         if (outcome === undefined) return Effect.fail(malformed("insert", Protocol.describeReply(reply)))
         if (outcome !== "inserted") return Effect.fail(new SessionConflict({ reason: outcome }))
         return cluster && principal !== undefined ? raise("insert", key, principal, w.expiresAt, t) : Effect.void
       }),
     update: (key, w, expectedVersion) =>
-      Effect.flatMap(write("update", key, w, expectedVersion), ({ principal, reply, t }): Effect.Effect<number, Conflict> => {
+      write("update", key, w, expectedVersion, (reply, t, principal): Effect.Effect<number, Conflict> => {
         const outcome = Protocol.readUpdateReply(reply)
         if (outcome === undefined) return Effect.fail(malformed("update", Protocol.describeReply(reply)))
         if (typeof outcome === "string") return Effect.fail(new SessionConflict({ reason: outcome }))
