@@ -237,10 +237,10 @@ export const Tag = <Self>() =>
   // Every accessor call of every request goes through here: the session is
   // found and the operation run on the loaded session in one runtime step,
   // where `Effect.flatMap(tag, (h) => h.get(key))` takes four.
-  const withHandle = <B>(f: (handle: internal.RequestSession<A>) => B) =>
+  const withHandle = <B>(f: (state: internal.RequestState<A>) => B) =>
     Effect.withFiberRuntime<B, SessionError, Self>((fiber) => {
       const h = internal.find(fiber, tag)
-      return h === undefined ? notProvided() : h.loadThen(() => f(h), fiber)
+      return h === undefined ? notProvided() : h.loadThen(f, fiber)
     })
   // built once per options object, not per call (DESIGN §8)
   const configs = new WeakMap<Options, internal.Config<A>>()
@@ -254,22 +254,22 @@ export const Tag = <Self>() =>
   const statics = {
     fields,
     schema,
-    get: (key: keyof A) => withHandle((h) => h.getNow(key)),
-    getAll: withHandle((h) => h.data),
-    set: (key: keyof A, value: any) => withHandle((h) => h.recordNow({ _tag: "Set", key, value })),
-    update: (key: keyof A, f: (value: any) => any) => withHandle((h) => h.recordNow({ _tag: "Update", key, f })),
-    remove: (key: keyof A) => withHandle((h) => h.recordNow({ _tag: "Remove", key })),
-    clear: withHandle((h) => h.recordNow({ _tag: "Clear" })),
-    regenerate: withHandle((h) => h.regenerateNow()),
-    invalidate: withHandle((h) => h.invalidateNow()),
+    get: (key: keyof A) => withHandle((state) => state.data[key]),
+    getAll: withHandle((state) => state.data),
+    set: (key: keyof A, value: any) => withHandle((state) => state.record({ _tag: "Set", key, value })),
+    update: (key: keyof A, f: (value: any) => any) => withHandle((state) => state.record({ _tag: "Update", key, f })),
+    remove: (key: keyof A) => withHandle((state) => state.record({ _tag: "Remove", key })),
+    clear: withHandle((state) => state.record({ _tag: "Clear" })),
+    regenerate: withHandle((state) => state.regenerate()),
+    invalidate: withHandle((state) => state.invalidate()),
     login: (principal: string, options?: LoginOptions) => {
       const invalid = internal.invalidPrincipal(principal)
       return invalid === undefined
-        ? withHandle((h) => h.loginNow(principal, options?.keepData === true))
+        ? withHandle((state) => state.login(principal, options?.keepData === true))
         : invalid
     },
-    principal: withHandle((h) => h.principal_),
-    id: withHandle((h) => h.idNow()),
+    principal: withHandle(internal.principalOf),
+    id: withHandle(internal.idOf),
     middleware: (options?: Options) => internal.middleware(tag, configFor(options)),
     withSession: <B, E, R>(sessionId: string, effect: Effect.Effect<B, E, R>, options?: Options) => {
       const config = configFor(options)

@@ -13,12 +13,14 @@
  *
  * @internal
  */
-export interface Lane<Lock, Last> {
+export interface Lane<Lock, Last, Waiting = unknown> {
   readonly lock: Lock
   /** Users waiting in or holding the lane. */
   users: number
   /** What the last save in the lane left stored (see `save.ts`'s `handoffFrom`). */
   last: Last | undefined
+  /** Updates waiting to be written together (group commit, see `save.ts`). */
+  readonly updates: UpdateQueue<Waiting>
 }
 
 /**
@@ -26,17 +28,19 @@ export interface Lane<Lock, Last> {
  *
  * @internal
  */
-export class Lanes<Lock, Last> {
+export class Lanes<Lock, Last, Waiting = unknown> {
   constructor(private readonly makeLock: () => Lock) {}
-  private readonly byKey = new Map<string, Lane<Lock, Last>>()
+  private readonly byKey = new Map<string, Lane<Lock, Last, Waiting>>()
 
   /**
    * One more user of the lane of `key` (made if there is none); `release`
    * (idempotent) ends its use, and the lane with its last user.
    */
-  join(key: string): { readonly lane: Lane<Lock, Last>; readonly release: () => void } {
+  join(key: string): { readonly lane: Lane<Lock, Last, Waiting>; readonly release: () => void } {
     let lane = this.byKey.get(key)
-    if (lane === undefined) this.byKey.set(key, lane = { lock: this.makeLock(), users: 0, last: undefined })
+    if (lane === undefined) {
+      this.byKey.set(key, lane = { lock: this.makeLock(), users: 0, last: undefined, updates: new UpdateQueue() })
+    }
     const held = lane
     held.users++
     let released = false
@@ -53,5 +57,60 @@ export class Lanes<Lock, Last> {
   /** How many keys have a lane (nothing is kept once its users are gone). */
   get size(): number {
     return this.byKey.size
+  }
+}
+
+/**
+ * The updates of one lane waiting to be written (group commit): one writer
+ * at a time takes them group by group, so a burst of writes to one session
+ * costs a few round trips instead of one each. The queue says when a writer
+ * must start and when it stops; running the writer is the shell's.
+ *
+ * @internal
+ */
+export class UpdateQueue<U> {
+  private readonly waiting: Array<U> = []
+  private writing = false
+
+  /**
+   * Queues `update`. `true` when no writer runs: the caller must start one
+   * (the queue counts it as running from now on).
+   */
+  enqueue(update: U): boolean {
+    this.waiting.push(update)
+    if (this.writing) return false
+    return this.writing = true
+  }
+
+  /**
+   * The next group to write: the first waiting update and those right after
+   * it that `sameGroup` accepts with it (updates of one session definition;
+   * another definition's data cannot be replayed over it). `undefined` when
+   * none waits, and the writer stops — checked and given up in one step, so
+   * an update queued after this starts a writer of its own.
+   */
+  nextGroup(sameGroup: (first: U, other: U) => boolean): Array<U> | undefined {
+    if (this.waiting.length === 0) {
+      this.writing = false
+      return undefined
+    }
+    const first = this.waiting[0]
+    let size = 1
+    while (size < this.waiting.length && sameGroup(first, this.waiting[size])) size++
+    return this.waiting.splice(0, size)
+  }
+
+  /**
+   * Every update still waiting, the writer stopped: it ended without
+   * finishing (a defect, an interruption), and they must not wait forever.
+   */
+  abandon(): Array<U> {
+    this.writing = false
+    return this.waiting.splice(0)
+  }
+
+  /** How many updates wait. */
+  get size(): number {
+    return this.waiting.length
   }
 }

@@ -8,6 +8,7 @@
  * @internal
  */
 import { tombstoneText } from "./record.js"
+import type { LoadedSession, RequestState } from "./request.js"
 import { tombstoneExpiry, type Timeouts } from "./session.js"
 
 /**
@@ -209,3 +210,125 @@ export const handoffFrom = <S extends { readonly version: number }>(
   loadedVersion: number
 ): S | "Ended" | undefined =>
   last === "Ended" ? "Ended" : last !== undefined && last.version > loadedVersion ? last : undefined
+
+// --- Group commit ---------------------------------------------------------------
+
+/**
+ * An update waiting in its lane to be written with the others (group
+ * commit): what its request recorded, the session it loaded, when it saved.
+ *
+ * @internal
+ */
+export interface GroupMember<A, L extends LoadedSession<A> = LoadedSession<A>> {
+  readonly request: Pick<RequestState<A, L>, "replayOver" | "cookieFor">
+  readonly loaded: L
+  readonly t: number
+}
+
+/**
+ * Where a group's write starts: the newest session its members loaded (the
+ * lane's handoff may know a newer one still) and the latest of their times
+ * (the idle deadline counts from it).
+ *
+ * @internal
+ */
+export const groupStart = <A, L extends LoadedSession<A>>(
+  group: ReadonlyArray<GroupMember<A, L>>
+): { readonly base: L; readonly t: number } => {
+  let base = group[0].loaded
+  let t = group[0].t
+  for (const member of group) {
+    if (member.loaded.version > base.version) base = member.loaded
+    if (member.t > t) t = member.t
+  }
+  return { base, t }
+}
+
+/**
+ * The group's data: each member's operations replayed over `data` in the
+ * order the members queued, so no request's writes are lost to another's.
+ *
+ * @internal
+ */
+export const replayGroup = <A, L extends LoadedSession<A>>(group: ReadonlyArray<GroupMember<A, L>>, data: A): A => {
+  let replayed = data
+  for (const member of group) replayed = member.request.replayOver(replayed)
+  return replayed
+}
+
+/**
+ * What the write of a group did, for each of its members.
+ *
+ * - `Written`: the session is stored with the idle deadline `expiresAt`.
+ * - `Emptied`: the group emptied the session; it ended (cookie expired).
+ * - `Dropped`: the session was removed meanwhile (a logout won): the
+ *   group's writes are dropped, never recreating it.
+ *
+ * @internal
+ */
+export type GroupOutcome =
+  | { readonly _tag: "Written"; readonly expiresAt: number }
+  | { readonly _tag: "Emptied" }
+  | { readonly _tag: "Dropped" }
+
+/**
+ * The group's outcome once an update's compare-and-set settled
+ * (`afterUpdate` other than `Replay`), the record written expiring at `expiresAt`.
+ *
+ * @internal
+ */
+export const groupOutcome = (settled: "Saved" | "Ended" | "Dropped", expiresAt: number): GroupOutcome =>
+  settled === "Saved" ? { _tag: "Written", expiresAt } : settled === "Ended" ? groupEmptied : groupDropped
+
+const groupEmptied: GroupOutcome = { _tag: "Emptied" }
+const groupDropped: GroupOutcome = { _tag: "Dropped" }
+
+/**
+ * What a response's session cookie must do.
+ *
+ * @internal
+ */
+export type CookieDecision =
+  | { readonly _tag: "None" }
+  | { readonly _tag: "Set"; readonly id: string; readonly expiresAt: number }
+  | { readonly _tag: "Expire" }
+
+const noCookie: CookieDecision = { _tag: "None" }
+const expireCookie: CookieDecision = { _tag: "Expire" }
+
+/**
+ * One member's cookie after its group's write: sent when the deadline its
+ * own request loaded moved, expired when the session was emptied, left
+ * alone when the writes were dropped (the logout's response expired it).
+ *
+ * @internal
+ */
+export const cookieAfterGroup = <A, L extends LoadedSession<A>>(member: GroupMember<A, L>, outcome: GroupOutcome): CookieDecision => {
+  if (outcome._tag === "Emptied") return expireCookie
+  if (outcome._tag === "Dropped") return noCookie
+  const cookie = member.request.cookieFor(member.loaded, outcome.expiresAt)
+  return cookie === undefined ? noCookie : { _tag: "Set", id: cookie.id, expiresAt: cookie.expiresAt }
+}
+
+/**
+ * After a group's write failed: an encoding failure (too large, a schema
+ * refinement) is one request's own, so a group of several is written again
+ * one member at a time and only that request fails; any other failure is
+ * every member's.
+ *
+ * @internal
+ */
+export const afterGroupFailure = (size: number, encodingFailure: boolean): "OneAtATime" | "FailAll" =>
+  size > 1 && encodingFailure ? "OneAtATime" : "FailAll"
+
+/**
+ * The session a written update leaves stored (handed to the next save in
+ * the lane): the base it was written over, with its new version, deadline,
+ * data and text.
+ *
+ * @internal
+ */
+export const savedSession = <A, L extends LoadedSession<A>>(
+  base: L,
+  written: { readonly version: number; readonly expiresAt: number; readonly data: A; readonly text: string }
+): L => ({ ...base, ...written })

@@ -1,22 +1,34 @@
+/**
+ * The request's session on Effect 3: the core decides (what was loaded is
+ * alive, what a save must do, how operations replay, which updates are
+ * written together, when replays stop), this file runs it with Effect 3 —
+ * lazy load, the lanes in which the saves of one process to one key take
+ * turns, group commit, compare-and-set with replay, the tombstones of moves
+ * and logouts.
+ *
+ * @internal
+ */
 import { Cookies, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Fiber } from "effect"
 import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, Metric, Option, Random } from "effect"
 import type { Semaphore } from "effect/Effect"
+import * as Cookie from "../core/cookie.js"
+import * as Lanes from "../core/lanes.js"
+import { principalProblem } from "../core/principal.js"
+import { readTombstone } from "../core/record.js"
+import * as Request from "../core/request.js"
+import * as Save from "../core/save.js"
+import * as Core from "../core/session.js"
 import type { Envelope, SessionCodecImpl } from "../SessionCodec.js"
 import * as Codec from "../SessionCodec.js"
-import type { SessionError } from "../SessionError.js"
+import type { SessionError, SessionStoreError } from "../SessionError.js"
+import { SessionConflict } from "../SessionError.js"
 import type { SessionId, StorageKey } from "../SessionId.js"
 import * as Id from "../SessionId.js"
 import type { Options } from "../Session.js"
-import { SessionConflict } from "../SessionError.js"
 import * as SessionMetrics from "../SessionMetrics.js"
-import type { SessionStoreError } from "../SessionError.js"
-import type { SessionIndex } from "../SessionStore.js"
+import type { SessionIndex, SessionRecord } from "../SessionStore.js"
 import { SessionStore } from "../SessionStore.js"
-import type { SessionRecord } from "../SessionStore.js"
-import * as Core from "../core/session.js"
-import { principalProblem } from "../core/principal.js"
-import { readTombstone, tombstoneText } from "../core/record.js"
 import { TextWrite } from "./text.js"
 
 /** @internal */
@@ -67,18 +79,8 @@ export const makeConfig = <A, I>(
     ...(cookie.domain !== undefined ? { domain: cookie.domain } : {}),
     ...(cookie.partitioned !== undefined ? { partitioned: cookie.partitioned } : {})
   } as const
-  if (cookieName.startsWith("__Host-")) {
-    if (!cookieOptions.secure || cookieOptions.path !== "/" || cookie.domain !== undefined) {
-      throw new TypeError(
-        `effect-session: a cookie named "${cookieName}" must be Secure, have Path=/ and no Domain (browsers drop it otherwise)`
-      )
-    }
-  } else if (cookieName.startsWith("__Secure-") && !cookieOptions.secure) {
-    throw new TypeError(`effect-session: a cookie named "${cookieName}" must be Secure (browsers drop it otherwise)`)
-  }
-  if (cookieOptions.sameSite === "none" && !cookieOptions.secure) {
-    throw new TypeError("effect-session: SameSite=None requires Secure (browsers drop it otherwise)")
-  }
+  const problem = Cookie.cookieAttributesProblem({ ...cookieOptions, name: cookieName, domain: cookie.domain })
+  if (problem !== undefined) throw new TypeError(`effect-session: ${problem}`)
   // validates the name and attributes once, so per-request cookies cannot fail
   const probe = Cookies.makeCookie(cookieName, "x", cookieOptions)
   if (probe._tag === "Left") {
@@ -115,14 +117,18 @@ export const makeConfig = <A, I>(
   }
 }
 
-interface Loaded<A> {
-  readonly key: StorageKey
-  readonly version: number
-  readonly expiresAt: number
-  readonly envelope: Envelope<A>
-  /** The stored text, to tell whether a save changes it. */
-  readonly text: string
-}
+/** A stored, live session as a request loaded it (the core's view). */
+type Loaded<A> = Request.LoadedSession<A>
+
+/** The envelope of a loaded session with other data and principal, as the codec writes it. */
+const envelopeOf = <A>(loaded: Loaded<A>, data: A, principal: string | null): Envelope<A> => ({
+  data,
+  createdAt: loaded.createdAt,
+  absoluteExpiresAt: loaded.absoluteExpiresAt,
+  principal: Option.fromNullable(principal)
+})
+
+const keyOf = (loaded: Loaded<unknown>): StorageKey => Id.unsafeStorageKey(loaded.key)
 
 /** @internal */
 export type CookieAction =
@@ -131,9 +137,7 @@ export type CookieAction =
   | { readonly _tag: "Expire" }
 
 const noCookie: CookieAction = { _tag: "None" }
-
-const applyOps = <A>(config: Config<A>, base: A, ops: ReadonlyArray<Op<A>>): A =>
-  Core.applyOps(config.emptySession, base, ops)
+const expired: CookieAction = { _tag: "Expire" }
 
 /**
  * The session handle a request (or `withSession`) works with.
@@ -155,8 +159,9 @@ export interface SessionHandle<A> {
 }
 
 /**
- * The session of one request: lazy, records writes as operations so they can
- * be replayed over newer data when a concurrent request saved first.
+ * The session of one request: the core's `RequestState` (what the request
+ * did, and the decisions on it), loaded on first use and saved with the
+ * core's save protocol.
  *
  * Every request runs through here, so the common paths are written to cost
  * few effects: an access to a loaded session is one step, a read-only
@@ -165,29 +170,18 @@ export interface SessionHandle<A> {
  * @internal
  */
 export class RequestSession<A> implements SessionHandle<A> {
+  readonly state: Request.RequestState<A>
   constructor(
     readonly config: Config<A>,
     readonly store: SessionStore["Type"],
     /** Reads the client's id; called at most once, on first use. */
     readonly readId: () => Option.Option<SessionId>
-  ) {}
+  ) {
+    this.state = new Request.RequestState(config.emptySession, config.timeouts)
+  }
 
-  /** Whether the handler used the session at all. */
-  used = false
-  /** The client's id, once read. */
-  clientId: Option.Option<SessionId> = Option.none()
-  /** The stored session the request started from. */
-  loaded: Option.Option<Loaded<A>> = Option.none()
-  data!: A
-  ops: Array<Op<A>> = []
-  principal_: Option.Option<string> = Option.none()
-  /** Start over under a new id: regenerate, login, invalidate. */
-  renew = false
-  /** Drop everything the request started from. */
-  invalidated = false
-  /** The record under the client's id was the tombstone of a move or a logout. */
-  tombstone: RawState | undefined = undefined
-  newId: SessionId | undefined
+  /** The time the save was computed at: cookie lifetimes count from it. */
+  committedAt = 0
 
   private loadDone = false
   /** The fiber running the load, while one runs; others wait for it. */
@@ -204,7 +198,7 @@ export class RequestSession<A> implements SessionHandle<A> {
   }
 
   /** `f` on the loaded session, as one effect. */
-  private access<B>(f: () => B): Effect.Effect<B, SessionError> {
+  private access<B>(f: (state: Request.RequestState<A>) => B): Effect.Effect<B, SessionError> {
     return Effect.withFiberRuntime<B, SessionError>((fiber) => this.loadThen(f, fiber))
   }
 
@@ -214,9 +208,10 @@ export class RequestSession<A> implements SessionHandle<A> {
    * a finalizer (which would cost every request several steps); a load whose
    * fiber was interrupted is recognised by the next access, which loads again.
    */
-  loadThen<B>(f: () => B, fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<B, SessionError> {
-    this.used = true
-    if (this.loadDone) return Effect.succeed(f())
+  loadThen<B>(f: (state: Request.RequestState<A>) => B, fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<B, SessionError> {
+    const state = this.state
+    state.used = true
+    if (this.loadDone) return Effect.succeed(f(state))
     const loader = this.loader
     if (loader !== undefined && loader !== fiber && loader.unsafePoll() === null) {
       // rare: another fiber of this request is loading; wait for it (or for
@@ -230,14 +225,15 @@ export class RequestSession<A> implements SessionHandle<A> {
     // no load running, or its fiber was interrupted during it (even this one,
     // now running a finalizer): load. The id is read now; the record is
     // decoded by the load's own success handler (no step between the two).
-    this.clientId = this.readId()
-    if (Option.isNone(this.clientId)) {
-      this.data = this.config.makeEmpty()
+    const clientId = Option.getOrUndefined(this.readId())
+    state.clientId = clientId
+    if (clientId === undefined) {
+      state.adopt({})
       this.settle(true)
-      return Effect.succeed(f())
+      return Effect.succeed(f(state))
     }
     this.loader = fiber
-    const key = this.config.storageKey(this.clientId.value)
+    const key = this.config.storageKey(clientId)
     const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
     // in the lane before the load: a save of this process that ends while
     // the load is on its way still hands its result to this request
@@ -249,10 +245,18 @@ export class RequestSession<A> implements SessionHandle<A> {
         return Effect.failCause(cause)
       },
       onSuccess: (record) => {
-        const log = this.adopt(key, record, clock.unsafeCurrentTimeMillis())
-        if (Option.isNone(this.loaded)) this.releaseLane()
+        const decoded = Option.isNone(record)
+          ? undefined
+          : decodeRecord(this.config, key, record.value, clock.unsafeCurrentTimeMillis())
+        state.adopt({
+          loaded: decoded?._tag === "Live" ? decoded.loaded : undefined,
+          tombstone: decoded?._tag === "Tombstone" ? decoded.state : undefined
+        })
+        if (state.loaded === undefined) this.releaseLane()
         this.settle(true)
-        return log === undefined ? Effect.succeed(f()) : Effect.zipRight(log, Effect.sync(f))
+        return decoded?._tag === "Undecodable"
+          ? Effect.zipRight(logUndecodable(key), Effect.sync(() => f(state)))
+          : Effect.succeed(f(state))
       }
     })
   }
@@ -285,85 +289,16 @@ export class RequestSession<A> implements SessionHandle<A> {
     if (settled !== undefined) Deferred.unsafeDone(settled, Exit.void)
   }
 
-  private adopt(key: StorageKey, record: Option.Option<SessionRecord>, t: number): Effect.Effect<void> | undefined {
-    if (Option.isNone(record)) {
-      this.data = this.config.makeEmpty()
-      return undefined
-    }
-    const decoded = decodeRecord(this.config, key, record.value, t)
-    if (decoded._tag === "Undecodable") {
-      this.data = this.config.makeEmpty()
-      return decoded.log
-    }
-    if (decoded._tag === "Tombstone") {
-      // moved or ended: no data, but a logout follows where it moved to
-      this.tombstone = decoded.tombstone
-      this.data = this.config.makeEmpty()
-      return undefined
-    }
-    this.loaded = decoded.loaded
-    if (Option.isSome(decoded.loaded)) {
-      this.data = decoded.loaded.value.envelope.data
-      this.principal_ = decoded.loaded.value.envelope.principal
-    } else {
-      this.data = this.config.makeEmpty()
-    }
-    return undefined
-  }
-
-  // Each operation is a synchronous step on the loaded session (`…Now`),
-  // run by `access`; the tag's accessors, which already run with the fiber
-  // at hand, run the same steps through `loadThen` (one runtime step less).
-
-  getNow<K extends keyof A>(key: K): A[K] {
-    return this.data[key]
-  }
-
-  recordNow(op: Op<A>): void {
-    this.ops.push(op)
-    this.data = applyOps(this.config, this.data, [op])
-  }
-
-  regenerateNow(): void {
-    this.renew = true
-    this.newId = undefined
-  }
-
-  invalidateNow(): void {
-    this.renew = true
-    this.invalidated = true
-    this.newId = undefined
-    this.ops = []
-    this.data = this.config.makeEmpty()
-    this.principal_ = Option.none()
-  }
-
-  loginNow(principal: string, keepData = false): void {
-    const bound = Option.isSome(this.loaded) ? this.loaded.value.envelope.principal : Option.none()
-    if (!keepData && !this.invalidated && Option.isSome(bound) && bound.value !== principal) {
-      // switching accounts: nothing of the previous account carries over
-      // (its session ends as with a logout; writes after this still count)
-      this.invalidateNow()
-    }
-    this.renew = true
-    this.newId = undefined
-    this.principal_ = Option.some(principal)
-  }
-
-  idNow(): SessionId {
-    if (!this.renew && Option.isSome(this.loaded) && Option.isSome(this.clientId)) {
-      return this.clientId.value
-    }
-    if (this.newId === undefined) this.newId = Id.unsafeGenerate()
-    return this.newId
-  }
+  // Each accessor is a synchronous step on the loaded session, run by
+  // `access`; the tag's accessors, which already run with the fiber at hand,
+  // run the same steps through `loadThen` (one runtime step less).
 
   get<K extends keyof A>(key: K): Effect.Effect<A[K], SessionError> {
-    return this.access(() => this.getNow(key))
+    return this.access((state) => state.data[key])
   }
 
   get getAll(): Effect.Effect<A, SessionError> {
-    return this.access(() => this.data)
+    return this.access((state) => state.data)
   }
 
   set<K extends keyof A>(key: K, value: A[K]): Effect.Effect<void, SessionError> {
@@ -383,27 +318,27 @@ export class RequestSession<A> implements SessionHandle<A> {
   }
 
   get principal(): Effect.Effect<Option.Option<string>, SessionError> {
-    return this.access(() => this.principal_)
+    return this.access(principalOf)
   }
 
   record(op: Op<A>): Effect.Effect<void, SessionError> {
-    return this.access(() => this.recordNow(op))
+    return this.access((state) => state.record(op))
   }
 
   get regenerate(): Effect.Effect<void, SessionError> {
-    return this.access(() => this.regenerateNow())
+    return this.access((state) => state.regenerate())
   }
 
   get invalidate(): Effect.Effect<void, SessionError> {
-    return this.access(() => this.invalidateNow())
+    return this.access((state) => state.invalidate())
   }
 
   login(principal: string, options?: { readonly keepData?: boolean | undefined }): Effect.Effect<void, SessionError> {
-    return invalidPrincipal(principal) ?? this.access(() => this.loginNow(principal, options?.keepData === true))
+    return invalidPrincipal(principal) ?? this.access((state) => state.login(principal, options?.keepData === true))
   }
 
   get id(): Effect.Effect<SessionId, SessionError> {
-    return this.access(() => this.idNow())
+    return this.access(idOf)
   }
 
   /**
@@ -419,7 +354,7 @@ export class RequestSession<A> implements SessionHandle<A> {
    * is loaded first, and the time read again after it.
    */
   commitAt(t: number): Effect.Effect<CookieAction, SessionError> {
-    if (!this.used) return Effect.succeed(noCookie)
+    if (!this.state.used) return Effect.succeed(noCookie)
     if (!this.loadDone) return Effect.flatMap(this.ensureLoaded, () => this.commit)
     this.committedAt = t
     return Effect.ensuring(
@@ -436,15 +371,11 @@ export class RequestSession<A> implements SessionHandle<A> {
    * here is logged (the request is failing already).
    */
   revokeAfterFailure(cause?: Cause.Cause<unknown>): Effect.Effect<CookieAction> {
-    if (!this.invalidated || !this.loadDone || (cause !== undefined && Cause.isInterruptedOnly(cause))) {
+    if (!this.state.invalidated || !this.loadDone || (cause !== undefined && Cause.isInterruptedOnly(cause))) {
       return Effect.succeed(noCookie)
     }
-    return Effect.clockWith((clock) => {
-      const t = clock.unsafeCurrentTimeMillis()
-      this.committedAt = t
-      return this.endPrevious(t)
-    }).pipe(
-      Effect.map(() => Option.isSome(this.clientId) ? expired : noCookie),
+    return Effect.clockWith((clock) => this.endPrevious(this.committedAt = clock.unsafeCurrentTimeMillis())).pipe(
+      Effect.map(() => this.state.clientId !== undefined ? expired : noCookie),
       Effect.catchAllCause((failure) =>
         Effect.as(
           Effect.logWarning("effect-session: a logout in a failed request could not be applied", failure),
@@ -460,51 +391,35 @@ export class RequestSession<A> implements SessionHandle<A> {
    * without running the commit at all.
    */
   nothingToSave(t: number): boolean {
-    if (!this.loadDone || this.renew || this.ops.length > 0) return false
-    return Option.isNone(this.loaded) || this.nextExpiry(this.loaded.value, t) === this.loaded.value.expiresAt
+    return this.loadDone && this.state.nothingToSave(t)
   }
 
-  /** The time the save was computed at: cookie lifetimes count from it. */
-  committedAt = 0
-
   private save(t: number): Effect.Effect<CookieAction, SessionError> {
-    const config = this.config
+    const { codec } = this.config
+    const state = this.state
     // the plan asks for these only when it needs them (they encode the data);
     // an encoding failure fails the save
     let failure: SessionError | undefined
-    const plan = Core.planSave({
-      used: this.used,
-      loaded: Option.isSome(this.loaded),
-      tombstone: this.tombstone !== undefined,
-      hadCookie: Option.isSome(this.clientId),
-      renew: this.renew,
-      invalidated: this.invalidated,
-      writes: this.ops.length,
-      unchanged: () => {
-        const loaded = Option.getOrThrow(this.loaded)
-        const unchanged = config.codec.unchanged(this.data, loaded.envelope, loaded.text)
-        if (Either.isLeft(unchanged)) failure = unchanged.left
-        return Either.getOrElse(unchanged, () => false)
-      },
-      empty: () => {
-        const fingerprint = config.codec.fingerprintEither(this.data)
-        if (Either.isLeft(fingerprint)) failure = fingerprint.left
-        return Either.isRight(fingerprint) && fingerprint.right === config.emptyFingerprint &&
-          Option.isNone(this.principal_)
-      }
-    })
+    const answer = (result: Either.Either<boolean, SessionError>): boolean => {
+      if (Either.isLeft(result)) failure = result.left
+      return Either.getOrElse(result, () => false)
+    }
+    const plan = state.plan(
+      (loaded) => answer(codec.unchanged(state.data, envelopeOf(loaded, loaded.data, loaded.principal), loaded.text)),
+      () => answer(isEmpty(this.config, state.data, state.principal))
+    )
     if (failure !== undefined) return Effect.fail(failure)
     switch (plan._tag) {
       case "Nothing":
         return Effect.succeed(noCookie)
       case "Touch":
-        return this.touch(Option.getOrThrow(this.loaded), t)
+        return this.touch(state.loaded!, t)
       case "Update":
-        return this.updateInGroup(Option.getOrThrow(this.loaded), t)
+        return this.updateInGroup(state.loaded!, t)
       case "Rotate": {
         // regenerate / login: the data moves to a new id
-        const loaded = Option.getOrThrow(this.loaded)
-        return this.inLane(loaded.key, (lane) => this.rotate(lane, loaded, t))
+        const loaded = state.loaded!
+        return withLane(this.store, keyOf(loaded), (lane) => this.rotate(lane, loaded, t))
       }
       case "New":
         // the stored session (and whatever it moved to meanwhile) ends first
@@ -515,22 +430,26 @@ export class RequestSession<A> implements SessionHandle<A> {
     }
   }
 
+  private touch(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
+    const expiresAt = this.state.nextExpiry(loaded, t)
+    if (expiresAt === loaded.expiresAt) return Effect.succeed(noCookie)
+    return Effect.map(
+      this.store.touch(keyOf(loaded), expiresAt),
+      (live) => live ? cookieAction(this.state.cookieFor(loaded, expiresAt)) : noCookie
+    )
+  }
+
   /** A new session under a new id. */
   private insertNew(t: number): Effect.Effect<CookieAction, SessionError> {
     const config = this.config
     return Effect.suspend(() => {
-      const id = this.newId ?? Id.unsafeGenerate()
-      this.newId = id
+      const id = this.state.targetId() as SessionId
       const deadlines = Core.newDeadlines(config.timeouts, t)
-      const envelope: Envelope<A> = {
-        createdAt: deadlines.createdAt,
-        absoluteExpiresAt: deadlines.absoluteExpiresAt,
-        data: this.data,
-        principal: this.principal_
-      }
+      const principal = Option.fromNullable(this.state.principal)
+      const envelope: Envelope<A> = { ...deadlines, data: this.state.data, principal }
       return Effect.flatMap(config.codec.encodeText(envelope), (text) =>
         Effect.as(
-          insertFresh(this.store, config.storageKey(id), new TextWrite(text, deadlines.expiresAt, envelope.principal)),
+          insertFresh(this.store, config.storageKey(id), new TextWrite(text, deadlines.expiresAt, principal)),
           { _tag: "Set", id, expiresAt: deadlines.expiresAt } as const
         ))
     })
@@ -538,76 +457,55 @@ export class RequestSession<A> implements SessionHandle<A> {
 
   /**
    * Ends the session the request started from: its record (live, or the
-   * tombstone of a move) is replaced by a tombstone with a compare-and-set
-   * (so a concurrent move cannot slip past), the session it moved to is
-   * ended too, then the record is removed.
+   * tombstone of a move) — see `endSession`.
    */
   private endPrevious(t: number): Effect.Effect<void, SessionError> {
-    const key = Option.isSome(this.loaded)
-      ? this.loaded.value.key
-      : this.tombstone !== undefined && Option.isSome(this.clientId)
-      ? this.config.storageKey(this.clientId.value)
-      : undefined
-    if (key === undefined) return Effect.void
-    const first: RawState | undefined = Option.isSome(this.loaded)
-      ? { version: this.loaded.value.version, expiresAt: this.loaded.value.expiresAt, movedTo: null }
-      : this.tombstone
-    return this.inLane(key, (lane) => endSession(this.config, this.store, lane, key, first, t, 0))
+    const target = this.state.endTarget((id) => this.config.storageKey(id as SessionId))
+    if (target === undefined) return Effect.void
+    const key = Id.unsafeStorageKey(target.key)
+    return withLane(this.store, key, (lane) => endSession(this.config, this.store, lane, key, target.known, t, 0))
   }
 
   /**
    * Moves the session to a new id: the new record is inserted, then the old
    * one is replaced by a tombstone pointing at it with a compare-and-set on
-   * the version the request loaded. A concurrent write of the old session
-   * is replayed into the new one; a concurrent logout or `revokeAll` of the
-   * old session (the compare-and-set finds it gone or ended) removes the
-   * new one again before the response is sent, so nothing revoked lives on.
+   * the version the request loaded; the core says what each answer means
+   * (`Save.afterMove`). A concurrent write of the old session is replayed
+   * into the new one; a concurrent logout or `revokeAll` of the old session
+   * removes the new one again before the response is sent, so nothing
+   * revoked lives on.
    */
   private rotate(lane: Lane, previous: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
-    const config = this.config
-    const store = this.store
-    return Effect.gen(this, function*() {
-      let current = previous
-      const handed = handoff(lane, config, current)
-      if (handed === "Ended") return noCookie
-      if (handed !== undefined) {
-        current = handed
-        this.data = applyOps(config, current.envelope.data, this.ops)
-      }
-      const id = this.newId ?? Id.unsafeGenerate()
-      this.newId = id
+    const { config, state, store } = this
+    const encodeOver = (base: Loaded<A>) =>
+      Effect.map(
+        config.codec.encodeText(envelopeOf(base, state.data, state.principal)),
+        (text) =>
+          new TextWrite(text, Save.movedExpiry(config.timeouts, base.absoluteExpiresAt, t), Option.fromNullable(state.principal))
+      )
+    return Effect.gen(function*() {
+      const handed = handoff(lane, config, previous)
+      if (handed === ended) return noCookie
+      if (handed !== undefined) state.data = state.replayOver(handed.data)
+      let base = handed ?? previous
+      const id = state.targetId() as SessionId
       const newKey = config.storageKey(id)
-      // a new id is not a new session: the absolute deadline is kept
-      const writeFor = (base: Loaded<A>) =>
-        Effect.map(
-          config.codec.encodeText({ ...base.envelope, data: this.data, principal: this.principal_ }),
-          (text) =>
-            new TextWrite(text, Math.min(t + config.idleMillis, base.envelope.absoluteExpiresAt), this.principal_)
-        )
-      let write = yield* writeFor(current)
-      yield* insertFresh(store, newKey, write)
-      let newVersion = 1
+      let moved = yield* encodeOver(base)
+      yield* insertFresh(store, newKey, moved)
+      let movedVersion = 1
       const budget = new ConflictBudget(config)
       while (true) {
-        const outcome = yield* casOutcome(
-          store.update(
-            current.key,
-            tombstoneWrite(newKey, Core.tombstoneExpiry(current.expiresAt, t)),
-            current.version
-          )
-        )
-        if (outcome === "Written") {
+        const pointer = tombstoneWrite(Save.tombstoneRecord(newKey, base.expiresAt, t))
+        const { outcome } = yield* casOutcome(store.update(keyOf(base), pointer, base.version))
+        const next = Save.afterMove(outcome)
+        const fresh = next === "Replay" ? yield* Effect.zipRight(budget.next, loadLive(config, store, keyOf(base))) : undefined
+        if (next === "Moved") {
           lane.last = ended
-          return yield* Effect.as(
-            Effect.zipRight(
-              Metric.increment(SessionMetrics.regenerations),
-              Effect.annotateCurrentSpan("effect-session.outcome", "regenerated")
-            ),
-            { _tag: "Set", id, expiresAt: write.expiresAt } as const
-          )
+          yield* Metric.increment(SessionMetrics.regenerations)
+          yield* Effect.annotateCurrentSpan("effect-session.outcome", "regenerated")
+          return { _tag: "Set", id, expiresAt: moved.expiresAt } as const
         }
-        const fresh = outcome === "Missing" ? Option.none<Loaded<A>>() : yield* this.afterMismatch(budget, current.key)
-        if (Option.isNone(fresh)) {
+        if (fresh === undefined) {
           // ended meanwhile (a logout, `revokeAll`): the new id must not outlive
           // it; the cookie is left alone (the logout's response expired it, and
           // the browser may hold a newer one by now)
@@ -617,203 +515,160 @@ export class RequestSession<A> implements SessionHandle<A> {
           yield* Effect.annotateCurrentSpan("effect-session.outcome", "move undone: the session ended meanwhile")
           return noCookie
         }
-        current = fresh.value
-        this.data = applyOps(config, current.envelope.data, this.ops)
-        write = yield* writeFor(current)
+        base = fresh
+        state.data = state.replayOver(fresh.data)
+        moved = yield* encodeOver(base)
         // (only this request knows the new key: a conflict there is the store's fault)
-        newVersion = yield* Effect.tapError(store.update(newKey, write, newVersion), () => store.remove(newKey))
+        movedVersion = yield* Effect.tapError(store.update(newKey, moved, movedVersion), () => store.remove(newKey))
       }
     })
   }
 
   /**
-   * After a compare-and-set lost to a concurrent writer: waits (jittered),
-   * reloads, and gives the live session to replay over — or fails with
-   * `SessionConflict` once the time budget is spent.
-   */
-  private afterMismatch(budget: ConflictBudget, key: StorageKey): Effect.Effect<Option.Option<Loaded<A>>, SessionError> {
-    return Effect.flatMap(budget.next, () => loadLive(this.config, this.store, key))
-  }
-
-  /**
-   * The idle deadline a save at `t` gives a stored session: moved only when
-   * it moves by more than `touchAfter` (so most requests write no expiry and
-   * send no cookie), never past the absolute deadline.
-   */
-  private nextExpiry(loaded: Loaded<A>, t: number): number {
-    return Core.nextExpiry(
-      this.config.timeouts,
-      { expiresAt: loaded.expiresAt, absoluteExpiresAt: loaded.envelope.absoluteExpiresAt },
-      t
-    )
-  }
-
-  /** The cookie of a stored session whose deadline is `expiresAt`: sent only when it moved. */
-  cookieFor(loaded: Loaded<A>, expiresAt: number): CookieAction {
-    return expiresAt !== loaded.expiresAt && Option.isSome(this.clientId)
-      ? { _tag: "Set", id: this.clientId.value, expiresAt }
-      : noCookie
-  }
-
-  private touch(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
-    const expiresAt = this.nextExpiry(loaded, t)
-    if (expiresAt === loaded.expiresAt) return Effect.succeed(noCookie)
-    return Effect.map(this.store.touch(loaded.key, expiresAt), (live) => live ? this.cookieFor(loaded, expiresAt) : noCookie)
-  }
-
-  /** Runs `f` when the earlier saves of this process to `key` are done. */
-  private inLane<B, E>(key: StorageKey, f: (lane: Lane) => Effect.Effect<B, E>): Effect.Effect<B, E> {
-    return withLane(this.store, key, f)
-  }
-
-  /**
    * An update, written together with the updates of this process to the
-   * same session that wait with it (group commit): one fiber takes every
-   * update queued in the lane, replays their operations in order over the
-   * newest data it knows, and writes the result with one compare-and-set.
-   * A burst of writes to one session costs a few round trips instead of one
-   * each, and no request's writes can be lost to another's. An encoding
-   * failure (`SessionTooLarge`, a schema refinement) is one request's own:
-   * the group is then written one update at a time, so only that request
-   * fails.
+   * same session that wait with it (group commit, the core's `UpdateQueue`
+   * and group rules): one fiber takes the queued updates group by group and
+   * writes each group with one compare-and-set (`writeQueued`). A burst of
+   * writes to one session costs a few round trips instead of one each, and
+   * no request's writes can be lost to another's.
    */
   private updateInGroup(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
     const store = this.store
+    const key = keyOf(loaded)
     return Effect.flatMap(Deferred.make<CookieAction, SessionError>(), (done) =>
       Effect.suspend(() => {
-        const { lane, release } = joinLane(store, loaded.key)
-        lane.queue.push({ session: this, loaded, t, done })
+        const { lane, release } = joinLane(store, key)
         // the writer runs on its own fiber: an interrupted request (a client
         // that went away) does not stop the writes of the others
-        const write = lane.writing ? Effect.void : Effect.asVoid(Effect.forkDaemon(writeQueued(store, loaded.key)))
-        lane.writing = true
+        const start = lane.updates.enqueue({ session: this, request: this.state, loaded, t, done })
+        const write = start ? Effect.asVoid(Effect.forkDaemon(writeQueued(store, key))) : Effect.void
         return Effect.ensuring(Effect.zipRight(write, Deferred.await(done)), Effect.sync(release))
       }))
-  }
-
-  /**
-   * The updates of a group, written with one compare-and-set over the newest
-   * data: replayed again over a concurrent writer's data (another process)
-   * until the conflict budget is spent.
-   */
-  writeGroup(lane: Lane, group: ReadonlyArray<GroupedUpdate>): Effect.Effect<GroupOutcome, SessionError> {
-    const config = this.config
-    const budget = new ConflictBudget(config)
-    const t = Math.max(...group.map((update) => update.t))
-    const newest = group.reduce((a, b) => b.loaded.version > a.loaded.version ? b : a).loaded as Loaded<A>
-    const attempt = (current: Loaded<A>): Effect.Effect<GroupOutcome, SessionError> => {
-      let data = current.envelope.data
-      for (const update of group) data = applyOps(config, data, update.session.ops as ReadonlyArray<Op<A>>)
-      const envelope: Envelope<A> = { ...current.envelope, data }
-      const fingerprint = config.codec.fingerprintEither(data)
-      if (Either.isLeft(fingerprint)) return Effect.fail(fingerprint.left)
-      const emptied = fingerprint.right === config.emptyFingerprint && Option.isNone(envelope.principal)
-      const expiresAt = this.nextExpiry(current, t)
-      let write: TextWrite
-      if (emptied) {
-        write = tombstoneWrite(null, Core.tombstoneExpiry(current.expiresAt, t))
-      } else {
-        const text = config.codec.encodeText(envelope)
-        if (Either.isLeft(text)) return Effect.fail(text.left)
-        write = new TextWrite(text.right, expiresAt, envelope.principal)
-      }
-      return Effect.flatMap(casOutcome(this.store.update(current.key, write, current.version)), (outcome) => {
-        switch (outcome) {
-          case "Written":
-            if (emptied) {
-              lane.last = ended
-              return Effect.as(this.store.remove(current.key), groupEmptied)
-            }
-            lane.last = {
-              config,
-              loaded: { key: current.key, version: current.version + 1, expiresAt, envelope, text: write.text }
-            }
-            return Effect.succeed<GroupOutcome>({ _tag: "Written", expiresAt })
-          case "Missing":
-            // removed or expired meanwhile (a logout won the race): never recreate it
-            lane.last = ended
-            return groupDropped
-          case "VersionMismatch":
-            return Effect.flatMap(this.afterMismatch(budget, current.key), (fresh) => {
-              if (Option.isNone(fresh)) {
-                lane.last = ended
-                return groupDropped
-              }
-              return attempt(fresh.value)
-            })
-        }
-      })
-    }
-    const handed = handoff(lane, config, newest)
-    if (handed === "Ended") return groupDropped
-    return attempt(handed ?? newest)
-  }
-
-  /** The cookie of this request after its group was written. */
-  cookieAfter(loaded: Loaded<A>, outcome: GroupOutcome): CookieAction {
-    switch (outcome._tag) {
-      case "Written":
-        return this.cookieFor(loaded, outcome.expiresAt)
-      case "Emptied":
-        return expired
-      case "Dropped":
-        return noCookie
-    }
   }
 }
 
 const constVoid = (): void => undefined
 
-/** What the write of a group of updates did. */
-type GroupOutcome =
-  | { readonly _tag: "Written"; readonly expiresAt: number }
-  | { readonly _tag: "Emptied" }
-  | { readonly _tag: "Dropped" }
+/**
+ * What one request did with its session (the core's).
+ *
+ * @internal
+ */
+export type RequestState<A> = Request.RequestState<A>
 
-const groupEmptied: GroupOutcome = { _tag: "Emptied" }
+/** @internal */
+export const principalOf = (state: Request.RequestState<any>): Option.Option<string> => Option.fromNullable(state.principal)
 
-const groupDropped: Effect.Effect<GroupOutcome> = Effect.as(
+/** @internal */
+export const idOf = (state: Request.RequestState<any>): SessionId => state.id() as SessionId
+
+/** The core's cookie decision as the response applies it (its id is a session id). */
+const cookieAction = (decision: Save.CookieDecision | { readonly id: string; readonly expiresAt: number } | undefined): CookieAction =>
+  decision === undefined
+    ? noCookie
+    : "_tag" in decision
+    ? decision as CookieAction
+    : { _tag: "Set", id: decision.id as SessionId, expiresAt: decision.expiresAt }
+
+/** Whether `data` is the empty session and no principal is bound. */
+const isEmpty = <A>(config: Config<A>, data: A, principal: string | null): Either.Either<boolean, SessionError> =>
+  Either.map(config.codec.fingerprintEither(data), (json) => json === config.emptyFingerprint && principal === null)
+
+// --- Group commit ------------------------------------------------------------
+
+/** An update waiting in its lane to be written with the others. */
+interface Waiting extends Save.GroupMember<any> {
+  readonly session: RequestSession<any>
+  readonly done: Deferred.Deferred<CookieAction, SessionError>
+}
+
+/** Updates of one session definition form a group: another's data cannot be replayed over it. */
+const sameDefinition = (first: Waiting, other: Waiting): boolean => first.session.config === other.session.config
+
+const dropped: Effect.Effect<Save.GroupOutcome> = Effect.as(
   Effect.logDebug("effect-session: the session was removed during the request; its writes are dropped"),
   { _tag: "Dropped" } as const
 )
 
 /**
+ * The updates of a group, written with one compare-and-set over the newest
+ * data (the core's `groupStart`, `replayGroup`, `updateRecord`,
+ * `afterUpdate`): replayed again over a concurrent writer's data (another
+ * process) until the conflict budget is spent.
+ */
+const writeGroup = <A>(
+  config: Config<A>,
+  store: SessionStore["Type"],
+  lane: Lane,
+  group: ReadonlyArray<Save.GroupMember<A>>
+): Effect.Effect<Save.GroupOutcome, SessionError> => {
+  const budget = new ConflictBudget(config)
+  const { base: newest, t } = Save.groupStart(group)
+  const attempt = (base: Loaded<A>): Effect.Effect<Save.GroupOutcome, SessionError> => {
+    const key = keyOf(base)
+    const data = Save.replayGroup(group, base.data)
+    const emptied = isEmpty(config, data, base.principal)
+    if (Either.isLeft(emptied)) return Effect.fail(emptied.left)
+    const plan = Save.updateRecord(emptied.right, base, Core.nextExpiry(config.timeouts, base, t), t)
+    let write: TextWrite
+    if (plan._tag === "Tombstone") {
+      write = tombstoneWrite(plan.record)
+    } else {
+      const text = config.codec.encodeText(envelopeOf(base, data, base.principal))
+      if (Either.isLeft(text)) return Effect.fail(text.left)
+      write = new TextWrite(text.right, plan.expiresAt, Option.fromNullable(base.principal))
+    }
+    return Effect.flatMap(casOutcome(store.update(key, write, base.version)), ({ outcome, version }) => {
+      const next = Save.afterUpdate(outcome, plan._tag === "Tombstone")
+      switch (next) {
+        case "Saved":
+          lane.last = leave(config, Save.savedSession(base, { version, expiresAt: write.expiresAt, data, text: write.text }))
+          return Effect.succeed(Save.groupOutcome(next, write.expiresAt))
+        case "Ended":
+          lane.last = ended
+          return Effect.as(store.remove(key), Save.groupOutcome(next, write.expiresAt))
+        case "Dropped":
+          // removed or expired meanwhile (a logout won the race): never recreate it
+          lane.last = ended
+          return dropped
+        case "Replay":
+          return Effect.flatMap(Effect.zipRight(budget.next, loadLive(config, store, key)), (fresh) => {
+            if (fresh !== undefined) return attempt(fresh)
+            lane.last = ended
+            return dropped
+          })
+      }
+    })
+  }
+  const handed = handoff(lane, config, newest)
+  return handed === ended ? dropped : attempt(handed ?? newest)
+}
+
+/**
  * Writes the updates queued in the lane of `key`, group after group, until
- * none is left: each group is the updates queued by then (of one session
- * definition), written with one compare-and-set in the lane's turn. A group
- * whose data cannot be encoded is written one update at a time, so that only
- * the update at fault fails.
+ * none is left (the core's `UpdateQueue`), in the lane's turn. A group whose
+ * data cannot be encoded is written one update at a time, so that only the
+ * update at fault fails (`Save.afterGroupFailure`).
  */
 const writeQueued = (store: SessionStore["Type"], key: StorageKey): Effect.Effect<void> =>
   withLane(store, key, (lane) =>
     Effect.gen(function*() {
       while (true) {
-        // (checked and given up in one synchronous step: an update queued
-        // after this starts a writer of its own)
-        if (lane.queue.length === 0) {
-          lane.writing = false
-          return
-        }
-        const first = lane.queue[0]
-        const config = first.session.config
-        let size = 1
-        while (size < lane.queue.length && lane.queue[size].session.config === config) size++
-        const group = lane.queue.splice(0, size)
-        const outcome = yield* Effect.exit(first.session.writeGroup(lane, group))
+        const group = lane.updates.nextGroup(sameDefinition)
+        if (group === undefined) return
+        const config = group[0].session.config
+        const outcome = yield* Effect.exit(writeGroup(config, store, lane, group))
         if (Exit.isSuccess(outcome)) {
-          for (const update of group) {
-            Deferred.unsafeDone(update.done, Exit.succeed(update.session.cookieAfter(update.loaded, outcome.value)))
+          for (const member of group) {
+            Deferred.unsafeDone(member.done, Exit.succeed(cookieAction(Save.cookieAfterGroup(member, outcome.value))))
           }
-        } else if (group.length > 1 && isEncodingFailure(outcome.cause)) {
-          for (const update of group) {
-            const alone = yield* Effect.exit(update.session.writeGroup(lane, [update]))
-            Deferred.unsafeDone(
-              update.done,
-              Exit.map(alone, (outcome) => update.session.cookieAfter(update.loaded, outcome))
-            )
+        } else if (Save.afterGroupFailure(group.length, isEncodingFailure(outcome.cause)) === "OneAtATime") {
+          for (const member of group) {
+            const alone = yield* Effect.exit(writeGroup(config, store, lane, [member]))
+            Deferred.unsafeDone(member.done, Exit.map(alone, (outcome) => cookieAction(Save.cookieAfterGroup(member, outcome))))
           }
         } else {
-          for (const update of group) Deferred.unsafeDone(update.done, Exit.failCause(outcome.cause))
+          for (const member of group) Deferred.unsafeDone(member.done, Exit.failCause(outcome.cause))
         }
       }
     }).pipe(
@@ -821,8 +676,7 @@ const writeQueued = (store: SessionStore["Type"], key: StorageKey): Effect.Effec
       Effect.onExit((exit) =>
         Effect.sync(() => {
           if (Exit.isSuccess(exit)) return
-          lane.writing = false
-          for (const update of lane.queue.splice(0)) Deferred.unsafeDone(update.done, exit as Exit.Exit<never, never>)
+          for (const member of lane.updates.abandon()) Deferred.unsafeDone(member.done, exit as Exit.Exit<never, never>)
         })
       )
     ))
@@ -833,82 +687,79 @@ const isEncodingFailure = (cause: Cause.Cause<SessionError>): boolean =>
     (error) => error._tag === "SessionTooLarge" || error._tag === "SessionEncodeError"
   )
 
-const expired: CookieAction = { _tag: "Expire" }
+// --- The store's answers -------------------------------------------------------
 
-/** The record that replaces a session that moved to `movedTo` or ended (`null`): no data, no principal. */
-const tombstoneWrite = (movedTo: StorageKey | null, expiresAt: number): TextWrite =>
-  new TextWrite(tombstoneText(movedTo), expiresAt, Option.none())
-
-/** What a session needs of a stored record to end it. */
-interface RawState {
-  readonly version: number
-  readonly expiresAt: number
-  /** Where a moved session went (`null`: ended, or a live session). */
-  readonly movedTo: StorageKey | null
-}
+/** A tombstone as the store writes it: no principal (it leaves the index). */
+const tombstoneWrite = (record: Save.TombstoneRecord): TextWrite => new TextWrite(record.text, record.expiresAt, Option.none())
 
 /** The tombstone in a record, or `undefined` when it is a session. */
-const tombstoneOf = (record: SessionRecord): RawState | undefined => {
+const tombstoneOf = (record: SessionRecord): Save.StoredState | undefined => {
   const tombstone = readTombstone(record)
-  return tombstone === undefined ? undefined : {
-    version: record.version,
-    expiresAt: record.expiresAt,
-    movedTo: tombstone.movedTo === null ? null : Id.unsafeStorageKey(tombstone.movedTo)
-  }
+  return tombstone === undefined
+    ? undefined
+    : { version: record.version, expiresAt: record.expiresAt, movedTo: tombstone.movedTo }
 }
 
+/** A stored record as the core's ending sees it. */
+const storedState = (record: SessionRecord): Save.StoredState =>
+  tombstoneOf(record) ?? { version: record.version, expiresAt: record.expiresAt, movedTo: null }
+
 /**
- * Ends the session stored under `key`: a compare-and-set to an ended
- * tombstone on the version last seen (retried on the newest version when
- * a concurrent writer won: the logout always wins), then the session it had
- * moved to, then the record itself. A few hops at most: each hop is a
- * `regenerate` that raced this logout.
+ * Ends the session stored under `key`, `hops` moves away from where the
+ * request started: runs the core's steps (`Save.nextEndStep`) against the
+ * store — a compare-and-set to an ended tombstone (the logout always wins),
+ * the session it had moved to, then the record itself.
  */
 const endSession = <A>(
   config: Config<A>,
   store: SessionStore["Type"],
   lane: Lane,
   key: StorageKey,
-  known: RawState | undefined,
+  known: Save.StoredState | undefined,
   t: number,
   hops: number
 ): Effect.Effect<void, SessionError> =>
   Effect.gen(function*() {
     lane.last = ended
     const budget = new ConflictBudget(config)
-    let state = known
-    while (true) {
-      if (state === undefined) {
-        const record = yield* store.load(key)
-        if (Option.isNone(record)) return
-        state = tombstoneOf(record.value) ??
-          { version: record.value.version, expiresAt: record.value.expiresAt, movedTo: null }
+    let step = Save.nextEndStep({ _tag: "Start", known }, t, hops)
+    while (step._tag !== "Done") {
+      switch (step._tag) {
+        case "Load": {
+          const record = yield* store.load(key)
+          step = Save.nextEndStep({ _tag: "Loaded", state: Option.isSome(record) ? storedState(record.value) : undefined }, t, hops)
+          break
+        }
+        case "WriteTombstone": {
+          const { outcome } = yield* casOutcome(store.update(key, tombstoneWrite(step.record), step.state.version))
+          if (outcome === "Written" && hops === 0) yield* Metric.increment(revokedBy.logout)
+          step = Save.nextEndStep({ _tag: "Wrote", outcome, state: step.state }, t, hops)
+          break
+        }
+        case "Pause":
+          yield* budget.next
+          step = Save.nextEndStep({ _tag: "Paused" }, t, hops)
+          break
+        case "EndMoved": {
+          const movedTo = Id.unsafeStorageKey(step.key)
+          yield* withLane(store, movedTo, (next) => endSession(config, store, next, movedTo, undefined, t, hops + 1))
+          step = Save.nextEndStep({ _tag: "EndedMoved" }, t, hops)
+          break
+        }
+        case "Remove":
+          yield* store.remove(key)
+          return
       }
-      const outcome = yield* casOutcome(
-        store.update(key, tombstoneWrite(null, Core.tombstoneExpiry(state.expiresAt, t)), state.version)
-      )
-      if (outcome === "Missing") return
-      if (outcome === "Written") {
-        if (hops === 0) yield* Metric.increment(revokedBy.logout)
-        break
-      }
-      yield* budget.next
-      state = undefined
     }
-    if (state.movedTo !== null && hops < 8) {
-      const movedTo = state.movedTo
-      yield* withLane(store, movedTo, (next) => endSession(config, store, next, movedTo, undefined, t, hops + 1))
-    }
-    yield* store.remove(key)
   })
 
-/** A compare-and-set's outcome, a conflict being an answer rather than an error. */
+/** A compare-and-set's outcome (and the new version when written): a conflict is an answer, not an error. */
 const casOutcome = (
   update: Effect.Effect<number, SessionConflict | SessionStoreError>
-): Effect.Effect<"Written" | "Missing" | "VersionMismatch", SessionStoreError> =>
-  Effect.catchAll(Effect.as(update, "Written" as const), (error) =>
+): Effect.Effect<{ readonly outcome: Save.CasOutcome; readonly version: number }, SessionStoreError> =>
+  Effect.catchAll(Effect.map(update, (version) => ({ outcome: "Written" as const, version })), (error) =>
     error._tag === "SessionConflict"
-      ? Effect.succeed(error.reason === "VersionMismatch" ? "VersionMismatch" as const : "Missing" as const)
+      ? Effect.succeed({ outcome: error.reason === "VersionMismatch" ? "VersionMismatch" as const : "Missing" as const, version: 0 })
       : Effect.fail(error))
 
 /** Inserts under a freshly generated id; 256 random bits do not collide, so a conflict is a defect. */
@@ -924,11 +775,10 @@ const insertFresh = (
   )
 
 /**
- * The replays of one save over writers of other processes: each waits a
- * jittered, growing pause (1–2 ms, 2–4 ms, … up to 50–100 ms); once
- * `conflictTimeout` has passed since the first conflict (or
- * `maxConflictRetries` replays were made), the save fails with
- * `SessionConflict`.
+ * The replays of one save over writers of other processes: each waits the
+ * core's jittered, growing pause; once the core says the budget is spent
+ * (`conflictTimeout` since the first conflict, or `maxConflictRetries`
+ * replays), the save fails with `SessionConflict`.
  */
 class ConflictBudget {
   constructor(readonly config: Pick<Config<unknown>, "conflictMillis" | "maxConflictRetries">) {}
@@ -955,39 +805,28 @@ class ConflictBudget {
 
 // --- Lanes: the saves of one process to one storage key take turns ---------
 
-/** What the last save in a lane left stored. */
-type LaneState = { readonly config: Config<any>; readonly loaded: Loaded<any> } | typeof ended | undefined
-
 const ended = "Ended" as const
 
-/** @internal */
-export interface Lane {
-  readonly semaphore: Semaphore
-  /** Saves waiting for or holding the lane. */
-  users: number
-  /** What the last save in this lane stored, handed to the next. */
-  last: LaneState
-  /** Updates waiting to be written together (group commit). */
-  readonly queue: Array<GroupedUpdate>
-  /** Whether a fiber is writing the queue. */
-  writing: boolean
-}
+/** What a save leaves in its lane for the next one: the session it stored, or that it ended it. */
+type LaneLast = { readonly version: number; readonly config: Config<any>; readonly loaded: Loaded<any> } | typeof ended
 
-/** An update waiting in its lane to be written with the others. */
-interface GroupedUpdate {
-  readonly session: RequestSession<any>
-  readonly loaded: Loaded<any>
-  readonly t: number
-  readonly done: Deferred.Deferred<CookieAction, SessionError>
-}
+/** One storage key's saves in this process (the core's lanes, with Effect's semaphore as the lock). */
+type Lane = Lanes.Lane<Semaphore, LaneLast, Waiting>
 
-const lanesByStore = new WeakMap<SessionStore["Type"], Map<StorageKey, Lane>>()
+const lanesByStore = new WeakMap<SessionStore["Type"], Lanes.Lanes<Semaphore, LaneLast, Waiting>>()
 
 /**
- * Runs `f` once the saves of this process to `key` that came first are done.
- * A lane exists only while a save of its key waits or runs: nothing is kept
- * for a key once its last save is done.
+ * One more user of the lane of `key` (a save, or a request that loaded the
+ * session and may save it: the lane, and the state the last save handed
+ * over, live as long as one of them); `release` (idempotent) ends it.
  */
+const joinLane = (store: SessionStore["Type"], key: StorageKey) => {
+  let lanes = lanesByStore.get(store)
+  if (lanes === undefined) lanesByStore.set(store, lanes = new Lanes.Lanes(() => Effect.unsafeMakeSemaphore(1)))
+  return lanes.join(key)
+}
+
+/** Runs `f` once the saves of this process to `key` that came first are done. */
 const withLane = <B, E>(
   store: SessionStore["Type"],
   key: StorageKey,
@@ -995,47 +834,18 @@ const withLane = <B, E>(
 ): Effect.Effect<B, E> =>
   Effect.suspend(() => {
     const { lane, release } = joinLane(store, key)
-    return Effect.ensuring(lane.semaphore.withPermits(1)(Effect.suspend(() => f(lane))), Effect.sync(release))
+    return Effect.ensuring(lane.lock.withPermits(1)(Effect.suspend(() => f(lane))), Effect.sync(release))
   })
 
-/**
- * Counts one more user of the lane of `key` (a save, or a request that
- * loaded the session and may save it: the lane, and the state the last save
- * handed over, live as long as one of them); `release` (idempotent) ends it.
- */
-const joinLane = (store: SessionStore["Type"], key: StorageKey): { readonly lane: Lane; readonly release: () => void } => {
-  let lanes = lanesByStore.get(store)
-  if (lanes === undefined) lanesByStore.set(store, lanes = new Map())
-  let lane = lanes.get(key)
-  if (lane === undefined) {
-    lanes.set(key, lane = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0, last: undefined, queue: [], writing: false })
-  }
-  const held = lane
-  const map = lanes
-  held.users++
-  let released = false
-  return {
-    lane: held,
-    release: () => {
-      if (released) return
-      released = true
-      if (--held.users === 0 && map.get(key) === held) map.delete(key)
-    }
-  }
-}
-
-/**
- * The session the previous save in the lane left, when it is newer than
- * what this request loaded (so its compare-and-set would lose for certain):
- * the request replays over it without a failed round trip. `"Ended"` when a
- * save before it ended the session.
- */
+/** What the previous save in the lane left, when this request should start from it (the core decides). */
 const handoff = <A>(lane: Lane, config: Config<A>, loaded: Loaded<A>): Loaded<A> | typeof ended | undefined => {
   const last = lane.last
-  if (last === ended) return ended
-  if (last === undefined || last.config !== config || last.loaded.version <= loaded.version) return undefined
-  return last.loaded as Loaded<A>
+  const handed = Save.handoffFrom(last === ended || last?.config === config ? last : undefined, loaded.version)
+  return handed === undefined || handed === ended ? handed : handed.loaded as Loaded<A>
 }
+
+/** What a save leaves in the lane for the next one. */
+const leave = <A>(config: Config<A>, loaded: Loaded<A>): LaneLast => ({ version: loaded.version, config, loaded })
 
 /**
  * How many storage keys of `store` have saves waiting or running in this
@@ -1084,63 +894,63 @@ export const removeAllUntilNone = (
   return Effect.tap(pass(0, 1), (removed) => Metric.incrementBy(revokedBy.revokeAll, removed))
 }
 
-/** Loads a record and decodes it; dead, ended or undecodable sessions are absent. */
+// --- Loading -------------------------------------------------------------------
+
+// the stored values stay out of the log (they are personal data): the key's
+// prefix locates the record for whoever may read it
+const logUndecodable = (key: StorageKey): Effect.Effect<void> =>
+  Effect.zipRight(
+    Metric.increment(SessionMetrics.undecodable),
+    Effect.logWarning(
+      `effect-session: stored session ${Id.logPrefix(key)}… is undecodable (not this session's envelope or schema); starting a new one`
+    )
+  )
+
+/** Loads a live session; dead, ended and undecodable ones are absent. */
 const loadLive = <A>(
   config: Config<A>,
   store: SessionStore["Type"],
   key: StorageKey
-): Effect.Effect<Option.Option<Loaded<A>>, SessionError> =>
-  Effect.flatMap(store.load(key), (record) => {
-    if (Option.isNone(record)) return Effect.succeedNone
-    return Effect.clockWith((clock) => {
+): Effect.Effect<Loaded<A> | undefined, SessionError> =>
+  Effect.flatMap(store.load(key), (record) =>
+    Option.isNone(record) ? Effect.succeed(undefined) : Effect.clockWith((clock) => {
       const decoded = decodeRecord(config, key, record.value, clock.unsafeCurrentTimeMillis())
-      switch (decoded._tag) {
-        case "Undecodable":
-          return Effect.as(decoded.log, Option.none())
-        case "Tombstone":
-          return Effect.succeedNone
-        case "Decoded":
-          return Effect.succeed(decoded.loaded)
-      }
-    })
-  })
+      if (decoded._tag === "Live") return Effect.succeed(decoded.loaded)
+      return decoded._tag === "Undecodable" ? Effect.as(logUndecodable(key), undefined) : Effect.succeed(undefined)
+    }))
 
 type Decoded<A> =
-  | { readonly _tag: "Decoded"; readonly loaded: Option.Option<Loaded<A>> }
-  | { readonly _tag: "Tombstone"; readonly tombstone: RawState }
-  | { readonly _tag: "Undecodable"; readonly log: Effect.Effect<void> }
+  | { readonly _tag: "Live"; readonly loaded: Loaded<A> }
+  | { readonly _tag: "Dead" }
+  | { readonly _tag: "Tombstone"; readonly state: Save.StoredState }
+  | { readonly _tag: "Undecodable" }
 
-/** A stored record as a live session (`None` when it is dead), synchronously. */
-const decodeRecord = <A>(
-  config: Config<A>,
-  key: StorageKey,
-  record: SessionRecord,
-  t: number
-): Decoded<A> => {
+/** A stored record as the request's start: a live session, a dead one, a tombstone, or undecodable. */
+const decodeRecord = <A>(config: Config<A>, key: StorageKey, record: SessionRecord, t: number): Decoded<A> => {
   const decoded = record.text !== undefined ? config.codec.decodeString(record.text) : config.codec.decodeText(record.data)
   if (Either.isLeft(decoded)) {
-    const tombstone = tombstoneOf(record)
-    if (tombstone !== undefined) return { _tag: "Tombstone", tombstone }
-    return {
-      _tag: "Undecodable",
-      // the stored values stay out of the log (they are personal data):
-      // the key's prefix locates the record for whoever may read it
-      log: Effect.zipRight(
-        Metric.increment(SessionMetrics.undecodable),
-        Effect.logWarning(
-          `effect-session: stored session ${Id.logPrefix(key)}… is undecodable (not this session's envelope or schema); starting a new one`
-        )
-      )
-    }
+    const state = tombstoneOf(record)
+    return state === undefined ? { _tag: "Undecodable" } : { _tag: "Tombstone", state }
   }
   const { envelope, text } = decoded.right
   const stored = { expiresAt: record.expiresAt, createdAt: envelope.createdAt, absoluteExpiresAt: envelope.absoluteExpiresAt }
-  if (!Core.isLive(config.timeouts, stored, t)) return { _tag: "Decoded", loaded: Option.none() }
+  if (!Core.isLive(config.timeouts, stored, t)) return dead
   return {
-    _tag: "Decoded",
-    loaded: Option.some({ key, version: record.version, expiresAt: record.expiresAt, envelope, text })
+    _tag: "Live",
+    loaded: {
+      key,
+      version: record.version,
+      expiresAt: record.expiresAt,
+      createdAt: envelope.createdAt,
+      absoluteExpiresAt: envelope.absoluteExpiresAt,
+      principal: Option.getOrNull(envelope.principal),
+      data: envelope.data,
+      text
+    }
   }
 }
+
+const dead: Decoded<never> = { _tag: "Dead" }
 
 /** @internal */
 export const applyCookie = <A>(
@@ -1163,29 +973,27 @@ export const applyCookie = <A>(
 
 /**
  * A response that sets or expires the session cookie must not be kept by a
- * shared cache (which would hand the cookie to other users): `private` is
- * added when the app set no `Cache-Control`, and replaces `public` (and any
- * `s-maxage`) in one it set; `private` or `no-store` already there are kept.
+ * shared cache (which would hand the cookie to other users): the core's rule
+ * (`Cookie.privateCacheControl`).
  *
  * @internal
  */
-export const privateCache = (response: HttpServerResponse.HttpServerResponse): HttpServerResponse.HttpServerResponse => {
-  const current = response.headers["cache-control"]
-  if (current === undefined || current.trim() === "") return HttpServerResponse.setHeader(response, "cache-control", "private")
-  const directives = current.split(",").map((d) => d.trim()).filter((d) => d !== "")
-  const names = directives.map((d) => d.split("=")[0].trim().toLowerCase())
-  if (names.includes("no-store") || names.includes("private")) return response
-  const kept = directives.filter((_, i) => names[i] !== "public" && names[i] !== "s-maxage")
-  return HttpServerResponse.setHeader(response, "cache-control", ["private", ...kept].join(", "))
-}
+export const privateCache = (response: HttpServerResponse.HttpServerResponse): HttpServerResponse.HttpServerResponse =>
+  withHeader(response, "cache-control", Cookie.privateCacheControl(response.headers["cache-control"]))
 
-/** @internal */
-export const addVary = (response: HttpServerResponse.HttpServerResponse): HttpServerResponse.HttpServerResponse => {
-  const vary = response.headers["vary"]
-  if (vary === undefined || vary === "") return HttpServerResponse.setHeader(response, "vary", "Cookie")
-  if (vary.split(",").some((v) => { const s = v.trim().toLowerCase(); return s === "cookie" || s === "*" })) return response
-  return HttpServerResponse.setHeader(response, "vary", `${vary}, Cookie`)
-}
+/**
+ * A response that depends on the session varies on `Cookie` (the core's rule).
+ *
+ * @internal
+ */
+export const addVary = (response: HttpServerResponse.HttpServerResponse): HttpServerResponse.HttpServerResponse =>
+  withHeader(response, "vary", Cookie.varyOnCookie(response.headers["vary"]))
+
+const withHeader = (
+  response: HttpServerResponse.HttpServerResponse,
+  name: string,
+  value: string | undefined
+): HttpServerResponse.HttpServerResponse => value === undefined ? response : HttpServerResponse.setHeader(response, name, value)
 
 /**
  * The commit after the app answered with the session used, and its cookie.
@@ -1277,13 +1085,13 @@ export const middleware = <Self, A>(
     const run = Effect.matchCauseEffect(app, {
       // a failed request saves nothing, but a logout in it still holds
       onFailure: (cause) =>
-        session.invalidated ? Effect.zipRight(session.revokeAfterFailure(cause), Effect.failCause(cause)) : Effect.failCause(cause),
+        session.state.invalidated ? Effect.zipRight(session.revokeAfterFailure(cause), Effect.failCause(cause)) : Effect.failCause(cause),
       onSuccess: (appResponse) => {
-        if (!session.used) return Effect.succeed(appResponse)
+        if (!session.state.used) return Effect.succeed(appResponse)
         const response = addVary(appResponse)
         // an error response saves nothing (but a logout); a read-only request has nothing to save
         if (response.status >= 500) {
-          return session.invalidated
+          return session.state.invalidated
             ? Effect.map(session.revokeAfterFailure(), (action) => applyCookie(config, response, action, session.committedAt))
             : Effect.succeed(response)
         }

@@ -10,7 +10,7 @@
 import type { Cookies } from "effect/http"
 import { HttpServerResponse } from "effect/http"
 import type { Cause } from "effect"
-import { Cause as C, Duration, Effect, Option, Random, Result, Semaphore } from "effect"
+import { Cause as C, Deferred, Duration, Effect, Exit, Option, Random, Result, Semaphore } from "effect"
 import * as Cookie from "../../../src/core/cookie.js"
 import { principalProblem } from "../../../src/core/principal.js"
 import { readTombstone } from "../../../src/core/record.js"
@@ -225,9 +225,9 @@ const ended = "Ended" as const
 type LaneLast = { readonly version: number; readonly config: Config<any>; readonly loaded: Loaded<any> } | typeof ended
 
 /** One storage key's saves in this process (the core's lanes, with Effect's semaphore as the lock). */
-type Lane = Lanes.Lane<Semaphore.Semaphore, LaneLast>
+type Lane = Lanes.Lane<Semaphore.Semaphore, LaneLast, Waiting>
 
-const lanesByStore = new WeakMap<Store, Lanes.Lanes<Semaphore.Semaphore, LaneLast>>()
+const lanesByStore = new WeakMap<Store, Lanes.Lanes<Semaphore.Semaphore, LaneLast, Waiting>>()
 
 const joinLane = (store: Store, key: StorageKey) => {
   let lanes = lanesByStore.get(store)
@@ -250,7 +250,7 @@ const handoff = <A>(lane: Lane, config: Config<A>, loaded: Loaded<A>): Loaded<A>
 }
 
 /** What a save leaves in the lane for the next one. */
-const leave = <A>(config: Config<A>, loaded: Loaded<A>) => ({ version: loaded.version, config, loaded })
+const leave = <A>(config: Config<A>, loaded: Loaded<A>): LaneLast => ({ version: loaded.version, config, loaded })
 
 /**
  * How many storage keys of `store` have saves waiting or running in this
@@ -443,7 +443,7 @@ export class RequestSession<A> {
     }
     const plan = state.plan(
       (loaded) => answer(codec.unchanged(state.data, envelopeOf(loaded, loaded.data, loaded.principal), loaded.text)),
-      () => answer(this.isEmpty(state.data))
+      () => answer(isEmpty(this.config, state.data, state.principal))
     )
     if (failure !== undefined) return Effect.fail(failure)
     switch (plan._tag) {
@@ -451,10 +451,8 @@ export class RequestSession<A> {
         return Effect.succeed(noCookie)
       case "Touch":
         return this.touch(state.loaded!, t)
-      case "Update": {
-        const loaded = state.loaded!
-        return withLane(this.store, keyOf(loaded), (lane) => this.updateWithReplay(lane, loaded, t))
-      }
+      case "Update":
+        return this.updateInGroup(state.loaded!, t)
       case "Rotate": {
         const loaded = state.loaded!
         return withLane(this.store, keyOf(loaded), (lane) => this.rotate(lane, loaded, t))
@@ -465,11 +463,6 @@ export class RequestSession<A> {
           plan.insert ? this.insertNew(t) : Effect.succeed(plan.expireCookie ? expireCookie : noCookie)
         )
     }
-  }
-
-  /** Whether `data` is the empty session and no principal is bound. */
-  private isEmpty(data: A): Result.Result<boolean, SessionError> {
-    return Result.map(this.config.codec.fingerprint(data), (json) => json === this.config.emptyFingerprint && this.state.principal === null)
   }
 
   private cookieFor(stored: { readonly expiresAt: number }, expiresAt: number): CookieAction {
@@ -506,53 +499,23 @@ export class RequestSession<A> {
   }
 
   /**
-   * Writes the request's data over the loaded session with a compare-and-set;
-   * the core says what to write and what each answer means (`Save`).
+   * An update, written together with the updates of this process to the
+   * same session that wait with it (group commit, the core's `UpdateQueue`
+   * and group rules): one fiber takes the queued updates group by group and
+   * writes each group with one compare-and-set (`writeQueued`), so a burst of
+   * writes to one session costs a few round trips instead of one each.
    */
-  private updateWithReplay(lane: Lane, loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
-    const self = this
-    const { config, state, store } = this
-    const pause = replayBudget(config.budget)
-    return Effect.gen(function*() {
-      const handed = handoff(lane, config, loaded)
-      if (handed === ended) return yield* dropped
-      let base = handed ?? loaded
-      let data = handed === undefined ? state.data : state.replayOver(handed.data)
-      while (true) {
-        const principal = state.principal
-        const plan = Save.updateRecord(yield* Effect.fromResult(self.isEmpty(data)), base, state.nextExpiry(base, t), t)
-        const write: SessionWrite = plan._tag === "Tombstone"
-          ? tombstoneWrite(plan.record)
-          : {
-            text: yield* Effect.fromResult(config.codec.encodeText(envelopeOf(base, data, principal))),
-            expiresAt: plan.expiresAt,
-            principal: Option.fromNullishOr(principal)
-          }
-        const { outcome, version } = yield* casOutcome(store.update(keyOf(base), write, base.version))
-        switch (Save.afterUpdate(outcome, plan._tag === "Tombstone")) {
-          case "Saved":
-            state.data = data
-            lane.last = leave(config, { ...base, version, expiresAt: write.expiresAt, data, principal, text: write.text })
-            return self.cookieFor(base, write.expiresAt)
-          case "Ended":
-            lane.last = ended
-            yield* store.remove(keyOf(base))
-            return expireCookie
-          case "Dropped":
-            lane.last = ended
-            return yield* dropped
-          case "Replay": {
-            yield* pause
-            const fresh = yield* loadLive(config, store, keyOf(base))
-            if (fresh === undefined) {
-              lane.last = ended
-              return yield* dropped
-            }
-            base = fresh
-            data = state.replayOver(fresh.data)
-          }
-        }
-      }
+  private updateInGroup(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
+    const store = this.store
+    const key = keyOf(loaded)
+    return Effect.suspend(() => {
+      const done = Deferred.makeUnsafe<CookieAction, SessionError>()
+      const { lane, release } = joinLane(store, key)
+      // the writer runs on its own fiber: an interrupted request (a client
+      // that went away) does not stop the writes of the others
+      const start = lane.updates.enqueue({ session: this, request: this.state, loaded, t, done })
+      const write = start ? Effect.asVoid(Effect.forkDetach(writeQueued(store, key))) : Effect.void
+      return Effect.ensuring(Effect.andThen(write, Deferred.await(done)), Effect.sync(release))
     })
   }
 
@@ -606,10 +569,127 @@ export class RequestSession<A> {
   }
 }
 
-const dropped: Effect.Effect<CookieAction> = Effect.as(
+// --- Group commit ------------------------------------------------------------
+
+/** An update waiting in its lane to be written with the others. */
+interface Waiting extends Save.GroupMember<any> {
+  readonly session: RequestSession<any>
+  readonly done: Deferred.Deferred<CookieAction, SessionError>
+}
+
+/** Updates of one session definition form a group: another's data cannot be replayed over it. */
+const sameDefinition = (first: Waiting, other: Waiting): boolean => first.session.config === other.session.config
+
+const dropped: Effect.Effect<Save.GroupOutcome> = Effect.as(
   Effect.logDebug("effect-session: the session was removed during the request; its writes are dropped"),
-  noCookie
+  { _tag: "Dropped" } as const
 )
+
+/** The core's cookie decision as the response applies it (its id is a session id). */
+const cookieAction = (decision: Save.CookieDecision): CookieAction => decision as CookieAction
+
+/** Whether `data` is the empty session and no principal is bound. */
+const isEmpty = <A>(config: Config<A>, data: A, principal: string | null): Result.Result<boolean, SessionError> =>
+  Result.map(config.codec.fingerprint(data), (json) => json === config.emptyFingerprint && principal === null)
+
+/**
+ * The updates of a group, written with one compare-and-set over the newest
+ * data (the core's `groupStart`, `replayGroup`, `updateRecord`,
+ * `afterUpdate`): replayed again over a concurrent writer's data (another
+ * process) until the replay budget is spent.
+ */
+const writeGroup = <A>(
+  config: Config<A>,
+  store: Store,
+  lane: Lane,
+  group: ReadonlyArray<Save.GroupMember<A>>
+): Effect.Effect<Save.GroupOutcome, SessionError> => {
+  const pause = replayBudget(config.budget)
+  const { base: newest, t } = Save.groupStart(group)
+  return Effect.gen(function*() {
+    const handed = handoff(lane, config, newest)
+    if (handed === ended) return yield* dropped
+    let base = handed ?? newest
+    while (true) {
+      const key = keyOf(base)
+      const data = Save.replayGroup(group, base.data)
+      const plan = Save.updateRecord(yield* Effect.fromResult(isEmpty(config, data, base.principal)), base, Core.nextExpiry(config.timeouts, base, t), t)
+      const write: SessionWrite = plan._tag === "Tombstone"
+        ? tombstoneWrite(plan.record)
+        : {
+          text: yield* Effect.fromResult(config.codec.encodeText(envelopeOf(base, data, base.principal))),
+          expiresAt: plan.expiresAt,
+          principal: Option.fromNullishOr(base.principal)
+        }
+      const { outcome, version } = yield* casOutcome(store.update(key, write, base.version))
+      const next = Save.afterUpdate(outcome, plan._tag === "Tombstone")
+      switch (next) {
+        case "Saved":
+          lane.last = leave(config, Save.savedSession(base, { version, expiresAt: write.expiresAt, data, text: write.text }))
+          return Save.groupOutcome(next, write.expiresAt)
+        case "Ended":
+          lane.last = ended
+          yield* store.remove(key)
+          return Save.groupOutcome(next, write.expiresAt)
+        case "Dropped":
+          // removed or expired meanwhile (a logout won the race): never recreate it
+          lane.last = ended
+          return yield* dropped
+        case "Replay": {
+          yield* pause
+          const fresh = yield* loadLive(config, store, key)
+          if (fresh === undefined) {
+            lane.last = ended
+            return yield* dropped
+          }
+          base = fresh
+        }
+      }
+    }
+  })
+}
+
+const isEncodingFailure = (cause: Cause.Cause<SessionError>): boolean => {
+  const error = C.findErrorOption(cause)
+  return Option.isSome(error) && (error.value._tag === "SessionTooLarge" || error.value._tag === "SessionEncodeError")
+}
+
+/**
+ * Writes the updates queued in the lane of `key`, group after group, until
+ * none is left (the core's `UpdateQueue`), in the lane's turn. A group whose
+ * data cannot be encoded is written one update at a time, so that only the
+ * update at fault fails (`Save.afterGroupFailure`).
+ */
+const writeQueued = (store: Store, key: StorageKey): Effect.Effect<void> =>
+  withLane(store, key, (lane) =>
+    Effect.gen(function*() {
+      while (true) {
+        const group = lane.updates.nextGroup(sameDefinition)
+        if (group === undefined) return
+        const config = group[0].session.config
+        const outcome = yield* Effect.exit(writeGroup(config, store, lane, group))
+        if (Exit.isSuccess(outcome)) {
+          for (const member of group) {
+            Deferred.doneUnsafe(member.done, Exit.succeed(cookieAction(Save.cookieAfterGroup(member, outcome.value))))
+          }
+        } else if (Save.afterGroupFailure(group.length, isEncodingFailure(outcome.cause)) === "OneAtATime") {
+          for (const member of group) {
+            const alone = yield* Effect.exit(writeGroup(config, store, lane, [member]))
+            Deferred.doneUnsafe(member.done, Exit.map(alone, (outcome) => cookieAction(Save.cookieAfterGroup(member, outcome))))
+          }
+        } else {
+          for (const member of group) Deferred.doneUnsafe(member.done, Exit.failCause(outcome.cause))
+        }
+      }
+    }).pipe(
+      // a defect or an interruption must not leave the queued requests waiting
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          if (Exit.isSuccess(exit)) return
+          for (const member of lane.updates.abandon()) Deferred.doneUnsafe(member.done, exit as Exit.Exit<never, never>)
+        })
+      )
+    ))
 
 /**
  * `removeAll` until a pass finds nothing: a `login` that moved a session of
