@@ -8,8 +8,10 @@
  * @internal
  */
 import { generateId } from "./ids.js"
-import type { StoredState } from "./save.js"
-import { applyOps, type EmptySession, nextExpiry, type Op, planSave, type SavePlan, type Timeouts } from "./session.js"
+import type { CookieDecision, StoredState } from "./save.js"
+import { applyOps, type EmptySession, isLive, nextExpiry, type Op, planSave, type SavePlan, type Timeouts } from "./session.js"
+
+const noCookie: CookieDecision = { _tag: "None" }
 
 /**
  * A stored, live session as a request loaded it.
@@ -26,6 +28,35 @@ export interface LoadedSession<A> {
   readonly data: A
   /** The stored text, to tell whether a save changes it. */
   readonly text: string
+}
+
+/**
+ * A stored session as a request starts from it, at `t`: the record's
+ * version and idle deadline with what its envelope holds, or `undefined`
+ * when the session is dead (see `isLive`).
+ *
+ * @internal
+ */
+export const liveSession = <A>(
+  timeouts: Timeouts,
+  key: string,
+  record: { readonly version: number; readonly expiresAt: number },
+  envelope: { readonly createdAt: number; readonly absoluteExpiresAt: number; readonly data: A },
+  principal: string | null,
+  text: string,
+  t: number
+): LoadedSession<A> | undefined => {
+  const session = {
+    key,
+    version: record.version,
+    expiresAt: record.expiresAt,
+    createdAt: envelope.createdAt,
+    absoluteExpiresAt: envelope.absoluteExpiresAt,
+    principal,
+    data: envelope.data,
+    text
+  }
+  return isLive(timeouts, session, t) ? session : undefined
 }
 
 /**
@@ -139,8 +170,8 @@ export class RequestState<A, L extends LoadedSession<A> = LoadedSession<A>> {
   }
 
   /** The cookie of a stored session kept under the client's id: sent only when its deadline moved. */
-  cookieFor(stored: { readonly expiresAt: number }, expiresAt: number): { readonly id: string; readonly expiresAt: number } | undefined {
-    return expiresAt !== stored.expiresAt && this.clientId !== undefined ? { id: this.clientId, expiresAt } : undefined
+  cookieFor(stored: { readonly expiresAt: number }, expiresAt: number): CookieDecision {
+    return expiresAt !== stored.expiresAt && this.clientId !== undefined ? { _tag: "Set", id: this.clientId, expiresAt } : noCookie
   }
 
   /**

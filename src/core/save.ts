@@ -32,6 +32,17 @@ export interface StoredState {
 }
 
 /**
+ * What a stored record is to an ending, given the tombstone read from it
+ * (`undefined`: it holds a session, which ends from its own version).
+ *
+ * @internal
+ */
+export const storedState = (
+  record: { readonly version: number; readonly expiresAt: number },
+  tombstone: { readonly movedTo: string | null } | undefined
+): StoredState => ({ version: record.version, expiresAt: record.expiresAt, movedTo: tombstone === undefined ? null : tombstone.movedTo })
+
+/**
  * A tombstone as written: its text and its expiry (never later than the
  * session it replaces would have lived).
  *
@@ -305,9 +316,7 @@ const expireCookie: CookieDecision = { _tag: "Expire" }
  */
 export const cookieAfterGroup = <A, L extends LoadedSession<A>>(member: GroupMember<A, L>, outcome: GroupOutcome): CookieDecision => {
   if (outcome._tag === "Emptied") return expireCookie
-  if (outcome._tag === "Dropped") return noCookie
-  const cookie = member.request.cookieFor(member.loaded, outcome.expiresAt)
-  return cookie === undefined ? noCookie : { _tag: "Set", id: cookie.id, expiresAt: cookie.expiresAt }
+  return outcome._tag === "Dropped" ? noCookie : member.request.cookieFor(member.loaded, outcome.expiresAt)
 }
 
 /**

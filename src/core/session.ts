@@ -83,6 +83,35 @@ const hour = 60 * 60 * 1000
 export const defaultTouchAfter = (idleMillis: number): number => Math.min(idleMillis / 10, hour)
 
 /**
+ * The timeouts of a middleware from its options (`touchAfter` defaulted),
+ * refused with a `TypeError` when they cannot work: a misconfiguration
+ * fails when the middleware is built, never a request.
+ *
+ * @internal
+ */
+export const makeTimeouts = (idleMillis: number, absoluteMillis: number, touchAfterMillis: number | undefined): Timeouts => {
+  if (!(idleMillis > 0) || !(absoluteMillis > 0)) {
+    throw new TypeError("effect-session: idleTimeout and absoluteTimeout must be positive")
+  }
+  return { idleMillis, absoluteMillis, touchAfterMillis: touchAfterMillis ?? defaultTouchAfter(idleMillis) }
+}
+
+/**
+ * How long a save replays over writers of other processes, from the
+ * options (no limit on the count unless given), refused with a `TypeError`
+ * when negative.
+ *
+ * @internal
+ */
+export const makeReplayBudget = (
+  conflictMillis: number,
+  maxConflictRetries: number | undefined
+): { readonly conflictMillis: number; readonly maxConflictRetries: number } => {
+  if (!(conflictMillis >= 0)) throw new TypeError("effect-session: conflictTimeout must not be negative")
+  return { conflictMillis, maxConflictRetries: maxConflictRetries ?? Number.POSITIVE_INFINITY }
+}
+
+/**
  * Whether a stored session is alive at `t`: before its idle deadline, its
  * stored absolute deadline, and the absolute deadline today's
  * `absoluteTimeout` gives (so shortening it ends older sessions at once).

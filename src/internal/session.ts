@@ -42,24 +42,16 @@ export type Op<A> = Core.Op<A>
  */
 export interface Config<A> {
   readonly codec: SessionCodecImpl<A>
-  /** The empty session, for comparisons only: never handed to a handler. */
-  readonly empty: A
-  /** A new empty session, its default values made afresh. */
-  readonly makeEmpty: () => A
-  /** The empty session, as the core's replay takes it. */
-  readonly emptySession: Core.EmptySession<A>
+  /** The empty session, as the core takes it (`make` for a new session's data, made afresh). */
+  readonly empty: Core.EmptySession<A>
   readonly timeouts: Core.Timeouts
   readonly emptyFingerprint: string
   readonly storageKey: (id: SessionId) => StorageKey
   readonly cookieName: string
   readonly cookieOptions: NonNullable<Cookies.Cookie["options"]>
   readonly persistent: boolean
-  readonly idleMillis: number
-  readonly absoluteMillis: number
-  readonly touchAfterMillis: number
   /** How long a save replays over writers of other processes. */
-  readonly conflictMillis: number
-  readonly maxConflictRetries: number
+  readonly budget: { readonly conflictMillis: number; readonly maxConflictRetries: number }
 }
 
 /** @internal */
@@ -86,34 +78,22 @@ export const makeConfig = <A, I>(
   if (probe._tag === "Left") {
     throw new TypeError(`effect-session: invalid session cookie: ${probe.left.message}`)
   }
-  const idleMillis = Duration.toMillis(options?.idleTimeout ?? "14 days")
-  const absoluteMillis = Duration.toMillis(options?.absoluteTimeout ?? "30 days")
-  if (!(idleMillis > 0) || !(absoluteMillis > 0)) {
-    throw new TypeError("effect-session: idleTimeout and absoluteTimeout must be positive")
-  }
-  const touchAfterMillis = options?.touchAfter !== undefined
-    ? Duration.toMillis(options.touchAfter)
-    : Core.defaultTouchAfter(idleMillis)
+  const timeouts = Core.makeTimeouts(
+    Duration.toMillis(options?.idleTimeout ?? "14 days"),
+    Duration.toMillis(options?.absoluteTimeout ?? "30 days"),
+    options?.touchAfter !== undefined ? Duration.toMillis(options.touchAfter) : undefined
+  )
   const codec = Codec.makeImpl(schema, { maxSize: options?.maxSize })
-  const emptyFingerprint = Either.getOrThrow(codec.fingerprintEither(empty))
-  const conflictMillis = Duration.toMillis(options?.conflictTimeout ?? "5 seconds")
-  if (!(conflictMillis >= 0)) throw new TypeError("effect-session: conflictTimeout must not be negative")
   return {
     codec,
-    empty,
-    makeEmpty,
-    emptySession: { empty, make: makeEmpty },
-    timeouts: { idleMillis, absoluteMillis, touchAfterMillis },
-    emptyFingerprint,
+    empty: { empty, make: makeEmpty },
+    timeouts,
+    emptyFingerprint: Either.getOrThrow(codec.fingerprintEither(empty)),
     storageKey: Id.makeStorageKey(options?.pepper),
     cookieName,
     cookieOptions,
     persistent: cookie.persistent ?? true,
-    idleMillis,
-    absoluteMillis,
-    touchAfterMillis,
-    conflictMillis,
-    maxConflictRetries: options?.maxConflictRetries ?? Number.POSITIVE_INFINITY
+    budget: Core.makeReplayBudget(Duration.toMillis(options?.conflictTimeout ?? "5 seconds"), options?.maxConflictRetries)
   }
 }
 
@@ -130,11 +110,12 @@ const envelopeOf = <A>(loaded: Loaded<A>, data: A, principal: string | null): En
 
 const keyOf = (loaded: Loaded<unknown>): StorageKey => Id.unsafeStorageKey(loaded.key)
 
-/** @internal */
-export type CookieAction =
-  | { readonly _tag: "None" }
-  | { readonly _tag: "Set"; readonly id: SessionId; readonly expiresAt: number }
-  | { readonly _tag: "Expire" }
+/**
+ * What the response's cookie must do after a save (the core's decision).
+ *
+ * @internal
+ */
+export type CookieAction = Save.CookieDecision
 
 const noCookie: CookieAction = { _tag: "None" }
 const expired: CookieAction = { _tag: "Expire" }
@@ -177,7 +158,7 @@ export class RequestSession<A> implements SessionHandle<A> {
     /** Reads the client's id; called at most once, on first use. */
     readonly readId: () => Option.Option<SessionId>
   ) {
-    this.state = new Request.RequestState(config.emptySession, config.timeouts)
+    this.state = new Request.RequestState(config.empty, config.timeouts)
   }
 
   /** The time the save was computed at: cookie lifetimes count from it. */
@@ -435,7 +416,7 @@ export class RequestSession<A> implements SessionHandle<A> {
     if (expiresAt === loaded.expiresAt) return Effect.succeed(noCookie)
     return Effect.map(
       this.store.touch(keyOf(loaded), expiresAt),
-      (live) => live ? cookieAction(this.state.cookieFor(loaded, expiresAt)) : noCookie
+      (live) => live ? this.state.cookieFor(loaded, expiresAt) : noCookie
     )
   }
 
@@ -493,7 +474,7 @@ export class RequestSession<A> implements SessionHandle<A> {
       let moved = yield* encodeOver(base)
       yield* insertFresh(store, newKey, moved)
       let movedVersion = 1
-      const budget = new ConflictBudget(config)
+      const budget = new ConflictBudget(config.budget)
       while (true) {
         const pointer = tombstoneWrite(Save.tombstoneRecord(newKey, base.expiresAt, t))
         const { outcome } = yield* casOutcome(store.update(keyOf(base), pointer, base.version))
@@ -562,14 +543,6 @@ export const principalOf = (state: Request.RequestState<any>): Option.Option<str
 /** @internal */
 export const idOf = (state: Request.RequestState<any>): SessionId => state.id() as SessionId
 
-/** The core's cookie decision as the response applies it (its id is a session id). */
-const cookieAction = (decision: Save.CookieDecision | { readonly id: string; readonly expiresAt: number } | undefined): CookieAction =>
-  decision === undefined
-    ? noCookie
-    : "_tag" in decision
-    ? decision as CookieAction
-    : { _tag: "Set", id: decision.id as SessionId, expiresAt: decision.expiresAt }
-
 /** Whether `data` is the empty session and no principal is bound. */
 const isEmpty = <A>(config: Config<A>, data: A, principal: string | null): Either.Either<boolean, SessionError> =>
   Either.map(config.codec.fingerprintEither(data), (json) => json === config.emptyFingerprint && principal === null)
@@ -602,7 +575,7 @@ const writeGroup = <A>(
   lane: Lane,
   group: ReadonlyArray<Save.GroupMember<A>>
 ): Effect.Effect<Save.GroupOutcome, SessionError> => {
-  const budget = new ConflictBudget(config)
+  const budget = new ConflictBudget(config.budget)
   const { base: newest, t } = Save.groupStart(group)
   const attempt = (base: Loaded<A>): Effect.Effect<Save.GroupOutcome, SessionError> => {
     const key = keyOf(base)
@@ -660,12 +633,12 @@ const writeQueued = (store: SessionStore["Type"], key: StorageKey): Effect.Effec
         const outcome = yield* Effect.exit(writeGroup(config, store, lane, group))
         if (Exit.isSuccess(outcome)) {
           for (const member of group) {
-            Deferred.unsafeDone(member.done, Exit.succeed(cookieAction(Save.cookieAfterGroup(member, outcome.value))))
+            Deferred.unsafeDone(member.done, Exit.succeed(Save.cookieAfterGroup(member, outcome.value)))
           }
         } else if (Save.afterGroupFailure(group.length, isEncodingFailure(outcome.cause)) === "OneAtATime") {
           for (const member of group) {
             const alone = yield* Effect.exit(writeGroup(config, store, lane, [member]))
-            Deferred.unsafeDone(member.done, Exit.map(alone, (outcome) => cookieAction(Save.cookieAfterGroup(member, outcome))))
+            Deferred.unsafeDone(member.done, Exit.map(alone, (outcome) => Save.cookieAfterGroup(member, outcome)))
           }
         } else {
           for (const member of group) Deferred.unsafeDone(member.done, Exit.failCause(outcome.cause))
@@ -695,14 +668,8 @@ const tombstoneWrite = (record: Save.TombstoneRecord): TextWrite => new TextWrit
 /** The tombstone in a record, or `undefined` when it is a session. */
 const tombstoneOf = (record: SessionRecord): Save.StoredState | undefined => {
   const tombstone = readTombstone(record)
-  return tombstone === undefined
-    ? undefined
-    : { version: record.version, expiresAt: record.expiresAt, movedTo: tombstone.movedTo }
+  return tombstone === undefined ? undefined : Save.storedState(record, tombstone)
 }
-
-/** A stored record as the core's ending sees it. */
-const storedState = (record: SessionRecord): Save.StoredState =>
-  tombstoneOf(record) ?? { version: record.version, expiresAt: record.expiresAt, movedTo: null }
 
 /**
  * Ends the session stored under `key`, `hops` moves away from where the
@@ -721,13 +688,13 @@ const endSession = <A>(
 ): Effect.Effect<void, SessionError> =>
   Effect.gen(function*() {
     lane.last = ended
-    const budget = new ConflictBudget(config)
+    const budget = new ConflictBudget(config.budget)
     let step = Save.nextEndStep({ _tag: "Start", known }, t, hops)
     while (step._tag !== "Done") {
       switch (step._tag) {
         case "Load": {
           const record = yield* store.load(key)
-          step = Save.nextEndStep({ _tag: "Loaded", state: Option.isSome(record) ? storedState(record.value) : undefined }, t, hops)
+          step = Save.nextEndStep({ _tag: "Loaded", state: Option.isSome(record) ? Save.storedState(record.value, readTombstone(record.value)) : undefined }, t, hops)
           break
         }
         case "WriteTombstone": {
@@ -781,14 +748,14 @@ const insertFresh = (
  * replays), the save fails with `SessionConflict`.
  */
 class ConflictBudget {
-  constructor(readonly config: Pick<Config<unknown>, "conflictMillis" | "maxConflictRetries">) {}
+  constructor(readonly budget: Config<unknown>["budget"]) {}
   private retries = 0
   private since: number | undefined = undefined
   get next(): Effect.Effect<void, SessionConflict> {
     return Effect.clockWith((clock) => {
       const now = clock.unsafeCurrentTimeMillis()
       this.since ??= now
-      if (Core.replayBudgetSpent(this.config, this.since, now, this.retries)) {
+      if (Core.replayBudgetSpent(this.budget, this.since, now, this.retries)) {
         return Effect.fail(new SessionConflict({ reason: "VersionMismatch" }))
       }
       const retry = this.retries++
@@ -933,21 +900,8 @@ const decodeRecord = <A>(config: Config<A>, key: StorageKey, record: SessionReco
     return state === undefined ? { _tag: "Undecodable" } : { _tag: "Tombstone", state }
   }
   const { envelope, text } = decoded.right
-  const stored = { expiresAt: record.expiresAt, createdAt: envelope.createdAt, absoluteExpiresAt: envelope.absoluteExpiresAt }
-  if (!Core.isLive(config.timeouts, stored, t)) return dead
-  return {
-    _tag: "Live",
-    loaded: {
-      key,
-      version: record.version,
-      expiresAt: record.expiresAt,
-      createdAt: envelope.createdAt,
-      absoluteExpiresAt: envelope.absoluteExpiresAt,
-      principal: Option.getOrNull(envelope.principal),
-      data: envelope.data,
-      text
-    }
-  }
+  const loaded = Request.liveSession(config.timeouts, key, record, envelope, Option.getOrNull(envelope.principal), text, t)
+  return loaded === undefined ? dead : { _tag: "Live", loaded }
 }
 
 const dead: Decoded<never> = { _tag: "Dead" }

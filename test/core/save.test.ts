@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest"
 import * as Failure from "../../src/core/failure.js"
 import { Lanes } from "../../src/core/lanes.js"
 import { readTombstone } from "../../src/core/record.js"
-import { RequestState } from "../../src/core/request.js"
+import { liveSession, RequestState } from "../../src/core/request.js"
 import * as Writes from "../../src/core/redisWrites.js"
 import * as Save from "../../src/core/save.js"
 
@@ -63,6 +63,10 @@ describe("updating and moving", () => {
     expect(Save.movedExpiry(timeouts, t + 5000, t)).toBe(t + 1000)
     const pointer = Save.tombstoneRecord(other, t + 60_000, t)
     expect(readTombstone({ text: pointer.text, data: new Uint8Array() })).toEqual({ movedTo: other })
+  })
+  it("an ending starts from a record's own version, and follows where its tombstone says it moved", () => {
+    expect(Save.storedState({ version: 4, expiresAt: t }, undefined)).toEqual({ version: 4, expiresAt: t, movedTo: null })
+    expect(Save.storedState({ version: 4, expiresAt: t }, { movedTo: other })).toEqual({ version: 4, expiresAt: t, movedTo: other })
   })
   it("a save starts from the lane's last session only when it is newer, and stops when it ended", () => {
     expect(Save.handoffFrom({ version: 4 }, 3)).toEqual({ version: 4 })
@@ -127,6 +131,31 @@ describe("the request's state", () => {
     expect(state.data).toEqual({ n: 6 })
     expect(state.replayOver({ n: 10 })).toEqual({ n: 11 })
     expect(state.plan(() => false, () => false)).toEqual({ _tag: "Update" })
+  })
+  it("sends the cookie of a kept session only when its deadline moved, and never without the client's id", () => {
+    const state = stateOf()
+    expect(state.cookieFor(loaded, t + 90_000)).toEqual({ _tag: "Set", id: "c".repeat(43), expiresAt: t + 90_000 })
+    expect(state.cookieFor(loaded, loaded.expiresAt)).toEqual({ _tag: "None" })
+    state.clientId = undefined
+    expect(state.cookieFor(loaded, t + 90_000)).toEqual({ _tag: "None" })
+  })
+  it("starts from a stored session only while it is alive (idle, stored absolute and today's absolute deadline)", () => {
+    const record = { version: 2, expiresAt: t + 60_000 }
+    const envelope = { createdAt: t, absoluteExpiresAt: t + 600_000, data: { n: 1 } }
+    expect(liveSession(timeouts, key, record, envelope, "alice", "{}", t + 1)).toEqual({
+      key,
+      version: 2,
+      expiresAt: t + 60_000,
+      createdAt: t,
+      absoluteExpiresAt: t + 600_000,
+      principal: "alice",
+      data: { n: 1 },
+      text: "{}"
+    })
+    expect(liveSession(timeouts, key, record, envelope, null, "{}", t + 60_000)).toBeUndefined()
+    expect(liveSession(timeouts, key, { version: 2, expiresAt: t + 900_000 }, envelope, null, "{}", t + 600_000)).toBeUndefined()
+    // a shortened absoluteTimeout ends an older session whatever its stored deadlines
+    expect(liveSession({ ...timeouts, absoluteMillis: 1000 }, key, record, envelope, null, "{}", t + 1000)).toBeUndefined()
   })
   it("a logout ends the loaded session, or follows the tombstone found under the client's id", () => {
     const state = stateOf()

@@ -240,3 +240,18 @@ describe("the record format", () => {
     expect(Record.readTombstone({ text: long, data: new Uint8Array() })).toBeUndefined()
   })
 })
+
+describe("a middleware's timeouts and replay budget from its options", () => {
+  it("defaults touchAfter to a tenth of the idle timeout (an hour at most) and keeps a given one", () => {
+    expect(Core.makeTimeouts(60_000, 600_000, undefined)).toEqual({ idleMillis: 60_000, absoluteMillis: 600_000, touchAfterMillis: 6_000 })
+    expect(Core.makeTimeouts(14 * 24 * 3_600_000, 30 * 24 * 3_600_000, undefined).touchAfterMillis).toBe(3_600_000)
+    expect(Core.makeTimeouts(60_000, 600_000, 0).touchAfterMillis).toBe(0)
+  })
+  it("refuses timeouts that cannot work, and a negative conflict timeout, when the middleware is built", () => {
+    expect(() => Core.makeTimeouts(0, 600_000, undefined)).toThrow(/must be positive/)
+    expect(() => Core.makeTimeouts(60_000, Number.NaN, undefined)).toThrow(/must be positive/)
+    expect(() => Core.makeReplayBudget(-1, undefined)).toThrow(/must not be negative/)
+    expect(Core.makeReplayBudget(0, undefined)).toEqual({ conflictMillis: 0, maxConflictRetries: Number.POSITIVE_INFINITY })
+    expect(Core.makeReplayBudget(5_000, 3).maxConflictRetries).toBe(3)
+  })
+})

@@ -62,25 +62,17 @@ export const makeConfig = <A>(
   } as const
   const problem = Cookie.cookieAttributesProblem(attributes)
   if (problem !== undefined) throw new TypeError(`effect-session: ${problem}`)
-  const idleMillis = Duration.toMillis(options?.idleTimeout ?? "14 days")
-  const absoluteMillis = Duration.toMillis(options?.absoluteTimeout ?? "30 days")
-  if (!(idleMillis > 0) || !(absoluteMillis > 0)) {
-    throw new TypeError("effect-session: idleTimeout and absoluteTimeout must be positive")
-  }
-  const conflictMillis = Duration.toMillis(options?.conflictTimeout ?? "5 seconds")
-  if (!(conflictMillis >= 0)) throw new TypeError("effect-session: conflictTimeout must not be negative")
+  const timeouts = Core.makeTimeouts(
+    Duration.toMillis(options?.idleTimeout ?? "14 days"),
+    Duration.toMillis(options?.absoluteTimeout ?? "30 days"),
+    options?.touchAfter !== undefined ? Duration.toMillis(options.touchAfter) : undefined
+  )
   const codec = Codec.make(codecSchema.schema, { maxSize: options?.maxSize, fields: codecSchema.fields })
   return {
     codec,
     empty,
     emptyFingerprint: Result.getOrThrow(codec.fingerprint(empty.empty)),
-    timeouts: {
-      idleMillis,
-      absoluteMillis,
-      touchAfterMillis: options?.touchAfter !== undefined
-        ? Duration.toMillis(options.touchAfter)
-        : Core.defaultTouchAfter(idleMillis)
-    },
+    timeouts,
     storageKey: Id.makeStorageKey(options?.pepper),
     cookieName: attributes.name,
     cookieOptions: {
@@ -92,7 +84,7 @@ export const makeConfig = <A>(
       ...(cookie.partitioned !== undefined ? { partitioned: cookie.partitioned } : {})
     },
     persistent: cookie.persistent ?? true,
-    budget: { conflictMillis, maxConflictRetries: options?.maxConflictRetries ?? Number.POSITIVE_INFINITY }
+    budget: Core.makeReplayBudget(Duration.toMillis(options?.conflictTimeout ?? "5 seconds"), options?.maxConflictRetries)
   }
 }
 
@@ -111,28 +103,22 @@ const keyOf = (loaded: Loaded<unknown>): StorageKey => Id.storageKeyUnsafe(loade
 
 
 /**
- * What the response's cookie must do after a save.
+ * What the response's cookie must do after a save (the core's decision).
  *
  * @internal
  */
-export type CookieAction =
-  | { readonly _tag: "None" }
-  | { readonly _tag: "Set"; readonly id: SessionId; readonly expiresAt: number }
-  | { readonly _tag: "Expire" }
+export type CookieAction = Save.CookieDecision
 
 const noCookie: CookieAction = { _tag: "None" }
 const expireCookie: CookieAction = { _tag: "Expire" }
 
 /** A record's tombstone, or `undefined` when it holds a session. */
 const tombstoneOf = (record: SessionRecord): Save.StoredState | undefined => {
-  const tombstone = readTombstone({ text: record.text, data: new Uint8Array() })
-  if (tombstone === undefined) return undefined
-  return {
-    version: record.version,
-    expiresAt: record.expiresAt,
-    movedTo: tombstone.movedTo
-  }
+  const tombstone = readTombstone({ text: record.text, data: noBytes })
+  return tombstone === undefined ? undefined : Save.storedState(record, tombstone)
 }
+
+const noBytes = new Uint8Array()
 
 type Decoded<A> =
   | { readonly _tag: "Live"; readonly loaded: Loaded<A> }
@@ -147,19 +133,8 @@ const decodeRecord = <A>(config: Config<A>, key: StorageKey, record: SessionReco
     return state === undefined ? { _tag: "Undecodable" } : { _tag: "Tombstone", state }
   }
   const envelope = decoded.success
-  const stored = { expiresAt: record.expiresAt, createdAt: envelope.createdAt, absoluteExpiresAt: envelope.absoluteExpiresAt }
-  if (!Core.isLive(config.timeouts, stored, t)) return { _tag: "Dead" }
-  const loaded: Loaded<A> = {
-    key,
-    version: record.version,
-    expiresAt: record.expiresAt,
-    createdAt: envelope.createdAt,
-    absoluteExpiresAt: envelope.absoluteExpiresAt,
-    principal: Option.getOrNull(envelope.principal),
-    data: envelope.data,
-    text: record.text
-  }
-  return { _tag: "Live", loaded }
+  const loaded = Request.liveSession(config.timeouts, key, record, envelope, Option.getOrNull(envelope.principal), record.text, t)
+  return loaded === undefined ? { _tag: "Dead" } : { _tag: "Live", loaded }
 }
 
 // the stored values stay out of the log (they are personal data): the key's
@@ -260,10 +235,6 @@ const leave = <A>(config: Config<A>, loaded: Loaded<A>): LaneLast => ({ version:
  */
 export const coordinatedKeys = (store: Store): number => lanesByStore.get(store)?.size ?? 0
 
-/** A stored record as the core's ending sees it. */
-const storedState = (record: SessionRecord): Save.StoredState =>
-  tombstoneOf(record) ?? { version: record.version, expiresAt: record.expiresAt, movedTo: null }
-
 /**
  * Ends the session under `key`, `hops` moves away from where the request
  * started: runs the core's steps (`Save.nextEndStep`) against the store.
@@ -285,7 +256,7 @@ const endSession = <A>(
       switch (step._tag) {
         case "Load": {
           const record = yield* store.load(key)
-          step = Save.nextEndStep({ _tag: "Loaded", state: Option.isSome(record) ? storedState(record.value) : undefined }, t, hops)
+          step = Save.nextEndStep({ _tag: "Loaded", state: Option.isSome(record) ? tombstoneOf(record.value) ?? Save.storedState(record.value, undefined) : undefined }, t, hops)
           break
         }
         case "WriteTombstone": {
@@ -465,15 +436,10 @@ export class RequestSession<A> {
     }
   }
 
-  private cookieFor(stored: { readonly expiresAt: number }, expiresAt: number): CookieAction {
-    const cookie = this.state.cookieFor(stored, expiresAt)
-    return cookie === undefined ? noCookie : { _tag: "Set", id: cookie.id as SessionId, expiresAt }
-  }
-
   private touch(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
     const expiresAt = this.state.nextExpiry(loaded, t)
     if (expiresAt === loaded.expiresAt) return Effect.succeed(noCookie)
-    return Effect.map(this.store.touch(keyOf(loaded), expiresAt), (live) => live ? this.cookieFor(loaded, expiresAt) : noCookie)
+    return Effect.map(this.store.touch(keyOf(loaded), expiresAt), (live) => live ? this.state.cookieFor(loaded, expiresAt) : noCookie)
   }
 
   private insertNew(t: number): Effect.Effect<CookieAction, SessionError> {
@@ -585,9 +551,6 @@ const dropped: Effect.Effect<Save.GroupOutcome> = Effect.as(
   { _tag: "Dropped" } as const
 )
 
-/** The core's cookie decision as the response applies it (its id is a session id). */
-const cookieAction = (decision: Save.CookieDecision): CookieAction => decision as CookieAction
-
 /** Whether `data` is the empty session and no principal is bound. */
 const isEmpty = <A>(config: Config<A>, data: A, principal: string | null): Result.Result<boolean, SessionError> =>
   Result.map(config.codec.fingerprint(data), (json) => json === config.emptyFingerprint && principal === null)
@@ -670,12 +633,12 @@ const writeQueued = (store: Store, key: StorageKey): Effect.Effect<void> =>
         const outcome = yield* Effect.exit(writeGroup(config, store, lane, group))
         if (Exit.isSuccess(outcome)) {
           for (const member of group) {
-            Deferred.doneUnsafe(member.done, Exit.succeed(cookieAction(Save.cookieAfterGroup(member, outcome.value))))
+            Deferred.doneUnsafe(member.done, Exit.succeed(Save.cookieAfterGroup(member, outcome.value)))
           }
         } else if (Save.afterGroupFailure(group.length, isEncodingFailure(outcome.cause)) === "OneAtATime") {
           for (const member of group) {
             const alone = yield* Effect.exit(writeGroup(config, store, lane, [member]))
-            Deferred.doneUnsafe(member.done, Exit.map(alone, (outcome) => cookieAction(Save.cookieAfterGroup(member, outcome))))
+            Deferred.doneUnsafe(member.done, Exit.map(alone, (outcome) => Save.cookieAfterGroup(member, outcome)))
           }
         } else {
           for (const member of group) Deferred.doneUnsafe(member.done, Exit.failCause(outcome.cause))
