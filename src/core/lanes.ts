@@ -7,6 +7,33 @@
  *
  * @internal
  */
+import { handoffFrom } from "./save.js"
+
+/**
+ * What the last save in a lane left: the session it stored, with the
+ * session definition (the middleware) that wrote it — another definition's
+ * save cannot start from data of another schema —, or that it ended the
+ * session.
+ *
+ * @internal
+ */
+export type LaneLast<S> = { readonly definition: unknown; readonly session: S } | "Ended"
+
+/**
+ * The session a save of `definition` that loaded `loadedVersion` should
+ * start from: what the previous save in the lane left when it is newer
+ * (`handoffFrom`), `"Ended"` when a save before it ended the session.
+ *
+ * @internal
+ */
+export const handoff = <S extends { readonly version: number }>(
+  last: LaneLast<S> | undefined,
+  definition: unknown,
+  loadedVersion: number
+): S | "Ended" | undefined => {
+  if (last === "Ended") return "Ended"
+  return last === undefined || last.definition !== definition ? undefined : handoffFrom(last.session, loadedVersion)
+}
 
 /**
  * The lane of one key.

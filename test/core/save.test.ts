@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest"
 import * as Failure from "../../src/core/failure.js"
-import { Lanes } from "../../src/core/lanes.js"
+import { handoff, Lanes } from "../../src/core/lanes.js"
 import { readTombstone } from "../../src/core/record.js"
 import { liveSession, RequestState } from "../../src/core/request.js"
 import * as Writes from "../../src/core/redisWrites.js"
@@ -90,6 +90,16 @@ describe("lanes", () => {
     b.release()
     expect(lanes.size).toBe(0)
     expect(lanes.join(key).lane.lock).toBe(2)
+  })
+  it("hands a save the session the last one stored only when newer and of the same definition; an ending stops it", () => {
+    const definition = {}
+    const last = { definition, session: { version: 4 } }
+    expect(handoff(last, definition, 3)).toBe(last.session)
+    expect(handoff(last, definition, 4)).toBeUndefined()
+    // another middleware's data has another schema: never replayed over
+    expect(handoff(last, {}, 3)).toBeUndefined()
+    expect(handoff(undefined, definition, 3)).toBeUndefined()
+    expect(handoff("Ended", {}, 3)).toBe("Ended")
   })
 })
 

@@ -196,13 +196,10 @@ const replayBudget = (budget: Config<unknown>["budget"]) => {
 
 const ended = "Ended" as const
 
-/** What a save leaves in its lane for the next one: the session it stored, or that it ended it. */
-type LaneLast = { readonly version: number; readonly config: Config<any>; readonly loaded: Loaded<any> } | typeof ended
-
 /** One storage key's saves in this process (the core's lanes, with Effect's semaphore as the lock). */
-type Lane = Lanes.Lane<Semaphore.Semaphore, LaneLast, Waiting>
+type Lane = Lanes.Lane<Semaphore.Semaphore, Lanes.LaneLast<Loaded<any>>, Waiting>
 
-const lanesByStore = new WeakMap<Store, Lanes.Lanes<Semaphore.Semaphore, LaneLast, Waiting>>()
+const lanesByStore = new WeakMap<Store, Lanes.Lanes<Semaphore.Semaphore, Lanes.LaneLast<Loaded<any>>, Waiting>>()
 
 const joinLane = (store: Store, key: StorageKey) => {
   let lanes = lanesByStore.get(store)
@@ -217,15 +214,9 @@ const withLane = <B, E>(store: Store, key: StorageKey, f: (lane: Lane) => Effect
     return Effect.ensuring(lane.lock.withPermit(Effect.suspend(() => f(lane))), Effect.sync(release))
   })
 
-/** What the previous save in the lane left, when this request should start from it (the core decides). */
-const handoff = <A>(lane: Lane, config: Config<A>, loaded: Loaded<A>): Loaded<A> | typeof ended | undefined => {
-  const last = lane.last
-  const handed = Save.handoffFrom(last === ended || last?.config === config ? last : undefined, loaded.version)
-  return handed === undefined || handed === ended ? handed : handed.loaded as Loaded<A>
-}
-
-/** What a save leaves in the lane for the next one. */
-const leave = <A>(config: Config<A>, loaded: Loaded<A>): LaneLast => ({ version: loaded.version, config, loaded })
+/** What the previous save in the lane left, when a save of `config` that loaded `loaded` should start from it (the core decides). */
+const handoff = <A>(lane: Lane, config: Config<A>, loaded: Loaded<A>): Loaded<A> | typeof ended | undefined =>
+  Lanes.handoff(lane.last, config, loaded.version)
 
 /**
  * How many storage keys of `store` have saves waiting or running in this
@@ -588,7 +579,7 @@ const writeGroup = <A>(
       const next = Save.afterUpdate(outcome, plan._tag === "Tombstone")
       switch (next) {
         case "Saved":
-          lane.last = leave(config, Save.savedSession(base, { version, expiresAt: write.expiresAt, data, text: write.text }))
+          lane.last = { definition: config, session: Save.savedSession(base, { version, expiresAt: write.expiresAt, data, text: write.text }) }
           return Save.groupOutcome(next, write.expiresAt)
         case "Ended":
           lane.last = ended
