@@ -27,11 +27,11 @@
  * @since 1.0.0
  */
 import type { Clock, ConfigError, Scope } from "effect"
-import { Cause, Config, Duration, Effect, Layer, Option, Runtime } from "effect"
-import type { Cluster, RedisOptions } from "ioredis"
-import { Redis } from "ioredis"
+import { Config, Duration, Effect, Layer, Option } from "effect"
+import type { Cluster, Redis, RedisOptions } from "ioredis"
 import * as Protocol from "./core/redis.js"
 import { storeAndIndex } from "./internal/layer.js"
+import * as RedisClient from "./internal/redisClient.js"
 import { notAString } from "./internal/principal.js"
 import { TextRecord } from "./internal/text.js"
 import type { StoreOperation } from "./SessionError.js"
@@ -70,10 +70,6 @@ const name = "redis"
 type Client = Redis | Cluster
 type Conflict = SessionConflict | SessionStoreError
 
-// The last connection error of each client the layer made (its "error"
-// events), so that a command refused while disconnected says why.
-const connectionErrors = new WeakMap<Client, Error>()
-
 /**
  * @since 1.0.0
  * @category constructors
@@ -86,46 +82,31 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   const prefix = options?.prefix ?? Protocol.defaultPrefix
   const timeoutMillis = Math.max(1, Duration.toMillis(Duration.decode(options?.commandTimeout ?? "2 seconds")))
   const passedIn = options?.client
-  const client: Client = passedIn ?? (yield* acquireClient(options ?? {}, timeoutMillis))
+  const { client: _client, commandTimeout: _timeout, prefix: _prefix, url, ...redisOptions } = options ?? {}
+  const client: Client = passedIn ?? (yield* RedisClient.acquire(url, redisOptions, timeoutMillis))
   const cluster = client.isCluster
   const failure = (operation: StoreOperation, cause: unknown) => new SessionStoreError({ store: name, operation, cause })
   if (cluster && Protocol.hasHashTag(prefix)) {
     return yield* failure("setup", new Error(Protocol.hashTagMessage(prefix)))
   }
 
-  // ioredis sends EVALSHA, and EVAL where the connection has not run the
-  // script yet or the server answers NOSCRIPT
-  for (const { lua, name: command, numberOfKeys } of Protocol.sessionScripts()) {
-    client.defineCommand(command, numberOfKeys === undefined ? { lua } : { lua, numberOfKeys })
-  }
-  const scripts = client as unknown as Record<string, (...args: ReadonlyArray<unknown>) => Promise<unknown>>
-  const run = ({ args, keys, script }: Protocol.ScriptCall) => () =>
-    script.numberOfKeys === undefined
-      ? scripts[script.name]!(keys.length, ...keys, ...args)
-      : scripts[script.name]!(...keys, ...args)
+  const run = RedisClient.defineScripts(client)
   // Both client classes share these command signatures; the union of their
   // overloads is not callable in TypeScript, so commands go through one view.
   const commands = client as Redis
 
   const waiting = new Protocol.WaitingReplies()
   yield* Effect.addFinalizer(() => Effect.sync(() => waiting.close()))
-  const timedOut = () => new Cause.TimeoutException(Protocol.didNotAnswer(timeoutMillis))
-  const explain = (cause: unknown) => {
-    const kind = Protocol.rejectionKind(cause, client.status === "ready")
-    if (kind === "other") return cause
-    if (kind === "timeout") return timedOut()
-    return Protocol.notConnectedError(cluster ? "cluster" : (client as Redis).options, connectionErrors.get(client))
-  }
   // The layer's own client has ioredis's `commandTimeout`; a client passed
   // in (whose options are the application's) gets the timeout here.
   const call = <A>(operation: StoreOperation, send: () => Promise<A>): Effect.Effect<A, SessionStoreError> => {
     const sent = Effect.tryPromise({
       try: () => waiting.track(send),
-      catch: (cause) => failure(operation, explain(cause))
+      catch: (cause) => failure(operation, RedisClient.explain(client, cause, timeoutMillis))
     })
     return passedIn === undefined
       ? sent
-      : Effect.timeoutFail(sent, { duration: timeoutMillis, onTimeout: () => failure(operation, timedOut()) })
+      : Effect.timeoutFail(sent, { duration: timeoutMillis, onTimeout: () => failure(operation, RedisClient.timedOut(timeoutMillis)) })
   }
   const malformed = (operation: StoreOperation, detail: string) =>
     failure(operation, new Error(Protocol.unexpectedReply(detail)))
@@ -279,66 +260,3 @@ export const layerConfig = (
   SessionStore.SessionStore | SessionStore.SessionIndex,
   ConfigError.ConfigError | SessionStoreError
 > => Layer.unwrapEffect(Effect.map(Config.unwrap(options), layer))
-
-// The layer's own client fails fast while disconnected instead of queueing
-// (a queued command could run long after its request gave up), gives up on
-// a command after the timeout (its QUIT at close included: a hung server
-// cannot hold the layer's release), and is awaited briefly at start-up so
-// that the first requests do not fail needlessly.
-const acquireClient = (options: Options, timeoutMillis: number): Effect.Effect<Redis, never, Scope.Scope> => {
-  const { client: _client, commandTimeout: _timeout, prefix: _prefix, url, ...redisOptions } = options
-  const clientOptions: RedisOptions = { enableOfflineQueue: false, ...redisOptions, commandTimeout: timeoutMillis }
-  return Effect.acquireRelease(
-    Effect.sync(() => url === undefined ? new Redis(clientOptions) : new Redis(url, clientOptions)),
-    (redis) => Effect.promise(() => redis.quit().then(() => undefined, () => redis.disconnect()))
-  ).pipe(
-    Effect.tap(watchConnection),
-    Effect.tap((redis) => awaitReady(redis, timeoutMillis))
-  )
-}
-
-// ioredis reports connection failures as "error" events (and prints them
-// when nobody listens). Operations already fail with SessionStoreError; the
-// log says once that the connection is lost and once that it is back, and
-// the last error is kept for the operations' messages.
-const watchConnection = (redis: Redis): Effect.Effect<void, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
-    const onError = (error: Error) => {
-      const first = !connectionErrors.has(redis)
-      connectionErrors.set(redis, error)
-      runFork(
-        first
-          ? Effect.logWarning(`${name} store: connection lost; reconnecting`, error)
-          : Effect.logDebug(`${name} store: reconnect failed`, error)
-      )
-    }
-    const onReady = () => {
-      if (connectionErrors.delete(redis)) runFork(Effect.logInfo(`${name} store: connection restored`))
-    }
-    redis.on("error", onError).on("ready", onReady)
-    yield* Effect.addFinalizer(() => Effect.sync(() => redis.off("error", onError).off("ready", onReady)))
-  })
-
-// Real time, whatever the application's Clock: the connection is I/O.
-const awaitReady = (redis: Redis, timeoutMillis: number): Effect.Effect<void> =>
-  Effect.async<void>((resume) => {
-    if (redis.status === "ready") return resume(Effect.void)
-    // with `lazyConnect` the layer connects when it is built; a failure is
-    // reported through the "error" event, which is logged
-    if (redis.status === "wait") redis.connect().catch(() => undefined)
-    const cleanup = () => {
-      clearTimeout(timer)
-      redis.off("ready", onReady)
-    }
-    const settle = (outcome: Effect.Effect<void>) => () => resume(Effect.zipRight(Effect.sync(cleanup), outcome))
-    const onReady = settle(Effect.void)
-    const timer = setTimeout(
-      settle(Effect.logWarning(
-        `${name} store: not connected after ${timeoutMillis} ms; operations fail until the connection is up`
-      )),
-      timeoutMillis
-    )
-    redis.once("ready", onReady)
-    return Effect.sync(cleanup)
-  })
