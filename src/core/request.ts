@@ -145,6 +145,19 @@ export class RequestState<A, L extends LoadedSession<A> = LoadedSession<A>> {
     return nextExpiry(this.timeouts, stored, t)
   }
 
+  /**
+   * What the end of a request whose app answered `status` does with the
+   * session: nothing when it was not used (`Unused`: the response is not
+   * even marked as varying on the cookie); after a server error only a
+   * logout (`Logout` — a failed request saves nothing, but a logout that a
+   * later error undid would fail open — or `Keep`); else the save (`Save`).
+   */
+  afterResponse(status: number): "Unused" | "Keep" | "Logout" | "Save" {
+    if (!this.used) return "Unused"
+    if (status >= 500) return this.invalidated ? "Logout" : "Keep"
+    return "Save"
+  }
+
   /** A loaded session only read, whose deadline need not move at `t`: nothing to save. */
   nothingToSave(t: number): boolean {
     if (this.renew || this.ops.length > 0) return false

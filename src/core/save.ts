@@ -142,6 +142,24 @@ const pause: EndStep = { _tag: "Pause" }
 const remove: EndStep = { _tag: "Remove" }
 const done: EndStep = { _tag: "Done" }
 
+/**
+ * Whether ending every session of a principal (`revokeAll`) makes another
+ * pass after its `passes`-th removed `removed` sessions: until a pass finds
+ * nothing, since a move (`login`, `regenerate`) that raced a pass's listing
+ * leaves a new id the next pass finds. Bounded: each further pass needs a
+ * move that raced the previous one.
+ *
+ * @internal
+ */
+export const anotherRevokePass = (removed: number, passes: number): boolean => removed > 0 && passes < maxRevokePasses
+
+/**
+ * How many passes `revokeAll` makes at most.
+ *
+ * @internal
+ */
+export const maxRevokePasses = 16
+
 // --- Updating a session -----------------------------------------------------
 
 /**
@@ -320,15 +338,16 @@ export const cookieAfterGroup = <A, L extends LoadedSession<A>>(member: GroupMem
 }
 
 /**
- * After a group's write failed: an encoding failure (too large, a schema
- * refinement) is one request's own, so a group of several is written again
- * one member at a time and only that request fails; any other failure is
- * every member's.
+ * After a group's write failed with an error tagged `failure` (`undefined`:
+ * not a typed failure — a defect, an interruption): an encoding failure
+ * (too large, a schema refinement) is one request's own, so a group of
+ * several is written again one member at a time and only that request
+ * fails; any other failure is every member's.
  *
  * @internal
  */
-export const afterGroupFailure = (size: number, encodingFailure: boolean): "OneAtATime" | "FailAll" =>
-  size > 1 && encodingFailure ? "OneAtATime" : "FailAll"
+export const afterGroupFailure = (size: number, failure: string | undefined): "OneAtATime" | "FailAll" =>
+  size > 1 && (failure === "SessionTooLarge" || failure === "SessionEncodeError") ? "OneAtATime" : "FailAll"
 
 /**
  * The session a written update leaves stored (handed to the next save in

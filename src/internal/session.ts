@@ -635,7 +635,7 @@ const writeQueued = (store: SessionStore["Type"], key: StorageKey): Effect.Effec
           for (const member of group) {
             Deferred.unsafeDone(member.done, Exit.succeed(Save.cookieAfterGroup(member, outcome.value)))
           }
-        } else if (Save.afterGroupFailure(group.length, isEncodingFailure(outcome.cause)) === "OneAtATime") {
+        } else if (Save.afterGroupFailure(group.length, failureTag(outcome.cause)) === "OneAtATime") {
           for (const member of group) {
             const alone = yield* Effect.exit(writeGroup(config, store, lane, [member]))
             Deferred.unsafeDone(member.done, Exit.map(alone, (outcome) => Save.cookieAfterGroup(member, outcome)))
@@ -654,11 +654,8 @@ const writeQueued = (store: SessionStore["Type"], key: StorageKey): Effect.Effec
       )
     ))
 
-const isEncodingFailure = (cause: Cause.Cause<SessionError>): boolean =>
-  Option.exists(
-    Cause.failureOption(cause),
-    (error) => error._tag === "SessionTooLarge" || error._tag === "SessionEncodeError"
-  )
+/** The tag of a cause's typed failure, for the core to judge (`undefined`: a defect, an interruption). */
+const failureTag = (cause: Cause.Cause<SessionError>): string | undefined => Option.getOrUndefined(Cause.failureOption(cause))?._tag
 
 // --- The store's answers -------------------------------------------------------
 
@@ -848,7 +845,7 @@ export const removeAllUntilNone = (
 ): Effect.Effect<number, SessionStoreError> => {
   const pass = (total: number, passes: number): Effect.Effect<number, SessionStoreError> =>
     Effect.flatMap(index.removeAll(principal), (removed) =>
-      removed === 0 || passes >= 16 ? Effect.succeed(total + removed) : pass(total + removed, passes + 1))
+      Save.anotherRevokePass(removed, passes) ? pass(total + removed, passes + 1) : Effect.succeed(total + removed))
   return Effect.tap(pass(0, 1), (removed) => Metric.incrementBy(revokedBy.revokeAll, removed))
 }
 
@@ -1032,13 +1029,13 @@ export const middleware = <Self, A>(
       onFailure: (cause) =>
         session.state.invalidated ? Effect.zipRight(session.revokeAfterFailure(cause), Effect.failCause(cause)) : Effect.failCause(cause),
       onSuccess: (appResponse) => {
-        if (!session.state.used) return Effect.succeed(appResponse)
+        const next = session.state.afterResponse(appResponse.status)
+        if (next === "Unused") return Effect.succeed(appResponse)
         const response = addVary(appResponse)
         // an error response saves nothing (but a logout); a read-only request has nothing to save
-        if (response.status >= 500) {
-          return session.state.invalidated
-            ? Effect.map(session.revokeAfterFailure(), (action) => applyCookie(config, response, action, session.committedAt))
-            : Effect.succeed(response)
+        if (next === "Keep") return Effect.succeed(response)
+        if (next === "Logout") {
+          return Effect.map(session.revokeAfterFailure(), (action) => applyCookie(config, response, action, session.committedAt))
         }
         const t = clock.unsafeCurrentTimeMillis()
         return session.nothingToSave(t) ? Effect.succeed(response) : finish(config, session, response, t)

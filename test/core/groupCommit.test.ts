@@ -94,9 +94,11 @@ describe("a group's write (save.ts)", () => {
     expect(Save.cookieAfterGroup(moved, Save.groupOutcome("Dropped", 0))).toEqual({ _tag: "None" })
   })
   it("falls back to one update at a time only for an encoding failure of a group of several", () => {
-    expect(Save.afterGroupFailure(3, true)).toBe("OneAtATime")
-    expect(Save.afterGroupFailure(1, true)).toBe("FailAll")
-    expect(Save.afterGroupFailure(3, false)).toBe("FailAll")
+    expect(Save.afterGroupFailure(3, "SessionTooLarge")).toBe("OneAtATime")
+    expect(Save.afterGroupFailure(3, "SessionEncodeError")).toBe("OneAtATime")
+    expect(Save.afterGroupFailure(1, "SessionTooLarge")).toBe("FailAll")
+    expect(Save.afterGroupFailure(3, "SessionStoreError")).toBe("FailAll")
+    expect(Save.afterGroupFailure(3, undefined)).toBe("FailAll")
   })
   it("leaves the session it wrote for the next save in the lane: the base with the new version, deadline, data and text", () => {
     const base = loadedAt(4, t + 60_000)

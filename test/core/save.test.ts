@@ -42,6 +42,15 @@ describe("ending a session (nextEndStep)", () => {
   })
 })
 
+describe("revokeAll's passes", () => {
+  it("passes again until one finds nothing, at most maxRevokePasses times", () => {
+    expect(Save.anotherRevokePass(3, 1)).toBe(true)
+    expect(Save.anotherRevokePass(0, 1)).toBe(false)
+    expect(Save.anotherRevokePass(1, Save.maxRevokePasses - 1)).toBe(true)
+    expect(Save.anotherRevokePass(1, Save.maxRevokePasses)).toBe(false)
+  })
+})
+
 describe("updating and moving", () => {
   it("an emptied session is written as the ended tombstone, any other with its next deadline", () => {
     expect(Save.updateRecord(false, { expiresAt: t }, t + 5, t)).toEqual({ _tag: "Session", expiresAt: t + 5 })
@@ -166,6 +175,16 @@ describe("the request's state", () => {
     expect(liveSession(timeouts, key, { version: 2, expiresAt: t + 900_000 }, envelope, null, "{}", t + 600_000)).toBeUndefined()
     // a shortened absoluteTimeout ends an older session whatever its stored deadlines
     expect(liveSession({ ...timeouts, absoluteMillis: 1000 }, key, record, envelope, null, "{}", t + 1000)).toBeUndefined()
+  })
+  it("after the response: nothing for an unused session, only a logout after a server error, else the save", () => {
+    const state = stateOf()
+    expect(state.afterResponse(200)).toBe("Unused")
+    state.used = true
+    expect(state.afterResponse(200)).toBe("Save")
+    expect(state.afterResponse(404)).toBe("Save")
+    expect(state.afterResponse(500)).toBe("Keep")
+    state.invalidate()
+    expect(state.afterResponse(503)).toBe("Logout")
   })
   it("a logout ends the loaded session, or follows the tombstone found under the client's id", () => {
     const state = stateOf()

@@ -603,10 +603,8 @@ const writeGroup = <A>(
   })
 }
 
-const isEncodingFailure = (cause: Cause.Cause<SessionError>): boolean => {
-  const error = C.findErrorOption(cause)
-  return Option.isSome(error) && (error.value._tag === "SessionTooLarge" || error.value._tag === "SessionEncodeError")
-}
+/** The tag of a cause's typed failure, for the core to judge (`undefined`: a defect, an interruption). */
+const failureTag = (cause: Cause.Cause<SessionError>): string | undefined => Option.getOrUndefined(C.findErrorOption(cause))?._tag
 
 /**
  * Writes the updates queued in the lane of `key`, group after group, until
@@ -626,7 +624,7 @@ const writeQueued = (store: Store, key: StorageKey): Effect.Effect<void> =>
           for (const member of group) {
             Deferred.doneUnsafe(member.done, Exit.succeed(Save.cookieAfterGroup(member, outcome.value)))
           }
-        } else if (Save.afterGroupFailure(group.length, isEncodingFailure(outcome.cause)) === "OneAtATime") {
+        } else if (Save.afterGroupFailure(group.length, failureTag(outcome.cause)) === "OneAtATime") {
           for (const member of group) {
             const alone = yield* Effect.exit(writeGroup(config, store, lane, [member]))
             Deferred.doneUnsafe(member.done, Exit.map(alone, (outcome) => Save.cookieAfterGroup(member, outcome)))
@@ -655,7 +653,7 @@ const writeQueued = (store: Store, key: StorageKey): Effect.Effect<void> =>
 export const removeAllUntilNone = (index: SessionIndex["Service"], principal: string): Effect.Effect<number, SessionStoreError> => {
   const pass = (total: number, passes: number): Effect.Effect<number, SessionStoreError> =>
     Effect.flatMap(index.removeAll(principal), (removed) =>
-      removed === 0 || passes >= 16 ? Effect.succeed(total + removed) : pass(total + removed, passes + 1))
+      Save.anotherRevokePass(removed, passes) ? pass(total + removed, passes + 1) : Effect.succeed(total + removed))
   return pass(0, 1)
 }
 
@@ -708,12 +706,12 @@ export const finishResponse = <A>(
   session: RequestSession<A>,
   appResponse: HttpServerResponse.HttpServerResponse
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, SessionError> => {
-  if (!session.state.used) return Effect.succeed(appResponse)
+  const next = session.state.afterResponse(appResponse.status)
+  if (next === "Unused") return Effect.succeed(appResponse)
   const response = varyOnCookie(appResponse)
-  if (response.status >= 500) {
-    return session.state.invalidated
-      ? Effect.map(session.revokeAfterFailure(), (action) => applyCookie(session.config, response, action, session.committedAt))
-      : Effect.succeed(response)
+  if (next === "Keep") return Effect.succeed(response)
+  if (next === "Logout") {
+    return Effect.map(session.revokeAfterFailure(), (action) => applyCookie(session.config, response, action, session.committedAt))
   }
   return Effect.clockWith((clock) =>
     session.nothingToSave(clock.currentTimeMillisUnsafe())
