@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { createRequire } from "node:module"
 import { join } from "node:path"
-import { get, sessionCookie, start } from "./quickstartProcess.js"
+import { get, sessionCookie, start, walkThrough } from "./quickstartProcess.js"
 import { describeBackend, reachable } from "./utils/backend.js"
 
 // `ws` (the WebSocket library of @effect/platform-node) ships no types; a
@@ -26,41 +26,6 @@ const { WebSocket } = createRequire(import.meta.url)("ws") as {
 
 const scratch = mkdtempSync(join(tmpdir(), "effect-session-quickstart-"))
 afterAll(() => rmSync(scratch, { recursive: true, force: true }))
-
-/** The quickstart's behaviour as Flask-Session's seed program shows it. */
-const walkThrough = async (url: string) => {
-  const anonymous = await get(`${url}/`)
-  expect(anonymous.status).toBe(200)
-  expect(anonymous.body).toBe(`You are not logged in. <a href="/login">Login</a>`)
-  expect(anonymous.setCookie).toEqual([])
-
-  const login = await get(`${url}/login`)
-  expect(login.status).toBe(302)
-  expect(login.headers.get("location")).toBe("/")
-  const cookie = sessionCookie(login.setCookie)
-  expect(cookie).toMatch(/^session=[A-Za-z0-9_-]{43}$/)
-  expect(login.setCookie[0]).toMatch(/HttpOnly/)
-
-  const hello = await get(`${url}/`, cookie)
-  expect(hello.body).toBe(`Hello, testuser! <a href="/logout">Logout</a>`)
-  expect(hello.headers.get("vary")).toBe("Cookie")
-
-  const malformed = await get(`${url}/`, "session=../../etc/passwd")
-  expect(malformed.status).toBe(200)
-  expect(malformed.body).toBe(`You are not logged in. <a href="/login">Login</a>`)
-
-  const relogin = await get(`${url}/login`, cookie)
-  const rotated = sessionCookie(relogin.setCookie)
-  expect(rotated).toBeDefined()
-  expect(rotated).not.toBe(cookie)
-  expect((await get(`${url}/`, cookie)).body).toMatch(/^You are not logged in/)
-
-  const logout = await get(`${url}/logout`, rotated)
-  expect(logout.status).toBe(302)
-  expect(logout.setCookie.some((l) => l.startsWith("session=;") && /Max-Age=0/.test(l))).toBe(true)
-  expect((await get(`${url}/`, rotated)).body).toBe(`You are not logged in. <a href="/login">Login</a>`)
-  return rotated
-}
 
 const stores: ReadonlyArray<readonly [string, () => Promise<{ available: boolean; reason: string; required?: boolean }>, Record<string, string>]> = [
   ["filesystem", async () => ({ available: true, reason: "" }), { SESSION_DIR: join(scratch, "fs") }],
@@ -102,7 +67,7 @@ describe("quickstart", () => {
         const server = await start({ ...env, SESSION_STORE: name })
         try {
           expect(server.output()).toContain(`session store: ${name}`)
-          await walkThrough(server.url)
+          await walkThrough(server.url, expect)
         } finally {
           await server.stop()
         }

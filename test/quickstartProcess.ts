@@ -92,3 +92,51 @@ export const sessionCookie = (setCookie: ReadonlyArray<string>) => {
   const line = setCookie.find((l) => l.startsWith("session="))
   return line === undefined ? undefined : line.split(";")[0]
 }
+
+/** The part of a test runner's `expect` the walk-through uses. */
+export type Expect = (actual: unknown) => {
+  readonly toBe: (expected: unknown) => void
+  readonly toEqual: (expected: unknown) => void
+  readonly toMatch: (expected: RegExp) => void
+  readonly toBeDefined: () => void
+  readonly not: { readonly toBe: (expected: unknown) => void }
+}
+
+/**
+ * The quickstart's behaviour as Flask-Session's seed program shows it: the
+ * contract both Effect lines' quickstarts meet. `expect` is the calling test
+ * runner's own (each line runs its own vitest).
+ */
+export const walkThrough = async (url: string, expect: Expect) => {
+  const anonymous = await get(`${url}/`)
+  expect(anonymous.status).toBe(200)
+  expect(anonymous.body).toBe(`You are not logged in. <a href="/login">Login</a>`)
+  expect(anonymous.setCookie).toEqual([])
+
+  const login = await get(`${url}/login`)
+  expect(login.status).toBe(302)
+  expect(login.headers.get("location")).toBe("/")
+  const cookie = sessionCookie(login.setCookie)
+  expect(cookie).toMatch(/^session=[A-Za-z0-9_-]{43}$/)
+  expect(login.setCookie[0]).toMatch(/HttpOnly/)
+
+  const hello = await get(`${url}/`, cookie)
+  expect(hello.body).toBe(`Hello, testuser! <a href="/logout">Logout</a>`)
+  expect(hello.headers.get("vary")).toBe("Cookie")
+
+  const malformed = await get(`${url}/`, "session=../../etc/passwd")
+  expect(malformed.status).toBe(200)
+  expect(malformed.body).toBe(`You are not logged in. <a href="/login">Login</a>`)
+
+  const relogin = await get(`${url}/login`, cookie)
+  const rotated = sessionCookie(relogin.setCookie)
+  expect(rotated).toBeDefined()
+  expect(rotated).not.toBe(cookie)
+  expect((await get(`${url}/`, cookie)).body).toMatch(/^You are not logged in/)
+
+  const logout = await get(`${url}/logout`, rotated)
+  expect(logout.status).toBe(302)
+  expect(logout.setCookie.some((l) => l.startsWith("session=;") && /Max-Age=0/.test(l))).toBe(true)
+  expect((await get(`${url}/`, rotated)).body).toBe(`You are not logged in. <a href="/login">Login</a>`)
+  return rotated
+}

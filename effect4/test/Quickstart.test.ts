@@ -7,7 +7,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { connect } from "node:net"
 import { join } from "node:path"
 // the Effect 3 line's quickstart helpers: the same client for the same contract
-import { freePort, get, sessionCookie } from "../../test/quickstartProcess.js"
+import { freePort, walkThrough } from "../../test/quickstartProcess.js"
 
 const packageRoot = join(import.meta.dirname, "..")
 
@@ -51,40 +51,6 @@ const npmStart = async (env: Record<string, string>): Promise<Running> => {
   return { url: `http://127.0.0.1:${port}`, output: () => output, stop }
 }
 
-/** The quickstart's behaviour as the Effect 3 line's quickstart test checks it. */
-const walkThrough = async (url: string) => {
-    const anonymous = await get(`${url}/`)
-    expect(anonymous.status).toBe(200)
-    expect(anonymous.body).toBe(`You are not logged in. <a href="/login">Login</a>`)
-    expect(anonymous.setCookie).toEqual([])
-
-    const login = await get(`${url}/login`)
-    expect(login.status).toBe(302)
-    expect(login.headers.get("location")).toBe("/")
-    const cookie = sessionCookie(login.setCookie)
-    expect(cookie).toMatch(/^session=[A-Za-z0-9_-]{43}$/)
-    expect(login.setCookie[0]).toMatch(/HttpOnly/)
-
-    const hello = await get(`${url}/`, cookie)
-    expect(hello.body).toBe(`Hello, testuser! <a href="/logout">Logout</a>`)
-    expect(hello.headers.get("vary")).toBe("Cookie")
-
-    const malformed = await get(`${url}/`, "session=../../etc/passwd")
-    expect(malformed.status).toBe(200)
-    expect(malformed.body).toBe(`You are not logged in. <a href="/login">Login</a>`)
-
-    const relogin = await get(`${url}/login`, cookie)
-    const rotated = sessionCookie(relogin.setCookie)
-    expect(rotated).toBeDefined()
-    expect(rotated).not.toBe(cookie)
-    expect((await get(`${url}/`, cookie)).body).toMatch(/^You are not logged in/)
-
-    const logout = await get(`${url}/logout`, rotated)
-    expect(logout.status).toBe(302)
-    expect(logout.setCookie.some((l) => l.startsWith("session=;") && /Max-Age=0/.test(l))).toBe(true)
-    expect((await get(`${url}/`, rotated)).body).toBe(`You are not logged in. <a href="/login">Login</a>`)
-}
-
 const redisUp = await new Promise<boolean>((resolve) => {
   const socket = connect(6379, "127.0.0.1")
   socket.setTimeout(1_000, () => (socket.destroy(), resolve(false)))
@@ -100,14 +66,14 @@ describe("quickstart (npm start)", () => {
   afterAll(() => server?.stop())
 
   it("serves /, /login and /logout as the Effect 3 quickstart does, on the memory store by default", async () => {
-    await walkThrough(server.url)
+    await walkThrough(server.url, expect)
     expect(server.output()).toMatch(/session store: memory/)
   })
 
   it.skipIf(!redisUp)("does the same on Redis (SESSION_STORE=redis)", async () => {
     const redis = await npmStart({ SESSION_STORE: "redis" })
     try {
-      await walkThrough(redis.url)
+      await walkThrough(redis.url, expect)
       expect(redis.output()).toMatch(/session store: redis/)
     } finally {
       await redis.stop()
