@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import { cookieAttributesProblem } from "./cookie.js"
 
 /**
  * A write recorded by a request, replayed over newer data when a concurrent
@@ -81,6 +82,58 @@ const hour = 60 * 60 * 1000
  * @internal
  */
 export const defaultTouchAfter = (idleMillis: number): number => Math.min(idleMillis / 10, hour)
+
+/**
+ * The session cookie's options as a middleware is given them (each optional).
+ *
+ * @internal
+ */
+export interface CookieOptionsGiven {
+  readonly name?: string | undefined
+  readonly domain?: string | undefined
+  readonly path?: string | undefined
+  readonly secure?: boolean | undefined
+  readonly httpOnly?: boolean | undefined
+  readonly sameSite?: "lax" | "strict" | "none" | undefined
+  readonly partitioned?: boolean | undefined
+  readonly persistent?: boolean | undefined
+}
+
+/**
+ * The session cookie of a middleware: its name, whether it outlives the
+ * browser (`persistent`: a `Max-Age`), and the attributes it is set with —
+ * secure by default (`Secure`, `HttpOnly`, `SameSite=Lax`, `Path=/`), with
+ * `Domain` and `Partitioned` only when given. Refused with a `TypeError`
+ * when browsers would drop it (`cookieAttributesProblem`): a
+ * misconfiguration fails when the middleware is built, never a request.
+ *
+ * @internal
+ */
+export const cookieSettings = (cookie: CookieOptionsGiven | undefined): {
+  readonly name: string
+  readonly persistent: boolean
+  readonly attributes: {
+    readonly path: string
+    readonly httpOnly: boolean
+    readonly secure: boolean
+    readonly sameSite: "lax" | "strict" | "none"
+    readonly domain?: string
+    readonly partitioned?: boolean
+  }
+} => {
+  const name = cookie?.name ?? "session"
+  const attributes = {
+    path: cookie?.path ?? "/",
+    httpOnly: cookie?.httpOnly ?? true,
+    secure: cookie?.secure ?? true,
+    sameSite: cookie?.sameSite ?? "lax",
+    ...(cookie?.domain !== undefined ? { domain: cookie.domain } : {}),
+    ...(cookie?.partitioned !== undefined ? { partitioned: cookie.partitioned } : {})
+  }
+  const problem = cookieAttributesProblem({ ...attributes, name })
+  if (problem !== undefined) throw new TypeError(`effect-session: ${problem}`)
+  return { name, persistent: cookie?.persistent ?? true, attributes }
+}
 
 /**
  * The timeouts of a middleware from its options (`touchAfter` defaulted),

@@ -61,20 +61,9 @@ export const makeConfig = <A, I>(
   makeEmpty: () => A,
   options: Options | undefined
 ): Config<A> => {
-  const cookie = options?.cookie ?? {}
-  const cookieName = cookie.name ?? "session"
-  const cookieOptions = {
-    path: cookie.path ?? "/",
-    httpOnly: cookie.httpOnly ?? true,
-    secure: cookie.secure ?? true,
-    sameSite: cookie.sameSite ?? "lax",
-    ...(cookie.domain !== undefined ? { domain: cookie.domain } : {}),
-    ...(cookie.partitioned !== undefined ? { partitioned: cookie.partitioned } : {})
-  } as const
-  const problem = Cookie.cookieAttributesProblem({ ...cookieOptions, name: cookieName, domain: cookie.domain })
-  if (problem !== undefined) throw new TypeError(`effect-session: ${problem}`)
+  const cookie = Core.cookieSettings(options?.cookie)
   // validates the name and attributes once, so per-request cookies cannot fail
-  const probe = Cookies.makeCookie(cookieName, "x", cookieOptions)
+  const probe = Cookies.makeCookie(cookie.name, "x", cookie.attributes)
   if (probe._tag === "Left") {
     throw new TypeError(`effect-session: invalid session cookie: ${probe.left.message}`)
   }
@@ -90,9 +79,9 @@ export const makeConfig = <A, I>(
     timeouts,
     emptyFingerprint: Either.getOrThrow(codec.fingerprintEither(empty)),
     storageKey: Id.makeStorageKey(options?.pepper),
-    cookieName,
-    cookieOptions,
-    persistent: cookie.persistent ?? true,
+    cookieName: cookie.name,
+    cookieOptions: cookie.attributes,
+    persistent: cookie.persistent,
     budget: Core.makeReplayBudget(Duration.toMillis(options?.conflictTimeout ?? "5 seconds"), options?.maxConflictRetries)
   }
 }

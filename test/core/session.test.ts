@@ -255,3 +255,21 @@ describe("a middleware's timeouts and replay budget from its options", () => {
     expect(Core.makeReplayBudget(5_000, 3).maxConflictRetries).toBe(3)
   })
 })
+
+describe("the session cookie from a middleware's options (cookieSettings)", () => {
+  it("is secure by default, persistent, and carries Domain and Partitioned only when given", () => {
+    expect(Core.cookieSettings(undefined)).toEqual({
+      name: "session",
+      persistent: true,
+      attributes: { path: "/", httpOnly: true, secure: true, sameSite: "lax" }
+    })
+    const given = Core.cookieSettings({ name: "s", domain: "example.com", partitioned: true, persistent: false, sameSite: "strict" })
+    expect(given.persistent).toBe(false)
+    expect(given.attributes).toEqual({ path: "/", httpOnly: true, secure: true, sameSite: "strict", domain: "example.com", partitioned: true })
+  })
+  it("refuses, when the middleware is built, a cookie browsers would drop", () => {
+    expect(() => Core.cookieSettings({ name: "__Host-s", path: "/app" })).toThrow(/Path=\//)
+    expect(() => Core.cookieSettings({ sameSite: "none", secure: false })).toThrow(/SameSite=None requires Secure/)
+    expect(Core.cookieSettings({ secure: false }).attributes.secure).toBe(false)
+  })
+})

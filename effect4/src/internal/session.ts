@@ -52,16 +52,7 @@ export const makeConfig = <A>(
   empty: Core.EmptySession<A>,
   options: Options | undefined
 ): Config<A> => {
-  const cookie = options?.cookie ?? {}
-  const attributes = {
-    name: cookie.name ?? "session",
-    secure: cookie.secure ?? true,
-    path: cookie.path ?? "/",
-    domain: cookie.domain,
-    sameSite: cookie.sameSite ?? "lax"
-  } as const
-  const problem = Cookie.cookieAttributesProblem(attributes)
-  if (problem !== undefined) throw new TypeError(`effect-session: ${problem}`)
+  const cookie = Core.cookieSettings(options?.cookie)
   const timeouts = Core.makeTimeouts(
     Duration.toMillis(options?.idleTimeout ?? "14 days"),
     Duration.toMillis(options?.absoluteTimeout ?? "30 days"),
@@ -74,16 +65,9 @@ export const makeConfig = <A>(
     emptyFingerprint: Result.getOrThrow(codec.fingerprint(empty.empty)),
     timeouts,
     storageKey: Id.makeStorageKey(options?.pepper),
-    cookieName: attributes.name,
-    cookieOptions: {
-      path: attributes.path,
-      httpOnly: cookie.httpOnly ?? true,
-      secure: attributes.secure,
-      sameSite: attributes.sameSite,
-      ...(cookie.domain !== undefined ? { domain: cookie.domain } : {}),
-      ...(cookie.partitioned !== undefined ? { partitioned: cookie.partitioned } : {})
-    },
-    persistent: cookie.persistent ?? true,
+    cookieName: cookie.name,
+    cookieOptions: cookie.attributes,
+    persistent: cookie.persistent,
     budget: Core.makeReplayBudget(Duration.toMillis(options?.conflictTimeout ?? "5 seconds"), options?.maxConflictRetries)
   }
 }
