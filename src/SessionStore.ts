@@ -5,7 +5,7 @@
  *
  * @since 1.0.0
  */
-import { Cause, Context, Effect, Exit, Metric, Option, Predicate } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Metric, Option, Predicate } from "effect"
 import type { SessionConflict, SessionStoreError, StoreOperation } from "./SessionError.js"
 import * as SessionMetrics from "./SessionMetrics.js"
 import type { StorageKey } from "./SessionId.js"
@@ -170,16 +170,25 @@ const instrument = (store: string, operation: StoreOperation) => {
     Metric.tagged("operation", operation)
   )
   const spanName = `effect-session.${operation}`
-  const count = (exit: Exit.Exit<unknown, unknown>) =>
-    Metric.increment(
-      Exit.isSuccess(exit)
-        ? success
-        : Option.exists(Cause.failureOption(exit.cause), (error) => Predicate.isTagged(error, "SessionConflict"))
-        ? conflict
-        : failure
-    )
+  const noTags: ReadonlyArray<never> = []
+  // one exit handler records both metrics, with `Metric`'s own synchronous
+  // update (every request runs one or two of these)
+  const observe = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.clockWith((clock) => {
+      const start = clock.unsafeCurrentTimeNanos()
+      return Effect.onExit(effect, (exit) => {
+        duration.unsafeUpdate(Duration.nanos(clock.unsafeCurrentTimeNanos() - start), noTags)
+        const outcome = Exit.isSuccess(exit)
+          ? success
+          : Option.exists(Cause.failureOption(exit.cause), (error) => Predicate.isTagged(error, "SessionConflict"))
+          ? conflict
+          : failure
+        outcome.unsafeUpdate(1, noTags)
+        return Effect.void
+      })
+    })
   return <A, E>(key: string | undefined, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-    Effect.withSpan(Effect.onExit(Metric.trackDuration(effect, duration), count), spanName, {
+    Effect.withSpan(observe(effect), spanName, {
       captureStackTrace: false,
       attributes: key === undefined
         ? { "effect-session.store": store }
