@@ -84,20 +84,15 @@ const hour = 60 * 60 * 1000
 export const defaultTouchAfter = (idleMillis: number): number => Math.min(idleMillis / 10, hour)
 
 /**
- * The session cookie's options as a middleware is given them (each optional).
+ * The session cookie's options as a middleware is given them (each
+ * optional; documented on each line's public `CookieOptions`).
  *
  * @internal
  */
-export interface CookieOptionsGiven {
-  readonly name?: string | undefined
-  readonly domain?: string | undefined
-  readonly path?: string | undefined
-  readonly secure?: boolean | undefined
-  readonly httpOnly?: boolean | undefined
-  readonly sameSite?: "lax" | "strict" | "none" | undefined
-  readonly partitioned?: boolean | undefined
-  readonly persistent?: boolean | undefined
-}
+export type CookieOptionsGiven =
+  & { readonly [K in "name" | "domain" | "path"]?: string | undefined }
+  & { readonly [K in "secure" | "httpOnly" | "partitioned" | "persistent"]?: boolean | undefined }
+  & { readonly sameSite?: "lax" | "strict" | "none" | undefined }
 
 /**
  * The session cookie of a middleware: its name, whether it outlives the
