@@ -11,6 +11,7 @@ import {
   redisBinaries,
   redisCli,
   removeDir,
+  monitorCommands,
   startRedisServerOnFreePort,
   tempDir,
   waitFor
@@ -218,34 +219,9 @@ describeBackend("RedisStore index: commands per operation (private redis-server)
 
   it.live("an insert costs the same commands whatever its principal holds; keys and removeAll two round trips", () =>
     Effect.gen(function*() {
-      const marker = new Redis({ host, port })
-      const monitored = new Redis({ host, port })
-      const monitor = yield* Effect.promise(() => monitored.monitor())
-      yield* Effect.addFinalizer(() =>
-        Effect.promise(async () => {
-          monitor.disconnect()
-          await Promise.all([marker.quit(), monitored.quit()])
-        })
-      )
-      const seen: Array<{ readonly args: ReadonlyArray<string>; readonly source: string }> = []
-      monitor.on("monitor", (_time: string, args: Array<string>, source: string) => seen.push({ args, source }))
-      let round = 0
-      // every command seen while `effect` ran: those a script ran are
+      // every command seen while an effect ran: those a script ran are
       // marked "lua:" (work on the server, not round trips)
-      const commandsOf = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-        Effect.gen(function*() {
-          const begin = `scale-marker-${round++}-begin`
-          const end = `scale-marker-${round}-end`
-          yield* Effect.promise(() => marker.echo(begin))
-          yield* effect
-          yield* Effect.promise(() => marker.echo(end))
-          yield* Effect.promise(() =>
-            waitFor(async () => seen.some((e) => e.args[1] === end), 5000, "MONITOR did not report the end marker")
-          )
-          const from = seen.findIndex((e) => e.args[1] === begin)
-          const to = seen.findIndex((e) => e.args[1] === end)
-          return seen.slice(from + 1, to).map((e) => `${e.source === "lua" ? "lua:" : ""}${e.args[0]!.toLowerCase()}`)
-        })
+      const commandsOf = yield* monitorCommands(host, port)
 
       const context = yield* Layer.build(RedisStore.layer({ host, port, prefix: "scale:" }))
       const store = Context.get(context, SessionStore)
