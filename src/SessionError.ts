@@ -164,7 +164,7 @@ export class SessionEncodeError extends Data.TaggedError("SessionEncodeError")<{
 /**
  * The errors a request can fail with because of its session. A
  * `SessionConflict` reaches the app only when concurrent writers kept
- * winning for `maxConflictRetries` replays in a row.
+ * winning for `conflictTimeout` (or `maxConflictRetries` replays, when set).
  *
  * @since 1.0.0
  * @category errors
@@ -174,7 +174,7 @@ export type SessionError = SessionStoreError | SessionTooLarge | SessionEncodeEr
 /**
  * The response a session error deserves: 503 when the store failed (the
  * request may succeed later), 503 with `Retry-After: 1` when concurrent
- * writers kept winning for `maxConflictRetries` replays, 413 when the session
+ * writers kept winning for `conflictTimeout`, 413 when the session
  * would be larger than `maxSize`, 500 when a value does not match the
  * session schema (a bug in the app). The body says only that much: the
  * error's message, which names the backend, is for the log.
