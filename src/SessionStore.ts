@@ -5,7 +5,7 @@
  *
  * @since 1.0.0
  */
-import { Cause, Context, Duration, Effect, Exit, Metric, Option, Predicate } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Metric, MetricLabel, Option, Predicate } from "effect"
 import type { SessionConflict, SessionStoreError, StoreOperation } from "./SessionError.js"
 import * as SessionMetrics from "./SessionMetrics.js"
 import type { StorageKey } from "./SessionId.js"
@@ -161,10 +161,18 @@ export const make = (
  * `Metric`. The tagged metrics are built once per store and operation.
  */
 const instrument = (store: string, operation: StoreOperation) => {
-  const counted = SessionMetrics.storeOperations.pipe(Metric.tagged("store", store), Metric.tagged("operation", operation))
-  const success = Metric.tagged(counted, "outcome", "success")
-  const conflict = Metric.tagged(counted, "outcome", "conflict")
-  const failure = Metric.tagged(counted, "outcome", "failure")
+  // the count's labels, one array per outcome made once: `Metric` caches a
+  // metric's hook by its labels array, so updating the untagged counter with
+  // the same array finds its hook at once, where `Metric.tagged` makes a new
+  // array, `MetricKey` and hash on every update (same labels, same order)
+  const countedBy = (outcome: string): ReadonlyArray<MetricLabel.MetricLabel> => [
+    MetricLabel.make("store", store),
+    MetricLabel.make("operation", operation),
+    MetricLabel.make("outcome", outcome)
+  ]
+  const success = countedBy("success")
+  const conflict = countedBy("conflict")
+  const failure = countedBy("failure")
   const duration = SessionMetrics.storeOperationDuration.pipe(
     Metric.tagged("store", store),
     Metric.tagged("operation", operation)
@@ -183,7 +191,7 @@ const instrument = (store: string, operation: StoreOperation) => {
           : Option.exists(Cause.failureOption(exit.cause), (error) => Predicate.isTagged(error, "SessionConflict"))
           ? conflict
           : failure
-        outcome.unsafeUpdate(1, noTags)
+        SessionMetrics.storeOperations.unsafeUpdate(1, outcome)
         return Effect.void
       })
     })

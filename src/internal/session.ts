@@ -10,7 +10,7 @@
  */
 import { Cookies, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Fiber } from "effect"
-import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, Metric, Option, Random } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, FiberId, Metric, Option, Random } from "effect"
 import type { Semaphore } from "effect/Effect"
 import * as Cookie from "../core/cookie.js"
 import * as Lanes from "../core/lanes.js"
@@ -505,15 +505,20 @@ export class RequestSession<A> implements SessionHandle<A> {
   private updateInGroup(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
     const store = this.store
     const key = keyOf(loaded)
-    return Effect.flatMap(Deferred.make<CookieAction, SessionError>(), (done) =>
-      Effect.suspend(() => {
-        const { lane, release } = joinLane(store, key)
-        // the writer runs on its own fiber: an interrupted request (a client
-        // that went away) does not stop the writes of the others
-        const start = lane.updates.enqueue({ session: this, request: this.state, loaded, t, done })
-        const write = start ? Effect.asVoid(Effect.forkDaemon(writeQueued(store, key))) : Effect.void
-        return Effect.ensuring(Effect.zipRight(write, Deferred.await(done)), Effect.sync(release))
-      }))
+    return Effect.suspend(() => {
+      const done = Deferred.unsafeMake<CookieAction, SessionError>(FiberId.none)
+      const { lane, release } = joinLane(store, key)
+      // the writer runs on its own fiber: an interrupted request (a client
+      // that went away) does not stop the writes of the others. The lane is
+      // kept by the writer while updates wait (the queue's writer takes this
+      // request's use of the lane over, and no update waits without one), so
+      // this request needs no finalizer of its own
+      if (!lane.updates.enqueue({ session: this, request: this.state, loaded, t, done })) {
+        release()
+        return Deferred.await(done)
+      }
+      return Effect.zipRight(Effect.forkDaemon(writeQueued(store, lane, release)), Deferred.await(done))
+    })
   }
 }
 
@@ -612,8 +617,8 @@ const writeGroup = <A>(
  * data cannot be encoded is written one update at a time, so that only the
  * update at fault fails (`Save.afterGroupFailure`).
  */
-const writeQueued = (store: SessionStore["Type"], key: StorageKey): Effect.Effect<void> =>
-  withLane(store, key, (lane) =>
+const writeQueued = (store: SessionStore["Type"], lane: Lane, release: () => void): Effect.Effect<void> =>
+  inLane(lane, release, () =>
     Effect.gen(function*() {
       while (true) {
         const group = lane.updates.nextGroup(sameDefinition)
@@ -784,8 +789,12 @@ const withLane = <B, E>(
 ): Effect.Effect<B, E> =>
   Effect.suspend(() => {
     const { lane, release } = joinLane(store, key)
-    return Effect.ensuring(lane.lock.withPermits(1)(Effect.suspend(() => f(lane))), Effect.sync(release))
+    return inLane(lane, release, f)
   })
+
+/** Runs `f` in the turn of a lane already joined, and ends that use of it after. */
+const inLane = <B, E>(lane: Lane, release: () => void, f: (lane: Lane) => Effect.Effect<B, E>): Effect.Effect<B, E> =>
+  Effect.ensuring(lane.lock.withPermits(1)(Effect.suspend(() => f(lane))), Effect.sync(release))
 
 /** What the previous save in the lane left, when a save of `config` that loaded `loaded` should start from it (the core decides). */
 const handoff = <A>(lane: Lane, config: Config<A>, loaded: Loaded<A>): Loaded<A> | typeof ended | undefined =>
