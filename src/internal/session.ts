@@ -327,10 +327,20 @@ export class RequestSession<A> implements SessionHandle<A> {
     if (!this.state.used) return Effect.succeed(noCookie)
     if (!this.loadDone) return Effect.flatMap(this.ensureLoaded, () => this.commit)
     this.committedAt = t
-    return Effect.ensuring(
-      Effect.tapErrorTag(this.save(t), "SessionTooLarge", () => Metric.increment(SessionMetrics.tooLarge)),
-      Effect.sync(() => this.releaseLane())
-    )
+    // one handler for both ends of the save (no finalizer: an interrupted
+    // save's use of the lane ends with the fiber, see `stayInLane`)
+    return Effect.matchCauseEffect(this.save(t), {
+      onFailure: (cause) => {
+        this.releaseLane()
+        return failureTag(cause) === "SessionTooLarge"
+          ? Effect.zipRight(Metric.increment(SessionMetrics.tooLarge), Effect.failCause(cause))
+          : Effect.failCause(cause)
+      },
+      onSuccess: (action) => {
+        this.releaseLane()
+        return Effect.succeed(action)
+      }
+    })
   }
 
   /**
@@ -618,8 +628,8 @@ const writeGroup = <A>(
  * update at fault fails (`Save.afterGroupFailure`).
  */
 const writeQueued = (store: SessionStore["Type"], lane: Lane, release: () => void): Effect.Effect<void> =>
-  inLane(lane, release, () =>
-    Effect.gen(function*() {
+  Effect.onExit(
+    lane.lock.withPermits(1)(Effect.gen(function*() {
       while (true) {
         const group = lane.updates.nextGroup(sameDefinition)
         if (group === undefined) return
@@ -638,15 +648,17 @@ const writeQueued = (store: SessionStore["Type"], lane: Lane, release: () => voi
           for (const member of group) Deferred.unsafeDone(member.done, Exit.failCause(outcome.cause))
         }
       }
-    }).pipe(
-      // a defect or an interruption must not leave the queued requests waiting
-      Effect.onExit((exit) =>
-        Effect.sync(() => {
-          if (Exit.isSuccess(exit)) return
+    })),
+    // one finalizer for both: a defect or an interruption must not leave the
+    // queued requests waiting, and the writer's use of the lane ends
+    (exit) =>
+      Effect.sync(() => {
+        if (Exit.isFailure(exit)) {
           for (const member of lane.updates.abandon()) Deferred.unsafeDone(member.done, exit as Exit.Exit<never, never>)
-        })
-      )
-    ))
+        }
+        release()
+      })
+  )
 
 /** The tag of a cause's typed failure, for the core to judge (`undefined`: a defect, an interruption). */
 const failureTag = (cause: Cause.Cause<SessionError>): string | undefined => Option.getOrUndefined(Cause.failureOption(cause))?._tag
@@ -789,12 +801,8 @@ const withLane = <B, E>(
 ): Effect.Effect<B, E> =>
   Effect.suspend(() => {
     const { lane, release } = joinLane(store, key)
-    return inLane(lane, release, f)
+    return Effect.ensuring(lane.lock.withPermits(1)(Effect.suspend(() => f(lane))), Effect.sync(release))
   })
-
-/** Runs `f` in the turn of a lane already joined, and ends that use of it after. */
-const inLane = <B, E>(lane: Lane, release: () => void, f: (lane: Lane) => Effect.Effect<B, E>): Effect.Effect<B, E> =>
-  Effect.ensuring(lane.lock.withPermits(1)(Effect.suspend(() => f(lane))), Effect.sync(release))
 
 /** What the previous save in the lane left, when a save of `config` that loaded `loaded` should start from it (the core decides). */
 const handoff = <A>(lane: Lane, config: Config<A>, loaded: Loaded<A>): Loaded<A> | typeof ended | undefined =>
