@@ -11,14 +11,11 @@ import { describeBackend } from "../utils/backend.js"
 import {
   type RedisServer,
   redisBinaries,
-  redisCli,
   removeDir,
-  startRedisServerOnFreePort,
-  tempDir,
-  waitFor
+  startRedisCluster,
+  tempDir
 } from "../utils/redisServer.js"
 
-const host = "127.0.0.1"
 const nodeCount = 3
 const prefix = `test:${randomBytes(6).toString("hex")}:`
 
@@ -33,44 +30,7 @@ describeBackend("RedisStore (Redis Cluster, 3 private nodes)", redisBinaries(), 
 
   beforeAll(async () => {
     dir = tempDir("redis-cluster")
-    for (let i = 0; i < nodeCount; i++) {
-      // freePort leaves port + 10000 free too: a node's cluster bus
-      servers.push(
-        await startRedisServerOnFreePort(dir, (port) => [
-          "--cluster-enabled",
-          "yes",
-          "--cluster-config-file",
-          `${dir}/nodes-${port}.conf`,
-          "--save",
-          "",
-          "--appendonly",
-          "no",
-          "--daemonize",
-          "no"
-        ])
-      )
-    }
-    const ports = servers.map((server) => server.port)
-    redisCli([
-      "--cluster",
-      "create",
-      ...ports.map((port) => `${host}:${port}`),
-      "--cluster-replicas",
-      "0",
-      "--cluster-yes"
-    ])
-    for (const port of ports) {
-      await waitFor(
-        async () => redisCli(["-h", host, "-p", String(port), "cluster", "info"]).includes("cluster_state:ok"),
-        30_000,
-        `node ${port} did not reach cluster_state:ok`
-      )
-    }
-    cluster = new Cluster(ports.map((port) => ({ host, port })))
-    await new Promise<void>((resolve, reject) => {
-      cluster!.once("ready", resolve)
-      cluster!.once("error", reject)
-    })
+    cluster = await startRedisCluster(dir, nodeCount, servers)
   })
 
   afterAll(async () => {

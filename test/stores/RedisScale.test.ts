@@ -8,13 +8,12 @@ import { SessionIndex, SessionStore } from "../../src/SessionStore.js"
 import { describeBackend, reachable } from "../utils/backend.js"
 import {
   type RedisServer,
-  redisBinaries,
-  redisCli,
-  removeDir,
   monitorCommands,
+  redisBinaries,
+  removeDir,
+  startRedisCluster,
   startRedisServerOnFreePort,
-  tempDir,
-  waitFor
+  tempDir
 } from "../utils/redisServer.js"
 
 // Issue 15, item 2: a principal's index costs O(1) store work per insert
@@ -273,29 +272,7 @@ describeBackend("RedisStore index (Redis Cluster, 3 private nodes)", binaries, (
 
   beforeAll(async () => {
     dir = tempDir("redis-scale-cluster")
-    // freePort leaves port + 10000, a node's cluster bus, free too
-    for (let i = 0; i < 3; i++) {
-      servers.push(
-        await startRedisServerOnFreePort(
-          dir,
-          (port) => ["--cluster-enabled", "yes", "--cluster-config-file", `${dir}/nodes-${port}.conf`, "--save", ""]
-        )
-      )
-    }
-    const ports = servers.map((server) => server.port)
-    redisCli(["--cluster", "create", ...ports.map((port) => `${host}:${port}`), "--cluster-replicas", "0", "--cluster-yes"])
-    for (const port of ports) {
-      await waitFor(
-        async () => redisCli(["-h", host, "-p", String(port), "cluster", "info"]).includes("cluster_state:ok"),
-        30_000,
-        `node ${port} did not reach cluster_state:ok`
-      )
-    }
-    cluster = new Cluster(ports.map((port) => ({ host, port })))
-    await new Promise<void>((resolve, reject) => {
-      cluster!.once("ready", resolve)
-      cluster!.once("error", reject)
-    })
+    cluster = await startRedisCluster(dir, 3, servers)
   }, 60_000)
 
   afterAll(async () => {

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Redis } from "ioredis"
+import { Cluster, Redis } from "ioredis"
 
 /** Whether `redis-server` and `redis-cli` can be run on this machine. */
 export const redisBinaries = (): { readonly available: boolean; readonly reason: string } => {
@@ -237,3 +237,49 @@ export const monitorCommands = (host: string, port: number) =>
         return seen.slice(from + 1, to).map((e) => `${e.source === "lua" ? "lua:" : ""}${e.args[0]!.toLowerCase()}`)
       })
   })
+
+/**
+ * A Redis Cluster of `nodes` private masters in `dir` (no replicas), up and
+ * reporting `cluster_state:ok`, with a connected ioredis `Cluster`. The
+ * servers started are pushed to `servers` as they start, so the caller can
+ * stop them even when a later step fails.
+ */
+export const startRedisCluster = async (
+  dir: string,
+  nodes: number,
+  servers: Array<RedisServer>
+): Promise<Cluster> => {
+  const host = "127.0.0.1"
+  for (let i = 0; i < nodes; i++) {
+    // freePort leaves port + 10000, a node's cluster bus, free too
+    servers.push(
+      await startRedisServerOnFreePort(dir, (port) => [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        `${dir}/nodes-${port}.conf`,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no"
+      ])
+    )
+  }
+  const ports = servers.map((server) => server.port)
+  redisCli(["--cluster", "create", ...ports.map((port) => `${host}:${port}`), "--cluster-replicas", "0", "--cluster-yes"])
+  for (const port of ports) {
+    await waitFor(
+      async () => redisCli(["-h", host, "-p", String(port), "cluster", "info"]).includes("cluster_state:ok"),
+      30_000,
+      `node ${port} did not reach cluster_state:ok`
+    )
+  }
+  const cluster = new Cluster(ports.map((port) => ({ host, port })))
+  await new Promise<void>((resolve, reject) => {
+    cluster.once("ready", resolve)
+    cluster.once("error", reject)
+  })
+  return cluster
+}
