@@ -27,13 +27,29 @@ export interface Process {
   readonly stop: () => Promise<void>
 }
 
+/**
+ * What to run: a file of this repository under tsx, or an npm script of a
+ * package (the Effect 4 line's `npm start`).
+ */
+export type Program = string | { readonly npm: string; readonly cwd: string }
+
+const nameOf = (program: Program): string => typeof program === "string" ? program : `npm ${program.npm}`
+
 /** Spawns an example (default: the quickstart) on `port`, without waiting for it. */
-export const spawnExample = (env: Record<string, string>, port: number, file = "examples/quickstart.ts"): Process => {
-  const child = spawn(process.execPath, ["--import", "tsx", file], {
-    cwd: root,
+export const spawnExample = (
+  env: Record<string, string>,
+  port: number,
+  program: Program = "examples/quickstart.ts"
+): Process => {
+  const options: { env: NodeJS.ProcessEnv; stdio: ["ignore", "pipe", "pipe"] } = {
     env: { ...process.env, ...env, PORT: String(port) },
     stdio: ["ignore", "pipe", "pipe"]
-  })
+  }
+  // npm runs a shell that runs tsx that runs node: in a process group of its
+  // own, stopping the group stops the server too
+  const child = typeof program === "string"
+    ? spawn(process.execPath, ["--import", "tsx", program], { ...options, cwd: root })
+    : spawn("npm", [program.npm], { ...options, cwd: program.cwd, detached: true })
   let output = ""
   child.stdout!.on("data", (chunk) => output += chunk)
   child.stderr!.on("data", (chunk) => output += chunk)
@@ -42,7 +58,8 @@ export const spawnExample = (env: Record<string, string>, port: number, file = "
     new Promise<void>((resolve) => {
       if (exited()) return resolve()
       child.once("exit", () => resolve())
-      child.kill("SIGTERM")
+      if (typeof program === "string") child.kill("SIGTERM")
+      else process.kill(-child.pid!, "SIGTERM")
     })
   return { url: `http://127.0.0.1:${port}`, child, output: () => output, exited, stop }
 }
@@ -50,17 +67,18 @@ export const spawnExample = (env: Record<string, string>, port: number, file = "
 /** The port was taken between `freePort` closing it and the example binding it. */
 export class PortTaken extends Error {}
 
-const launch = async (env: Record<string, string>, port: number, file?: string): Promise<Process> => {
-  const running = spawnExample(env, port, file)
+const launch = async (env: Record<string, string>, port: number, program?: Program): Promise<Process> => {
+  const running = spawnExample(env, port, program)
+  const name = nameOf(program ?? "quickstart")
   const deadline = Date.now() + 60_000
   while (!/Listening on/.test(running.output())) {
     if (running.exited()) {
       if (/EADDRINUSE/.test(running.output())) throw new PortTaken(`port ${port} was taken:\n${running.output()}`)
-      throw new Error(`${file ?? "quickstart"} exited (${running.child.exitCode}):\n${running.output()}`)
+      throw new Error(`${name} exited (${running.child.exitCode}):\n${running.output()}`)
     }
     if (Date.now() > deadline) {
       await running.stop()
-      throw new Error(`${file ?? "quickstart"} did not start within 60 s:\n${running.output()}`)
+      throw new Error(`${name} did not start within 60 s:\n${running.output()}`)
     }
     await new Promise((r) => setTimeout(r, 100))
   }
@@ -73,10 +91,10 @@ const launch = async (env: Record<string, string>, port: number, file?: string):
  * and handed over: test files running in parallel may take it meanwhile, and
  * then another is tried.
  */
-export const start = async (env: Record<string, string>, file?: string): Promise<Process> => {
+export const start = async (env: Record<string, string>, program?: Program): Promise<Process> => {
   for (let attempt = 1;; attempt++) {
     try {
-      return await launch(env, await freePort(), file)
+      return await launch(env, await freePort(), program)
     } catch (error) {
       if (!(error instanceof PortTaken) || attempt === 5) throw error
     }

@@ -3,53 +3,17 @@
  * real HTTP with the same checks as the Effect 3 line's quickstart.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { type ChildProcess, spawn } from "node:child_process"
 import { connect } from "node:net"
 import { join } from "node:path"
 // the Effect 3 line's quickstart helpers: the same client for the same contract
-import { freePort, walkThrough } from "../../test/quickstartProcess.js"
+import { type Process, start, walkThrough } from "../../test/quickstartProcess.js"
 
 const packageRoot = join(import.meta.dirname, "..")
 
-interface Running {
-  readonly url: string
-  readonly output: () => string
-  readonly stop: () => Promise<void>
-}
+type Running = Process
 
-/**
- * `npm start` in its own process group: npm runs a shell that runs tsx that
- * runs node, and stopping the group stops the server too.
- */
-const npmStart = async (env: Record<string, string>): Promise<Running> => {
-  const port = await freePort()
-  const child: ChildProcess = spawn("npm", ["start"], {
-    cwd: packageRoot,
-    env: { ...process.env, ...env, PORT: String(port) },
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true
-  })
-  let output = ""
-  child.stdout!.on("data", (chunk) => output += chunk)
-  child.stderr!.on("data", (chunk) => output += chunk)
-  const exited = () => child.exitCode !== null || child.signalCode !== null
-  const stop = () =>
-    new Promise<void>((resolve) => {
-      if (exited()) return resolve()
-      child.once("exit", () => resolve())
-      process.kill(-child.pid!, "SIGTERM")
-    })
-  const deadline = Date.now() + 60_000
-  while (!/Listening on/.test(output)) {
-    if (exited()) throw new Error(`npm start exited (${child.exitCode}):\n${output}`)
-    if (Date.now() > deadline) {
-      await stop()
-      throw new Error(`npm start did not listen within 60 s:\n${output}`)
-    }
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  return { url: `http://127.0.0.1:${port}`, output: () => output, stop }
-}
+/** `npm start` of this package, on a free port, once it listens. */
+const npmStart = (env: Record<string, string>): Promise<Running> => start(env, { npm: "start", cwd: packageRoot })
 
 const redisUp = await new Promise<boolean>((resolve) => {
   const socket = connect(6379, "127.0.0.1")
