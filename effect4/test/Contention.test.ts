@@ -1,0 +1,170 @@
+/**
+ * Many requests of one session at once, over real HTTP, on the Effect 4 line
+ * (memory and Redis, each with its real server): requests of one process
+ * never fail on each other, instances that share a backend (separate
+ * processes) replay within `conflictTimeout`, and nothing is kept per key
+ * once a burst is over.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Option, Schedule } from "effect"
+import { TestClock } from "effect/testing"
+import { coordinatedKeys } from "../src/internal/session.js"
+import * as MemoryStore from "../src/MemoryStore.js"
+import { SessionStore } from "../src/SessionStore.js"
+import type { StoreSpec } from "./utils/contention.js"
+import { alwaysConflicting, backends, buildStore, counterOptions, counterRoutes, CounterSession, serveOn } from "./utils/contention.js"
+import { availabilityOf, describeBackend, preparedFor } from "./utils/contentionSuites.js"
+import { get, sessionCookie } from "./utils/server.js"
+
+/**
+ * Holds every request that arrives until `parties` have: the whole burst is
+ * in flight at once, and its loads and saves all start together.
+ */
+const makeBarrier = (parties: number) =>
+  Effect.map(Deferred.make<void>(), (open) => {
+    let arrived = 0
+    return Effect.suspend(() => {
+      arrived += 1
+      if (arrived === parties) Deferred.doneUnsafe(open, Exit.void)
+      return Deferred.await(open)
+    })
+  })
+
+/** An HTTP server of the counter app over a new instance of the store, for the test's scope. */
+const startServer = (spec: StoreSpec, barrier: Effect.Effect<void>) =>
+  Effect.gen(function*() {
+    const { context, store } = yield* buildStore(spec)
+    return { base: yield* serveOn(counterRoutes(barrier), context), store }
+  })
+
+interface Server {
+  readonly base: string
+  readonly store: SessionStore["Service"]
+}
+
+/** A stored session (counter 0) on `server`; its cookie header. */
+const startSession = (server: Server) =>
+  Effect.gen(function*() {
+    const res = yield* get(`${server.base}/start`)
+    expect(res.status).toBe(200)
+    const cookie = sessionCookie(res)
+    expect(cookie).toMatch(/^session=[A-Za-z0-9_-]{43}$/)
+    return cookie!
+  })
+
+/** `count` increments in flight at once on `server`; how many were not answered 200, and the first of them. */
+const burst = (server: Server, cookie: string, count: number) =>
+  Effect.gen(function*() {
+    const responses = yield* Effect.forEach(
+      Array.from({ length: count }),
+      () => get(`${server.base}/incr`, cookie),
+      { concurrency: "unbounded" }
+    )
+    const failed = responses.filter((res) => res.status !== 200)
+    return { failed: failed.length, first: failed.slice(0, 3).map((res) => `${res.status} ${res.body.slice(0, 200)}`) }
+  })
+
+const counterOn = (server: Server, cookie: string) => get(`${server.base}/counter`, cookie)
+
+/**
+ * The keys the server's store still coordinates once the requests are done:
+ * polled for up to 2 s, since a request lets go of its key when its fiber
+ * ends, which can be a moment after the client has its answer. A key kept
+ * for good stays counted.
+ */
+const keysLeft = (server: Server) =>
+  Effect.sync(() => coordinatedKeys(server.store)).pipe(
+    Effect.repeat({ until: (keys) => keys === 0, schedule: Schedule.spaced("10 millis") }),
+    Effect.timeoutOrElse({ duration: "2 seconds", orElse: () => Effect.sync(() => coordinatedKeys(server.store)) })
+  )
+
+const burstTimeout = 120_000
+
+for (const backend of backends) {
+  describeBackend(`contention on ${backend.name}`, await availabilityOf(backend), () => {
+    const spec = preparedFor(backend, "contention")
+
+    it.live("200 concurrent increments on one session in one process: 200, every request answered 200", () =>
+      Effect.gen(function*() {
+        const server = yield* startServer(spec(), yield* makeBarrier(200))
+        const cookie = yield* startSession(server)
+        const failures = yield* burst(server, cookie, 200)
+        expect(failures).toEqual({ failed: 0, first: [] })
+        const counter = yield* counterOn(server, cookie)
+        expect(counter.status).toBe(200)
+        expect(counter.body).toBe("200")
+        // nothing is kept for a key once its last request is done
+        expect(yield* keysLeft(server)).toBe(0)
+      }).pipe(Effect.scoped), burstTimeout)
+
+    if (backend.shared) {
+      it.live("4 instances (own clients) × 50 concurrent increments on one session: 200, every request answered 200", () =>
+        Effect.gen(function*() {
+          const barrier = yield* makeBarrier(200)
+          const servers = yield* Effect.forEach(Array.from({ length: 4 }), () => startServer(spec(), barrier))
+          // four store objects: four sets of lanes, as in four processes
+          expect(new Set(servers.map((server) => server.store)).size).toBe(4)
+          const cookie = yield* startSession(servers[0])
+          const failures = yield* Effect.forEach(servers, (server) => burst(server, cookie, 50), {
+            concurrency: "unbounded"
+          })
+          expect(failures).toEqual(Array.from({ length: 4 }, () => ({ failed: 0, first: [] })))
+          for (const server of servers) {
+            const counter = yield* counterOn(server, cookie)
+            expect(counter.body).toBe("200")
+            expect(yield* keysLeft(server)).toBe(0)
+          }
+        }).pipe(Effect.scoped), burstTimeout)
+    }
+  })
+}
+
+const conflictTimeout = { ...counterOptions, conflictTimeout: "300 millis" } as const
+
+describe("conflictTimeout", () => {
+  it.live("a save that always conflicts is replayed until conflictTimeout, then the request fails (500)", () =>
+    Effect.gen(function*() {
+      const memory = MemoryStore.make()
+      const conflicting = alwaysConflicting(memory.store)
+      const context = Context.make(SessionStore, conflicting.store)
+      const server = { base: yield* serveOn(counterRoutes(Effect.void, conflictTimeout), context), store: conflicting.store }
+      const cookie = yield* startSession(server)
+      const started = Date.now()
+      const res = yield* get(`${server.base}/incr`, cookie)
+      const elapsed = Date.now() - started
+      expect(res.status).toBe(500)
+      // replayed with backoff for the whole budget, not given up after one try
+      expect(conflicting.attempts.update).toBeGreaterThan(1)
+      expect(elapsed).toBeGreaterThanOrEqual(300)
+      // it does give up: before the 5 s default budget
+      expect(elapsed).toBeLessThan(5_000)
+      // the failed save left the stored counter as it was
+      expect((yield* counterOn(server, cookie)).body).toBe("0")
+      expect(yield* keysLeft(server)).toBe(0)
+    }).pipe(Effect.scoped), 30_000)
+
+  it.effect("the budget is time on the Clock: still replaying before it, SessionConflict once it has passed", () =>
+    Effect.gen(function*() {
+      const conflicting = alwaysConflicting(MemoryStore.make().store)
+      const run = <A, E>(effect: Effect.Effect<A, E, SessionStore>) =>
+        Effect.provideService(effect, SessionStore, conflicting.store)
+      const id = yield* run(CounterSession.withSession(
+        "",
+        Effect.andThen(CounterSession.set("counter", 0), CounterSession.id),
+        conflictTimeout
+      ))
+      const save = yield* Effect.forkChild(
+        run(CounterSession.withSession(id, CounterSession.update("counter", (n) => (n ?? 0) + 1), conflictTimeout))
+      )
+      yield* TestClock.adjust("250 millis")
+      expect(save.pollUnsafe()).toBeUndefined()
+      expect(conflicting.attempts.update).toBeGreaterThan(1)
+      yield* TestClock.adjust("1 second")
+      const exit = yield* Fiber.await(save)
+      expect(Exit.isFailure(exit)).toBe(true)
+      if (Exit.isFailure(exit)) {
+        const failure = Cause.findErrorOption(exit.cause)
+        expect(Option.map(failure, (error) => error._tag)).toEqual(Option.some("SessionConflict"))
+      }
+    }))
+})
