@@ -1,0 +1,338 @@
+/**
+ * A store on `effect/sql`: PostgreSQL, MySQL / MariaDB and SQLite, through
+ * whichever `SqlClient` the application provides (`PgClient.layer` of
+ * `@effect/sql-pg`, or this package's `SqlMysql.layer` / `SqlSqlite.layer`).
+ * One row per session; every write is a single conditional statement whose
+ * matched-row count decides, so concurrent requests never lose an update.
+ * Expired rows are deleted by a cleanup fiber in bounded batches.
+ *
+ * The table, the statements per dialect and how a row is read are the
+ * core's (`src/core/sql.ts`), the same as the Effect 3 line's: both lines
+ * share one table. See `docs/stores/sql.md`.
+ *
+ * @since 2.0.0
+ */
+import type { Scope } from "effect"
+import { Clock, Config, Context, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { SqlClient } from "effect/sql"
+import type { SqlError } from "effect/sql/SqlError"
+import * as Sql from "../../src/core/sql.js"
+import type { StoreOperation } from "./SessionError.js"
+import { SessionConflict, SessionStoreError } from "./SessionError.js"
+import type { StorageKey } from "./SessionId.js"
+import * as SessionId from "./SessionId.js"
+import * as SessionStore from "./SessionStore.js"
+
+/**
+ * @since 2.0.0
+ * @category models
+ */
+export interface TableOptions {
+  /**
+   * The table holding the sessions. Letters, digits and `_`, starting with a
+   * letter or `_`, at most 48 characters (index names are derived from it).
+   * Default `effect_sessions`.
+   */
+  readonly table?: string | undefined
+}
+
+/**
+ * @since 2.0.0
+ * @category models
+ */
+export interface Options extends TableOptions {
+  /**
+   * Create the table and its indexes when the layer starts, if they do not
+   * exist (idempotent). Set it to `false` when migrations own the schema
+   * (see `migrations`). Default `true`.
+   */
+  readonly createTable?: boolean | undefined
+  /** How often expired rows are deleted. Default 5 minutes (jittered). */
+  readonly cleanupInterval?: Duration.Input | undefined
+  /**
+   * The most rows one cleanup statement deletes; a sweep runs batch after
+   * batch until one comes back short. Default 1000.
+   */
+  readonly cleanupBatchSize?: number | undefined
+}
+
+/**
+ * What `make` builds: the store, its index, and the sweep the cleanup fiber
+ * runs.
+ *
+ * @since 2.0.0
+ * @category models
+ */
+export interface SqlStore {
+  readonly store: SessionStore.SessionStore["Service"]
+  readonly index: SessionStore.SessionIndex["Service"]
+  /**
+   * One sweep, as the cleanup fiber runs it: deletes the rows expired by
+   * `Clock`'s now in batches and returns how many went. For a maintenance
+   * command or an external scheduler.
+   */
+  readonly sweep: Effect.Effect<number, SessionStoreError>
+}
+
+const name = "sql"
+
+const failure = (operation: StoreOperation) => (cause: unknown) => new SessionStoreError({ store: name, operation, cause })
+
+/** The client and the core's checked settings, or the setup error naming what is wrong. */
+const setup = (options: TableOptions & { readonly cleanupBatchSize?: number | undefined } | undefined) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const settings = Sql.storeSetup(
+      sql.onDialectOrElse({ orElse: () => "", pg: () => "pg", mysql: () => "mysql", sqlite: () => "sqlite" }),
+      options
+    )
+    if ("problem" in settings) return yield* Effect.fail(failure("setup")(settings.problem))
+    return { sql, ...settings }
+  })
+
+/**
+ * Creates the session table and its indexes if they do not exist. This is
+ * what the layer runs when `createTable` is on; run it yourself (in a
+ * migration, or use `migrations`) when it is off.
+ *
+ * On PostgreSQL it runs in a transaction under an advisory lock, so several
+ * instances starting at once do not race on `CREATE TABLE IF NOT EXISTS`.
+ *
+ * @since 2.0.0
+ * @category migrations
+ */
+export const ensureTable = (
+  options?: TableOptions
+): Effect.Effect<void, SqlError | SessionStoreError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const { dialect, sql, table } = yield* setup(options)
+    const ddl = Effect.forEach(Sql.schemaStatements(dialect, table), (text) => sql.unsafe(text), { discard: true })
+    if (dialect !== "pg") return yield* ddl
+    const lock = Sql.schemaLock(table)
+    yield* sql.withTransaction(Effect.andThen(sql.unsafe(lock.text, lock.params), ddl))
+  })
+
+/**
+ * The session table as migrations for `effect/sql`'s `Migrator`, for
+ * applications that manage their schema and set `createTable: false`. The
+ * keys follow `Migrator.fromRecord`'s `<id>_<name>` convention, numbered from
+ * 1; later versions of this store append entries, never change them.
+ *
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Migrator } from "effect/sql"
+ * import * as SqlStore from "effect-session/SqlStore"
+ *
+ * // its own migrations table, so its ids never meet the application's
+ * const MigrationsLive = Layer.effectDiscard(Migrator.make({})({
+ *   loader: Migrator.fromRecord(SqlStore.migrations()),
+ *   table: "effect_session_migrations"
+ * }))
+ * const StoreLive = SqlStore.layer({ createTable: false }).pipe(Layer.provide(MigrationsLive))
+ * ```
+ *
+ * @since 2.0.0
+ * @category migrations
+ */
+export const migrations = (
+  options?: TableOptions
+): Record<string, Effect.Effect<void, SqlError | SessionStoreError, SqlClient.SqlClient>> => ({
+  [Sql.migrationName(options?.table ?? Sql.defaultTable)]: ensureTable(options)
+})
+
+// this line's records are text; the table holds its UTF-8 bytes, as the
+// Effect 3 line's JSON codec writes them
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/**
+ * The store, its index and the sweep, on the `SqlClient` in context; the
+ * cleanup fiber runs in the current scope. Fails with `SessionStoreError`
+ * (operation `setup`) on an unsafe table name, an unsupported dialect, a
+ * cleanup batch size that is not a positive integer, or when the table
+ * cannot be created.
+ *
+ * @since 2.0.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(
+  options?: Options
+): Effect.fn.Return<SqlStore, SessionStoreError, SqlClient.SqlClient | Scope.Scope> {
+  const { batchSize, dialect, sql, table } = yield* setup(options)
+  if (options?.createTable ?? true) {
+    yield* Effect.catchTag(ensureTable({ table }), "SqlError", (e) => Effect.fail(failure("setup")(e)))
+  }
+
+  const statements = Sql.statements(dialect, table, batchSize)
+  const now = Clock.currentTimeMillis
+  const run = <I>(statement: Sql.SqlStatement<I>, input: I) => sql.unsafe(statement.text, statement.params(input))
+  const rows = <I>(operation: StoreOperation, statement: Sql.SqlStatement<I>, input: I) =>
+    Effect.mapError(run(statement, input).values, failure(operation))
+  /** Runs a statement for its result header and reads the matched-row count. */
+  const countRows = <I>(operation: StoreOperation, statement: Sql.SqlStatement<I>, input: I) =>
+    Effect.flatMap(Effect.mapError(run(statement, input).raw, failure(operation)), (result) => {
+      const count = Sql.matchedRows(dialect, result)
+      return count === undefined ? Effect.fail(failure(operation)(Sql.noRowCount())) : Effect.succeed(count)
+    })
+  /** `then`, once the principal has passed the core's checks. */
+  const checkPrincipal = <A, E>(operation: StoreOperation, principal: unknown, then: Effect.Effect<A, E>) => {
+    const problem = Sql.principalProblem(dialect, table, principal)
+    return problem === undefined ? then : Effect.fail(failure(operation)(problem))
+  }
+  // anonymous writes, the most, pay nothing for it
+  const checkWrite = <A, E>(operation: StoreOperation, write: SessionStore.SessionWrite, then: Effect.Effect<A, E>) =>
+    Option.isSome(write.principal) ? checkPrincipal(operation, write.principal.value, then) : then
+  const rowInput = (key: StorageKey, write: SessionStore.SessionWrite, t: number): Sql.RowInput => ({
+    key,
+    now: t,
+    data: encoder.encode(write.text),
+    expiresAt: write.expiresAt,
+    principal: Option.getOrNull(write.principal)
+  })
+  const exists = Effect.fail(new SessionConflict({ reason: "Exists" }))
+  // the driver's own error (errno / code) decides, whatever reason the client classified
+  const duplicateKey = (error: SqlError) => Sql.isDuplicateKey(error.reason.cause)
+  const deadlock = (error: SqlError | SessionConflict) => error._tag === "SqlError" && Sql.isDeadlock(error.reason.cause)
+  const insert = (key: StorageKey, write: SessionStore.SessionWrite): Effect.Effect<void, SessionConflict | SessionStoreError> =>
+    dialect === "mysql"
+      // a plain INSERT decides; see Sql.mysqlDeadlockRetries for the duplicate and deadlock rules
+      ? Effect.flatMap(now, (t) => {
+        const input = rowInput(key, write, t)
+        const insertRow = run(statements.insert, input).raw
+        return insertRow.pipe(
+          Effect.catchIf(duplicateKey, () =>
+            Effect.andThen(run(statements.deleteExpiredKey, input).raw, insertRow).pipe(
+              Effect.catchIf(duplicateKey, () => exists)
+            )),
+          Effect.retry({ times: Sql.mysqlDeadlockRetries, while: deadlock }),
+          Effect.catchTag("SqlError", (e) => Effect.fail(failure("insert")(e))),
+          Effect.asVoid
+        )
+      })
+      // one upsert that overwrites only an expired row; 0 rows: a live one is there
+      : Effect.flatMap(now, (t) =>
+        Effect.flatMap(countRows("insert", statements.insert, rowInput(key, write, t)), (count) =>
+          count === 0 ? exists : Effect.void))
+  const update = (key: StorageKey, write: SessionStore.SessionWrite, expectedVersion: number) =>
+    Effect.flatMap(now, (t) =>
+      Effect.flatMap(countRows("update", statements.update, { ...rowInput(key, write, t), expectedVersion }), (n) =>
+        n > 0
+          ? Effect.succeed(expectedVersion + 1)
+          // only on conflict: tell a newer version from a missing record
+          : Effect.flatMap(rows("update", statements.liveVersion, { key, now: t }), (live) =>
+            Effect.fail(new SessionConflict({ reason: Sql.updateConflict(live.length) })))))
+  const store = SessionStore.make(name, {
+    load: (key) =>
+      Effect.flatMap(now, (t) =>
+        Effect.flatMap(rows("load", statements.load, { key, now: t }), ([found]) => {
+          if (found === undefined) return Effect.succeedNone
+          const row = Sql.decodeRow(found)
+          if (row === undefined) return Effect.fail(failure("load")(Sql.unexpectedRow(table)))
+          return Effect.succeedSome({
+            text: decoder.decode(row.data),
+            version: row.version,
+            expiresAt: row.expiresAt,
+            principal: Option.fromNullOr(row.principal)
+          })
+        })),
+    insert: (key, write) => checkWrite("insert", write, insert(key, write)),
+    update: (key, write, expectedVersion) => checkWrite("update", write, update(key, write, expectedVersion)),
+    touch: (key, expiresAt) =>
+      Effect.flatMap(now, (t) =>
+        Effect.map(countRows("touch", statements.touch, { key, expiresAt, now: t }), (count) => count > 0)),
+    remove: (key) => Effect.asVoid(Effect.mapError(run(statements.remove, { key }).raw, failure("remove")))
+  })
+  const removeAll = (principal: string) =>
+    Effect.flatMap(now, (t): Effect.Effect<number, SessionStoreError> =>
+      dialect === "mysql"
+        // the live rows (counted), then the expired ones: the two sets are
+        // disjoint, so a session created in between is either counted and
+        // removed or left alone
+        ? Effect.tap(countRows("removeAll", statements.removeAll, { principal, now: t }), () =>
+          countRows("removeAll", statements.removeAllExpired, { principal, now: t }))
+        : Effect.map(rows("removeAll", statements.removeAll, { principal, now: t }), (gone) => Sql.liveRows(gone, t)))
+  const keys = (principal: string) =>
+    Effect.flatMap(now, (t) =>
+      Effect.map(rows("keys", statements.keys, { principal, now: t }), (found) =>
+        found.map((row) => SessionId.storageKeyUnsafe(String(row[0])))))
+  const index = SessionStore.makeIndex(name, {
+    keys: (principal) => checkPrincipal("keys", principal, keys(principal)),
+    removeAll: (principal) => checkPrincipal("removeAll", principal, removeAll(principal))
+  })
+  // bounded statements keep each transaction and its locks short
+  const sweep = Effect.flatMap(now, (t) => {
+    const loop = (soFar: number): Effect.Effect<number, SessionStoreError> =>
+      Effect.flatMap(countRows("cleanup", statements.cleanupBatch, { now: t }), (removed) =>
+        Effect.logDebug(`${name} store: a cleanup batch removed ${removed} expired sessions`).pipe(
+          Effect.annotateLogs({ "effect-session.store": name, "effect-session.removed": removed }),
+          Effect.andThen(Sql.sweepContinues(removed, batchSize) ? loop(soFar + removed) : Effect.succeed(soFar + removed))
+        ))
+    return loop(0)
+  }).pipe(Effect.withSpan("effect-session.cleanup", { attributes: { "effect-session.store": name } }))
+  yield* forkSweeper(options?.cleanupInterval ?? "5 minutes", sweep)
+  return { store, index, sweep }
+})
+
+/**
+ * Runs `sweep` every `interval`, jittered so instances sharing a table do not
+ * sweep in lockstep, in the current scope. A failed sweep is logged and the
+ * next one runs as planned.
+ */
+const forkSweeper = (interval: Duration.Input, sweep: Effect.Effect<number, SessionStoreError>) =>
+  sweep.pipe(
+    Effect.catchCause((cause) => Effect.as(Effect.logWarning(`${name} store: expiry sweep failed`, cause), 0)),
+    Effect.repeat(Schedule.jittered(Schedule.spaced(interval))),
+    Effect.delay(interval),
+    Effect.forkScoped,
+    Effect.asVoid
+  )
+
+/**
+ * The store and its index on the `SqlClient` in context, with the cleanup
+ * fiber alive for the layer's scope. The client is the application's: the
+ * layer never closes it.
+ *
+ * @example
+ * ```ts
+ * import { PgClient } from "@effect/sql-pg"
+ * import { Layer, Redacted } from "effect"
+ * import * as SqlStore from "effect-session/SqlStore"
+ *
+ * const SessionsLive = SqlStore.layer().pipe(
+ *   Layer.provide(PgClient.layer({ url: Redacted.make("postgres://postgres@127.0.0.1:5432/app") }))
+ * )
+ * ```
+ *
+ * @since 2.0.0
+ * @category layers
+ */
+export const layer = (
+  options?: Options
+): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError, SqlClient.SqlClient> =>
+  Layer.effectContext(Effect.map(make(options), ({ index, store }) =>
+    Context.make(SessionStore.SessionStore, store).pipe(Context.add(SessionStore.SessionIndex, index))))
+
+/**
+ * `layer`, with its options read from `Config`.
+ *
+ * @example
+ * ```ts
+ * import { Config } from "effect"
+ * import * as SqlStore from "effect-session/SqlStore"
+ *
+ * const StoreLive = SqlStore.layerConfig({
+ *   table: Config.String("SESSION_TABLE").pipe(Config.withDefault("effect_sessions")),
+ *   cleanupInterval: Config.Duration("SESSION_CLEANUP_INTERVAL").pipe(Config.withDefault("5 minutes"))
+ * })
+ * ```
+ *
+ * @since 2.0.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options>
+): Layer.Layer<
+  SessionStore.SessionStore | SessionStore.SessionIndex,
+  Config.ConfigError | SessionStoreError,
+  SqlClient.SqlClient
+> => Layer.unwrap(Effect.map(Config.unwrap(options), layer))
