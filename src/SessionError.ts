@@ -6,6 +6,8 @@
  */
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Data, Effect, Predicate } from "effect"
+import { failureAnswer } from "./core/failure.js"
+import * as Messages from "./core/messages.js"
 
 /**
  * @since 1.0.0
@@ -31,7 +33,7 @@ export const isSessionError = (u: unknown): u is SessionError => Predicate.hasPr
  * @since 1.0.0
  * @category models
  */
-export type StoreOperation = "load" | "insert" | "update" | "touch" | "remove" | "keys" | "removeAll" | "setup" | "cleanup"
+export type StoreOperation = Messages.StoreOperation
 
 /**
  * The backend failed: it is unreachable, timed out, refused the command or
@@ -55,7 +57,7 @@ export class SessionStoreError extends Data.TaggedError("SessionStoreError")<{
    * @since 1.0.0
    */
   override get message(): string {
-    return `${this.store} store: ${this.operation} failed: ${describeCause(this.cause)}`
+    return Messages.storeErrorMessage(this.store, this.operation, this.cause)
   }
 }
 
@@ -79,14 +81,7 @@ export class SessionConflict extends Data.TaggedError("SessionConflict")<{
    * @since 1.0.0
    */
   override get message(): string {
-    switch (this.reason) {
-      case "Exists":
-        return "insert: a live session is already stored under this key"
-      case "VersionMismatch":
-        return "update: the stored session has a newer version"
-      case "Missing":
-        return "update: no live session is stored under this key"
-    }
+    return Messages.conflictMessage(this.reason)
   }
 }
 
@@ -110,7 +105,7 @@ export class SessionDecodeError extends Data.TaggedError("SessionDecodeError")<{
    * @since 1.0.0
    */
   override get message(): string {
-    return `stored session could not be decoded: ${describeCause(this.cause)}`
+    return Messages.decodeErrorMessage(this.cause)
   }
 }
 
@@ -134,7 +129,7 @@ export class SessionTooLarge extends Data.TaggedError("SessionTooLarge")<{
    * @since 1.0.0
    */
   override get message(): string {
-    return `session data encodes to ${this.size} bytes, over the limit of ${this.limit} bytes`
+    return Messages.tooLargeMessage(this.size, this.limit)
   }
 }
 
@@ -157,7 +152,7 @@ export class SessionEncodeError extends Data.TaggedError("SessionEncodeError")<{
    * @since 1.0.0
    */
   override get message(): string {
-    return `session data does not match its schema: ${describeCause(this.cause)}`
+    return Messages.encodeErrorMessage(this.cause)
   }
 }
 
@@ -183,16 +178,8 @@ export type SessionError = SessionStoreError | SessionTooLarge | SessionEncodeEr
  * @category responses
  */
 export const toResponse = (error: SessionError): HttpServerResponse.HttpServerResponse => {
-  switch (error._tag) {
-    case "SessionStoreError":
-      return HttpServerResponse.text("Session store unavailable", { status: 503 })
-    case "SessionConflict":
-      return HttpServerResponse.text("Session busy, try again", { status: 503, headers: { "retry-after": "1" } })
-    case "SessionTooLarge":
-      return HttpServerResponse.text("Session too large", { status: 413 })
-    case "SessionEncodeError":
-      return HttpServerResponse.text("Internal Server Error", { status: 500 })
-  }
+  const answer = failureAnswer(error._tag)
+  return HttpServerResponse.text(answer.body, { status: answer.status, headers: answer.headers })
 }
 
 const isInChannel = (u: unknown): u is SessionError =>
@@ -218,51 +205,9 @@ export const respond = <A, E, R>(
   Effect.catchAll(app, (error) =>
     isInChannel(error)
       ? Effect.as(
-        error._tag === "SessionStoreError" || error._tag === "SessionEncodeError"
+        failureAnswer(error._tag).logAs === "error"
           ? Effect.logError(error.message)
           : Effect.logWarning(error.message),
         toResponse(error)
       )
       : Effect.fail(error as Exclude<E, SessionError>))
-
-// How deep a cause chain is followed: drivers wrap once or twice; a cycle
-// (an error that is its own cause) must not loop.
-const maxCauseDepth = 6
-
-const ownMessage = (cause: unknown): string | undefined => {
-  if (cause instanceof AggregateError && cause.message === "" && cause.errors.length > 0) {
-    // Node's connection errors for a host with several addresses
-    return cause.errors.map((error) => ownMessage(error) ?? String(error)).join("; ")
-  }
-  if (Predicate.hasProperty(cause, "message") && typeof cause.message === "string") {
-    const code = Predicate.hasProperty(cause, "code") && (typeof cause.code === "string" || typeof cause.code === "number")
-      ? String(cause.code)
-      : undefined
-    const message = cause.message.trim()
-    if (code !== undefined && !message.includes(code)) return message === "" ? code : `${message} (${code})`
-    return message === "" ? undefined : message
-  }
-  return cause === undefined || cause === null ? undefined : String(cause)
-}
-
-/**
- * The messages of an error and of its causes, outermost first: a SQL
- * client's "Failed to execute statement" is followed by the driver's own
- * words (`relation "sessions" does not exist`), which are what tells a
- * person what to fix. A message already contained in the one before it is
- * not repeated.
- */
-const describeCause = (cause: unknown): string => {
-  const messages: Array<string> = []
-  const seen = new Set<unknown>()
-  let current = cause
-  for (let depth = 0; depth < maxCauseDepth && current !== undefined && current !== null; depth++) {
-    if (seen.has(current)) break
-    seen.add(current)
-    const message = ownMessage(current)
-    const previous = messages[messages.length - 1]
-    if (message !== undefined && (previous === undefined || !previous.includes(message))) messages.push(message)
-    current = Predicate.hasProperty(current, "cause") ? current.cause : undefined
-  }
-  return messages.length === 0 ? String(cause) : messages.join(": ")
-}

@@ -7,7 +7,8 @@
 import type { Types } from "effect"
 import { Data, Effect } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
-import { conflictMessage, describeCause, failureAnswer } from "../../src/core/failure.js"
+import { failureAnswer } from "../../src/core/failure.js"
+import * as Messages from "../../src/core/messages.js"
 
 /**
  * The store operation that failed.
@@ -15,7 +16,7 @@ import { conflictMessage, describeCause, failureAnswer } from "../../src/core/fa
  * @since 2.0.0
  * @category models
  */
-export type StoreOperation = "load" | "insert" | "update" | "touch" | "remove" | "keys" | "removeAll" | "setup" | "cleanup"
+export type StoreOperation = Messages.StoreOperation
 
 /**
  * The backend failed: it is unreachable, timed out, refused the command or
@@ -30,7 +31,7 @@ export class SessionStoreError extends Data.TaggedError("SessionStoreError")<{
   readonly cause: unknown
 }> {
   override get message(): string {
-    return `${this.store} store: ${this.operation} failed: ${describeCause(this.cause)}`
+    return Messages.storeErrorMessage(this.store, this.operation, this.cause)
   }
 }
 
@@ -46,7 +47,7 @@ export class SessionConflict extends Data.TaggedError("SessionConflict")<{
   readonly reason: "Exists" | "VersionMismatch" | "Missing"
 }> {
   override get message(): string {
-    return conflictMessage(this.reason)
+    return Messages.conflictMessage(this.reason)
   }
 }
 
@@ -61,7 +62,7 @@ export class SessionDecodeError extends Data.TaggedError("SessionDecodeError")<{
   readonly cause: unknown
 }> {
   override get message(): string {
-    return `stored session could not be decoded: ${describeCause(this.cause)}`
+    return Messages.decodeErrorMessage(this.cause)
   }
 }
 
@@ -76,7 +77,7 @@ export class SessionTooLarge extends Data.TaggedError("SessionTooLarge")<{
   readonly limit: number
 }> {
   override get message(): string {
-    return `session data encodes to ${this.size} bytes, over the limit of ${this.limit} bytes`
+    return Messages.tooLargeMessage(this.size, this.limit)
   }
 }
 
@@ -91,7 +92,7 @@ export class SessionEncodeError extends Data.TaggedError("SessionEncodeError")<{
   readonly cause: unknown
 }> {
   override get message(): string {
-    return `session data does not match its schema: ${describeCause(this.cause)}`
+    return Messages.encodeErrorMessage(this.cause)
   }
 }
 
