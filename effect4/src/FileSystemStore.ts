@@ -1,0 +1,224 @@
+/**
+ * A store on the local file system: one file per session, written
+ * atomically (temp file + rename), a lock file per key for compare-and-set
+ * across processes that share the directory, expiry by `Clock`, a principal
+ * index and an expiry index of empty marker files, and a sweep fiber that
+ * reads only the sessions filed under minutes that ended. The directory,
+ * its layout and its rules are the core's (`src/core/fileSystemStore.ts`
+ * over `src/core/files.ts`); this module is its Effect 4 glue. See
+ * `docs/stores/filesystem.md`.
+ *
+ * ```ts
+ * import * as FileSystemStore from "effect-session/FileSystemStore"
+ *
+ * const StoreLive = FileSystemStore.layer({ directory: "/var/lib/myapp/sessions" })
+ * ```
+ *
+ * @since 2.0.0
+ */
+import type { Scope } from "effect"
+import { Config, Context, Data, Duration, Effect, Layer, Option, Schedule } from "effect"
+import * as Directory from "../../src/core/fileSystemStore.js"
+import * as Files from "../../src/core/files.js"
+import type { StoreOperation } from "./SessionError.js"
+import { SessionConflict, SessionStoreError } from "./SessionError.js"
+import type { StorageKey } from "./SessionId.js"
+import * as SessionStore from "./SessionStore.js"
+
+/**
+ * @since 2.0.0
+ * @category models
+ */
+export interface Options {
+  /** Where sessions are kept; created (mode 0700) if missing. Every process sharing it must use the same options. */
+  readonly directory: string
+  /** How often expired sessions and leftover files are swept. Default 5 minutes (jittered). */
+  readonly cleanupInterval?: Duration.Input | undefined
+  /**
+   * A lock file older than this (by its mtime) belongs to a process that
+   * died holding it and is broken. Must exceed the longest time one store
+   * operation can take. Default 10 seconds.
+   */
+  readonly lockStaleAfter?: Duration.Input | undefined
+  /** How long an operation waits for a lock held by another process before failing. Default 5 seconds. */
+  readonly lockTimeout?: Duration.Input | undefined
+  /**
+   * Flush each written file to disk before it replaces the old one, so a
+   * power loss cannot leave an empty session file. Default true; turn it off
+   * on tmpfs or when losing the last writes is acceptable.
+   */
+  readonly fsync?: boolean | undefined
+  /**
+   * The most sessions the directory holds. Inserting a session without a
+   * principal fails with `SessionStoreError` (cause `StoreFull`) once 90% of
+   * it is used, and any insert once all of it is, so that anonymous traffic
+   * cannot lock logged-in users out. Counted per process: the count is read
+   * from the directory when the store starts and by every sweep, and
+   * follows this process's own inserts and removals in between. Default:
+   * no limit.
+   */
+  readonly maxSessions?: number | undefined
+}
+
+/**
+ * What `make` builds: the store, its index, and the sweep the layer runs on
+ * a schedule (for an external scheduler or a maintenance command).
+ *
+ * @since 2.0.0
+ * @category models
+ */
+export interface FileSystemStore {
+  readonly store: SessionStore.SessionStore["Service"]
+  readonly index: SessionStore.SessionIndex["Service"]
+  /** Removes expired sessions, unreadable files, leftover temp files and stale locks; returns the sessions removed. */
+  readonly sweep: Effect.Effect<number, SessionStoreError>
+}
+
+/**
+ * A file system call failed; the message is the system's with storage keys
+ * cut to their prefix.
+ *
+ * @since 2.0.0
+ * @category errors
+ */
+export class FileSystemFailure extends Data.TaggedError("FileSystemFailure")<{ readonly detail: string }> {
+  override get message(): string {
+    return this.detail
+  }
+}
+
+/**
+ * An insert met `maxSessions`.
+ *
+ * @since 2.0.0
+ * @category errors
+ */
+export class StoreFull extends Data.TaggedError("StoreFull")<{
+  readonly sessions: number
+  readonly maxSessions: number
+  readonly anonymous: boolean
+}> {
+  override get message(): string {
+    return Files.storeFullMessage(this.sessions, this.maxSessions, this.anonymous)
+  }
+}
+
+const name = "filesystem"
+
+// A system error names the file, and so the storage key: it reaches the
+// caller only as its redacted message. The core's own errors are redacted.
+const failure = (operation: StoreOperation) => (cause: unknown) =>
+  new SessionStoreError({
+    store: name,
+    operation,
+    cause: cause instanceof Directory.StoreFull
+      ? new StoreFull({ sessions: cause.sessions, maxSessions: cause.maxSessions, anonymous: cause.anonymous })
+      : cause instanceof Directory.LockTimeout || cause instanceof Directory.InvalidStorageKey ||
+          cause instanceof Directory.CorruptRecord
+      ? cause
+      : new FileSystemFailure({ detail: Files.redact(cause instanceof Error ? cause.message : String(cause)) })
+  })
+
+/**
+ * One operation of the core at the fiber's `Clock`: an interruption stops
+ * only a wait for a lock, and what the core warned about is logged.
+ */
+const run = <A>(operation: StoreOperation, f: (call: Directory.Call) => Promise<A>): Effect.Effect<A, SessionStoreError> =>
+  Effect.clockWith((clock) => {
+    const warnings: Array<string> = []
+    const call = (signal: AbortSignal) =>
+      f({ now: () => clock.currentTimeMillisUnsafe(), warn: (message) => warnings.push(message), signal })
+    return Effect.tryPromise({ try: call, catch: failure(operation) }).pipe(
+      Effect.ensuring(Effect.suspend(() => Effect.forEach(warnings, (w) => Effect.logWarning(w), { discard: true })))
+    )
+  })
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+const fileWrite = (write: SessionStore.SessionWrite): Directory.Write => ({
+  data: encoder.encode(write.text),
+  expiresAt: write.expiresAt,
+  principal: Option.getOrUndefined(write.principal)
+})
+const recordOf = (record: Files.FileRecord): SessionStore.SessionRecord => ({
+  text: decoder.decode(record.data),
+  version: record.version,
+  expiresAt: record.expiresAt,
+  principal: Option.fromUndefinedOr(record.principal)
+})
+const conflict = <A>(outcome: A | SessionConflict["reason"]): Effect.Effect<A, SessionConflict> =>
+  typeof outcome === "string"
+    ? Effect.fail(new SessionConflict({ reason: outcome as SessionConflict["reason"] }))
+    : Effect.succeed(outcome as A)
+
+/**
+ * Builds the store over a directory, with its sweep fiber in the scope.
+ *
+ * @since 2.0.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Return<
+  FileSystemStore,
+  SessionStoreError,
+  Scope.Scope
+> {
+  const directory = yield* Effect.tryPromise({
+    try: () =>
+      Directory.open({
+        directory: options.directory,
+        fsync: options.fsync ?? true,
+        lockStaleAfter: Duration.toMillis(options.lockStaleAfter ?? "10 seconds"),
+        lockTimeout: Duration.toMillis(options.lockTimeout ?? "5 seconds"),
+        maxSessions: options.maxSessions
+      }),
+    catch: failure("setup")
+  })
+
+  const store = SessionStore.make(name, {
+    load: (key) => Effect.map(run("load", (call) => directory.load(key, call)), (r) => Option.map(Option.fromUndefinedOr(r), recordOf)),
+    insert: (key, write) =>
+      Effect.flatMap(run("insert", (call) => directory.insert(key, fileWrite(write), call)), conflict<void>),
+    update: (key, write, expectedVersion) =>
+      Effect.flatMap(run("update", (call) => directory.update(key, fileWrite(write), expectedVersion, call)), conflict<number>),
+    touch: (key, expiresAt) => run("touch", (call) => directory.touch(key, expiresAt, call)),
+    remove: (key) => run("remove", (call) => directory.remove(key, call))
+  })
+  const index = SessionStore.makeIndex(name, {
+    keys: (principal) => run("keys", (call) => directory.keys(principal, call)) as Effect.Effect<ReadonlyArray<StorageKey>, SessionStoreError>,
+    removeAll: (principal) => run("removeAll", (call) => directory.removeAll(principal, call))
+  })
+  const sweep = run("cleanup", directory.sweep)
+
+  // jittered, so that processes sharing the directory do not sweep in lockstep;
+  // a failed sweep is logged and the next one runs as planned
+  const interval = options.cleanupInterval ?? "5 minutes"
+  yield* sweep.pipe(
+    Effect.tap((removed) => removed > 0 ? Effect.logDebug(`${name} store: removed ${removed} expired sessions`) : Effect.void),
+    Effect.catchCause((cause) => Effect.logWarning(`${name} store: expiry sweep failed`, cause)),
+    Effect.repeat(Schedule.spaced(interval).pipe(Schedule.jittered)),
+    Effect.delay(interval),
+    Effect.forkScoped
+  )
+  return { store, index, sweep }
+})
+
+/**
+ * The store and its index over a directory, alive for the layer's scope.
+ *
+ * @since 2.0.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError> =>
+  Layer.effectContext(Effect.map(make(options), ({ index, store }) =>
+    Context.make(SessionStore.SessionStore, store).pipe(Context.add(SessionStore.SessionIndex, index))))
+
+/**
+ * `layer` with its options read from `Config`.
+ *
+ * @since 2.0.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Options>
+): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError | Config.ConfigError> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), layer))
