@@ -272,3 +272,121 @@ export const updateStep = <G extends Gotten<{ readonly version: number; readonly
     : stored.record.version !== expectedVersion
     ? { _tag: "Conflict", reason: "VersionMismatch" }
     : { _tag: "Write", stored, version: expectedVersion + 1 }
+
+/**
+ * A command an operation asks the shell to send for its item: `gets`, or a
+ * storage command writing a record (the shell adds the exptime of the
+ * record's `expiresAt` at the time it sends it).
+ *
+ * @internal
+ */
+export type Command =
+  | { readonly _tag: "Gets" }
+  | { readonly _tag: "Add"; readonly record: MemcachedRecord }
+  | { readonly _tag: "Cas"; readonly record: MemcachedRecord; readonly casUniq: string | number }
+
+/**
+ * What the shell hands back to the operation: what `gets` read (a record
+ * decoded from the value, or `undefined` on a miss) with the time after the
+ * read, or what a storage command answered.
+ *
+ * @internal
+ */
+export type Reply =
+  | { readonly _tag: "Read"; readonly stored: Gotten<MemcachedRecord> | undefined; readonly now: number }
+  | { readonly _tag: "Written"; readonly reply: StorageReply }
+
+/**
+ * How an operation ended: with its value, a conflict for the caller, or the
+ * contention of `maxRounds` lost rounds (a store error, `contentionMessage`).
+ *
+ * @internal
+ */
+export type Outcome<A> =
+  | { readonly _tag: "Done"; readonly value: A }
+  | { readonly _tag: "Conflict"; readonly reason: "Exists" | "Missing" | "VersionMismatch" }
+  | { readonly _tag: "Contention" }
+
+/**
+ * A conditional operation as a conversation with the server: it yields the
+ * commands to send, is resumed with their replies, and returns how it ended.
+ * The shell's loop (send, resume) is all the Effect glue it needs.
+ *
+ * @internal
+ */
+export type Operation<A> = Generator<Command, Outcome<A>, Reply>
+
+const read = function*(): Generator<Command, Extract<Reply, { _tag: "Read" }>, Reply> {
+  const reply = yield { _tag: "Gets" }
+  if (reply._tag !== "Read") throw new TypeError("a gets was answered with a storage reply")
+  return reply
+}
+
+const written = function*(command: Command): Generator<Command, StorageReply, Reply> {
+  const reply = yield command
+  if (reply._tag !== "Written") throw new TypeError("a storage command was answered with a read")
+  return reply.reply
+}
+
+/**
+ * `insert`: `add` stores only when no item exists; after a refused `add`,
+ * `afterRefusedAdd` says what the item read then calls for.
+ *
+ * @internal
+ */
+export const insertOperation = function*(record: MemcachedRecord): Operation<void> {
+  for (let round = 0; round < maxRounds; round++) {
+    if ((yield* written({ _tag: "Add", record })) === "STORED") return { _tag: "Done", value: undefined }
+    const { now, stored } = yield* read()
+    const next = afterRefusedAdd(stored, now)
+    if (next._tag === "Exists") return { _tag: "Conflict", reason: "Exists" }
+    if (next._tag === "Replace" && (yield* written({ _tag: "Cas", record, casUniq: next.stored.casUniq })) === "STORED") {
+      return { _tag: "Done", value: undefined }
+    }
+  }
+  return { _tag: "Contention" }
+}
+
+/**
+ * `update`: `gets`, `updateStep`, then `cas` of the next version. A `cas`
+ * that loses (EXISTS: written since the `gets`, perhaps only touched;
+ * NOT_FOUND: removed) starts another round, whose read says which.
+ *
+ * @internal
+ */
+export const updateOperation = function*(
+  write: Omit<MemcachedRecord, "version">,
+  expectedVersion: number
+): Operation<number> {
+  for (let round = 0; round < maxRounds; round++) {
+    const { now, stored } = yield* read()
+    const step = updateStep(stored, expectedVersion, now)
+    if (step._tag === "Conflict") return step
+    const record = { ...write, version: step.version }
+    if ((yield* written({ _tag: "Cas", record, casUniq: step.stored.casUniq })) === "STORED") {
+      return { _tag: "Done", value: step.version }
+    }
+  }
+  return { _tag: "Contention" }
+}
+
+/**
+ * `touch`: not Memcached's `touch`, which would move only the native expiry
+ * (while liveness is judged by the `expiresAt` inside the value) and would
+ * extend an item already expired for the application. The live record read
+ * is written back with `cas` and the new expiry: both expiries move at once,
+ * and an update landing in between is not lost.
+ *
+ * @internal
+ */
+export const touchOperation = function*(expiresAt: number): Operation<boolean> {
+  for (let round = 0; round < maxRounds; round++) {
+    const { now, stored } = yield* read()
+    if (stored === undefined || liveRecord(stored.record, now) === undefined) return { _tag: "Done", value: false }
+    const record = { ...stored.record, expiresAt }
+    if ((yield* written({ _tag: "Cas", record, casUniq: stored.casUniq })) === "STORED") {
+      return { _tag: "Done", value: true }
+    }
+  }
+  return { _tag: "Contention" }
+}
