@@ -1,7 +1,9 @@
 /**
  * The benchmark driver: effect-session + RedisStore against a hand-written
  * Effect + ioredis floor, express-session + connect-redis and
- * @fastify/session + connect-redis, all on one private Redis.
+ * @fastify/session + connect-redis, all on one private Redis; on both Effect
+ * lines (Effect 3 from the root on this Node, Effect 4 from `effect4/` on its
+ * Node 22), each against its own floor.
  *
  *   (cd bench && npm ci) && npx tsx bench/run.ts
  *
@@ -17,7 +19,8 @@
  *
  * Environment (all optional): DURATION (s per measured run, 10), RUNS (3),
  * WARMUP (s, 5), SETTLE (s of quiet before each measured run, 2), CONNECTIONS (32), SESSIONS (1000), PICK (shuffle | uniform),
- * SERVERS (comma list of server names, default all), ROUTES (comma list of
+ * SERVERS (comma list of server names, default all; the Effect 4 line's are
+ * effect4-session and effect4-floor), ROUTES (comma list of
  * get, incr, plain; default all), OUT (result path), CPU_PROF (a directory:
  * the servers run under `node --cpu-prof`, one subdirectory per server, and
  * write their profiles on exit; summarise the largest file of one with
@@ -60,6 +63,9 @@ type Route = "get" | "incr" | "plain"
 
 interface ServerSpec {
   readonly name: string
+  /** The Effect line it runs on: 3 (the root package, Node 20) or 4 (`effect4/`, its Node 22). */
+  readonly line: 3 | 4
+  /** Its source: under `bench/` for line 3, under `effect4/` for line 4. */
   readonly file: string
   readonly routes: ReadonlyArray<Route>
   /** Whether the server has a setup route and session cookies to send. */
@@ -77,6 +83,7 @@ interface ServerSpec {
 const allServers: ReadonlyArray<ServerSpec> = [
   {
     name: "effect-session",
+    line: 3,
     file: "servers/effect-session.ts",
     prefix: "bench-effect-session:",
     routes: ["get", "incr", "plain"],
@@ -84,6 +91,7 @@ const allServers: ReadonlyArray<ServerSpec> = [
     description: "(a) effect-session middleware + RedisStore, @effect/platform-node",
     bare: {
       name: "effect-session-bare",
+    line: 3,
       file: "servers/effect-session.ts",
       prefix: "bench-effect-session:",
       routes: ["plain"],
@@ -93,6 +101,7 @@ const allServers: ReadonlyArray<ServerSpec> = [
   },
   {
     name: "effect-floor",
+    line: 3,
     file: "servers/floor.ts",
     prefix: "bench-floor:",
     routes: ["get", "incr", "plain"],
@@ -101,6 +110,7 @@ const allServers: ReadonlyArray<ServerSpec> = [
   },
   {
     name: "effect-no-mw",
+    line: 3,
     file: "servers/plain-effect.ts",
     prefix: "bench-no-mw:",
     routes: ["plain"],
@@ -109,6 +119,7 @@ const allServers: ReadonlyArray<ServerSpec> = [
   },
   {
     name: "effect-identity-mw",
+    line: 3,
     file: "servers/identity-mw.ts",
     prefix: "bench-identity-mw:",
     routes: ["plain"],
@@ -117,6 +128,7 @@ const allServers: ReadonlyArray<ServerSpec> = [
   },
   {
     name: "express-session",
+    line: 3,
     file: "servers/express.ts",
     prefix: "bench-express:",
     routes: ["get", "incr", "plain"],
@@ -125,11 +137,30 @@ const allServers: ReadonlyArray<ServerSpec> = [
   },
   {
     name: "fastify-session",
+    line: 3,
     file: "servers/fastify.ts",
     prefix: "bench-fastify:",
     routes: ["get", "incr", "plain"],
     sessions: true,
     description: "(d) fastify 5 + @fastify/session + connect-redis (ioredis)"
+  },
+  {
+    name: "effect4-session",
+    line: 4,
+    file: "bench/session.ts",
+    prefix: "bench-effect4-session:",
+    routes: ["get", "incr", "plain"],
+    sessions: true,
+    description: "(h) effect-session on Effect 4 (effect4/) + its RedisStore, effect/http, Node 22"
+  },
+  {
+    name: "effect4-floor",
+    line: 4,
+    file: "bench/floor.ts",
+    prefix: "bench-effect4-floor:",
+    routes: ["get", "incr", "plain"],
+    sessions: true,
+    description: "(i) hand-written Effect 4 + ioredis, no session library, Node 22"
   }
 ]
 
@@ -222,25 +253,51 @@ const requireTool = (tool: string, hint: string) => {
 // The servers run as plain JavaScript, as they would in production: each is
 // bundled with its imports from src/ by esbuild (the version tsx uses), npm
 // packages left as imports. No loader thread, no source maps at run time.
+//
+// Each line is built by its own package's esbuild into a directory inside
+// that package, so that its npm imports resolve to its own node_modules
+// (effect 3 from the root, effect 4 from effect4/), and runs on that
+// package's Node: the driver's own for line 3, effect4's `node` dev
+// dependency (Node 22) for line 4.
 
-const buildDir = join(benchDir, ".build")
-const builtFile = (spec: ServerSpec) => join(buildDir, spec.file.replace(/^servers\//, "").replace(/\.ts$/, ".js"))
+const effect4Dir = join(rootDir, "effect4")
+const builds = {
+  3: { sources: benchDir, buildDir: join(benchDir, ".build"), packageDir: rootDir, target: "node20", node: process.execPath },
+  4: {
+    sources: effect4Dir,
+    buildDir: join(effect4Dir, "bench", ".build"),
+    packageDir: effect4Dir,
+    target: "node22",
+    node: join(effect4Dir, "node_modules", ".bin", "node")
+  }
+} as const
+const builtFile = (spec: ServerSpec) =>
+  join(builds[spec.line].buildDir, spec.file.replace(/^(servers|bench)\//, "").replace(/\.ts$/, ".js"))
 
 const buildServers = () => {
-  rmSync(buildDir, { recursive: true, force: true })
-  const esbuild = join(rootDir, "node_modules", ".bin", "esbuild")
-  const result = spawnSync(esbuild, [
-    ...selected.map((spec) => join(benchDir, spec.file)),
-    "--bundle",
-    "--packages=external",
-    "--platform=node",
-    "--format=esm",
-    "--target=node20",
-    "--log-level=warning",
-    `--outdir=${buildDir}`
-  ], { encoding: "utf8" })
-  if (result.status !== 0) throw new Error(`bench: building the servers failed:\n${result.stderr}`)
+  for (const line of [3, 4] as const) {
+    const { buildDir, packageDir, sources, target } = builds[line]
+    const specs = selected.filter((spec) => spec.line === line)
+    if (specs.length === 0) continue
+    rmSync(buildDir, { recursive: true, force: true })
+    const esbuild = join(packageDir, "node_modules", ".bin", "esbuild")
+    const result = spawnSync(esbuild, [
+      ...specs.map((spec) => join(sources, spec.file)),
+      "--bundle",
+      "--packages=external",
+      "--platform=node",
+      "--format=esm",
+      `--target=${target}`,
+      "--log-level=warning",
+      `--outdir=${buildDir}`
+    ], { encoding: "utf8" })
+    if (result.status !== 0) throw new Error(`bench: building the Effect ${line} servers failed:\n${result.stderr}`)
+  }
 }
+
+/** The version of the Node a line's servers run on. */
+const nodeVersion = (line: 3 | 4) =>
+  line === 3 ? process.version : spawnSync(builds[4].node, ["--version"], { encoding: "utf8" }).stdout.trim() || "?"
 
 // ---------------------------------------------------------------------------
 // HTTP helpers for setup and checks (not measured).
@@ -582,7 +639,7 @@ const main = async () => {
         // One directory per server: node writes a profile per thread (tsx's
         // loader thread too); the largest file is the main thread's.
         : ["--cpu-prof", `--cpu-prof-dir=${join(cpuProfDir, spec.name)}`]
-      const handle = start(spec.name, 0, process.execPath, [...profile, builtFile(spec)], {
+      const handle = start(spec.name, 0, builds[spec.line].node, [...profile, builtFile(spec)], {
         PORT: String(port),
         ...(barePort === undefined ? {} : { BARE_PORT: String(barePort) }),
         REDIS_URL: redisUrl,
@@ -758,30 +815,46 @@ const report = (
   ratio("effect-session / express-session, write", find("effect-session", "incr"), find("express-session", "incr"), 1.4)
   ratio("effect-session / fastify-session, read", find("effect-session", "get"), find("fastify-session", "get"), 0)
   ratio("effect-session / fastify-session, write", find("effect-session", "incr"), find("fastify-session", "incr"), 0)
+  // the Effect 4 line (issue 17): against its own floor, and ahead of @fastify/session
+  ratio("effect4-session / effect4-floor, read (/get)", find("effect4-session", "get"), find("effect4-floor", "get"), 0.9)
+  ratio("effect4-session / effect4-floor, write (/incr)", find("effect4-session", "incr"), find("effect4-floor", "incr"), 0.9)
+  ratio("effect4-session / effect4-floor, untouched (/plain)", find("effect4-session", "plain"), find("effect4-floor", "plain"), 0)
+  ratio("effect4-session / fastify-session, read", find("effect4-session", "get"), find("fastify-session", "get"), 1)
+  ratio("effect4-session / fastify-session, write", find("effect4-session", "incr"), find("fastify-session", "incr"), 1)
+  ratio("effect4-session / express-session, read", find("effect4-session", "get"), find("express-session", "get"), 0)
+  ratio("effect4-session / express-session, write", find("effect4-session", "incr"), find("express-session", "incr"), 0)
+  ratio("effect4-floor / effect-floor, read", find("effect4-floor", "get"), find("effect-floor", "get"), 0)
+  ratio("effect4-floor / effect-floor, write", find("effect4-floor", "incr"), find("effect-floor", "incr"), 0)
+  ratio("effect4-session / effect-session, read", find("effect4-session", "get"), find("effect-session", "get"), 0)
+  ratio("effect4-session / effect-session, write", find("effect4-session", "incr"), find("effect-session", "incr"), 0)
 
   lines.push("")
   lines.push("| ratio | req/s | requests per CPU-second | target (req/s) |")
   lines.push("|---|---:|---:|---|")
-  for (const r of ratios) {
+  // only the ratios of servers in this run
+  for (const r of ratios.filter((r) => r.value !== undefined)) {
     const value = r.value === undefined ? "n/a" : `${r.value.toFixed(2)}x`
     const cpu = r.cpu === undefined || Number.isNaN(r.cpu) ? "n/a" : `${r.cpu.toFixed(2)}x`
     const target = r.target === 0 ? "—" : `>= ${r.target}x ${r.value === undefined ? "" : r.value >= r.target ? "met" : "MISSED"}`
     lines.push(`| ${r.name} | ${value} | ${cpu} | ${target} |`)
   }
 
-  const es = (route: Route, expected: number) => {
-    const r = find("effect-session", route)
+  // both lines' effect-session: 1 command to read, 2 to write, none untouched
+  const es = (server: string, route: Route, expected: number) => {
+    const r = find(server, route)
     return r === undefined
       ? undefined
-      : { route, expected, measured: r.roundTrips, met: Math.abs(r.roundTrips - expected) < 0.01 }
+      : { server, route, expected, measured: r.roundTrips, met: Math.abs(r.roundTrips - expected) < 0.01 }
   }
-  const commandTargets = [es("get", 1), es("incr", 2), es("plain", 0)].filter((x) => x !== undefined)
+  const commandTargets = ["effect-session", "effect4-session"]
+    .flatMap((server) => [es(server, "get", 1), es(server, "incr", 2), es(server, "plain", 0)])
+    .filter((x) => x !== undefined)
   if (commandTargets.length > 0) {
     lines.push("")
-    lines.push("| effect-session Redis commands/request | measured | target |")
-    lines.push("|---|---:|---|")
+    lines.push("| Redis commands/request | route | measured | target |")
+    lines.push("|---|---|---:|---|")
     for (const t of commandTargets) {
-      lines.push(`| /${t.route} | ${t.measured.toFixed(3)} | ${t.expected} ${t.met ? "met" : "MISSED"} |`)
+      lines.push(`| ${t.server} | /${t.route} | ${t.measured.toFixed(3)} | ${t.expected} ${t.met ? "met" : "MISSED"} |`)
     }
   }
 
@@ -808,6 +881,7 @@ const report = (
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model ?? "?",
     node: process.version,
+    nodeEffect4: selected.some((spec) => spec.line === 4) ? nodeVersion(4) : undefined,
     redis: redisVersion,
     wrk: spawnSync("wrk", ["-v"], { encoding: "utf8" }).stdout.split("\n")[0]?.trim() ?? "?",
     packages: Object.fromEntries(
@@ -823,6 +897,9 @@ const report = (
         ["@fastify/session", benchDir],
         ["@fastify/cookie", benchDir]
       ].map(([name, dir]) => [name, packageVersion(dir!, name!)])
+    ),
+    packagesEffect4: Object.fromEntries(
+      ["effect", "@effect/platform-node", "ioredis"].map((name) => [name, packageVersion(effect4Dir, name)])
     )
   }
   mkdirSync(dirname(outFile), { recursive: true })

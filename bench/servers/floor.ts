@@ -5,44 +5,26 @@
  * per-request work any server-side session with hashed ids needs (cookie
  * parse, id check, SHA-256 of the id, JSON decode/encode, expiry check).
  * No retry on conflict, no schema, no spans of its own: the cost of the
- * I/O, not of a library.
+ * I/O, not of a library. What is not Effect glue is shared with the
+ * Effect 4 floor (`floor-protocol.ts`).
  */
 import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { Clock, Context, Effect, Layer } from "effect"
-import { Redis } from "ioredis"
-import { createHash, randomBytes } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import { createServer } from "node:http"
 import { cookieName, idleTimeoutMs, port, redisUrl, storedValue } from "./config.js"
+import type { RedisWithCas } from "./floor-protocol.js"
+import { decode, encode, idPattern, makeClient, storageKey as keyUnder } from "./floor-protocol.js"
 
 const prefix = "bench-floor:"
-const idPattern = /^[A-Za-z0-9_-]{43}$/
-
-// Stored value: "<version>:<expiresAt>:<json>", so the CAS script can compare
-// the version without decoding JSON.
-const compareAndSet = `
-local current = redis.call("GET", KEYS[1])
-if not current then return -1 end
-local version = tonumber(string.match(current, "^(%d+):"))
-if version ~= tonumber(ARGV[1]) then return 0 end
-redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3])
-return version + 1
-`
-
-interface RedisWithCas extends Redis {
-  sessionCas(key: string, expectedVersion: number, value: string, ttlMs: number): Promise<number>
-}
 
 class RedisClient extends Context.Tag("bench/floor/RedisClient")<RedisClient, RedisWithCas>() {}
 
 const RedisLive = Layer.scoped(
   RedisClient,
   Effect.acquireRelease(
-    Effect.sync(() => {
-      const redis = new Redis(redisUrl, { lazyConnect: false })
-      redis.defineCommand("sessionCas", { numberOfKeys: 1, lua: compareAndSet })
-      return redis as RedisWithCas
-    }),
+    Effect.sync(() => makeClient(redisUrl)),
     (redis) => Effect.promise(() => redis.quit())
   )
 )
@@ -50,25 +32,7 @@ const RedisLive = Layer.scoped(
 const redisCall = <A>(f: (redis: RedisWithCas) => Promise<A>) =>
   Effect.flatMap(RedisClient, (redis) => Effect.tryPromise({ try: () => f(redis), catch: (cause) => cause }))
 
-interface Stored {
-  readonly version: number
-  readonly expiresAt: number
-  readonly data: { readonly value?: string; readonly counter?: number }
-}
-
-const decode = (raw: string): Stored => {
-  const first = raw.indexOf(":")
-  const second = raw.indexOf(":", first + 1)
-  return {
-    version: Number(raw.slice(0, first)),
-    expiresAt: Number(raw.slice(first + 1, second)),
-    data: JSON.parse(raw.slice(second + 1))
-  }
-}
-const encode = (version: number, expiresAt: number, data: Stored["data"]) =>
-  `${version}:${expiresAt}:${JSON.stringify(data)}`
-
-const storageKey = (id: string) => prefix + createHash("sha256").update(id).digest("base64url")
+const storageKey = (id: string) => keyUnder(prefix, id)
 
 /** The live stored session of the request's cookie, or undefined. */
 const loadSession = Effect.gen(function*() {
