@@ -136,6 +136,8 @@ const makeConnection = (db: DatabaseSync, cacheSize: number): Connection => {
   // insertion order is use order: a hit moves the statement to the end
   const cache = new Map<string, StatementSync>()
   const prepared = (sql: string): StatementSync => {
+    // closing finalized them: `prepare` then says the database is not open
+    if (!db.isOpen) cache.clear()
     const hit = cache.get(sql)
     if (hit !== undefined) {
       cache.delete(sql)
