@@ -26,7 +26,7 @@ class CartSession extends Session.Tag<CartSession>()("test/CartSession", {
 }) {}
 
 const text = (body: string) => HttpServerResponse.text(body)
-const route = <E>(path: string, handler: Effect.Effect<HttpServerResponse.HttpServerResponse, E, CartSession>) =>
+const route = <E>(path: HttpRouter.PathInput, handler: Effect.Effect<HttpServerResponse.HttpServerResponse, E, CartSession>) =>
   HttpRouter.add("GET", path, handler)
 
 const routes = Layer.mergeAll(
