@@ -11,6 +11,7 @@
 import type { ConfigError, Duration, Scope } from "effect"
 import { Config, Effect, Layer, Option } from "effect"
 import * as Memory from "./core/memory.js"
+import * as Records from "./core/memoryRecords.js"
 import { forkSweeper } from "./internal/cleanup.js"
 import { storeAndIndex } from "./internal/layer.js"
 import { TextRecord } from "./internal/text.js"
@@ -97,39 +98,32 @@ const recordOf = (entry: Memory.MemoryEntry): SessionStore.SessionRecord => {
 export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Return<MemoryStore, never, Scope.Scope> {
   // the eviction order, byte accounting and expiry buckets are the core's
   const table = new Memory.MemoryTable<StorageKey>(Memory.memoryLimits(options))
-  const valueOf = (write: SessionStore.SessionWrite): string | Uint8Array => write.text ?? write.data
+  const entryOf = (write: SessionStore.SessionWrite): Records.EntryWrite => ({
+    value: write.text ?? write.data,
+    expiresAt: write.expiresAt,
+    principal: Option.getOrUndefined(write.principal)
+  })
   const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
+  // what each operation does to the table is the core's; here the clock and
+  // the conflicts as errors
   const store = SessionStore.make(name, {
     load: (key) =>
       Effect.map(now, (t) => {
-        const entry = table.live(key, t)
-        if (entry === undefined) return Option.none()
-        table.use(key, entry)
-        return Option.some(recordOf(entry))
+        const entry = Records.loadEntry(table, key, t)
+        return entry === undefined ? Option.none() : Option.some(recordOf(entry))
       }),
     insert: (key, write) =>
       Effect.flatMap(now, (t) => {
-        if (table.live(key, t) !== undefined) return Effect.fail(new SessionConflict({ reason: "Exists" }))
-        table.put(key, valueOf(write), 1, write.expiresAt, Option.getOrUndefined(write.principal), undefined)
-        return Effect.void
+        const conflict = Records.insertEntry(table, key, entryOf(write), t)
+        return conflict === undefined ? Effect.void : Effect.fail(new SessionConflict({ reason: conflict }))
       }),
     update: (key, write, expectedVersion) =>
       Effect.flatMap(now, (t) => {
-        const entry = table.live(key, t)
-        if (entry === undefined) return Effect.fail(new SessionConflict({ reason: "Missing" }))
-        if (entry.version !== expectedVersion) return Effect.fail(new SessionConflict({ reason: "VersionMismatch" }))
-        const version = entry.version + 1
-        table.put(key, valueOf(write), version, write.expiresAt, Option.getOrUndefined(write.principal), entry)
-        return Effect.succeed(version)
+        const result = Records.updateEntry(table, key, entryOf(write), expectedVersion, t)
+        return typeof result === "number" ? Effect.succeed(result) : Effect.fail(new SessionConflict({ reason: result }))
       }),
-    touch: (key, expiresAt) =>
-      Effect.map(now, (t) => {
-        const entry = table.live(key, t)
-        if (entry === undefined) return false
-        table.put(key, entry.value, entry.version, expiresAt, entry.principal, entry)
-        return true
-      }),
+    touch: (key, expiresAt) => Effect.map(now, (t) => Records.touchEntry(table, key, expiresAt, t)),
     remove: (key) => Effect.sync(() => table.remove(key))
   }, { readsText: true })
 
@@ -144,7 +138,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     while (true) {
       const removed = table.sweepSlice(yield* now)
       total += removed
-      if (removed < table.limits.sliceSize) return total
+      if (Records.sweepDone(table, removed)) return total
       yield* yieldToEventLoop
     }
   })

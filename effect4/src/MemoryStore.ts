@@ -9,6 +9,7 @@
  */
 import { Clock, Context, Duration, Effect, Layer, Option, Schedule } from "effect"
 import * as Memory from "../../src/core/memory.js"
+import * as Records from "../../src/core/memoryRecords.js"
 import { SessionConflict } from "./SessionError.js"
 import type { StorageKey } from "./SessionId.js"
 import * as SessionStore from "./SessionStore.js"
@@ -64,43 +65,34 @@ export const make = (options?: Options): MemoryStore => {
   const table = new Memory.MemoryTable<StorageKey>(Memory.memoryLimits(options))
   // every operation runs at the application's Clock (TestClock in tests)
   const at = <A, E>(f: (now: number) => Effect.Effect<A, E>): Effect.Effect<A, E> => Effect.flatMap(Clock.currentTimeMillis, f)
-  const principalOf = (write: SessionStore.SessionWrite) => Option.getOrUndefined(write.principal)
   // this line writes text only: an entry's value is the record's text
+  const entryOf = (write: SessionStore.SessionWrite): Records.EntryWrite => ({
+    value: write.text,
+    expiresAt: write.expiresAt,
+    principal: Option.getOrUndefined(write.principal)
+  })
   const recordOf = (entry: Memory.MemoryEntry): SessionStore.SessionRecord => ({
     text: typeof entry.value === "string" ? entry.value : new TextDecoder().decode(entry.value),
     version: entry.version,
     expiresAt: entry.expiresAt,
     principal: Option.fromUndefinedOr(entry.principal)
   })
-  const missing = new SessionConflict({ reason: "Missing" })
-  const mismatch = new SessionConflict({ reason: "VersionMismatch" })
 
+  // what each operation does to the table is the core's; here the clock and
+  // the conflicts as errors
   const store = SessionStore.make(name, {
-    load: (key) =>
-      at((now) => {
-        const entry = table.live(key, now)
-        if (entry !== undefined) table.use(key, entry)
-        return Effect.succeed(entry === undefined ? Option.none() : Option.some(recordOf(entry)))
-      }),
+    load: (key) => at((now) => Effect.succeed(Option.map(Option.fromUndefinedOr(Records.loadEntry(table, key, now)), recordOf))),
     insert: (key, write) =>
-      at((now) =>
-        table.live(key, now) === undefined
-          ? Effect.sync(() => table.put(key, write.text, 1, write.expiresAt, principalOf(write), undefined))
-          : Effect.fail(new SessionConflict({ reason: "Exists" }))
-      ),
+      at((now) => {
+        const conflict = Records.insertEntry(table, key, entryOf(write), now)
+        return conflict === undefined ? Effect.void : Effect.fail(new SessionConflict({ reason: conflict }))
+      }),
     update: (key, write, expectedVersion) =>
       at((now) => {
-        const entry = table.live(key, now)
-        if (entry === undefined || entry.version !== expectedVersion) return Effect.fail(entry === undefined ? missing : mismatch)
-        table.put(key, write.text, expectedVersion + 1, write.expiresAt, principalOf(write), entry)
-        return Effect.succeed(expectedVersion + 1)
+        const result = Records.updateEntry(table, key, entryOf(write), expectedVersion, now)
+        return typeof result === "number" ? Effect.succeed(result) : Effect.fail(new SessionConflict({ reason: result }))
       }),
-    touch: (key, expiresAt) =>
-      at((now) => {
-        const entry = table.live(key, now)
-        if (entry !== undefined) table.put(key, entry.value, entry.version, expiresAt, entry.principal, entry)
-        return Effect.succeed(entry !== undefined)
-      }),
+    touch: (key, expiresAt) => at((now) => Effect.succeed(Records.touchEntry(table, key, expiresAt, now))),
     remove: (key) => Effect.sync(() => table.remove(key))
   })
   const index = SessionStore.makeIndex(name, {
@@ -110,13 +102,12 @@ export const make = (options?: Options): MemoryStore => {
   // slices of the core's sweep, yielding between them
   const sweep: Effect.Effect<number> = Effect.gen(function*() {
     let total = 0
-    let removed = table.limits.sliceSize
-    while (removed >= table.limits.sliceSize) {
-      removed = table.sweepSlice(yield* Clock.currentTimeMillis)
+    while (true) {
+      const removed = table.sweepSlice(yield* Clock.currentTimeMillis)
       total += removed
-      if (removed >= table.limits.sliceSize) yield* Effect.yieldNow
+      if (Records.sweepDone(table, removed)) return total
+      yield* Effect.yieldNow
     }
-    return total
   })
   return { store, index, sweep, size: Effect.sync(() => table.size) }
 }
