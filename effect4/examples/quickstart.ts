@@ -1,8 +1,8 @@
 /**
  * Flask-Session's quickstart, in effect-session on Effect 4.
  *
- *   npm start                              # memory store (the Effect 4 line has no filesystem store yet)
- *   SESSION_STORE=redis npm start          # REDIS_URL, default redis://127.0.0.1:6379
+ *   npm start                              # filesystem store in ./.sessions (SESSION_DIR)
+ *   SESSION_STORE=memory npm start         # or redis (REDIS_URL, default redis://127.0.0.1:6379)
  *   PORT=8080 npm start
  */
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
