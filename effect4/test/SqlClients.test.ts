@@ -7,13 +7,16 @@
  * layer.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Scope, Stream, String as Str } from "effect"
+import { Config, ConfigProvider, Context, Effect, Exit, Layer, Option, Scope, Stream, String as Str } from "effect"
 import { SqlClient } from "effect/sql"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import type { StorageKey } from "../src/SessionId.js"
+import { SessionStore } from "../src/SessionStore.js"
 import * as SqlMysql from "../src/SqlMysql.js"
 import * as SqlSqlite from "../src/SqlSqlite.js"
+import * as SqlStore from "../src/SqlStore.js"
 import { describeBackend, mysqlServer, sqlBackends, uniqueTable } from "./utils/sql.js"
 
 const directory = mkdtempSync(join(tmpdir(), "e4-session-sqlclient-"))
@@ -173,6 +176,26 @@ describeBackend("SqlMysql: the pool", mysqlBackend, () => {
       expect(left).toBe(0)
     }).pipe(Effect.scoped), 30_000)
 
+  it.effect("layerConfig reads the URL from Config, and a store runs on it", () =>
+    Effect.gen(function*() {
+      const table = uniqueTable("mycfg")
+      const ClientLive = SqlMysql.layerConfig({ url: Config.Redacted("DATABASE_URL") }).pipe(
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({
+          DATABASE_URL: `mysql://${mysqlServer.username}@${mysqlServer.host}:${mysqlServer.port}/${mysqlServer.database}`
+        })))
+      )
+      const loaded = yield* Effect.gen(function*() {
+        const store = yield* SessionStore
+        const key = "K".repeat(43) as StorageKey
+        yield* store.insert(key, { text: "{}", expiresAt: Date.now() + 60_000, principal: Option.none() })
+        const record = yield* store.load(key)
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`DROP TABLE ${sql(table)}`
+        return record
+      }).pipe(Effect.provide(SqlStore.layer({ table }).pipe(Layer.provideMerge(ClientLive))))
+      expect(Option.map(loaded, (r) => r.text)).toEqual(Option.some("{}"))
+    }))
+
   it.live("a server that does not answer fails the layer with a ConnectionError", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(Effect.scoped(Layer.build(SqlMysql.layer({ host: "127.0.0.1", port: 1, connectTimeout: "2 seconds" }))))
@@ -183,6 +206,21 @@ describeBackend("SqlMysql: the pool", mysqlBackend, () => {
 })
 
 describe("SqlSqlite: the connection", () => {
+  it.effect("layerConfig reads the file name from Config", () =>
+    Effect.gen(function*() {
+      const filename = join(directory, "configured.db")
+      const ClientLive = SqlSqlite.layerConfig({ filename: Config.String("SQLITE_FILE") }).pipe(
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ SQLITE_FILE: filename })))
+      )
+      yield* Effect.provide(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`CREATE TABLE configured (x INTEGER)`), ClientLive)
+      // the table is in that file: another client on it sees it
+      const tables = yield* Effect.provide(
+        Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT name FROM sqlite_master WHERE type = 'table'`.values),
+        SqlSqlite.layer({ filename })
+      )
+      expect(tables).toEqual([["configured"]])
+    }))
+
   it.effect("is closed when the layer's scope closes: the client's statements fail afterwards", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
