@@ -36,6 +36,7 @@ export const describeWithServer = (name: string, available: boolean, missing: st
         throw new Error(`${name}: ${missing} (SESSION_TEST_REQUIRE_ALL=1 requires every backend)`)
       }))
   } else {
+    console.warn(`[effect-session tests] SKIPPED ${name}: ${missing}`)
     describe.skip(`${name} (skipped: ${missing})`, body)
   }
 }
