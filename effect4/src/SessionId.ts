@@ -5,7 +5,7 @@
  * @since 2.0.0
  */
 import type { Brand } from "effect"
-import { Option, Redacted } from "effect"
+import { Effect, Option, Redacted } from "effect"
 import * as Ids from "../../src/core/ids.js"
 
 /**
@@ -33,6 +33,22 @@ export type StorageKey = string & Brand.Brand<"effect-session/StorageKey">
 export const generateUnsafe = (): SessionId => Ids.generateId() as SessionId
 
 /**
+ * A fresh id from the platform CSPRNG, as an effect.
+ *
+ * @since 2.0.0
+ * @category constructors
+ */
+export const generate: Effect.Effect<SessionId> = Effect.sync(generateUnsafe)
+
+/**
+ * Whether a value is a well-formed id: 43 characters of the base64url alphabet.
+ *
+ * @since 2.0.0
+ * @category refinements
+ */
+export const isSessionId = (value: unknown): value is SessionId => Ids.isId(value)
+
+/**
  * The id in a cookie value, or none when it is not one (it then never
  * reaches a store).
  *
@@ -52,6 +68,23 @@ export const makeStorageKey = (pepper?: Redacted.Redacted<string> | undefined): 
   Ids.storageKeyFunction(pepper === undefined ? undefined : Redacted.value(pepper)) as unknown as (
     id: SessionId
   ) => StorageKey
+
+/**
+ * The storage key of an id without a pepper: base64url(SHA-256(id)).
+ *
+ * @since 2.0.0
+ * @category constructors
+ */
+export const storageKey: (id: SessionId) => StorageKey = makeStorageKey()
+
+/**
+ * What logs and spans carry of a storage key: its first 8 characters, enough
+ * to find the record, never the id or the whole key.
+ *
+ * @since 2.0.0
+ * @category logging
+ */
+export const logPrefix = (key: StorageKey): string => Ids.logPrefix(key)
 
 /**
  * A storage key read back from a store (a tombstone's target, a listing).

@@ -270,7 +270,7 @@ for (const backend of backends) {
             `private-value-2 {{`
           ]
           const before = undecodableWarnings().length
-          const keys: Array<string> = []
+          const keys: Array<SessionId.StorageKey> = []
           for (const record of stored) {
             const { id, key } = yield* storeRaw(app, record)
             keys.push(key)
@@ -281,7 +281,7 @@ for (const backend of backends) {
           const warnings = undecodableWarnings().slice(before)
           expect(warnings).toHaveLength(2)
           warnings.forEach((line, i) => {
-            expect(line).toContain(keys[i].slice(0, 8))
+            expect(line).toContain(SessionId.logPrefix(keys[i]))
             expect(line).not.toContain(keys[i])
             expect(line).not.toMatch(/private-value|12345678/)
           })

@@ -125,7 +125,7 @@ const decodeRecord = <A>(config: Config<A>, key: StorageKey, record: SessionReco
 // prefix locates the record for whoever may read it
 const logUndecodable = (key: StorageKey) =>
   Effect.logWarning(
-    `effect-session: stored session ${key.slice(0, 8)}… is undecodable (not this session's envelope or schema); starting a new one`
+    `effect-session: stored session ${Id.logPrefix(key)}… is undecodable (not this session's envelope or schema); starting a new one`
   )
 
 /** Loads a live session; dead, ended and undecodable ones are absent. */
