@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The Effect 4 line's checks: a clean install from the lockfile, the type
-# check and the tests, all on the Node 22 the package pins (npm scripts put
-# node_modules/.bin, where the `node` dev dependency lives, first on PATH).
+# check, the type tests (tstyche, dtslint/) and the tests, all on the Node 22
+# the package pins (npm scripts put node_modules/.bin, where the `node` dev
+# dependency lives, first on PATH).
 set -euo pipefail
 cd "$(dirname "$0")"
 npm ci --no-audit --no-fund
 npm run typecheck
+npm run test:types
 npm test
