@@ -6,29 +6,24 @@
  * once a burst is over.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, Fiber, Option, Schedule } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Option, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import { coordinatedKeys } from "../src/internal/session.js"
 import * as MemoryStore from "../src/MemoryStore.js"
 import { SessionStore } from "../src/SessionStore.js"
 import type { StoreSpec } from "./utils/contention.js"
-import { alwaysConflicting, backends, buildStore, counterOptions, counterRoutes, CounterSession, serveOn } from "./utils/contention.js"
+import {
+  alwaysConflicting,
+  backends,
+  buildStore,
+  counterOptions,
+  counterRoutes,
+  CounterSession,
+  makeBarrier,
+  serveOn
+} from "./utils/contention.js"
 import { availabilityOf, describeBackend, preparedFor } from "./utils/contentionSuites.js"
 import { get, sessionCookie } from "./utils/server.js"
-
-/**
- * Holds every request that arrives until `parties` have: the whole burst is
- * in flight at once, and its loads and saves all start together.
- */
-const makeBarrier = (parties: number) =>
-  Effect.map(Deferred.make<void>(), (open) => {
-    let arrived = 0
-    return Effect.suspend(() => {
-      arrived += 1
-      if (arrived === parties) Deferred.doneUnsafe(open, Exit.void)
-      return Deferred.await(open)
-    })
-  })
 
 /** An HTTP server of the counter app over a new instance of the store, for the test's scope. */
 const startServer = (spec: StoreSpec, barrier: Effect.Effect<void>) =>

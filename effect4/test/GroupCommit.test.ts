@@ -6,12 +6,12 @@
  * memory store and on Redis.
  */
 import { expect, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Layer, Schema } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import * as Session from "../src/Session.js"
 import * as SessionError from "../src/SessionError.js"
 import { SessionStore } from "../src/SessionStore.js"
-import { backends, buildStore, counting, resetCalls, serveOn } from "./utils/contention.js"
+import { backends, buildStore, counting, makeBarrier, resetCalls, serveOn } from "./utils/contention.js"
 import { availabilityOf, describeBackend, preparedFor } from "./utils/contentionSuites.js"
 import { get, sessionCookie } from "./utils/server.js"
 
@@ -23,20 +23,8 @@ class GroupSession extends Session.Tag<GroupSession>()("test/GroupSession", {
 
 const text = (body: string) => HttpServerResponse.text(body)
 
-/**
- * Holds every request of the burst, after its write, until all `parties`
- * have written: their saves then queue together behind the first one.
- */
-const makeBarrier = (parties: number) =>
-  Effect.map(Deferred.make<void>(), (open) => {
-    let arrived = 0
-    return Effect.suspend(() => {
-      arrived += 1
-      if (arrived === parties) Deferred.doneUnsafe(open, Exit.void)
-      return Deferred.await(open)
-    })
-  })
-
+// a barrier after the write holds each request of a burst until all have
+// written: their saves then queue together behind the first one
 // SessionError.respond answers a session over maxSize 413 and a value that
 // fails the schema 500
 const routes = (barrier: Effect.Effect<void>) => {

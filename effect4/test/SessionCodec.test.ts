@@ -253,43 +253,18 @@ describe("SessionCodec", () => {
   })
 })
 
+// The id rules (alphabet, length, randomness, key derivation) are the core's
+// and tested there; these check that this line's SessionId applies them.
 describe("SessionId", () => {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
-  it("parse accepts exactly 43 characters of the base64url alphabet", () => {
-    for (const c of alphabet) expect(Option.isSome(SessionId.parse(c.repeat(43)))).toBe(true)
-    const base = "A".repeat(43)
-    for (let code = 0; code < 256; code++) {
-      const c = String.fromCharCode(code)
-      if (alphabet.includes(c)) continue
-      for (const at of [0, 21, 42]) {
-        const candidate = base.slice(0, at) + c + base.slice(at + 1)
-        expect(SessionId.parse(candidate), `char ${code} at ${at}`).toEqual(Option.none())
-      }
+  it("parse takes a generated id and refuses what is not 43 base64url characters", () => {
+    const id = SessionId.generateUnsafe()
+    expect(SessionId.parse(id)).toEqual(Option.some(id))
+    expect(Buffer.from(id, "base64url").length).toBe(32)
+    for (const value of [undefined, "", id.slice(1), `${id}A`, `${id.slice(1)}=`, `${id.slice(1)}.`, `${id.slice(1)}\n`, `é${id.slice(1)}`]) {
+      expect(SessionId.parse(value), JSON.stringify(value)).toEqual(Option.none())
     }
-    for (const c of ["é", "\u{1F389}", "\u0130", "\u212A", "\uFF21"]) expect(SessionId.parse(c + "A".repeat(42))).toEqual(Option.none())
-    for (const value of [undefined, "", "A".repeat(42), "A".repeat(44), base + "\n", "\n" + base, base + "=", ` ${base}`]) {
-      expect(SessionId.parse(value)).toEqual(Option.none())
-    }
-    expect(SessionId.isSessionId(base)).toBe(true)
+    expect(SessionId.isSessionId(id)).toBe(true)
     expect(SessionId.isSessionId(43)).toBe(false)
-  })
-
-  it("generated ids are 32 random bytes in base64url, distinct over many draws", () => {
-    const draws = 20_000
-    const ids = new Set<string>()
-    const seenAt = Array.from({ length: 43 }, () => new Set<string>())
-    for (let i = 0; i < draws; i++) {
-      const id = SessionId.generateUnsafe()
-      expect(Option.isSome(SessionId.parse(id))).toBe(true)
-      ids.add(id)
-      for (let j = 0; j < 43; j++) seenAt[j].add(id[j])
-    }
-    expect(ids.size).toBe(draws)
-    expect(Buffer.from(SessionId.generateUnsafe(), "base64url").length).toBe(32)
-    // every position but the last (which carries 4 bits) sees the whole alphabet
-    for (let j = 0; j < 42; j++) expect(seenAt[j].size).toBe(64)
-    expect(seenAt[42].size).toBe(16)
   })
 
   it.effect("generate is an effect giving a fresh id each run", () =>
@@ -300,24 +275,14 @@ describe("SessionId", () => {
       expect(a).not.toBe(b)
     }))
 
-  it("the storage key is base64url(SHA-256(id)), or HMAC-SHA-256 with a pepper", () => {
+  it("the storage key is base64url(SHA-256(id)), or HMAC-SHA-256 with a pepper; logs carry 8 characters of it", () => {
     const id = SessionId.generateUnsafe()
     const sha = createHash("sha256").update(id, "utf8").digest("base64url")
     expect(SessionId.storageKey(id)).toBe(sha)
     expect(SessionId.makeStorageKey()(id)).toBe(sha)
-    expect(sha).toMatch(/^[A-Za-z0-9_-]{43}$/)
     const hmac = createHmac("sha256", "pepper one").update(id, "utf8").digest("base64url")
     expect(SessionId.makeStorageKey(Redacted.make("pepper one"))(id)).toBe(hmac)
-    expect(hmac).not.toBe(sha)
     expect(SessionId.makeStorageKey(Redacted.make("pepper two"))(id)).not.toBe(hmac)
-    // the key never contains the id; deterministic, and distinct for distinct ids
-    expect(SessionId.storageKey(id)).not.toContain(id)
-    expect(SessionId.storageKey(id)).toBe(SessionId.storageKey(id))
-    expect(SessionId.storageKey(SessionId.generateUnsafe())).not.toBe(SessionId.storageKey(id))
-  })
-
-  it("the log prefix is 8 characters of the storage key", () => {
-    const key = SessionId.storageKey(SessionId.generateUnsafe())
-    expect(SessionId.logPrefix(key)).toBe(key.slice(0, 8))
+    expect(SessionId.logPrefix(SessionId.storageKey(id))).toBe(sha.slice(0, 8))
   })
 })

@@ -9,7 +9,7 @@
  * No vitest import here (see `contentionSuites.ts` for the vitest side).
  */
 import type { Scope } from "effect"
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Schema } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { Redis } from "ioredis"
 import { randomBytes } from "node:crypto"
@@ -47,19 +47,10 @@ export interface Backend {
 
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 
-/** Removes every key under `prefix`. */
+/** Removes every key under `prefix` (a test's own keys: few). */
 const removeKeys = async (url: string, prefix: string) => {
-  const admin = new Redis(url, { lazyConnect: true })
-  try {
-    let cursor = "0"
-    do {
-      const [next, keys] = await admin.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000)
-      if (keys.length > 0) await admin.del(...keys)
-      cursor = next
-    } while (cursor !== "0")
-  } finally {
-    await admin.quit()
-  }
+  const admin = new Redis(url)
+  await admin.keys(`${prefix}*`).then((keys) => keys.length > 0 ? admin.del(...keys) : 0).finally(() => admin.quit())
 }
 
 /** The stores these tests run on, each with its real server. */
@@ -94,6 +85,20 @@ export const serveOn = <A, E, R, S>(
 /** A new instance of the store, built in the scope, with its store service. */
 export const buildStore = (spec: StoreSpec) =>
   Effect.map(Layer.build(storeLayer(spec)), (context) => ({ context, store: Context.get(context, SessionStore) }))
+
+/**
+ * Holds every request that reaches it until `parties` have: a burst is then
+ * in flight at once, and what follows the barrier starts together.
+ */
+export const makeBarrier = (parties: number): Effect.Effect<Effect.Effect<void>> =>
+  Effect.map(Deferred.make<void>(), (open) => {
+    let arrived = 0
+    return Effect.suspend(() => {
+      arrived += 1
+      if (arrived === parties) Deferred.doneUnsafe(open, Exit.void)
+      return Deferred.await(open)
+    })
+  })
 
 /** The session the contention tests increment. */
 export class CounterSession extends Session.Tag<CounterSession>()("test/CounterSession", {
