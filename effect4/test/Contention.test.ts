@@ -23,6 +23,7 @@ import {
   serveOn
 } from "./utils/contention.js"
 import { availabilityOf, describeBackend, preparedFor } from "./utils/contentionSuites.js"
+import * as PausingStore from "./utils/pausingStore.js"
 import { get, sessionCookie } from "./utils/server.js"
 
 /** An HTTP server of the counter app over a new instance of the store, for the test's scope. */
@@ -161,5 +162,34 @@ describe("conflictTimeout", () => {
         const failure = Cause.findErrorOption(exit.cause)
         expect(Option.map(failure, (error) => error._tag)).toEqual(Option.some("SessionConflict"))
       }
+    }))
+})
+
+describe("a request that goes away", () => {
+  it.live("a request interrupted while its update is being written does not stop the writes queued behind it, and leaves no lane", () =>
+    Effect.gen(function*() {
+      const memory = MemoryStore.make()
+      const pausing = PausingStore.make(Context.make(SessionStore, memory.store))
+      const store = Context.get(pausing.context, SessionStore)
+      const run = <A, E>(effect: Effect.Effect<A, E, SessionStore>) => Effect.provideService(effect, SessionStore, store)
+      const increment = (id: string) =>
+        run(CounterSession.withSession(id, CounterSession.update("counter", (n) => (n ?? 0) + 1), counterOptions))
+      const id = yield* run(CounterSession.withSession("", Effect.andThen(CounterSession.set("counter", 0), CounterSession.id)))
+      // the first increment's load, then its write: held there
+      const gate = yield* pausing.arm(2)
+      const first = yield* Effect.forkChild(increment(id))
+      expect((yield* gate.reached).operation).toBe("update")
+      // two more load and queue behind the write in flight
+      const behind = yield* Effect.forEach([1, 2], () => Effect.forkChild(increment(id)))
+      while (pausing.calls.length < 4) yield* Effect.sleep("1 millis")
+      yield* Effect.sleep("20 millis")
+      expect(pausing.calls.map((call) => call.operation)).toEqual(["load", "update", "load", "load"])
+      // the client of the first request goes away while its write is in flight
+      yield* Fiber.interrupt(first)
+      yield* gate.release
+      for (const fiber of behind) expect(Exit.isSuccess(yield* Fiber.await(fiber))).toBe(true)
+      // the write in flight was made (a store cannot take it back), and the two behind it
+      expect(yield* run(CounterSession.withSession(id, CounterSession.get("counter")))).toBe(3)
+      expect(coordinatedKeys(store)).toBe(0)
     }))
 })
