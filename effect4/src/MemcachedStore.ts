@@ -97,7 +97,7 @@ export const make = Effect.fnUntraced(function*(
   const itemKey = (operation: StoreOperation, key: StorageKey): Effect.Effect<string, SessionStoreError> => {
     const item = Protocol.itemKey(prefix, key)
     return item === undefined
-      ? Effect.fail(failure(operation, new Error("not a storage key: it holds characters Memcached keys cannot")))
+      ? Effect.fail(failure(operation, new Error(Protocol.unsafeKeyMessage)))
       : Effect.succeed(item)
   }
 
@@ -109,7 +109,7 @@ export const make = Effect.fnUntraced(function*(
       if (response === undefined) return Effect.succeed(undefined)
       const record = Protocol.decode(response.value)
       return record === undefined
-        ? Effect.fail(failure(operation, new Error("the item under this key is not an effect-session record")))
+        ? Effect.fail(failure(operation, new Error(Protocol.foreignItemMessage)))
         : Effect.succeed({ record, casUniq: response.casUniq })
     })
 
@@ -126,28 +126,27 @@ export const make = Effect.fnUntraced(function*(
         }
       ))
 
-  const reply = (operation: StoreOperation, item: string, command: Protocol.Command) =>
-    Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<Protocol.Reply, SessionStoreError> => {
-      switch (command._tag) {
-        case "Gets":
-          return Effect.flatMap(gets(operation, item), (stored) =>
-            Effect.map(Clock.currentTimeMillis, (now) => ({ _tag: "Read", stored, now })))
-        case "Add": {
+  const written = (operation: StoreOperation, command: () => Promise<unknown>) =>
+    Effect.map(store(operation, command), (reply): Protocol.Reply => ({ _tag: "Written", reply }))
+
+  // the exptime is taken at the time the command goes out
+  const reply = (operation: StoreOperation, item: string, command: Protocol.Command): Effect.Effect<Protocol.Reply, SessionStoreError> => {
+    switch (command._tag) {
+      case "Gets":
+        return Effect.flatMap(gets(operation, item), (stored) =>
+          Effect.map(Clock.currentTimeMillis, (now): Protocol.Reply => ({ _tag: "Read", stored, now })))
+      case "Add":
+        return Effect.flatMap(Clock.currentTimeMillis, (now) => {
           const lifetime = Protocol.exptime(command.record.expiresAt, now)
-          return Effect.map(
-            store(operation, () => client.add(item, Protocol.encode(command.record), { lifetime })),
-            (written) => ({ _tag: "Written", reply: written })
-          )
-        }
-        case "Cas": {
+          return written(operation, () => client.add(item, Protocol.encode(command.record), { lifetime }))
+        })
+      case "Cas":
+        return Effect.flatMap(Clock.currentTimeMillis, (now) => {
           const options = { casUniq: command.casUniq, lifetime: Protocol.exptime(command.record.expiresAt, now) }
-          return Effect.map(
-            store(operation, () => client.cas(item, Protocol.encode(command.record), options)),
-            (written) => ({ _tag: "Written", reply: written })
-          )
-        }
-      }
-    })
+          return written(operation, () => client.cas(item, Protocol.encode(command.record), options))
+        })
+    }
+  }
 
   // sends what the core's operation asks for until it ends; a conversation
   // is begun on every run, so that the effect can be run again (a retry)

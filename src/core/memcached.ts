@@ -109,6 +109,21 @@ export const itemKey = (prefix: string, key: string): string | undefined =>
     : undefined
 
 /**
+ * The cause's message of a store error for a key `itemKey` refused.
+ *
+ * @internal
+ */
+export const unsafeKeyMessage = "not a storage key: it holds characters Memcached keys cannot"
+
+/**
+ * The cause's message of a store error for an item `decode` refused: another
+ * program's value under the key is never misread as a session.
+ *
+ * @internal
+ */
+export const foreignItemMessage = "the item under this key is not an effect-session record"
+
+/**
  * The native expiry of a record, in Memcached's terms: relative seconds when
  * at most 30 days away, an absolute Unix time otherwise (a relative count over
  * 30 days would be read as a date in January 1970 and the item would expire at
