@@ -21,15 +21,14 @@
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import type { ConfigError, Scope } from "effect"
-import { Config, Data, Duration, Effect, Layer, Option, Predicate } from "effect"
+import { Cause, Config, Data, Duration, Effect, Exit, Layer, Option, Predicate } from "effect"
+import * as Directory from "./core/fileSystemStore.js"
 import * as Files from "./core/files.js"
 import { forkSweeper } from "./internal/cleanup.js"
-import type { LockTimeout } from "./internal/fileLock.js"
-import * as Sweep from "./internal/fileSweep.js"
 import { storeAndIndex } from "./internal/layer.js"
-import * as Directory from "./internal/sessionDirectory.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
+import type { StorageKey } from "./SessionId.js"
 import * as SessionStore from "./SessionStore.js"
 
 /**
@@ -118,9 +117,80 @@ export class StoreFull extends Data.TaggedError("StoreFull")<{
   }
 }
 
-type Record = SessionStore.SessionRecord
 const isPlatformError = (u: unknown): u is PlatformError =>
   Predicate.hasProperty(u, "_tag") && (u._tag === "SystemError" || u._tag === "BadArgument")
+
+// A platform error names the file, and so the storage key: it reaches the
+// caller only as its redacted message. The core's own errors are redacted.
+const failure = (operation: StoreOperation) => (cause: unknown) =>
+  new SessionStoreError({
+    store: name,
+    operation,
+    cause: cause instanceof Directory.StoreFull
+      ? new StoreFull({ sessions: cause.sessions, maxSessions: cause.maxSessions, anonymous: cause.anonymous })
+      : isPlatformError(cause)
+      ? new FileSystemFailure({ detail: Files.redact(cause.message) })
+      : cause
+  })
+
+/**
+ * The core's file system calls through the platform's `FileSystem`, each
+ * run to its end (the core decides what may be interrupted).
+ */
+const fileOps = (fs: FileSystem.FileSystem): Directory.FileOps => {
+  const run = <A>(effect: Effect.Effect<A, PlatformError>): Promise<A> =>
+    Effect.runPromiseExit(effect).then((exit) => Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause)))
+  return {
+    failureKind: (error) =>
+      isPlatformError(error) && error._tag === "SystemError" && (error.reason === "NotFound" || error.reason === "AlreadyExists")
+        ? error.reason
+        : undefined,
+    readFile: (path) => run(fs.readFile(path)),
+    writeFile: (path, data, options) => run(fs.writeFile(path, data, { flag: options.exclusive ? "wx" : "w", mode: options.mode })),
+    writeFileSynced: (path, data, mode) =>
+      run(Effect.scoped(Effect.flatMap(fs.open(path, { flag: "wx", mode }), (file) => Effect.zipRight(file.writeAll(data), file.sync)))),
+    rename: (from, to) => run(fs.rename(from, to)),
+    link: (existing, path) => run(fs.link(existing, path)),
+    remove: (path, options) => run(fs.remove(path, { force: true, recursive: options?.recursive ?? false })),
+    makeDirectory: (path, mode) => run(fs.makeDirectory(path, { recursive: true, mode })),
+    readDirectory: (path) => run(fs.readDirectory(path)),
+    stat: (path) =>
+      run(Effect.map(fs.stat(path), (info) => ({
+        ino: Option.getOrUndefined(info.ino),
+        mtimeMs: Option.getOrUndefined(Option.map(info.mtime, (d) => d.getTime()))
+      })))
+  }
+}
+
+/**
+ * One operation of the core at the fiber's `Clock`: an interruption stops
+ * only a wait for a lock, and what the core warned about is logged.
+ */
+const run = <A>(operation: StoreOperation, f: (call: Directory.Call) => Promise<A>): Effect.Effect<A, SessionStoreError> =>
+  Effect.clockWith((clock) => {
+    const warnings: Array<string> = []
+    const call = (signal: AbortSignal) =>
+      f({ now: () => clock.unsafeCurrentTimeMillis(), warn: (message) => warnings.push(message), signal })
+    return Effect.tryPromise({ try: call, catch: failure(operation) }).pipe(
+      Effect.ensuring(Effect.suspend(() => Effect.forEach(warnings, (w) => Effect.logWarning(w), { discard: true })))
+    )
+  })
+
+const fileWrite = (write: SessionStore.SessionWrite): Directory.Write => ({
+  data: write.data,
+  expiresAt: write.expiresAt,
+  principal: Option.getOrUndefined(write.principal)
+})
+const recordOf = (record: Files.FileRecord): SessionStore.SessionRecord => ({
+  data: record.data,
+  version: record.version,
+  expiresAt: record.expiresAt,
+  principal: Option.fromNullable(record.principal)
+})
+const conflict = <A>(outcome: A | SessionConflict["reason"]): Effect.Effect<A, SessionConflict> =>
+  typeof outcome === "string"
+    ? Effect.fail(new SessionConflict({ reason: outcome as SessionConflict["reason"] }))
+    : Effect.succeed(outcome as A)
 
 /**
  * Builds the store over a directory, with its sweep fiber in the scope.
@@ -135,104 +205,33 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
 > {
   const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
-  const lockStaleAfter = Duration.toMillis(Duration.decode(options.lockStaleAfter ?? "10 seconds"))
-  const maxSessions = options.maxSessions
-  const dir = Directory.make(fs, path, {
-    directory: path.resolve(options.directory),
-    fsync: options.fsync ?? true,
-    lockStaleAfter,
-    lockTimeout: Duration.toMillis(Duration.decode(options.lockTimeout ?? "5 seconds"))
+  const directory = yield* Effect.tryPromise({
+    try: () =>
+      Directory.open({
+        directory: path.resolve(options.directory),
+        fsync: options.fsync ?? true,
+        lockStaleAfter: Duration.toMillis(Duration.decode(options.lockStaleAfter ?? "10 seconds")),
+        lockTimeout: Duration.toMillis(Duration.decode(options.lockTimeout ?? "5 seconds")),
+        maxSessions: options.maxSessions
+      }, fileOps(fs)),
+    catch: failure("setup")
   })
-  const { live, liveRecord, locked, orGone, readRecord, sessions, writeRecord } = dir
-
-  // A platform error names the file, and so the storage key: it reaches the
-  // caller only as its redacted message.
-  const storeError = (operation: StoreOperation) => (cause: unknown) =>
-    new SessionStoreError({
-      store: name,
-      operation,
-      cause: isPlatformError(cause) ? new FileSystemFailure({ detail: Files.redact(cause.message) }) : cause
-    })
-
-  yield* Effect.mapError(dir.setup, storeError("setup"))
-  // sessions in the directory, as far as this process knows (see `maxSessions`)
-  if (maxSessions !== undefined) sessions.count = (yield* Effect.mapError(dir.sessionNames, storeError("setup"))).length
-
-  // Only a new file counts against the cap; replacing an expired one does not.
-  const checkCapacity = (write: SessionStore.SessionWrite, previous: Option.Option<Record>) => {
-    const anonymous = Option.isNone(write.principal)
-    return Files.isRefused(sessions.count, maxSessions, anonymous, Option.isSome(previous))
-      ? Effect.fail(new StoreFull({ sessions: sessions.count, maxSessions: maxSessions!, anonymous }))
-      : Effect.void
-  }
-  const conflict = <A>(outcome: A | SessionConflict["reason"]): Effect.Effect<A, SessionConflict> =>
-    typeof outcome === "string"
-      ? Effect.fail(new SessionConflict({ reason: outcome as SessionConflict["reason"] }))
-      : Effect.succeed(outcome as A)
 
   const store = SessionStore.make(name, {
-    load: (key) => Effect.mapError(liveRecord(key), storeError("load")),
+    load: (key) => Effect.map(run("load", (call) => directory.load(key, call)), (r) => Option.map(Option.fromNullable(r), recordOf)),
     insert: (key, write) =>
-      dir.compareAndWrite<void | "Exists", PlatformError | LockTimeout | StoreFull>(
-        key,
-        (previous, t) => Option.isSome(live(previous, t)) ? Option.some("Exists") : Option.none(),
-        (previous, t) =>
-          Effect.zipRight(checkCapacity(write, previous), writeRecord(key, previous, { ...write, version: 1 }, t))
-      ).pipe(Effect.mapError(storeError("insert")), Effect.flatMap(conflict<void>)),
+      Effect.flatMap(run("insert", (call) => directory.insert(key, fileWrite(write), call)), conflict<void>),
     update: (key, write, expectedVersion) =>
-      dir.compareAndWrite<number | SessionConflict["reason"], PlatformError | LockTimeout>(
-        key,
-        (previous, t) => {
-          const current = live(previous, t)
-          if (Option.isNone(current)) return Option.some("Missing")
-          return current.value.version !== expectedVersion ? Option.some("VersionMismatch") : Option.none()
-        },
-        (previous, t) =>
-          Effect.as(writeRecord(key, previous, { ...write, version: expectedVersion + 1 }, t), expectedVersion + 1)
-      ).pipe(Effect.mapError(storeError("update")), Effect.flatMap(conflict<number>)),
-    touch: (key, expiresAt) =>
-      dir.compareAndWrite(
-        key,
-        (previous, t) => Option.isNone(live(previous, t)) ? Option.some(false) : Option.none(),
-        (previous, t) =>
-          Option.match(previous, {
-            onNone: () => Effect.succeed(false),
-            onSome: (record) => Effect.as(writeRecord(key, previous, { ...record, expiresAt }, t), true)
-          })
-      ).pipe(Effect.mapError(storeError("touch"))),
-    // an unreadable file is removed all the same: corruption must not make a
-    // session unremovable (its markers are left to the sweep)
-    remove: (key) =>
-      locked(key, Effect.flatMap(orGone(readRecord(key)), (previous) => dir.deleteRecord(key, previous))).pipe(
-        Effect.mapError(storeError("remove"))
-      )
+      Effect.flatMap(run("update", (call) => directory.update(key, fileWrite(write), expectedVersion, call)), conflict<number>),
+    touch: (key, expiresAt) => run("touch", (call) => directory.touch(key, expiresAt, call)),
+    remove: (key) => run("remove", (call) => directory.remove(key, call))
   })
-
-  // `keys` and `removeAll` read the principal's own sessions (one small file
-  // each), never the rest of the directory: a marker says only that a
-  // session was bound to the principal when it was written, the file says
-  // whether it still is and until when.
   const index = SessionStore.makeIndex(name, {
-    keys: (principal) =>
-      Effect.flatMap(dir.markedKeys(principal), (keys) =>
-        Effect.filter(keys, (key) => Effect.map(orGone(liveRecord(key)), dir.boundTo(principal)), {
-          concurrency: 16
-        })).pipe(Effect.mapError(storeError("keys"))),
-    removeAll: (principal) =>
-      Effect.flatMap(dir.markedKeys(principal), (keys) =>
-        Effect.forEach(keys, (key) =>
-          dir.revoke(key, principal), { concurrency: 16 })).pipe(
-          Effect.tap(() => dir.removeIfEmpty(principal)),
-          Effect.map((removed) => removed.reduce<number>((a, b) => a + b, 0)),
-          Effect.mapError(storeError("removeAll"))
-        )
+    keys: (principal) => run("keys", (call) => directory.keys(principal, call)) as Effect.Effect<ReadonlyArray<StorageKey>, SessionStoreError>,
+    removeAll: (principal) => run("removeAll", (call) => directory.removeAll(principal, call))
   })
-
-  const sweep = Sweep.make(fs, path, dir, { store: name, lockStaleAfter, capped: maxSessions !== undefined }).pipe(
-    Effect.mapError(storeError("cleanup"))
-  )
+  const sweep = run("cleanup", directory.sweep)
   yield* forkSweeper(name, options.cleanupInterval ?? "5 minutes", sweep)
-
   return { store, index, sweep }
 })
 

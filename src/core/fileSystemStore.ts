@@ -21,13 +21,15 @@ import * as Files from "./files.js"
 // -- the file system
 
 /**
- * The file system calls the store makes. A failure is thrown as Node throws
- * it: `code` `"ENOENT"` for a missing file, `"EEXIST"` for an exclusive
- * create that met one.
+ * The file system calls the store makes (`nodeFileOps`, or a shell's own
+ * file system service), and how to read the errors they throw: a missing
+ * file, and an exclusive create that met one, are outcomes the store
+ * expects; any other error reaches the caller as it was thrown.
  *
  * @internal
  */
 export interface FileOps {
+  readonly failureKind: (error: unknown) => "NotFound" | "AlreadyExists" | undefined
   readonly readFile: (path: string) => Promise<Uint8Array>
   /** `exclusive`: fail with `EEXIST` when the file exists (`wx`). */
   readonly writeFile: (path: string, data: Uint8Array, options: { readonly exclusive: boolean; readonly mode: number }) => Promise<void>
@@ -39,11 +41,23 @@ export interface FileOps {
   readonly remove: (path: string, options?: { readonly recursive: boolean }) => Promise<void>
   readonly makeDirectory: (path: string, mode: number) => Promise<void>
   readonly readDirectory: (path: string) => Promise<ReadonlyArray<string>>
-  readonly stat: (path: string) => Promise<{ readonly ino: number; readonly mtimeMs: number }>
+  readonly stat: (path: string) => Promise<FileInfo>
 }
+
+/** What a lock or a leftover file is judged by; `undefined` where the platform cannot say. */
+interface FileInfo {
+  readonly ino: number | undefined
+  readonly mtimeMs: number | undefined
+}
+
+const nodeCodes: { readonly [code: string]: "NotFound" | "AlreadyExists" } = { ENOENT: "NotFound", EEXIST: "AlreadyExists" }
 
 /** @internal */
 export const nodeFileOps: FileOps = {
+  failureKind: (error) =>
+    typeof error === "object" && error !== null && "code" in error && typeof error.code === "string"
+      ? nodeCodes[error.code]
+      : undefined,
   readFile: (path) => NodeFs.readFile(path),
   writeFile: (path, data, options) => NodeFs.writeFile(path, data, { flag: options.exclusive ? "wx" : "w", mode: options.mode }),
   writeFileSynced: async (path, data, mode) => {
@@ -68,19 +82,22 @@ export const nodeFileOps: FileOps = {
   }
 }
 
-const hasCode = (code: string) => (error: unknown): boolean =>
-  typeof error === "object" && error !== null && "code" in error && error.code === code
 
-/** @internal */
-export const isNotFound: (error: unknown) => boolean = hasCode("ENOENT")
-const isAlreadyExists = hasCode("EEXIST")
-
-const orIfMissing = async <A>(promise: Promise<A>, fallback: A): Promise<A> => {
-  try {
-    return await promise
-  } catch (error) {
-    if (isNotFound(error)) return fallback
-    throw error
+/** The expected failures of a `FileOps`. */
+const expectedFailures = (fs: FileOps) => {
+  const isNotFound = (error: unknown) => fs.failureKind(error) === "NotFound"
+  return {
+    isNotFound,
+    isAlreadyExists: (error: unknown) => fs.failureKind(error) === "AlreadyExists",
+    /** `fallback` when the file (or directory) is not there. */
+    orIfMissing: async <A>(promise: Promise<A>, fallback: A): Promise<A> => {
+      try {
+        return await promise
+      } catch (error) {
+        if (isNotFound(error)) return fallback
+        throw error
+      }
+    }
   }
 }
 
@@ -188,14 +205,15 @@ const sleep = (millis: number, signal: AbortSignal | undefined) =>
  * if a fresh lock was taken in between, it is linked back in place.
  */
 const makeLock = (fs: FileOps, options: { readonly staleAfterMillis: number; readonly timeoutMillis: number }) => {
+  const { isAlreadyExists, isNotFound, orIfMissing } = expectedFailures(fs)
   const tryCreate = (lockPath: string, token: string): Promise<boolean> =>
     fs.writeFile(lockPath, encoder.encode(token), { exclusive: true, mode: 0o600 }).then(
       () => true,
       (error) => isAlreadyExists(error) ? false : Promise.reject(error)
     )
   const statOrMissing = (path: string) => orIfMissing(fs.stat(path), undefined)
-  const identity = (info: { readonly ino: number; readonly mtimeMs: number }) => Files.fileIdentity(info.ino, info.mtimeMs)
-  const isStale = (info: { readonly mtimeMs: number }, now: number) =>
+  const identity = (info: FileInfo) => Files.fileIdentity(info.ino, info.mtimeMs)
+  const isStale = (info: FileInfo, now: number) =>
     Files.isStaleLock(info.mtimeMs, now, options.staleAfterMillis)
 
   // Moves the file aside under a unique name before deleting it, so that a
@@ -353,6 +371,7 @@ type Conflict = "Exists" | "VersionMismatch" | "Missing"
  * @internal
  */
 export const open = async (options: Options, fs: FileOps = nodeFileOps) => {
+  const { isNotFound, orIfMissing } = expectedFailures(fs)
   const directory = resolve(options.directory)
   const { fsync, maxSessions } = options
   const principals = join(directory, Files.principalsDirectory)
