@@ -57,7 +57,7 @@ const methodNames = (service: object): ReadonlyArray<string> => {
 }
 
 /** Wraps a store and its index; several wrappers may share one inner store, like processes sharing a backend. */
-export const make = (inner: Context.Context<SessionStore | SessionIndex>): PausingStore => {
+export const make = (inner: Context.Context<SessionStore> | Context.Context<SessionStore | SessionIndex>): PausingStore => {
   let armed: Armed | undefined
   let calls: Array<StoreCall> = []
   const before = (call: StoreCall): Effect.Effect<void> =>
@@ -77,7 +77,8 @@ export const make = (inner: Context.Context<SessionStore | SessionIndex>): Pausi
     return wrapped as S
   }
   const store = Context.make(SessionStore, wrap(Context.get(inner, SessionStore)))
-  const index = Context.getOption(inner, SessionIndex)
+  // without an index, a use of it fails as a missing service, as it does on that store
+  const index = Context.getOption(inner as Context.Context<SessionStore | SessionIndex>, SessionIndex)
   const context = Option.isSome(index) ? Context.add(store, SessionIndex, wrap(index.value)) : store
   return {
     context: context as Context.Context<SessionStore | SessionIndex>,
