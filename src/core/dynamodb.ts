@@ -8,6 +8,8 @@
  * @internal
  */
 
+import { logPrefix } from "./ids.js"
+
 /**
  * An attribute value as the store writes it: a string, a number (as its
  * decimal text) or bytes.
@@ -50,6 +52,43 @@ export interface DynamoWrite {
   readonly data: Uint8Array
   readonly expiresAt: number
   readonly principal: string | undefined
+}
+
+/**
+ * The table name a store uses unless told otherwise.
+ *
+ * @internal
+ */
+export const defaultTableName = "effect_sessions"
+
+/**
+ * The name of the global secondary index on `principal` unless told otherwise.
+ *
+ * @internal
+ */
+export const defaultIndexName = "principal-index"
+
+/**
+ * The options of a DynamoDB store that both lines take alike (those that
+ * hold no secret and no client): each line's `ConfigOptions` extends them.
+ *
+ * @internal
+ */
+export interface TableOptions {
+  /** The table. Default `effect_sessions`. */
+  readonly tableName?: string | undefined
+  /** The global secondary index on `principal`. Default `principal-index`. */
+  readonly indexName?: string | undefined
+  /**
+   * Create the table (with its index) when it is missing, wait until it is
+   * ACTIVE and enable TTL on the `ttl` attribute. Default false: the table
+   * must exist, and building the layer fails if it does not.
+   */
+  readonly createTable?: boolean | undefined
+  /** Endpoint of a client the layer creates, e.g. `http://127.0.0.1:8000` for a local server. */
+  readonly endpoint?: string | undefined
+  /** Region of a client the layer creates. Default: the SDK's (`AWS_REGION`, shared config). */
+  readonly region?: string | undefined
 }
 
 /**
@@ -496,3 +535,127 @@ export const recordOfItem = (item: ReadItem): DynamoRecord | undefined => {
 export const malformedItem = (keyPrefix: string | undefined): string =>
   `the item ${keyPrefix === undefined ? "" : `${keyPrefix}… `}is malformed: ` +
   "expected attributes data (B), version (N) and expiresAt (N)"
+
+/**
+ * What reading an item at `now` found: no item or an expired record
+ * (`Absent`), a live record, or an item this store did not write (with the
+ * message of the failure; it names a prefix of the key, never the key).
+ *
+ * @internal
+ */
+export type ItemReading =
+  | { readonly _tag: "Absent" }
+  | { readonly _tag: "Live"; readonly record: DynamoRecord }
+  | { readonly _tag: "Malformed"; readonly message: string }
+
+/**
+ * Reads an item as the store's `load` answers: a record is live while its
+ * `expiresAt` is after `now` (the native TTL deletes late, so an expired item
+ * may still be stored).
+ *
+ * @internal
+ */
+export const readItem = (item: ReadItem | undefined, now: number): ItemReading => {
+  if (item === undefined) return { _tag: "Absent" }
+  const record = recordOfItem(item)
+  if (record === undefined) {
+    const key = item.pk?.S
+    return { _tag: "Malformed", message: malformedItem(key === undefined ? undefined : logPrefix(key)) }
+  }
+  return record.expiresAt > now ? { _tag: "Live", record } : { _tag: "Absent" }
+}
+
+/**
+ * What DescribeTable says of a table: its layout and its status.
+ *
+ * @internal
+ */
+export interface DescribedTable extends TableLayout {
+  readonly TableStatus?: string | undefined
+}
+
+/**
+ * The next step of a layer's table setup, from the table as last described
+ * (`undefined`: there is none) and whether the layer has already waited for
+ * it to become ACTIVE.
+ *
+ * - `Create`: missing and the layer may create it: create, wait, describe again;
+ * - `Wait`: being created (by this layer or another instance): wait, describe again;
+ * - `Ready`: it serves the store; a layer that manages the table then enables TTL;
+ * - `Refuse`: the layer fails with `message`.
+ *
+ * @internal
+ */
+export type TableStep =
+  | { readonly _tag: "Create" }
+  | { readonly _tag: "Wait" }
+  | { readonly _tag: "Ready"; readonly enableTimeToLive: boolean }
+  | { readonly _tag: "Refuse"; readonly message: string }
+
+/** @internal */
+export const tableStep = (
+  table: DescribedTable | undefined,
+  setup: { readonly tableName: string; readonly indexName: string; readonly createTable: boolean; readonly waited: boolean }
+): TableStep => {
+  if (table === undefined) {
+    if (setup.waited) return { _tag: "Refuse", message: `table "${setup.tableName}" vanished while it was being created` }
+    return setup.createTable ? { _tag: "Create" } : { _tag: "Refuse", message: missingTable(setup.tableName) }
+  }
+  if (table.TableStatus === "CREATING" && !setup.waited) return { _tag: "Wait" }
+  const problem = layoutProblem(table, setup.tableName, setup.indexName)
+  return problem === undefined ? { _tag: "Ready", enableTimeToLive: setup.createTable } : { _tag: "Refuse", message: problem }
+}
+
+/**
+ * How the SDK's `waitUntilTableExists` polls a table being created
+ * (seconds): up to five minutes.
+ *
+ * @internal
+ */
+export const tableWaiter = { maxWaitTime: 300, minDelay: 1, maxDelay: 10 } as const
+
+/**
+ * The log line of a layer creating its table.
+ *
+ * @internal
+ */
+export const creatingTable = (tableName: string): string => `creating table "${tableName}"`
+
+/**
+ * The warning after TTL was enabled, or found enabled, on `attribute`;
+ * `undefined` when it is `ttlAttribute`, as it should be.
+ *
+ * @internal
+ */
+export const timeToLiveWarning = (tableName: string, attribute: string): string | undefined =>
+  attribute === ttlAttribute ? undefined : timeToLiveElsewhere(tableName, attribute)
+
+/**
+ * Whether a failure to enable TTL is the server refusing it (dynalite does
+ * not implement it; a table whose TTL is being changed refuses): a warning,
+ * not a failure of the layer.
+ *
+ * @internal
+ */
+export const isTimeToLiveRefusal = (cause: unknown): boolean =>
+  isAwsError(cause, "UnknownOperationException") || isAwsError(cause, "ValidationException")
+
+/**
+ * How often a BatchWriteItem of deletes is sent in all while the server
+ * leaves some unprocessed (throttling), and the first backoff between two
+ * sends (it doubles, jittered).
+ *
+ * @internal
+ */
+export const deleteAttempts = 9
+
+/** @internal */
+export const deleteBackoffMillis = 50
+
+/**
+ * The message when deletes were still unprocessed after `deleteAttempts`.
+ *
+ * @internal
+ */
+export const stillUnprocessed = (count: number): string =>
+  `${count} deletes were still unprocessed (throttled) after ${deleteAttempts} attempts`

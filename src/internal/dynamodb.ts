@@ -104,34 +104,30 @@ export const prepareTable = (client: DynamoDBClient, tableName: string, indexNam
         (abortable) => client.send(new DescribeTableCommand({ TableName: tableName }), abortable),
         unless("ResourceNotFoundException")
       ),
-      (output) => Option.isOption(output) ? Option.none() : Option.fromNullable(output.Table)
+      (output) => Option.isOption(output) ? undefined : output.Table
     )
-    const waitUntilActive = send("setup", ({ abortSignal }) =>
-      waitUntilTableExists(
-        { client, maxWaitTime: 300, minDelay: 1, maxDelay: 10, abortSignal },
-        { TableName: tableName }
-      ))
-
-    let table = yield* describe
-    if (Option.isNone(table)) {
-      if (!createTable) return yield* setupError(Core.missingTable(tableName))
-      yield* Effect.logInfo(`${name} store: creating table "${tableName}"`)
-      // ResourceInUseException: another instance is creating it: wait for theirs
-      yield* send(
-        "setup",
-        (abortable) => client.send(new CreateTableCommand(Core.tableDefinition(tableName, indexName)), abortable),
-        unless("ResourceInUseException")
-      )
-      yield* waitUntilActive
-      table = yield* describe
-    } else if (table.value.TableStatus === "CREATING") {
-      yield* waitUntilActive
-      table = yield* describe
+    let waited = false
+    for (;;) {
+      const step = Core.tableStep(yield* describe, { tableName, indexName, createTable, waited })
+      switch (step._tag) {
+        case "Refuse":
+          return yield* setupError(step.message)
+        case "Ready":
+          return step.enableTimeToLive ? yield* enableTimeToLive(client, tableName) : undefined
+        case "Create":
+          yield* Effect.logInfo(`${name} store: ${Core.creatingTable(tableName)}`)
+          // ResourceInUseException: another instance is creating it: wait for theirs
+          yield* send(
+            "setup",
+            (abortable) => client.send(new CreateTableCommand(Core.tableDefinition(tableName, indexName)), abortable),
+            unless("ResourceInUseException")
+          )
+      }
+      // created here or by another instance: wait until it is ACTIVE
+      yield* send("setup", ({ abortSignal }) =>
+        waitUntilTableExists({ client, ...Core.tableWaiter, abortSignal }, { TableName: tableName }))
+      waited = true
     }
-    if (Option.isNone(table)) return yield* setupError(`table "${tableName}" vanished while it was being created`)
-    const problem = Core.layoutProblem(table.value, tableName, indexName)
-    if (problem !== undefined) return yield* setupError(problem)
-    if (createTable) yield* enableTimeToLive(client, tableName)
   })
 
 // TTL enabled on `ttl`, a warning when it is on another attribute or the
@@ -149,23 +145,22 @@ const enableTimeToLive = (client: DynamoDBClient, tableName: string) =>
     },
     catch: (cause) => cause
   }).pipe(
-    Effect.flatMap((attribute) =>
-      attribute === Core.ttlAttribute
-        ? Effect.void
-        : Effect.logWarning(`${name} store: ${Core.timeToLiveElsewhere(tableName, attribute)}`)
-    ),
+    Effect.flatMap((attribute) => {
+      const warning = Core.timeToLiveWarning(tableName, attribute)
+      return warning === undefined ? Effect.void : Effect.logWarning(`${name} store: ${warning}`)
+    }),
     Effect.catchAll((cause) =>
-      Core.isAwsError(cause, "UnknownOperationException") || Core.isAwsError(cause, "ValidationException")
+      Core.isTimeToLiveRefusal(cause)
         ? Effect.logWarning(`${name} store: ${Core.timeToLiveRefused(tableName, cause)}`)
         : Effect.fail(storeError("setup", cause))
     )
   )
 
 // Unprocessed deletes are throttling: back off before sending them again
-// (9 attempts in all).
-const backoff = Schedule.exponential("50 millis").pipe(
+// (`Core.deleteAttempts` in all).
+const backoff = Schedule.exponential(Core.deleteBackoffMillis).pipe(
   Schedule.jittered,
-  Schedule.intersect(Schedule.recurs(8))
+  Schedule.intersect(Schedule.recurs(Core.deleteAttempts - 1))
 )
 
 /**
@@ -186,10 +181,9 @@ export const deleteBatch = (client: DynamoDBClient, tableName: string, batch: Re
       }),
       Effect.repeat({ schedule: backoff, while: () => pending.length > 0 }),
       Effect.flatMap(() =>
-        pending.length === 0 ? Effect.void : Effect.fail(storeError(
-          "removeAll",
-          new Error(`${pending.length} deletes were still unprocessed (throttled) after 9 attempts`)
-        ))
+        pending.length === 0
+          ? Effect.void
+          : Effect.fail(storeError("removeAll", new Error(Core.stillUnprocessed(pending.length))))
       )
     )
   })
