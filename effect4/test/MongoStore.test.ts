@@ -21,6 +21,7 @@ import type { StorageKey } from "../src/SessionId.js"
 import type { SessionWrite } from "../src/SessionStore.js"
 import { SessionIndex, SessionStore } from "../src/SessionStore.js"
 import * as StoreConformance from "../src/StoreConformance.js"
+import { silentServer } from "./utils/memcached.js"
 
 const url = process.env.MONGODB_URL
 const database = process.env.MONGODB_DATABASE ?? "effect_session_test"
@@ -47,6 +48,14 @@ describe("MongoStore without a server", () => {
       expect(error).toBeInstanceOf(SessionStoreError)
       expect(error.operation).toBe("setup")
       expect(error.message).toMatch(/^mongodb store: setup failed: .*ECONNREFUSED/)
+    }), 5_000)
+
+  it.live("a server that accepts and never answers fails the layer at serverSelectionTimeoutMS, not a hang", () =>
+    Effect.gen(function*() {
+      // it connects: only the handshake goes unanswered
+      const silent = yield* silentServer
+      const error = yield* setupError({ url: `mongodb://127.0.0.1:${silent.port}`, clientOptions: { serverSelectionTimeoutMS: 500 } })
+      expect(error.message).toMatch(/^mongodb store: setup failed: .*timed out after 500 ms/)
     }), 5_000)
 
   it.effect("a malformed connection string or neither url nor client fails the layer with SessionStoreError", () =>
