@@ -163,106 +163,66 @@ export const make = Effect.fnUntraced(function*(
     yield* Effect.catchTag(ensureTable({ table }), "SqlError", (e) => Effect.fail(failure("setup")(e)))
   }
 
-  const statements = Sql.statements(dialect, table, batchSize)
+  const operations = Sql.sessionOperations(dialect, table, batchSize)
   const now = Clock.currentTimeMillis
-  const run = <I>(statement: Sql.SqlStatement<I>, input: I) => sql.unsafe(statement.text, statement.params(input))
-  const rows = <I>(operation: StoreOperation, statement: Sql.SqlStatement<I>, input: I) =>
-    Effect.mapError(run(statement, input).values, failure(operation))
-  /** Runs a statement for its result header and reads the matched-row count. */
-  const countRows = <I>(operation: StoreOperation, statement: Sql.SqlStatement<I>, input: I) =>
-    Effect.flatMap(Effect.mapError(run(statement, input).raw, failure(operation)), (result) => {
-      const count = Sql.matchedRows(dialect, result)
-      return count === undefined ? Effect.fail(failure(operation)(Sql.noRowCount())) : Effect.succeed(count)
-    })
-  /** `then`, once the principal has passed the core's checks. */
-  const checkPrincipal = <A, E>(operation: StoreOperation, principal: unknown, then: Effect.Effect<A, E>) => {
-    const problem = Sql.principalProblem(dialect, table, principal)
-    return problem === undefined ? then : Effect.fail(failure(operation)(problem))
+  /** Runs an operation's steps on the client, to its outcome. */
+  const perform = <A, C extends Sql.SqlConflictReason>(
+    operation: StoreOperation,
+    step: Sql.SqlStep<A, C>
+  ): Effect.Effect<A, SessionStoreError | ([C] extends [never] ? never : SessionConflict)> => {
+    switch (step._tag) {
+      case "Done":
+        return Effect.succeed(step.value)
+      case "Conflict":
+        // a step of an operation without conflicts (C = never) is never one
+        return Effect.fail(new SessionConflict({ reason: step.reason })) as Effect.Effect<
+          never,
+          [C] extends [never] ? never : SessionConflict
+        >
+      case "Fail":
+        return Effect.fail(failure(operation)(step.cause))
+      case "Run": {
+        const statement = sql.unsafe(step.call.text, step.call.params)
+        return Effect.matchEffect(step.call.read === "values" ? statement.values : statement.raw, {
+          onFailure: (error: SqlError) => perform(operation, step.next({ _tag: "Failed", error, driverError: error.reason.cause })),
+          onSuccess: (result) => perform(operation, step.next({ _tag: "Answered", result }))
+        })
+      }
+    }
   }
-  // anonymous writes, the most, pay nothing for it
-  const checkWrite = <A, E>(operation: StoreOperation, write: SessionStore.SessionWrite, then: Effect.Effect<A, E>) =>
-    Option.isSome(write.principal) ? checkPrincipal(operation, write.principal.value, then) : then
-  const rowInput = (key: StorageKey, write: SessionStore.SessionWrite, t: number): Sql.RowInput => ({
+  const at = <A, E>(f: (t: number) => Effect.Effect<A, E>) => Effect.flatMap(now, f)
+  const rowInput = (key: StorageKey, write: SessionStore.SessionWrite, t: number): Sql.WriteInput => ({
     key,
     now: t,
     data: encoder.encode(write.text),
     expiresAt: write.expiresAt,
-    principal: Option.getOrNull(write.principal)
+    principal: Option.getOrUndefined(write.principal)
   })
-  const exists = Effect.fail(new SessionConflict({ reason: "Exists" }))
-  // the driver's own error (errno / code) decides, whatever reason the client classified
-  const duplicateKey = (error: SqlError) => Sql.isDuplicateKey(error.reason.cause)
-  const deadlock = (error: SqlError | SessionConflict) => error._tag === "SqlError" && Sql.isDeadlock(error.reason.cause)
-  const insert = (key: StorageKey, write: SessionStore.SessionWrite): Effect.Effect<void, SessionConflict | SessionStoreError> =>
-    dialect === "mysql"
-      // a plain INSERT decides; see Sql.mysqlDeadlockRetries for the duplicate and deadlock rules
-      ? Effect.flatMap(now, (t) => {
-        const input = rowInput(key, write, t)
-        const insertRow = run(statements.insert, input).raw
-        return insertRow.pipe(
-          Effect.catchIf(duplicateKey, () =>
-            Effect.andThen(run(statements.deleteExpiredKey, input).raw, insertRow).pipe(
-              Effect.catchIf(duplicateKey, () => exists)
-            )),
-          Effect.retry({ times: Sql.mysqlDeadlockRetries, while: deadlock }),
-          Effect.catchTag("SqlError", (e) => Effect.fail(failure("insert")(e))),
-          Effect.asVoid
-        )
-      })
-      // one upsert that overwrites only an expired row; 0 rows: a live one is there
-      : Effect.flatMap(now, (t) =>
-        Effect.flatMap(countRows("insert", statements.insert, rowInput(key, write, t)), (count) =>
-          count === 0 ? exists : Effect.void))
-  const update = (key: StorageKey, write: SessionStore.SessionWrite, expectedVersion: number) =>
-    Effect.flatMap(now, (t) =>
-      Effect.flatMap(countRows("update", statements.update, { ...rowInput(key, write, t), expectedVersion }), (n) =>
-        n > 0
-          ? Effect.succeed(expectedVersion + 1)
-          // only on conflict: tell a newer version from a missing record
-          : Effect.flatMap(rows("update", statements.liveVersion, { key, now: t }), (live) =>
-            Effect.fail(new SessionConflict({ reason: Sql.updateConflict(live.length) })))))
   const store = SessionStore.make(name, {
     load: (key) =>
-      Effect.flatMap(now, (t) =>
-        Effect.flatMap(rows("load", statements.load, { key, now: t }), ([found]) => {
-          if (found === undefined) return Effect.succeedNone
-          const row = Sql.decodeRow(found)
-          if (row === undefined) return Effect.fail(failure("load")(Sql.unexpectedRow(table)))
-          return Effect.succeedSome({
+      at((t) =>
+        Effect.map(perform("load", operations.load({ key, now: t })), (row) =>
+          row === undefined ? Option.none() : Option.some({
             text: decoder.decode(row.data),
             version: row.version,
             expiresAt: row.expiresAt,
             principal: Option.fromNullOr(row.principal)
-          })
-        })),
-    insert: (key, write) => checkWrite("insert", write, insert(key, write)),
-    update: (key, write, expectedVersion) => checkWrite("update", write, update(key, write, expectedVersion)),
-    touch: (key, expiresAt) =>
-      Effect.flatMap(now, (t) =>
-        Effect.map(countRows("touch", statements.touch, { key, expiresAt, now: t }), (count) => count > 0)),
-    remove: (key) => Effect.asVoid(Effect.mapError(run(statements.remove, { key }).raw, failure("remove")))
+          }))),
+    insert: (key, write) => at((t) => perform("insert", operations.insert(rowInput(key, write, t)))),
+    update: (key, write, expectedVersion) =>
+      at((t) => perform("update", operations.update({ ...rowInput(key, write, t), expectedVersion }))),
+    touch: (key, expiresAt) => at((t) => perform("touch", operations.touch({ key, expiresAt, now: t }))),
+    remove: (key) => perform("remove", operations.remove({ key }))
   })
-  const removeAll = (principal: string) =>
-    Effect.flatMap(now, (t): Effect.Effect<number, SessionStoreError> =>
-      dialect === "mysql"
-        // the live rows (counted), then the expired ones: the two sets are
-        // disjoint, so a session created in between is either counted and
-        // removed or left alone
-        ? Effect.tap(countRows("removeAll", statements.removeAll, { principal, now: t }), () =>
-          countRows("removeAll", statements.removeAllExpired, { principal, now: t }))
-        : Effect.map(rows("removeAll", statements.removeAll, { principal, now: t }), (gone) => Sql.liveRows(gone, t)))
-  const keys = (principal: string) =>
-    Effect.flatMap(now, (t) =>
-      Effect.map(rows("keys", statements.keys, { principal, now: t }), (found) =>
-        found.map((row) => SessionId.storageKeyUnsafe(String(row[0])))))
   const index = SessionStore.makeIndex(name, {
-    keys: (principal) => checkPrincipal("keys", principal, keys(principal)),
-    removeAll: (principal) => checkPrincipal("removeAll", principal, removeAll(principal))
+    keys: (principal) =>
+      at((t) => Effect.map(perform("keys", operations.keys({ principal, now: t })), (keys) => keys.map(SessionId.storageKeyUnsafe))),
+    removeAll: (principal) => at((t) => perform("removeAll", operations.removeAll({ principal, now: t })))
   })
   // bounded statements keep each transaction and its locks short
-  const sweep = Effect.flatMap(now, (t) => {
+  const sweep = at((t) => {
     const loop = (soFar: number): Effect.Effect<number, SessionStoreError> =>
-      Effect.flatMap(countRows("cleanup", statements.cleanupBatch, { now: t }), (removed) =>
+      Effect.flatMap(perform("cleanup", operations.cleanupBatch({ now: t })), (removed) =>
         Effect.logDebug(`${name} store: a cleanup batch removed ${removed} expired sessions`).pipe(
           Effect.annotateLogs({ "effect-session.store": name, "effect-session.removed": removed }),
           Effect.andThen(Sql.sweepContinues(removed, batchSize) ? loop(soFar + removed) : Effect.succeed(soFar + removed))

@@ -535,3 +535,178 @@ export const liveRows = (rows: ReadonlyArray<ReadonlyArray<unknown>>, now: numbe
  * @internal
  */
 export const sweepContinues = (removed: number, batchSize: number): boolean => removed >= batchSize
+
+/**
+ * One statement an operation sends, and how the shell reads its answer:
+ * `values` (the rows, as arrays) or `raw` (the driver's result, from which
+ * the core reads the matched rows).
+ *
+ * @internal
+ */
+export interface SqlCall {
+  readonly text: string
+  readonly params: ReadonlyArray<unknown>
+  readonly read: "values" | "raw"
+}
+
+/**
+ * What a statement answered: its result, or the shell's error for it along
+ * with the driver's own error inside (which the core reads: duplicate key,
+ * deadlock) — the shell's error is what a failure carries.
+ *
+ * @internal
+ */
+export type SqlAnswer =
+  | { readonly _tag: "Answered"; readonly result: unknown }
+  | { readonly _tag: "Failed"; readonly error: unknown; readonly driverError: unknown }
+
+/** @internal */
+export type SqlConflictReason = "Exists" | "VersionMismatch" | "Missing"
+
+/**
+ * What `insert` and `update` are given: the row, with the principal as the
+ * application passed it — `undefined` for an anonymous session, anything
+ * else checked by `principalProblem` before any statement.
+ *
+ * @internal
+ */
+export interface WriteInput extends Omit<RowInput, "principal"> {
+  readonly principal: unknown
+}
+
+/**
+ * Where a store operation is: a statement to run, with what to do with its
+ * answer, or the outcome; `C` the conflicts the operation can end in. A shell runs the steps on its
+ * client until an outcome; every rule of the operation (which statement,
+ * what its answer means, what to try next) is here, once for both lines.
+ *
+ * @internal
+ */
+export type SqlStep<A, C extends SqlConflictReason = never> =
+  | { readonly _tag: "Run"; readonly call: SqlCall; readonly next: (answer: SqlAnswer) => SqlStep<A, C> }
+  | { readonly _tag: "Done"; readonly value: A }
+  | { readonly _tag: "Conflict"; readonly reason: C }
+  /** The shell's error of a statement, or the core's (a refused principal, an unreadable answer). */
+  | { readonly _tag: "Fail"; readonly cause: unknown }
+
+/**
+ * Every operation of the store as steps, on one table: the statements of
+ * `statements`, the principal checks before them, the MySQL insert with its
+ * duplicate-key and deadlock rules, and how each answer is read.
+ *
+ * @internal
+ */
+export interface SessionOperations {
+  /** The live row of the key, or `undefined`. */
+  readonly load: (input: KeyInput) => SqlStep<SessionRow | undefined>
+  readonly insert: (input: WriteInput) => SqlStep<void, "Exists">
+  /** The new version. */
+  readonly update: (
+    input: WriteInput & { readonly expectedVersion: number }
+  ) => SqlStep<number, "VersionMismatch" | "Missing">
+  /** Whether a live row was there. */
+  readonly touch: (input: KeyInput & { readonly expiresAt: number }) => SqlStep<boolean>
+  readonly remove: (input: { readonly key: string }) => SqlStep<void>
+  /** The storage keys of the principal's live rows. */
+  readonly keys: (input: PrincipalInput) => SqlStep<ReadonlyArray<string>>
+  /** How many of the principal's rows were live. */
+  readonly removeAll: (input: PrincipalInput) => SqlStep<number>
+  /** One cleanup batch: how many expired rows went (see `sweepContinues`). */
+  readonly cleanupBatch: (input: { readonly now: number }) => SqlStep<number>
+}
+
+/**
+ * The operations of the store on `table` for `dialect`; `table` and
+ * `batchSize` must have passed `storeSetup`.
+ *
+ * @internal
+ */
+export const sessionOperations = (dialect: SqlDialect, table: string, batchSize: number): SessionOperations => {
+  const s = statements(dialect, table, batchSize)
+  const done = <A>(value: A): SqlStep<A> => ({ _tag: "Done", value })
+  const fail = (cause: unknown): SqlStep<never> => ({ _tag: "Fail", cause })
+  const run = <I, A, C extends SqlConflictReason>(
+    statement: SqlStatement<I>,
+    input: I,
+    read: SqlCall["read"],
+    onResult: (result: unknown) => SqlStep<A, C>,
+    onError: (error: unknown, driverError: unknown) => SqlStep<A, C> = fail
+  ): SqlStep<A, C> => ({
+    _tag: "Run",
+    call: { text: statement.text, params: statement.params(input), read },
+    next: (answer) => answer._tag === "Answered" ? onResult(answer.result) : onError(answer.error, answer.driverError)
+  })
+  const rows = <I, A, C extends SqlConflictReason>(
+    statement: SqlStatement<I>,
+    input: I,
+    then: (rows: ReadonlyArray<ReadonlyArray<unknown>>) => SqlStep<A, C>
+  ) => run(statement, input, "values", (result) => then(result as ReadonlyArray<ReadonlyArray<unknown>>))
+  const count = <I, A, C extends SqlConflictReason>(
+    statement: SqlStatement<I>,
+    input: I,
+    then: (count: number) => SqlStep<A, C>
+  ) =>
+    run(statement, input, "raw", (result) => {
+      const n = matchedRows(dialect, result)
+      return n === undefined ? fail(noRowCount()) : then(n)
+    })
+  const checked = <A, C extends SqlConflictReason>(principal: unknown, then: () => SqlStep<A, C>) => {
+    const problem = principalProblem(dialect, table, principal)
+    return problem === undefined ? then() : fail(problem)
+  }
+  // anonymous writes, the most, pay nothing for it
+  const checkedWrite = <I extends WriteInput, A, C extends SqlConflictReason>(
+    input: I,
+    then: (row: I & RowInput) => SqlStep<A, C>
+  ) =>
+    input.principal === undefined
+      ? then({ ...input, principal: null })
+      : checked(input.principal, () => then(input as I & RowInput))
+  const exists: SqlStep<never, "Exists"> = { _tag: "Conflict", reason: "Exists" }
+  // see mysqlDeadlockRetries: a plain INSERT decides; a duplicate deletes an
+  // expired row and inserts once more; a deadlock anywhere starts again
+  const mysqlInsert = (input: RowInput, attempt: number): SqlStep<void, "Exists"> => {
+    const again = (error: unknown, driverError: unknown) =>
+      isDeadlock(driverError) && attempt < mysqlDeadlockRetries ? mysqlInsert(input, attempt + 1) : fail(error)
+    const inserted = () => done(undefined)
+    return run(s.insert, input, "raw", inserted, (error, driverError) =>
+      isDuplicateKey(driverError)
+        ? run(s.deleteExpiredKey, input, "raw", () =>
+          run(s.insert, input, "raw", inserted, (e, d) => isDuplicateKey(d) ? exists : again(e, d)), again)
+        : again(error, driverError))
+  }
+  return {
+    load: (input) =>
+      rows(s.load, input, ([found]) => {
+        if (found === undefined) return done(undefined)
+        const row = decodeRow(found)
+        return row === undefined ? fail(unexpectedRow(table)) : done(row)
+      }),
+    insert: (input) =>
+      checkedWrite(input, (row) =>
+        dialect === "mysql"
+          ? mysqlInsert(row, 0)
+          // one upsert that overwrites only an expired row; 0 rows: a live one is there
+          : count(s.insert, row, (n) => n === 0 ? exists : done(undefined))),
+    update: (input) =>
+      checkedWrite(input, (row) =>
+        count(s.update, row, (n) =>
+          n > 0
+            ? done(row.expectedVersion + 1)
+            // only on conflict: tell a newer version from a missing record
+            : rows(s.liveVersion, row, (live) => ({ _tag: "Conflict", reason: updateConflict(live.length) })))),
+    touch: (input) => count(s.touch, input, (n) => done(n > 0)),
+    remove: (input) => run(s.remove, input, "raw", () => done(undefined)),
+    keys: (input) =>
+      checked(input.principal, () => rows(s.keys, input, (found) => done(found.map((row) => String(row[0]))))),
+    removeAll: (input) =>
+      checked(input.principal, () =>
+        dialect === "mysql"
+          // the live rows (counted), then the expired ones: the two sets are
+          // disjoint, so a session created in between is either counted and
+          // removed or left alone
+          ? count(s.removeAll, input, (live) => count(s.removeAllExpired, input, () => done(live)))
+          : rows(s.removeAll, input, (gone) => done(liveRows(gone, input.now)))),
+    cleanupBatch: (input) => count(s.cleanupBatch, input, done)
+  }
+}
