@@ -55,6 +55,7 @@ const routes = Layer.mergeAll(
   HttpRouter.add("GET", "/regenerate", Effect.as(AuthSession.regenerate, ok)),
   HttpRouter.add("GET", "/logout", Effect.as(AuthSession.invalidate, ok)),
   HttpRouter.add("GET", "/write", Effect.as(AuthSession.set("cart", "x"), ok)),
+  HttpRouter.add("GET", "/anonymous", Effect.as(AuthSession.set("username", "anonymous-data"), ok)),
   HttpRouter.add("GET", "/clear", Effect.as(AuthSession.clear, ok)),
   HttpRouter.add("GET", "/get", Effect.map(AuthSession.getAll, (data) => HttpServerResponse.jsonUnsafe(data))),
   HttpRouter.add("GET", "/logout-then-fail", Effect.andThen(AuthSession.invalidate, Effect.fail("handler failed"))),
@@ -128,6 +129,16 @@ const login = (nodes: Nodes) =>
     return { principal, id }
   })
 
+/** An anonymous session holding data (no principal: a clear empties it, and it ends). */
+const anonymous = (nodes: Nodes) =>
+  Effect.gen(function*() {
+    const res = yield* request(nodes.setup, "/anonymous")
+    expect(res.status).toBe(200)
+    const [id] = handedOut(res)
+    expect(id).toBeDefined()
+    return { principal: "nobody", id }
+  })
+
 /** One side of a race: what it hands out. */
 interface Step {
   readonly name: string
@@ -164,11 +175,12 @@ const interleave = (
   nodes: Nodes,
   paused: Step,
   other: Step,
-  check: (outcome: Outcome) => Effect.Effect<void, unknown>
+  check: (outcome: Outcome) => Effect.Effect<void, unknown>,
+  start: (nodes: Nodes) => Effect.Effect<Fixture, unknown> = login
 ) =>
   Effect.gen(function*() {
     for (let k = 1; k <= 40; k++) {
-      const fixture = yield* login(nodes)
+      const fixture = yield* start(nodes)
       const gate = yield* nodes.a.store.arm(k)
       const first = yield* Effect.forkChild(paused.run(nodes.a, fixture))
       const held = yield* Effect.raceFirst(Effect.map(gate.reached, Option.some), Effect.as(Fiber.await(first), Option.none()))
@@ -193,10 +205,16 @@ const interleave = (
   })
 
 /** Both orders: each side held at each of its store calls while the other runs. */
-const race = (nodes: Nodes, x: Step, y: Step, check: (outcome: Outcome) => Effect.Effect<void, unknown>) =>
+const race = (
+  nodes: Nodes,
+  x: Step,
+  y: Step,
+  check: (outcome: Outcome) => Effect.Effect<void, unknown>,
+  start: (nodes: Nodes) => Effect.Effect<Fixture, unknown> = login
+) =>
   Effect.gen(function*() {
-    const xCalls = yield* interleave(nodes, x, y, check)
-    const yCalls = yield* interleave(nodes, y, x, check)
+    const xCalls = yield* interleave(nodes, x, y, check, start)
+    const yCalls = yield* interleave(nodes, y, x, check, start)
     // the interleavings really happened: each side was held at least once mid-way
     expect(xCalls).toBeGreaterThan(0)
     expect(yCalls).toBeGreaterThan(0)
@@ -289,6 +307,24 @@ for (const backend of backends) {
               expect(kept, outcome.describe).toContainEqual(wrote)
             }
           }))
+      ), raceTimeout)
+
+    // without a principal, the clear empties the session: it ends (a
+    // tombstone, then a remove) and a write that comes later drops its data
+    it.live("clear of an anonymous session vs a concurrent write, at every store call of each: the cleared data never comes back", () =>
+      withNodes((nodes) =>
+        race(nodes, http("/write"), http("/clear"), (outcome) =>
+          Effect.gen(function*() {
+            for (const id of [outcome.fixture.id, ...outcome.handed]) {
+              const data = yield* dataOf(nodes, id)
+              expect(data.username, outcome.describe).toBeUndefined()
+            }
+            // a write made whole after the clear is kept, under a new id
+            if (outcome.wholeFirst === "/clear") {
+              expect(outcome.handed, outcome.describe).toHaveLength(1)
+              expect(yield* dataOf(nodes, outcome.handed[0]), outcome.describe).toEqual(wrote)
+            }
+          }), anonymous)
       ), raceTimeout)
 
     /** The stored session is gone: its id finds nothing, its principal has no session. */
