@@ -138,3 +138,33 @@ describe.skipIf(missing !== undefined)(suite, () => {
       expect(yield* Effect.promise(() => cluster!.client.ping())).toBe("PONG")
     }))
 })
+
+describe.skipIf(missing !== undefined)(`${suite}: a crashed node`, () => {
+  let cluster: RedisCluster | undefined
+  beforeAll(async () => {
+    cluster = await startRedisCluster(3)
+  }, 120_000)
+  afterAll(() => cluster?.stop())
+
+  it.live("an operation on a crashed node's slot fails with a SessionStoreError, not a hang; the other nodes' sessions still load", () =>
+    Effect.gen(function*() {
+      const client = cluster!.client
+      const { store } = yield* RedisStore.make({ client, prefix, commandTimeout: "1 second" })
+      const keys = Array.from({ length: 12 }, freshKey)
+      for (const key of keys) yield* store.insert(key, { text: "{}", expiresAt: Date.now() + 60_000, principal: Option.none() })
+      // the node holding the first record, and a record held elsewhere
+      const holders = yield* Effect.promise(() =>
+        Promise.all(keys.map(async (key) => {
+          // a node asked for a key of another slot answers MOVED
+          for (const node of client.nodes("master")) if (await node.exists(`${prefix}${key}`).catch(() => 0) === 1) return node.options.port
+          return undefined
+        }))
+      )
+      const elsewhere = keys.find((_, i) => holders[i] !== holders[0])!
+      yield* Effect.promise(() => cluster!.crash(holders[0]!))
+      const error = yield* Effect.flip(store.load(keys[0]!))
+      expect(error._tag).toBe("SessionStoreError")
+      expect(error.message).toMatch(/^redis store: load failed: /)
+      expect(Option.isSome(yield* store.load(elsewhere))).toBe(true)
+    }).pipe(Effect.scoped), 60_000)
+})

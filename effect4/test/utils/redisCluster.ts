@@ -26,6 +26,8 @@ export interface RedisCluster {
   readonly client: Cluster
   /** The nodes' client ports. */
   readonly ports: ReadonlyArray<number>
+  /** Kills the node on `port` (a crash), by its pid. */
+  readonly crash: (port: number) => Promise<void>
   /** Closes the client, kills every node by pid, removes their directory. */
   readonly stop: () => Promise<void>
 }
@@ -36,9 +38,12 @@ process.once("exit", () => {
   for (const child of started) kill(child)
 })
 
+// a killed child has a signalCode, not an exitCode
+const running = (child: ChildProcess) => child.exitCode === null && child.signalCode === null
+
 const kill = (child: ChildProcess) => {
   try {
-    if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, "SIGKILL")
+    if (child.pid !== undefined && running(child)) process.kill(child.pid, "SIGKILL")
   } catch {
     // it exited meanwhile
   }
@@ -81,7 +86,7 @@ const startNode = async (dir: string): Promise<{ readonly port: number; readonly
     ], { cwd: dir, stdio: "ignore" })
     started.add(child)
     child.once("exit", () => started.delete(child))
-    for (let i = 0; i < 100 && child.exitCode === null; i++) {
+    for (let i = 0; i < 100 && running(child); i++) {
       if (await answersAs(port, child.pid!)) return { port, child }
       await sleep(100)
     }
@@ -99,22 +104,27 @@ const cli = (args: ReadonlyArray<string>): string => {
 /** Starts `nodes` masters (no replicas), waits for `cluster_state:ok`, connects a `Cluster`. */
 export const startRedisCluster = async (nodes: number): Promise<RedisCluster> => {
   const dir = mkdtempSync(join(tmpdir(), "effect4-session-cluster-"))
-  const children: Array<ChildProcess> = []
+  const children = new Map<number, ChildProcess>()
   let client: Cluster | undefined
+  const crash = async (port: number) => {
+    const child = children.get(port)
+    if (child === undefined) return
+    const exited = new Promise((resolve) => running(child) ? child.once("exit", resolve) : resolve(undefined))
+    kill(child)
+    await exited
+  }
   const stop = async () => {
-    if (client !== undefined) await client.quit().catch(() => client?.disconnect())
-    for (const child of children) {
-      const exited = new Promise((resolve) => child.exitCode === null ? child.once("exit", resolve) : resolve(undefined))
-      kill(child)
-      await exited
-    }
+    // a QUIT to a crashed node could wait for its reconnection: not long
+    if (client !== undefined) await Promise.race([client.quit().catch(() => undefined), sleep(2_000)])
+    client?.disconnect()
+    for (const port of children.keys()) await crash(port)
     rmSync(dir, { recursive: true, force: true })
   }
   try {
     const ports: Array<number> = []
     for (let i = 0; i < nodes; i++) {
       const node = await startNode(dir)
-      children.push(node.child)
+      children.set(node.port, node.child)
       ports.push(node.port)
     }
     cli(["--cluster", "create", ...ports.map((port) => `${host}:${port}`), "--cluster-replicas", "0", "--cluster-yes"])
@@ -130,7 +140,7 @@ export const startRedisCluster = async (nodes: number): Promise<RedisCluster> =>
       ready.once("ready", resolve)
       ready.once("error", reject)
     })
-    return { client: ready, ports, stop }
+    return { client: ready, ports, crash, stop }
   } catch (error) {
     await stop()
     throw error
