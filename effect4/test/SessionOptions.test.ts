@@ -140,6 +140,8 @@ for (const backend of backends) {
         // the control: a read past touchAfter moves the deadline and re-sends the cookie
         const touched = yield* client.get("/show")
         expect(`session=${onlyCookie(touched).value}`).toBe(cookie)
+        // a response that re-sends the cookie is kept out of shared caches too
+        expect(touched.headers.get("cache-control")).toBe("private")
         yield* TestClock.adjust("2 minutes")
         const calls = resetCalls(served.calls)
         const dropped = yield* client.get("/read-then-drop")
