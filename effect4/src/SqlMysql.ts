@@ -24,9 +24,9 @@
  *
  * @since 2.0.0
  */
-import type { Scope } from "effect"
-import { Config, Duration, Effect, Layer, Redacted, Stream } from "effect"
-import * as Reactivity from "effect/reactivity/Reactivity"
+import type { Config, Layer, Scope } from "effect"
+import { Duration, Effect, Redacted, Stream } from "effect"
+import type * as Reactivity from "effect/reactivity/Reactivity"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { Connection } from "effect/sql/SqlConnection"
 import {
@@ -44,13 +44,14 @@ import {
   UnknownError
 } from "effect/sql/SqlError"
 import * as Statement from "effect/sql/Statement"
+import * as Client from "./internal/sqlClient.js"
 import * as Mysql from "mysql2"
 
 /**
  * @since 2.0.0
  * @category models
  */
-export interface MysqlClientConfig {
+export interface MysqlClientConfig extends Client.CommonConfig {
   /** A `mysql://` URL; what it gives replaces `host`, `port`, `database`, `username` and `password`. */
   readonly url?: Redacted.Redacted | undefined
   readonly host?: string | undefined
@@ -66,9 +67,6 @@ export interface MysqlClientConfig {
   readonly connectTimeout?: Duration.Input | undefined
   /** Further `mysql2` pool options (flags, TLS, time zone…); the settings above win. */
   readonly poolConfig?: Mysql.PoolOptions | undefined
-  readonly spanAttributes?: Record<string, unknown> | undefined
-  readonly transformResultNames?: ((str: string) => string) | undefined
-  readonly transformQueryNames?: ((str: string) => string) | undefined
 }
 
 /**
@@ -152,16 +150,12 @@ export const make = Effect.fnUntraced(function*(
     transactionAcquirer: Effect.map(reserve, (connection) => makeConnection(connection, undefined)),
     driver: "mysql2",
     compiler: makeCompiler(config.transformQueryNames),
-    spanAttributes: [
-      ...(config.spanAttributes === undefined ? [] : Object.entries(config.spanAttributes)),
+    ...Client.commonOptions(config, [
       ["db.system.name", "mysql"],
       ["server.address", config.host ?? "localhost"],
       ["server.port", config.port ?? 3306],
       ...(config.database === undefined ? [] : [["db.namespace", config.database] as const])
-    ],
-    transformRows: config.transformResultNames === undefined
-      ? undefined
-      : Statement.defaultTransforms(config.transformResultNames).array
+    ])
   })
 })
 
@@ -171,8 +165,7 @@ export const make = Effect.fnUntraced(function*(
  * @since 2.0.0
  * @category layers
  */
-export const layer = (config: MysqlClientConfig): Layer.Layer<SqlClient.SqlClient, SqlError> =>
-  Layer.effect(SqlClient.SqlClient, make(config)).pipe(Layer.provide(Reactivity.layer))
+export const layer: (config: MysqlClientConfig) => Layer.Layer<SqlClient.SqlClient, SqlError> = Client.layer(make)
 
 /**
  * `layer`, with its settings read from `Config`.
@@ -180,10 +173,9 @@ export const layer = (config: MysqlClientConfig): Layer.Layer<SqlClient.SqlClien
  * @since 2.0.0
  * @category layers
  */
-export const layerConfig = (
+export const layerConfig: (
   config: Config.Wrap<MysqlClientConfig>
-): Layer.Layer<SqlClient.SqlClient, Config.ConfigError | SqlError> =>
-  Layer.effect(SqlClient.SqlClient, Effect.flatMap(Config.unwrap(config), make)).pipe(Layer.provide(Reactivity.layer))
+) => Layer.Layer<SqlClient.SqlClient, Config.ConfigError | SqlError> = Client.layerConfig(make)
 
 type Rows = <A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>
 

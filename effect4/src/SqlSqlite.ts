@@ -23,9 +23,9 @@
  *
  * @since 2.0.0
  */
-import type { Scope } from "effect"
-import { Config, Duration, Effect, Layer, Semaphore, Stream } from "effect"
-import * as Reactivity from "effect/reactivity/Reactivity"
+import type { Config, Layer, Scope } from "effect"
+import { Duration, Effect, Semaphore, Stream } from "effect"
+import type * as Reactivity from "effect/reactivity/Reactivity"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { Connection } from "effect/sql/SqlConnection"
 import {
@@ -40,13 +40,14 @@ import {
   UnknownError
 } from "effect/sql/SqlError"
 import * as Statement from "effect/sql/Statement"
+import * as Client from "./internal/sqlClient.js"
 import { DatabaseSync, type StatementSync } from "node:sqlite"
 
 /**
  * @since 2.0.0
  * @category models
  */
-export interface SqliteClientConfig {
+export interface SqliteClientConfig extends Client.CommonConfig {
   /** The database file, or `":memory:"` for a database that lives as long as the client. */
   readonly filename: string
   /** Open the file read-only. Default `false`. */
@@ -60,9 +61,6 @@ export interface SqliteClientConfig {
   readonly disableWAL?: boolean | undefined
   /** How many prepared statements the connection keeps. Default 200. */
   readonly preparedStatementCacheSize?: number | undefined
-  readonly spanAttributes?: Record<string, unknown> | undefined
-  readonly transformResultNames?: ((str: string) => string) | undefined
-  readonly transformQueryNames?: ((str: string) => string) | undefined
 }
 
 /**
@@ -100,13 +98,7 @@ export const make = Effect.fnUntraced(function*(
     ...acquirers,
     driver: "node:sqlite",
     compiler: Statement.makeCompilerSqlite(config.transformQueryNames),
-    spanAttributes: [
-      ...(config.spanAttributes === undefined ? [] : Object.entries(config.spanAttributes)),
-      ["db.system.name", "sqlite"]
-    ],
-    transformRows: config.transformResultNames === undefined
-      ? undefined
-      : Statement.defaultTransforms(config.transformResultNames).array
+    ...Client.commonOptions(config, [["db.system.name", "sqlite"]])
   })
 })
 
@@ -116,8 +108,7 @@ export const make = Effect.fnUntraced(function*(
  * @since 2.0.0
  * @category layers
  */
-export const layer = (config: SqliteClientConfig): Layer.Layer<SqlClient.SqlClient, SqlError> =>
-  Layer.effect(SqlClient.SqlClient, make(config)).pipe(Layer.provide(Reactivity.layer))
+export const layer: (config: SqliteClientConfig) => Layer.Layer<SqlClient.SqlClient, SqlError> = Client.layer(make)
 
 /**
  * `layer`, with its settings read from `Config`.
@@ -125,10 +116,9 @@ export const layer = (config: SqliteClientConfig): Layer.Layer<SqlClient.SqlClie
  * @since 2.0.0
  * @category layers
  */
-export const layerConfig = (
+export const layerConfig: (
   config: Config.Wrap<SqliteClientConfig>
-): Layer.Layer<SqlClient.SqlClient, Config.ConfigError | SqlError> =>
-  Layer.effect(SqlClient.SqlClient, Effect.flatMap(Config.unwrap(config), make)).pipe(Layer.provide(Reactivity.layer))
+) => Layer.Layer<SqlClient.SqlClient, Config.ConfigError | SqlError> = Client.layerConfig(make)
 
 type Rows = <A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>
 

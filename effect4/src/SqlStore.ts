@@ -106,10 +106,9 @@ export const ensureTable = (
 ): Effect.Effect<void, SqlError | SessionStoreError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const { dialect, sql, table } = yield* setup(options)
-    const ddl = Effect.forEach(Sql.schemaStatements(dialect, table), (text) => sql.unsafe(text), { discard: true })
-    if (dialect !== "pg") return yield* ddl
-    const lock = Sql.schemaLock(table)
-    yield* sql.withTransaction(Effect.andThen(sql.unsafe(lock.text, lock.params), ddl))
+    const { lock, statements } = Sql.schemaSetup(dialect, table)
+    const ddl = Effect.forEach(statements, (text) => sql.unsafe(text), { discard: true })
+    yield* lock === undefined ? ddl : sql.withTransaction(Effect.andThen(sql.unsafe(lock.text, lock.params), ddl))
   })
 
 /**

@@ -215,6 +215,19 @@ export const schemaLock = (table: string): { readonly text: string; readonly par
 })
 
 /**
+ * How the table is created on `dialect`: the DDL, and the lock to take first
+ * in the same transaction (PostgreSQL only: there `CREATE TABLE IF NOT
+ * EXISTS` races between instances starting together), or none: the DDL then
+ * runs on its own.
+ *
+ * @internal
+ */
+export const schemaSetup = (dialect: SqlDialect, table: string): {
+  readonly statements: ReadonlyArray<string>
+  readonly lock: { readonly text: string; readonly params: ReadonlyArray<unknown> } | undefined
+} => ({ statements: schemaStatements(dialect, table), lock: dialect === "pg" ? schemaLock(table) : undefined })
+
+/**
  * The id of the table's migration for `Migrator.fromRecord` (`<id>_<name>`,
  * numbered from 1; later versions append entries, never change them).
  *
