@@ -80,7 +80,13 @@ export const make = Effect.fnUntraced(function*(
           timeout: Duration.toMillis(Duration.fromInputUnsafe(config.busyTimeout ?? "5 seconds"))
         })
         if (config.filename !== ":memory:" && !(config.disableWAL ?? false) && !(config.readonly ?? false)) {
-          opened.exec("PRAGMA journal_mode = WAL")
+          try {
+            opened.exec("PRAGMA journal_mode = WAL")
+          } catch (cause) {
+            // not acquired: nothing else closes it
+            opened.close()
+            throw cause
+          }
         }
         return opened
       },

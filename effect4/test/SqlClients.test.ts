@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Config, ConfigProvider, Context, Effect, Exit, Layer, Option, Scope, Stream, String as Str } from "effect"
 import { SqlClient } from "effect/sql"
 import { mkdtempSync, rmSync } from "node:fs"
+import { DatabaseSync } from "node:sqlite"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { StorageKey } from "../src/SessionId.js"
@@ -232,6 +233,24 @@ describe("SqlSqlite: the connection", () => {
       expect(error._tag).toBe("SqlError")
       expect((error.reason.cause as Error).message).toMatch(/database is not open/)
     }))
+
+  it.effect("a file is in WAL mode, and a writer kept waiting past busyTimeout fails with a LockTimeoutError", () =>
+    Effect.gen(function*() {
+      const filename = join(directory, "busy.db")
+      const sql = yield* SqlClient.SqlClient
+      expect(yield* sql`PRAGMA journal_mode`.values).toEqual([["wal"]])
+      yield* sql`CREATE TABLE busy (x INTEGER)`
+      // another process's connection holds the write lock
+      const other = new DatabaseSync(filename)
+      other.exec("BEGIN IMMEDIATE; INSERT INTO busy VALUES (1)")
+      const error = yield* Effect.flip(sql`INSERT INTO busy VALUES (2)`)
+      other.exec("ROLLBACK")
+      other.close()
+      expect(error.reason._tag).toBe("LockTimeoutError")
+      expect((error.reason.cause as Error).message).toMatch(/database is locked/)
+      yield* sql`INSERT INTO busy VALUES (3)`
+      expect(yield* sql`SELECT x FROM busy`.values).toEqual([[3]])
+    }).pipe(Effect.provide(SqlSqlite.layer({ filename: join(directory, "busy.db"), busyTimeout: "100 millis" }))))
 
   it.effect("a file that cannot be opened fails the layer with a ConnectionError", () =>
     Effect.gen(function*() {
