@@ -35,36 +35,7 @@ import * as SessionStore from "./SessionStore.js"
  * @since 1.0.0
  * @category models
  */
-export interface Options {
-  /** Where sessions are kept; created (mode 0700) if missing. Every process sharing it must use the same options. */
-  readonly directory: string
-  /** How often expired sessions and leftover files are swept. Default 5 minutes (jittered). */
-  readonly cleanupInterval?: Duration.DurationInput | undefined
-  /**
-   * A lock file older than this (by its mtime) belongs to a process that
-   * died holding it and is broken. Must exceed the longest time one store
-   * operation can take. Default 10 seconds.
-   */
-  readonly lockStaleAfter?: Duration.DurationInput | undefined
-  /** How long an operation waits for a lock held by another process before failing. Default 5 seconds. */
-  readonly lockTimeout?: Duration.DurationInput | undefined
-  /**
-   * Flush each written file to disk before it replaces the old one, so a
-   * power loss cannot leave an empty session file. Default true; turn it off
-   * on tmpfs or when losing the last writes is acceptable.
-   */
-  readonly fsync?: boolean | undefined
-  /**
-   * The most sessions the directory holds. Inserting a session without a
-   * principal fails with `SessionStoreError` (cause `StoreFull`) once 90% of
-   * it is used, and any insert once all of it is, so that anonymous traffic
-   * cannot lock logged-in users out. Counted per process: the count is read
-   * from the directory when the store starts and by every sweep, and
-   * follows this process's own inserts and removals in between. Default:
-   * no limit.
-   */
-  readonly maxSessions?: number | undefined
-}
+export interface Options extends Directory.StoreOptions<Duration.DurationInput> {}
 
 /**
  * What `make` builds: the store, its index, and the sweep the layer runs on
@@ -207,13 +178,10 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
   const path = yield* Path.Path
   const directory = yield* Effect.tryPromise({
     try: () =>
-      Directory.open({
-        directory: path.resolve(options.directory),
-        fsync: options.fsync ?? true,
-        lockStaleAfter: Duration.toMillis(Duration.decode(options.lockStaleAfter ?? "10 seconds")),
-        lockTimeout: Duration.toMillis(Duration.decode(options.lockTimeout ?? "5 seconds")),
-        maxSessions: options.maxSessions
-      }, fileOps(fs)),
+      Directory.open(
+        Directory.settings({ ...options, directory: path.resolve(options.directory) }, (d) => Duration.toMillis(Duration.decode(d))),
+        fileOps(fs)
+      ),
     catch: failure("setup")
   })
 
@@ -231,7 +199,7 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
     removeAll: (principal) => run("removeAll", (call) => directory.removeAll(principal, call))
   })
   const sweep = run("cleanup", directory.sweep)
-  yield* forkSweeper(name, options.cleanupInterval ?? "5 minutes", sweep)
+  yield* forkSweeper(name, options.cleanupInterval ?? Directory.defaultCleanupInterval, sweep)
   return { store, index, sweep }
 })
 

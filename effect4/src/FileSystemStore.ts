@@ -29,36 +29,7 @@ import * as SessionStore from "./SessionStore.js"
  * @since 2.0.0
  * @category models
  */
-export interface Options {
-  /** Where sessions are kept; created (mode 0700) if missing. Every process sharing it must use the same options. */
-  readonly directory: string
-  /** How often expired sessions and leftover files are swept. Default 5 minutes (jittered). */
-  readonly cleanupInterval?: Duration.Input | undefined
-  /**
-   * A lock file older than this (by its mtime) belongs to a process that
-   * died holding it and is broken. Must exceed the longest time one store
-   * operation can take. Default 10 seconds.
-   */
-  readonly lockStaleAfter?: Duration.Input | undefined
-  /** How long an operation waits for a lock held by another process before failing. Default 5 seconds. */
-  readonly lockTimeout?: Duration.Input | undefined
-  /**
-   * Flush each written file to disk before it replaces the old one, so a
-   * power loss cannot leave an empty session file. Default true; turn it off
-   * on tmpfs or when losing the last writes is acceptable.
-   */
-  readonly fsync?: boolean | undefined
-  /**
-   * The most sessions the directory holds. Inserting a session without a
-   * principal fails with `SessionStoreError` (cause `StoreFull`) once 90% of
-   * it is used, and any insert once all of it is, so that anonymous traffic
-   * cannot lock logged-in users out. Counted per process: the count is read
-   * from the directory when the store starts and by every sweep, and
-   * follows this process's own inserts and removals in between. Default:
-   * no limit.
-   */
-  readonly maxSessions?: number | undefined
-}
+export interface Options extends Directory.StoreOptions<Duration.Input> {}
 
 /**
  * What `make` builds: the store, its index, and the sweep the layer runs on
@@ -164,13 +135,7 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
 > {
   const directory = yield* Effect.tryPromise({
     try: () =>
-      Directory.open({
-        directory: options.directory,
-        fsync: options.fsync ?? true,
-        lockStaleAfter: Duration.toMillis(options.lockStaleAfter ?? "10 seconds"),
-        lockTimeout: Duration.toMillis(options.lockTimeout ?? "5 seconds"),
-        maxSessions: options.maxSessions
-      }),
+      Directory.open(Directory.settings(options, Duration.toMillis)),
     catch: failure("setup")
   })
 
@@ -191,7 +156,7 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
 
   // jittered, so that processes sharing the directory do not sweep in lockstep;
   // a failed sweep is logged and the next one runs as planned
-  const interval = options.cleanupInterval ?? "5 minutes"
+  const interval = options.cleanupInterval ?? Directory.defaultCleanupInterval
   yield* sweep.pipe(
     Effect.tap((removed) => removed > 0 ? Effect.logDebug(`${name} store: removed ${removed} expired sessions`) : Effect.void),
     Effect.catchCause((cause) => Effect.logWarning(`${name} store: expiry sweep failed`, cause)),

@@ -5,7 +5,7 @@
  * processes would share it, over HTTP through the session middleware.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Config, ConfigProvider, Context, Effect, Fiber, Layer, Option, Schema } from "effect"
+import { Config, ConfigProvider, Context, Effect, Fiber, Layer, Logger, Option, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import * as NFS from "node:fs"
@@ -129,6 +129,47 @@ describe("FileSystemStore", () => {
       expect(NFS.existsSync(lock)).toBe(false)
       expect(Option.map(yield* store.load(k), (r) => r.text)).toEqual(Option.some("x"))
     }))
+
+  it.effect("errors and logs name a session by the first 8 characters of its key, never the whole key", () => {
+    const lines: Array<string> = []
+    const logger = Logger.make(({ cause, message }) => lines.push(`${String(message)} ${String(cause)}`))
+    return Effect.gen(function*() {
+      const directory = freshDirectory()
+      const { store, sweep } = yield* FileSystemStore.make({ directory, lockTimeout: "100 millis", cleanupInterval: "1 hour" })
+      const t = yield* now
+      const [corrupt, swept, held, directoryInPlace] = [key(), key(), key(), key()]
+      const errors: Array<SessionStoreError | SessionConflict> = []
+      // unreadable files: load fails, remove and the sweep log them
+      NFS.writeFileSync(NPath.join(directory, corrupt), "not a session")
+      NFS.writeFileSync(NPath.join(directory, swept), "not a session either")
+      errors.push(yield* Effect.flip(store.load(corrupt)))
+      yield* store.remove(corrupt)
+      // a lock held by another process
+      yield* store.insert(held, write("x", t + 10 * minute))
+      NFS.writeFileSync(NPath.join(directory, `${held}.lock`), "another process")
+      errors.push(yield* Effect.flip(store.update(held, write("y", t + 10 * minute), 1)))
+      // a system error, whose message may name the path
+      NFS.mkdirSync(NPath.join(directory, directoryInPlace))
+      errors.push(yield* Effect.flip(store.load(directoryInPlace)))
+      NFS.rmSync(NPath.join(directory, `${held}.lock`))
+      yield* sweep
+
+      expect(errors.map((e) => e.message)).toEqual([
+        expect.stringMatching(/not readable/),
+        expect.stringMatching(/still held/),
+        expect.stringMatching(/EISDIR|directory/i)
+      ])
+      expect(errors[0]!.message).toContain(corrupt.slice(0, 8))
+      expect(errors[1]!.message).toContain(held.slice(0, 8))
+      // the sweep removed the unreadable file, and said which one
+      expect(NFS.existsSync(NPath.join(directory, swept))).toBe(false)
+      expect(lines.some((line) => line.includes(swept.slice(0, 8)))).toBe(true)
+      expect(lines.some((line) => line.includes(corrupt.slice(0, 8)))).toBe(true)
+      for (const text of [...errors.map((e) => e.message), ...errors.map((e) => JSON.stringify(e)), ...lines]) {
+        for (const k of [corrupt, swept, held, directoryInPlace]) expect(text).not.toContain(k)
+      }
+    }).pipe(Effect.provide(Logger.layer([logger])))
+  })
 
   it.effect("maxSessions refuses sessions without a principal from 90%, any session at the cap, with a clear error", () =>
     Effect.gen(function*() {

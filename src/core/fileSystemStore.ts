@@ -342,6 +342,46 @@ export interface Call {
   readonly signal?: AbortSignal | undefined
 }
 
+/**
+ * The store's options as both lines' `FileSystemStore` take them, `D` being
+ * the line's duration input.
+ *
+ * @internal
+ */
+export interface StoreOptions<D> {
+  /** Where sessions are kept; created (mode 0700) if missing. Every process sharing it must use the same options. */
+  readonly directory: string
+  /** How often expired sessions and leftover files are swept. Default 5 minutes (jittered). */
+  readonly cleanupInterval?: D | undefined
+  /**
+   * A lock file older than this (by its mtime) belongs to a process that
+   * died holding it and is broken. Must exceed the longest time one store
+   * operation can take. Default 10 seconds.
+   */
+  readonly lockStaleAfter?: D | undefined
+  /** How long an operation waits for a lock held by another process before failing. Default 5 seconds. */
+  readonly lockTimeout?: D | undefined
+  /**
+   * Flush each written file to disk before it replaces the old one, so a
+   * power loss cannot leave an empty session file. Default true; turn it off
+   * on tmpfs or when losing the last writes is acceptable.
+   */
+  readonly fsync?: boolean | undefined
+  /**
+   * The most sessions the directory holds. Inserting a session without a
+   * principal fails with `SessionStoreError` (cause `StoreFull`) once 90% of
+   * it is used, and any insert once all of it is, so that anonymous traffic
+   * cannot lock logged-in users out. Counted per process: the count is read
+   * from the directory when the store starts and by every sweep, and
+   * follows this process's own inserts and removals in between. Default:
+   * no limit.
+   */
+  readonly maxSessions?: number | undefined
+}
+
+/** `cleanupInterval`'s default, in milliseconds. @internal */
+export const defaultCleanupInterval = 5 * 60_000
+
 /** @internal */
 export interface Options {
   readonly directory: string
@@ -350,6 +390,19 @@ export interface Options {
   readonly lockTimeout: number
   readonly maxSessions: number | undefined
 }
+
+/**
+ * `StoreOptions` with their defaults, durations in milliseconds.
+ *
+ * @internal
+ */
+export const settings = <D>(options: StoreOptions<D>, toMillis: (duration: D) => number): Options => ({
+  directory: options.directory,
+  fsync: options.fsync ?? true,
+  lockStaleAfter: options.lockStaleAfter === undefined ? 10_000 : toMillis(options.lockStaleAfter),
+  lockTimeout: options.lockTimeout === undefined ? 5_000 : toMillis(options.lockTimeout),
+  maxSessions: options.maxSessions
+})
 
 /** @internal */
 export interface Write {
