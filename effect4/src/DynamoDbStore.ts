@@ -85,6 +85,8 @@ export interface Options extends ConfigOptions {
 }
 
 /**
+ * The default table name.
+ *
  * @since 2.0.0
  * @category constants
  */
