@@ -17,6 +17,7 @@ import { Config, ConfigProvider, Context, Effect, Exit, Layer, Logger, Option, R
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { TestClock } from "effect/testing"
 import { randomBytes } from "node:crypto"
+import { createServer, type Server as NetServer } from "node:net"
 import * as Ids from "../../src/core/ids.js"
 import * as DynamoDbStore from "../src/DynamoDbStore.js"
 import * as Session from "../src/Session.js"
@@ -276,6 +277,24 @@ describe("DynamoDbStore (dynalite)", () => {
       expect(failure?.operation).toBe("setup")
       expect(failure?.message).toMatch(/^dynamodb store: setup failed: .*ECONNREFUSED/)
     }))
+
+  it.live("an endpoint that accepts but never answers fails the layer at the created client's request timeout, not never", () =>
+    Effect.gen(function*() {
+      // takes connections and says nothing, like a wedged load balancer
+      const silent = yield* Effect.acquireRelease(
+        Effect.promise(() => new Promise<NetServer>((resolve) => {
+          const listening = createServer(() => undefined).listen(0, "127.0.0.1", () => resolve(listening))
+        })),
+        (listening) => Effect.sync(() => listening.close())
+      )
+      const { port } = silent.address() as { readonly port: number }
+      const exit = yield* Effect.exit(Effect.scoped(Layer.build(
+        DynamoDbStore.layer({ ...options, endpoint: `http://127.0.0.1:${port}`, tableName, clientConfig: { maxAttempts: 1 } })
+      )))
+      const failure = failureOf(exit)
+      expect(failure?._tag).toBe("SessionStoreError")
+      expect(failure?.message).toMatch(/^dynamodb store: setup failed: .*timeout/i)
+    }).pipe(Effect.scoped), 30_000)
 
   it.live("a server that goes away fails an operation with a SessionStoreError naming the cause", () =>
     Effect.gen(function*() {
