@@ -5,7 +5,8 @@
  *
  * @since 1.0.0
  */
-import { Cause, Context, Duration, Effect, Exit, Metric, MetricLabel, Option, Predicate } from "effect"
+import { Cause, Clock, Context, Effect, FiberRef, MetricLabel, Option, Predicate } from "effect"
+import type { Fiber, Tracer } from "effect"
 import type { SessionConflict, SessionStoreError, StoreOperation } from "./SessionError.js"
 import * as SessionMetrics from "./SessionMetrics.js"
 import type { StorageKey } from "./SessionId.js"
@@ -157,52 +158,80 @@ export const make = (
 /**
  * One operation of one store, observed: a span (the caller's span is its
  * parent; no stack trace, which would cost an `Error` per call), a latency
- * timer and a count by outcome, all with Effect's own `withSpan` and
- * `Metric`. The tagged metrics are built once per store and operation.
+ * histogram and a count by outcome, all with Effect's own `withSpan` and
+ * `Metric`. The metrics' labels are made once per store and operation.
+ *
+ * The span is made only when someone can see it: with tracing enabled and a
+ * tracer other than Effect's built-in one, which keeps each span in memory
+ * and reports it nowhere (a store span parents nothing the application sees).
+ * `withSpan` costs about 25 runtime steps per operation; skipping it under
+ * the built-in tracer keeps a request that has no tracer installed as cheap
+ * as before it had spans (see docs/design.md).
  */
 const instrument = (store: string, operation: StoreOperation) => {
-  // the count's labels, one array per outcome made once: `Metric` caches a
-  // metric's hook by its labels array, so updating the untagged counter with
-  // the same array finds its hook at once, where `Metric.tagged` makes a new
-  // array, `MetricKey` and hash on every update (same labels, same order)
+  // one label array per outcome, and one for the latency, made once:
+  // `Metric` caches a metric's hook by its labels array, so updating the
+  // untagged metric with the same array finds its hook at once, where
+  // `Metric.tagged` makes a new array, `MetricKey` and hash on every update
+  const storeLabel = MetricLabel.make("store", store)
+  const operationLabel = MetricLabel.make("operation", operation)
   const countedBy = (outcome: string): ReadonlyArray<MetricLabel.MetricLabel> => [
-    MetricLabel.make("store", store),
-    MetricLabel.make("operation", operation),
+    storeLabel,
+    operationLabel,
     MetricLabel.make("outcome", outcome)
   ]
   const success = countedBy("success")
   const conflict = countedBy("conflict")
   const failure = countedBy("failure")
-  const duration = SessionMetrics.storeOperationDuration.pipe(
-    Metric.tagged("store", store),
-    Metric.tagged("operation", operation)
-  )
+  // the labels of `storeOperationDuration` (a timer tags `time_unit` first)
+  const timed: ReadonlyArray<MetricLabel.MetricLabel> = [MetricLabel.make("time_unit", "milliseconds"), storeLabel, operationLabel]
   const spanName = `effect-session.${operation}`
-  const noTags: ReadonlyArray<never> = []
-  // one exit handler records both metrics, with `Metric`'s own synchronous
-  // update (every request runs one or two of these)
-  const observe = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-    Effect.clockWith((clock) => {
-      const start = clock.unsafeCurrentTimeNanos()
-      return Effect.onExit(effect, (exit) => {
-        duration.unsafeUpdate(Duration.nanos(clock.unsafeCurrentTimeNanos() - start), noTags)
-        const outcome = Exit.isSuccess(exit)
-          ? success
-          : Option.exists(Cause.failureOption(exit.cause), (error) => Predicate.isTagged(error, "SessionConflict"))
-          ? conflict
-          : failure
-        SessionMetrics.storeOperations.unsafeUpdate(1, outcome)
-        return Effect.void
-      })
+  const record = (start: bigint, end: bigint, outcome: ReadonlyArray<MetricLabel.MetricLabel>) => {
+    SessionMetrics.storeOperationDurationMillis.unsafeUpdate(Number(end - start) / 1e6, timed)
+    SessionMetrics.storeOperations.unsafeUpdate(1, outcome)
+  }
+  // the operation's success and failure handlers record both metrics, with
+  // `Metric`'s own synchronous update (every request runs one or two of
+  // these). An interruption skips those handlers: the fiber's end records
+  // it then, as a failure (an observer, removed when a handler ran), so the
+  // common path needs no uninterruptible region (`Effect.onExit`: 7 runtime
+  // steps more per operation)
+  const observe = <A, E>(fiber: Fiber.RuntimeFiber<unknown, unknown>, effect: Effect.Effect<A, E>): Effect.Effect<A, E> => {
+    const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+    const start = clock.unsafeCurrentTimeNanos()
+    const interrupted = () => record(start, clock.unsafeCurrentTimeNanos(), failure)
+    fiber.addObserver(interrupted)
+    return Effect.matchCauseEffect(effect, {
+      onFailure: (cause) => {
+        fiber.removeObserver(interrupted)
+        const conflicted = Option.exists(Cause.failureOption(cause), (error) => Predicate.isTagged(error, "SessionConflict"))
+        record(start, clock.unsafeCurrentTimeNanos(), conflicted ? conflict : failure)
+        return Effect.failCause(cause)
+      },
+      onSuccess: (value) => {
+        fiber.removeObserver(interrupted)
+        record(start, clock.unsafeCurrentTimeNanos(), success)
+        return Effect.succeed(value)
+      }
     })
+  }
   return <A, E>(key: string | undefined, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-    Effect.withSpan(observe(effect), spanName, {
-      captureStackTrace: false,
-      attributes: key === undefined
-        ? { "effect-session.store": store }
-        : { "effect-session.store": store, "effect-session.key": key.slice(0, 8) }
+    Effect.withFiberRuntime((fiber) => {
+      const observed = observe(fiber, effect)
+      return fiber.currentTracer === builtInTracer() || !fiber.getFiberRef(FiberRef.currentTracerEnabled)
+        ? observed
+        : Effect.withSpan(observed, spanName, {
+          captureStackTrace: false,
+          attributes: key === undefined
+            ? { "effect-session.store": store }
+            : { "effect-session.store": store, "effect-session.key": key.slice(0, 8) }
+        })
     })
 }
+
+/** Effect's built-in tracer, the one a fiber has when the application installs none. */
+let builtIn: Tracer.Tracer | undefined
+const builtInTracer = (): Tracer.Tracer => builtIn ??= Effect.runSync(Effect.tracer)
 
 /**
  * Builds the `SessionIndex` service, with spans and metrics like `make`.

@@ -10,7 +10,7 @@
  */
 import { Cookies, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Fiber } from "effect"
-import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, FiberId, Metric, Option, Random } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, FiberId, FiberRef, Metric, Option, Random } from "effect"
 import type { Semaphore } from "effect/Effect"
 import * as Cookie from "../core/cookie.js"
 import * as Lanes from "../core/lanes.js"
@@ -507,28 +507,34 @@ export class RequestSession<A> implements SessionHandle<A> {
   /**
    * An update, written together with the updates of this process to the
    * same session that wait with it (group commit, the core's `UpdateQueue`
-   * and group rules): one fiber takes the queued updates group by group and
-   * writes each group with one compare-and-set (`writeQueued`). A burst of
-   * writes to one session costs a few round trips instead of one each, and
-   * no request's writes can be lost to another's.
+   * and group rules): the queued updates are written group by group, each
+   * group with one compare-and-set (`writeAndSettle`). A burst of writes to
+   * one session costs a few round trips instead of one each, and no
+   * request's writes can be lost to another's.
+   *
+   * The request that finds no writer running writes its own group on its
+   * own fiber (`writeInline`): an update with no other in the way costs no
+   * fiber, no `Deferred` and no finalizer. The others wait for the writer.
    */
   private updateInGroup(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
     const store = this.store
-    const key = keyOf(loaded)
-    return Effect.suspend(() => {
-      const done = Deferred.unsafeMake<CookieAction, SessionError>(FiberId.none)
-      const { lane, release } = joinLane(store, key)
-      // the writer runs on its own fiber: an interrupted request (a client
-      // that went away) does not stop the writes of the others. The lane is
-      // kept by the writer while updates wait (the queue's writer takes this
-      // request's use of the lane over, and no update waits without one), so
-      // this request needs no finalizer of its own
-      if (!lane.updates.enqueue({ session: this, request: this.state, loaded, t, done })) {
-        release()
-        return Deferred.await(done)
-      }
-      return Effect.zipRight(Effect.forkDaemon(writeQueued(store, lane, release)), Deferred.await(done))
-    })
+    const { lane, release } = joinLane(store, keyOf(loaded))
+    let outcome: Exit.Exit<CookieAction, SessionError> | undefined
+    let done: Deferred.Deferred<CookieAction, SessionError> | undefined
+    const settle = (exit: Exit.Exit<CookieAction, SessionError>) => {
+      if (outcome !== undefined) return
+      outcome = exit
+      if (done !== undefined) Deferred.unsafeDone(done, exit)
+    }
+    // the lane is kept by the writer while updates wait (the queue's writer
+    // takes this request's use of the lane over, and no update waits
+    // without one), so a waiting request needs no finalizer of its own
+    if (!lane.updates.enqueue({ session: this, request: this.state, loaded, t, settle })) {
+      release()
+      done = Deferred.unsafeMake<CookieAction, SessionError>(FiberId.none)
+      return Deferred.await(done)
+    }
+    return writeInline(store, lane, release, () => outcome!)
   }
 }
 
@@ -556,7 +562,8 @@ const isEmpty = <A>(config: Config<A>, data: A, principal: string | null): Eithe
 /** An update waiting in its lane to be written with the others. */
 interface Waiting extends Save.GroupMember<any> {
   readonly session: RequestSession<any>
-  readonly done: Deferred.Deferred<CookieAction, SessionError>
+  /** Hands the update its outcome (the first one it is given). */
+  readonly settle: (exit: Exit.Exit<CookieAction, SessionError>) => void
 }
 
 /** Updates of one session definition form a group: another's data cannot be replayed over it. */
@@ -622,43 +629,104 @@ const writeGroup = <A>(
 }
 
 /**
- * Writes the updates queued in the lane of `key`, group after group, until
- * none is left (the core's `UpdateQueue`), in the lane's turn. A group whose
+ * Writes one group and hands each of its updates its outcome. A group whose
  * data cannot be encoded is written one update at a time, so that only the
- * update at fault fails (`Save.afterGroupFailure`).
+ * update at fault fails (`Save.afterGroupFailure`). Never fails.
  */
-const writeQueued = (store: SessionStore["Type"], lane: Lane, release: () => void): Effect.Effect<void> =>
-  Effect.onExit(
-    lane.lock.withPermits(1)(Effect.gen(function*() {
-      while (true) {
-        const group = lane.updates.nextGroup(sameDefinition)
-        if (group === undefined) return
-        const config = group[0].session.config
-        const outcome = yield* Effect.exit(writeGroup(config, store, lane, group))
-        if (Exit.isSuccess(outcome)) {
-          for (const member of group) {
-            Deferred.unsafeDone(member.done, Exit.succeed(Save.cookieAfterGroup(member, outcome.value)))
-          }
-        } else if (Save.afterGroupFailure(group.length, failureTag(outcome.cause)) === "OneAtATime") {
-          for (const member of group) {
-            const alone = yield* Effect.exit(writeGroup(config, store, lane, [member]))
-            Deferred.unsafeDone(member.done, Exit.map(alone, (outcome) => Save.cookieAfterGroup(member, outcome)))
-          }
-        } else {
-          for (const member of group) Deferred.unsafeDone(member.done, Exit.failCause(outcome.cause))
-        }
+const writeAndSettle = (store: SessionStore["Type"], lane: Lane, group: ReadonlyArray<Waiting>): Effect.Effect<void> => {
+  const config = group[0].session.config
+  return Effect.matchCauseEffect(writeGroup(config, store, lane, group), {
+    onSuccess: (outcome) => {
+      for (const member of group) member.settle(Exit.succeed(Save.cookieAfterGroup(member, outcome)))
+      return Effect.void
+    },
+    onFailure: (cause) => {
+      if (Save.afterGroupFailure(group.length, failureTag(cause)) === "OneAtATime") {
+        return Effect.forEach(group, (member) =>
+          Effect.map(
+            Effect.exit(writeGroup(config, store, lane, [member])),
+            (alone) => member.settle(Exit.map(alone, (outcome) => Save.cookieAfterGroup(member, outcome)))
+          ), { discard: true })
       }
-    })),
+      for (const member of group) member.settle(Exit.failCause(cause))
+      return Effect.void
+    }
+  })
+}
+
+/**
+ * The writer, on the fiber of the request that started it: takes the lane's
+ * turn, writes the first group (this request's update, and those queued
+ * behind it meanwhile), and leaves what queued during the write to a writer
+ * fiber (`writeQueued`), so the request answers once its own write is done.
+ * Uninterruptible, like the writer fiber it replaces: a request interrupted
+ * here (a client gone) still writes its update and those of the others in
+ * its group. `release` ends the request's use of the lane (or hands it to
+ * the writer fiber).
+ */
+const writeInline = (
+  store: SessionStore["Type"],
+  lane: Lane,
+  release: () => void,
+  outcome: () => Exit.Exit<CookieAction, SessionError>
+): Effect.Effect<CookieAction, SessionError> =>
+  Effect.uninterruptible(Effect.zipRight(
+    lane.lock.take(1),
+    Effect.suspend(() => {
+      const group = lane.updates.nextGroup(sameDefinition)!
+      return Effect.matchCauseEffect(writeAndSettle(store, lane, group), {
+        // a defect of this code: nothing queued may be left waiting
+        onFailure: (cause) => {
+          for (const member of group) member.settle(Exit.failCause(cause))
+          for (const member of lane.updates.abandon()) member.settle(Exit.failCause(cause))
+          release()
+          return Effect.zipRight(lane.lock.release(1), outcome())
+        },
+        onSuccess: () => {
+          const next = lane.updates.nextGroup(sameDefinition)
+          if (next === undefined) {
+            release()
+            return Effect.zipRight(lane.lock.release(1), outcome())
+          }
+          return Effect.zipRight(
+            Effect.zipRight(lane.lock.release(1), Effect.forkDaemon(writeQueued(store, lane, release, next))),
+            outcome()
+          )
+        }
+      })
+    })
+  ))
+
+/**
+ * A writer fiber: writes the updates queued in the lane, group after group
+ * from `first`, until none is left (the core's `UpdateQueue`), in the lane's
+ * turn. On its own fiber: an interrupted request (a client that went away)
+ * does not stop the writes of the others.
+ */
+const writeQueued = (
+  store: SessionStore["Type"],
+  lane: Lane,
+  release: () => void,
+  first: ReadonlyArray<Waiting>
+): Effect.Effect<void> => {
+  const from = (group: ReadonlyArray<Waiting> | undefined): Effect.Effect<void> =>
+    group === undefined
+      ? Effect.void
+      : Effect.zipRight(writeAndSettle(store, lane, group), Effect.suspend(() => from(lane.updates.nextGroup(sameDefinition))))
+  return Effect.onExit(
+    lane.lock.withPermits(1)(from(first)),
     // one finalizer for both: a defect or an interruption must not leave the
     // queued requests waiting, and the writer's use of the lane ends
     (exit) =>
       Effect.sync(() => {
         if (Exit.isFailure(exit)) {
-          for (const member of lane.updates.abandon()) Deferred.unsafeDone(member.done, exit as Exit.Exit<never, never>)
+          for (const member of first) member.settle(exit as Exit.Exit<never, never>)
+          for (const member of lane.updates.abandon()) member.settle(exit as Exit.Exit<never, never>)
         }
         release()
       })
   )
+}
 
 /** The tag of a cause's typed failure, for the core to judge (`undefined`: a defect, an interruption). */
 const failureTag = (cause: Cause.Cause<SessionError>): string | undefined => Option.getOrUndefined(Cause.failureOption(cause))?._tag
@@ -727,10 +795,13 @@ const endSession = <A>(
 const casOutcome = (
   update: Effect.Effect<number, SessionConflict | SessionStoreError>
 ): Effect.Effect<{ readonly outcome: Save.CasOutcome; readonly version: number }, SessionStoreError> =>
-  Effect.catchAll(Effect.map(update, (version) => ({ outcome: "Written" as const, version })), (error) =>
-    error._tag === "SessionConflict"
-      ? Effect.succeed({ outcome: error.reason === "VersionMismatch" ? "VersionMismatch" as const : "Missing" as const, version: 0 })
-      : Effect.fail(error))
+  Effect.matchEffect(update, {
+    onFailure: (error) =>
+      error._tag === "SessionConflict"
+        ? Effect.succeed({ outcome: error.reason === "VersionMismatch" ? "VersionMismatch" as const : "Missing" as const, version: 0 })
+        : Effect.fail(error),
+    onSuccess: (version) => Effect.succeed({ outcome: "Written" as const, version })
+  })
 
 /** Inserts under a freshly generated id; 256 random bits do not collide, so a conflict is a defect. */
 const insertFresh = (
@@ -1030,25 +1101,43 @@ export const middleware = <Self, A>(
       Context.unsafeGet(context, SessionStore),
       () => Id.parse(request.cookies[config.cookieName])
     )
+    // the request's session is a service of its context, for its handler and
+    // every fiber it forks; a middleware of the same tag nested in this one
+    // provides its own for its part of the app. What `Effect.provideService`
+    // does, with the context set and put back by the app's own handlers
+    // instead of a scoped region around it (about 20 runtime steps less for
+    // every request, see docs/design.md); an interrupted app skips those
+    // handlers, and its fiber ends with the session still in its context
+    const outer = fiber.currentContext
+    const leave = FiberRef.set(FiberRef.currentContext, outer)
+    // puts the context back and answers `response`, in one step
+    const leaveWith = (response: HttpServerResponse.HttpServerResponse) =>
+      FiberRef.modify(FiberRef.currentContext, () => [response, outer] as const)
     const run = Effect.matchCauseEffect(app, {
       // a failed request saves nothing, but a logout in it still holds
       onFailure: (cause) =>
-        session.state.invalidated ? Effect.zipRight(session.revokeAfterFailure(cause), Effect.failCause(cause)) : Effect.failCause(cause),
+        Effect.zipRight(
+          leave,
+          session.state.invalidated ? Effect.zipRight(session.revokeAfterFailure(cause), Effect.failCause(cause)) : Effect.failCause(cause)
+        ),
       onSuccess: (appResponse) => {
         const next = session.state.afterResponse(appResponse.status)
-        if (next === "Unused") return Effect.succeed(appResponse)
+        if (next === "Unused") return leaveWith(appResponse)
         const response = addVary(appResponse)
         // an error response saves nothing (but a logout); a read-only request has nothing to save
-        if (next === "Keep") return Effect.succeed(response)
+        if (next === "Keep") return leaveWith(response)
         if (next === "Logout") {
-          return Effect.map(session.revokeAfterFailure(), (action) => applyCookie(config, response, action, session.committedAt))
+          return Effect.zipRight(
+            leave,
+            Effect.map(session.revokeAfterFailure(), (action) => applyCookie(config, response, action, session.committedAt))
+          )
         }
         const t = clock.unsafeCurrentTimeMillis()
-        return session.nothingToSave(t) ? Effect.succeed(response) : finish(config, session, response, t)
+        return session.nothingToSave(t) ? leaveWith(response) : Effect.zipRight(leave, finish(config, session, response, t))
       }
     })
-    // the request's session is a service of its context, for its handler and
-    // every fiber it forks; a middleware of the same tag nested in this one
-    // provides its own for its part of the app
-    return Effect.provideService(checkPlacement(tag.key, config, run), tag, session)
+    return Effect.zipRight(
+      FiberRef.set(FiberRef.currentContext, Context.add(outer, tag, session)),
+      checkPlacement(tag.key, config, run)
+    )
   }) as any
