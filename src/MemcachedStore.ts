@@ -13,18 +13,22 @@
 import type { ConfigError, Scope } from "effect"
 import { Config, Duration, Effect, Layer, Option } from "effect"
 import { MemcacheClient } from "memcache-client"
-import type { StorageReply } from "./core/memcached.js"
+import type { Command, Gotten, MemcachedRecord, Operation, Outcome, Reply, StorageReply } from "./core/memcached.js"
 import {
-  afterRefusedAdd,
   contentionMessage,
+  decode,
+  encode,
+  foreignItemMessage,
+  insertOperation,
   itemKey as itemKeyOf,
   liveRecord,
-  maxRounds,
   negativeReply,
   serverAddress,
-  updateStep
+  touchOperation,
+  unsafeKeyMessage,
+  updateOperation
 } from "./core/memcached.js"
-import { decode, encode, exptime, keyPrefix } from "./internal/memcached.js"
+import { exptime, fromCore, keyPrefix, toCore } from "./internal/memcached.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
 import type { StorageKey } from "./SessionId.js"
@@ -125,12 +129,13 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
 
   const itemKey = (operation: StoreOperation, key: StorageKey): Effect.Effect<string, SessionStoreError> => {
     const item = itemKeyOf(prefix, key)
-    return item === undefined
-      ? Effect.fail(fail(operation, new Error("not a storage key: it holds characters Memcached keys cannot")))
-      : Effect.succeed(item)
+    return item === undefined ? Effect.fail(fail(operation, new Error(unsafeKeyMessage))) : Effect.succeed(item)
   }
 
-  const gets = (operation: StoreOperation, item: string) =>
+  const gets = (
+    operation: StoreOperation,
+    item: string
+  ): Effect.Effect<Gotten<MemcachedRecord> | undefined, SessionStoreError> =>
     Effect.flatMap(
       // a miss resolves to undefined, whatever the declared type says
       attempt(operation, () => client.gets<Buffer>(item) as Promise<GetsReply | undefined>),
@@ -138,87 +143,69 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
         if (response === undefined) return Effect.succeed(undefined)
         const record = decode(response.value)
         return record === undefined
-          ? Effect.fail(fail(operation, new Error("the item under this key is not an effect-session record")))
+          ? Effect.fail(fail(operation, new Error(foreignItemMessage)))
           : Effect.succeed({ record, casUniq: response.casUniq })
       }
     )
 
-  const cas = (
-    operation: StoreOperation,
-    item: string,
-    record: SessionStore.SessionRecord,
-    casUniq: string | number,
-    t: number
-  ) =>
-    storage(operation, () => client.cas(item, encode(record), { casUniq, lifetime: exptime(record.expiresAt, t) }))
+  // One command of an operation's conversation with the server. A read is
+  // answered with the time after it; a storage command's exptime is taken
+  // when it goes out.
+  const send = (operation: StoreOperation, item: string, command: Command): Effect.Effect<Reply, SessionStoreError> =>
+    command._tag === "Gets"
+      ? Effect.zipWith(gets(operation, item), now, (stored, now): Reply => ({ _tag: "Read", stored, now }))
+      : Effect.flatMap(now, (t) => {
+        const value = encode(command.record)
+        const lifetime = exptime(command.record.expiresAt, t)
+        return Effect.map(
+          storage(
+            operation,
+            () =>
+              command._tag === "Add"
+                ? client.add(item, value, { lifetime })
+                : client.cas(item, value, { casUniq: command.casUniq, lifetime })
+          ),
+          (reply): Reply => ({ _tag: "Written", reply })
+        )
+      })
 
-  const contention = (operation: StoreOperation) => fail(operation, new Error(contentionMessage))
+  const ended = <A>(operation: StoreOperation, outcome: Outcome<A>): Effect.Effect<A, SessionConflict | SessionStoreError> =>
+    outcome._tag === "Done"
+      ? Effect.succeed(outcome.value)
+      : outcome._tag === "Conflict"
+      ? Effect.fail(new SessionConflict({ reason: outcome.reason }))
+      : Effect.fail(fail(operation, new Error(contentionMessage)))
+
+  // Runs one of the core's conditional operations: sends what it asks for
+  // and resumes it with the reply until it ends. The conversation begins when
+  // the effect runs, so that running the effect again starts it over.
+  const converse = <A>(
+    operation: StoreOperation,
+    key: StorageKey,
+    begin: () => Operation<A>
+  ): Effect.Effect<A, SessionConflict | SessionStoreError> =>
+    Effect.flatMap(itemKey(operation, key), (item) => {
+      const conversation = begin()
+      const resume = (step: IteratorResult<Command, Outcome<A>>): Effect.Effect<A, SessionConflict | SessionStoreError> =>
+        step.done
+          ? ended(operation, step.value)
+          : Effect.flatMap(send(operation, item, step.value), (reply) => resume(conversation.next(reply)))
+      return resume(conversation.next())
+    })
 
   return SessionStore.make(name, {
     load: (key) =>
       Effect.gen(function*() {
-        const item = yield* itemKey("load", key)
-        const stored = yield* gets("load", item)
-        const t = yield* now
-        return Option.fromNullable(liveRecord(stored?.record, t))
+        const stored = yield* gets("load", yield* itemKey("load", key))
+        const live = liveRecord(stored?.record, yield* now)
+        return live === undefined ? Option.none() : Option.some(fromCore(live))
       }),
-
-    // `add` stores only when no item exists; see `afterRefusedAdd` for when
-    // it did not.
-    insert: (key, write) =>
-      Effect.gen(function*() {
-        const item = yield* itemKey("insert", key)
-        const record = { ...write, version: 1 }
-        for (let round = 0; round < maxRounds; round++) {
-          const t = yield* now
-          const added = yield* storage(
-            "insert",
-            () => client.add(item, encode(record), { lifetime: exptime(record.expiresAt, t) })
-          )
-          if (added === "STORED") return
-          const next = afterRefusedAdd(yield* gets("insert", item), t)
-          if (next._tag === "Exists") return yield* new SessionConflict({ reason: "Exists" })
-          if (next._tag === "Replace" && (yield* cas("insert", item, record, next.stored.casUniq, t)) === "STORED") {
-            return
-          }
-        }
-        return yield* contention("insert")
-      }),
-
+    insert: (key, write) => converse("insert", key, () => insertOperation({ ...toCore(write), version: 1 })),
     update: (key, write, expectedVersion) =>
-      Effect.gen(function*() {
-        const item = yield* itemKey("update", key)
-        for (let round = 0; round < maxRounds; round++) {
-          const stored = yield* gets("update", item)
-          const t = yield* now
-          const step = updateStep(stored, expectedVersion, t)
-          if (step._tag === "Conflict") return yield* new SessionConflict({ reason: step.reason })
-          const written = yield* cas("update", item, { ...write, version: step.version }, step.stored.casUniq, t)
-          if (written === "STORED") return step.version
-          // EXISTS: written since `gets`, perhaps only touched; NOT_FOUND:
-          // removed. The next round reads which.
-        }
-        return yield* contention("update")
-      }),
-
-    // Not Memcached's `touch`: that would move only the native expiry, while
-    // `load` judges by the `expiresAt` inside the value, and it would also
-    // extend an item that is already expired for the application. Rewriting
-    // the value with `cas` checks liveness and moves both expiries at once,
-    // without losing an update that lands in between.
+      converse("update", key, () => updateOperation(toCore(write), expectedVersion)),
+    // a touch never ends in a conflict (see `touchOperation` for why it is a cas)
     touch: (key, expiresAt) =>
-      Effect.gen(function*() {
-        const item = yield* itemKey("touch", key)
-        for (let round = 0; round < maxRounds; round++) {
-          const stored = yield* gets("touch", item)
-          const t = yield* now
-          if (stored === undefined || liveRecord(stored.record, t) === undefined) return false
-          const touched = yield* cas("touch", item, { ...stored.record, expiresAt }, stored.casUniq, t)
-          if (touched === "STORED") return true
-        }
-        return yield* contention("touch")
-      }),
-
+      Effect.catchTag(converse("touch", key, () => touchOperation(expiresAt)), "SessionConflict", Effect.die),
     remove: (key) =>
       Effect.flatMap(itemKey("remove", key), (item) => Effect.asVoid(storage("remove", () => client.delete(item))))
   })

@@ -5,23 +5,31 @@
  */
 import { Option } from "effect"
 import * as Core from "../core/memcached.js"
-import type { SessionRecord } from "../SessionStore.js"
+import type { SessionRecord, SessionWrite } from "../SessionStore.js"
 
 /** @internal */
 export { exptime, keyPrefix, maxRelativeSeconds } from "../core/memcached.js"
 
 /**
- * The stored value of a record (see `core/memcached.ts` for the layout).
+ * A write as the core's operations carry it.
  *
  * @internal
  */
-export const encode = (record: SessionRecord): Buffer =>
-  Core.encode({
-    data: record.data,
-    version: record.version,
-    expiresAt: record.expiresAt,
-    principal: Option.getOrUndefined(record.principal)
-  })
+export const toCore = (write: SessionWrite): Omit<Core.MemcachedRecord, "version"> => ({
+  data: write.data,
+  expiresAt: write.expiresAt,
+  principal: Option.getOrUndefined(write.principal)
+})
+
+/**
+ * A record the core read, as the store returns it.
+ *
+ * @internal
+ */
+export const fromCore = (record: Core.MemcachedRecord): SessionRecord => ({
+  ...record,
+  principal: Option.fromNullable(record.principal)
+})
 
 /**
  * A stored value read back, or `undefined` when it is not a session record.
@@ -30,5 +38,5 @@ export const encode = (record: SessionRecord): Buffer =>
  */
 export const decode = (value: unknown): SessionRecord | undefined => {
   const record = Core.decode(value)
-  return record === undefined ? undefined : { ...record, principal: Option.fromNullable(record.principal) }
+  return record === undefined ? undefined : fromCore(record)
 }
