@@ -74,7 +74,7 @@ describe("core SQL operation steps", () => {
   })
 
   it("a principal that is not a string, or too long for MySQL's column, fails before any statement", () => {
-    for (const principal of [null, 1, { $ne: null }, ["alice"]]) {
+    for (const principal of [null, 1, { $ne: null }, ["alice"]] as ReadonlyArray<unknown>) {
       const { outcome, sent } = drive(pg.insert({ ...row, principal }), [])
       expect(sent).toEqual([])
       expect((outcome as { readonly cause: Error }).cause.message).toMatch(/the principal must be a string/)
