@@ -18,27 +18,17 @@ import * as Ids from "../../src/core/ids.js"
 import * as MemcachedStore from "../src/MemcachedStore.js"
 import * as Session from "../src/Session.js"
 import { SessionStoreError } from "../src/SessionError.js"
-import type { StorageKey } from "../src/SessionId.js"
-import type { SessionWrite } from "../src/SessionStore.js"
 import { SessionStore } from "../src/SessionStore.js"
 import * as StoreConformance from "../src/StoreConformance.js"
 import { accepts, countingProxy, describeWithServer, host, port, server, silentServer } from "./utils/memcached.js"
 import { get, serve, sessionCookie } from "./utils/server.js"
+import { freshKey, now, storageKey, wallClock, write } from "./utils/storeRecords.js"
 
 const day = 24 * 60 * 60 * 1000
 // every run has its own keys; Memcached's expiry collects them
 const prefix = `e4mc_${randomBytes(6).toString("hex")}:`
 const StoreLive = MemcachedStore.layer({ servers: server, prefix })
 
-const storageKey = Ids.storageKeyFunction()
-const freshKey = () => storageKey(Ids.generateId()) as StorageKey
-const write = (text: string, expiresAt: number, principal?: string): SessionWrite => ({
-  text,
-  expiresAt,
-  principal: Option.fromUndefinedOr(principal)
-})
-const wallClock = Effect.suspend(() => TestClock.setTime(Date.now()))
-const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 const textOf = (record: Option.Option<{ readonly text: string }>) => Option.map(record, (r) => r.text)
 
 /** A client of the test's own, to look at the server behind the store's back. */
@@ -70,7 +60,7 @@ describeWithServer(`MemcachedStore on ${server}`, await accepts(host, port), `no
       const raw = yield* rawClient
       const store = yield* SessionStore
       const id = Ids.generateId()
-      const key = storageKey(id) as StorageKey
+      const key = storageKey(id)
       const expiresAt = (yield* now) + 60_000
       yield* store.insert(key, write("{\"é\":1}", expiresAt, "Zoë"))
       expect(yield* rawRecord(raw, prefix + id)).toBeUndefined()

@@ -8,34 +8,21 @@
  * asks of the driver is seen through a client that records it.
  */
 import { afterAll, describe, expect, it, vi } from "@effect/vitest"
-import { Config, ConfigProvider, Context, Effect, Exit, Layer, Option, Schedule, Scope } from "effect"
-import { TestClock } from "effect/testing"
+import { Config, ConfigProvider, Context, Effect, Exit, Layer, Schedule, Scope } from "effect"
 import { MongoClient } from "mongodb"
 import { randomBytes } from "node:crypto"
-import * as Ids from "../../src/core/ids.js"
 import * as Mongo from "../../src/core/mongo.js"
 import * as MongoStore from "../src/MongoStore.js"
 import type { SessionConflict } from "../src/SessionError.js"
 import { SessionStoreError } from "../src/SessionError.js"
-import type { StorageKey } from "../src/SessionId.js"
-import type { SessionWrite } from "../src/SessionStore.js"
 import { SessionIndex, SessionStore } from "../src/SessionStore.js"
 import * as StoreConformance from "../src/StoreConformance.js"
 import { silentServer } from "./utils/memcached.js"
+import { freshKey, now, wallClock, write } from "./utils/storeRecords.js"
 
 const url = process.env.MONGODB_URL
 const database = process.env.MONGODB_DATABASE ?? "effect_session_test"
 const collection = `e4mongo_${randomBytes(6).toString("hex")}`
-
-const storageKey = Ids.storageKeyFunction()
-const freshKey = () => storageKey(Ids.generateId()) as StorageKey
-const write = (text: string, expiresAt: number, principal?: string): SessionWrite => ({
-  text,
-  expiresAt,
-  principal: Option.fromUndefinedOr(principal)
-})
-const wallClock = Effect.suspend(() => TestClock.setTime(Date.now()))
-const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
 describe("MongoStore without a server", () => {
   const setupError = (options: MongoStore.Options) => Effect.flip(Effect.scoped(Layer.build(MongoStore.layer(options))))
