@@ -20,7 +20,8 @@
  * Environment (all optional): DURATION (s per measured run, 10), RUNS (3),
  * WARMUP (s, 5), SETTLE (s of quiet before each measured run, 2), CONNECTIONS (32), SESSIONS (1000), PICK (shuffle | uniform),
  * SERVERS (comma list of server names, default all; the Effect 4 line's are
- * effect4-session and effect4-floor), ROUTES (comma list of
+ * effect4-session and effect4-floor), EFFECT4_BEFORE (a git revision:
+ * effect4-session as of that revision runs too, as effect4-session-before), ROUTES (comma list of
  * get, incr, plain; default all), OUT (result path), CPU_PROF (a directory:
  * the servers run under `node --cpu-prof`, one subdirectory per server, and
  * write their profiles on exit; summarise the largest file of one with
@@ -78,6 +79,8 @@ interface ServerSpec {
    * second port (BARE_PORT), measured as this pseudo-server on `/plain`.
    */
   readonly bare?: ServerSpec | undefined
+  /** Built from this git revision's sources instead of the working tree's (`EFFECT4_BEFORE`). */
+  readonly revision?: string | undefined
 }
 
 const allServers: ReadonlyArray<ServerSpec> = [
@@ -164,9 +167,22 @@ const allServers: ReadonlyArray<ServerSpec> = [
   }
 ]
 
+// EFFECT4_BEFORE=<git revision>: effect4-session as of that revision runs
+// beside today's, as effect4-session-before, for before/after figures from
+// one run (its keys share effect4-session's prefix; their ids differ)
+const before = process.env.EFFECT4_BEFORE
+const candidates: ReadonlyArray<ServerSpec> = before === undefined || before === "" ? allServers : [
+  ...allServers,
+  {
+    ...allServers.find((server) => server.name === "effect4-session")!,
+    name: "effect4-session-before",
+    revision: before,
+    description: `(h) effect4-session as of ${before}`
+  }
+]
 const selected = process.env.SERVERS
-  ? allServers.filter((server) => process.env.SERVERS!.split(",").includes(server.name))
-  : allServers
+  ? candidates.filter((server) => process.env.SERVERS!.split(",").includes(server.name))
+  : candidates
 
 // ---------------------------------------------------------------------------
 // Processes: every child is tracked by pid and stopped on every way out.
@@ -272,7 +288,10 @@ const builds = {
   }
 } as const
 const builtFile = (spec: ServerSpec) =>
-  join(builds[spec.line].buildDir, spec.file.replace(/^(servers|bench)\//, "").replace(/\.ts$/, ".js"))
+  join(
+    builds[spec.line].buildDir,
+    spec.file.replace(/^(servers|bench)\//, "").replace(/\.ts$/, spec.revision === undefined ? ".js" : "-before.js")
+  )
 
 const buildServers = () => {
   for (const line of [3, 4] as const) {
@@ -281,17 +300,32 @@ const buildServers = () => {
     if (specs.length === 0) continue
     rmSync(buildDir, { recursive: true, force: true })
     const esbuild = join(packageDir, "node_modules", ".bin", "esbuild")
-    const result = spawnSync(esbuild, [
-      ...specs.map((spec) => join(sources, spec.file)),
-      "--bundle",
-      "--packages=external",
-      "--platform=node",
-      "--format=esm",
-      `--target=${target}`,
-      "--log-level=warning",
-      `--outdir=${buildDir}`
-    ], { encoding: "utf8" })
-    if (result.status !== 0) throw new Error(`bench: building the Effect ${line} servers failed:\n${result.stderr}`)
+    const options = ["--bundle", "--packages=external", "--platform=node", "--format=esm", `--target=${target}`, "--log-level=warning"]
+    const current = specs.filter((spec) => spec.revision === undefined)
+    if (current.length > 0) {
+      const result = spawnSync(esbuild, [...current.map((spec) => join(sources, spec.file)), ...options, `--outdir=${buildDir}`], {
+        encoding: "utf8"
+      })
+      if (result.status !== 0) throw new Error(`bench: building the Effect ${line} servers failed:\n${result.stderr}`)
+    }
+    for (const spec of specs.filter((spec) => spec.revision !== undefined)) {
+      // that revision's sources (the line's, the core, the bench servers),
+      // built into the same directory so its packages resolve the same way
+      const tree = join(buildDir, "revision")
+      mkdirSync(tree, { recursive: true })
+      const archive = spawnSync("sh", [
+        "-c",
+        `git -C "$0" archive --format=tar "$1" src/core bench/servers effect4/src effect4/bench | tar -x -C "$2"`,
+        rootDir,
+        spec.revision!,
+        tree
+      ], { encoding: "utf8" })
+      if (archive.status !== 0) throw new Error(`bench: reading revision ${spec.revision} failed:\n${archive.stderr}`)
+      const result = spawnSync(esbuild, [join(tree, "effect4", spec.file), ...options, `--outfile=${builtFile(spec)}`], {
+        encoding: "utf8"
+      })
+      if (result.status !== 0) throw new Error(`bench: building ${spec.name} failed:\n${result.stderr}`)
+    }
   }
 }
 
@@ -613,8 +647,9 @@ const main = async () => {
     "no"
   ])
   const redisUrl = `redis://127.0.0.1:${redisPort}`
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, retryStrategy: (times) => (times > 50 ? null : 100) })
-  // Connection refusals while redis-server starts are retried; a lasting
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 50, retryStrategy: (times) => (times > 100 ? null : 100) })
+  // Connection refusals while redis-server starts (slowly, on a busy
+  // machine) are retried for up to 10 s; a lasting
   // failure surfaces as the rejection of the ping below.
   redis.on("error", () => {})
   await redis.ping()
@@ -745,7 +780,7 @@ const main = async () => {
         }
         results.push(result)
         console.log(
-          `   ${server.spec.name.padEnd(16)} ${result.rps.toFixed(0).padStart(7)} req/s  p50 ${result.p50Ms.toFixed(2)} ms  ` +
+          `   ${server.spec.name.padEnd(22)} ${result.rps.toFixed(0).padStart(7)} req/s  p50 ${result.p50Ms.toFixed(2)} ms  ` +
             `p99 ${result.p99Ms.toFixed(2)} ms  ${result.cpuUsPerRequest.toFixed(0)} µs CPU/req  ${result.roundTrips.toFixed(3)} commands/req (${result.roundTripBreakdown}) ` +
             `(commandstats: ${result.commandBreakdown})` +
             (result.errors > 0 ? `  ${result.errors} errors` : "") +
@@ -818,6 +853,8 @@ const report = (
   // the Effect 4 line (issue 17): against its own floor, and ahead of @fastify/session
   ratio("effect4-session / effect4-floor, read (/get)", find("effect4-session", "get"), find("effect4-floor", "get"), 0.9)
   ratio("effect4-session / effect4-floor, write (/incr)", find("effect4-session", "incr"), find("effect4-floor", "incr"), 0.9)
+  ratio("effect4-session-before / effect4-floor, read (/get)", find("effect4-session-before", "get"), find("effect4-floor", "get"), 0)
+  ratio("effect4-session-before / effect4-floor, write (/incr)", find("effect4-session-before", "incr"), find("effect4-floor", "incr"), 0)
   ratio("effect4-session / effect4-floor, untouched (/plain)", find("effect4-session", "plain"), find("effect4-floor", "plain"), 0)
   ratio("effect4-session / fastify-session, read", find("effect4-session", "get"), find("fastify-session", "get"), 1)
   ratio("effect4-session / fastify-session, write", find("effect4-session", "incr"), find("fastify-session", "incr"), 1)
@@ -846,7 +883,7 @@ const report = (
       ? undefined
       : { server, route, expected, measured: r.roundTrips, met: Math.abs(r.roundTrips - expected) < 0.01 }
   }
-  const commandTargets = ["effect-session", "effect4-session"]
+  const commandTargets = ["effect-session", "effect4-session", "effect4-session-before"]
     .flatMap((server) => [es(server, "get", 1), es(server, "incr", 2), es(server, "plain", 0)])
     .filter((x) => x !== undefined)
   if (commandTargets.length > 0) {
