@@ -196,3 +196,38 @@ export const readTombstone = (stored: { readonly text?: string | undefined; read
   }
   return { movedTo: typeof movedTo === "string" && /^[A-Za-z0-9_-]{43}$/.test(movedTo) ? movedTo : null }
 }
+
+// --- Revocation markers ------------------------------------------------------
+
+const revocationPrefix = `{"v":${envelopeVersion},"revoked":`
+// a marker is under 40 bytes: anything longer is not parsed as one
+const revocationMaxLength = 64
+
+/**
+ * The record that says every session of a principal was revoked at
+ * `revokedAt` (epoch milliseconds): `{"v":1,"revoked":<ms>}`. It has no
+ * principal, so no index lists it; an older release reads it as an
+ * undecodable record, and no session ever has its key (see
+ * `revocation.ts`).
+ *
+ * @internal
+ */
+export const revocationText = (revokedAt: number): string => `${revocationPrefix}${JSON.stringify(revokedAt)}}`
+
+/**
+ * The time of the revocation marker in stored text or bytes, or
+ * `undefined` when the record is not one.
+ *
+ * @internal
+ */
+export const readRevocation = (stored: { readonly text?: string | undefined; readonly data?: Uint8Array | undefined }): number | undefined => {
+  const text = stored.text ?? (stored.data !== undefined && stored.data.length <= revocationMaxLength ? textDecoder.decode(stored.data) : "")
+  if (text.length > revocationMaxLength || !text.startsWith(revocationPrefix)) return undefined
+  let revokedAt: unknown
+  try {
+    revokedAt = (JSON.parse(text) as { revoked: unknown }).revoked
+  } catch {
+    return undefined
+  }
+  return typeof revokedAt === "number" && Number.isFinite(revokedAt) ? revokedAt : undefined
+}
