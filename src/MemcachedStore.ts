@@ -153,7 +153,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   // when it goes out.
   const send = (operation: StoreOperation, item: string, command: Command): Effect.Effect<Reply, SessionStoreError> =>
     command._tag === "Gets"
-      ? Effect.zipWith(gets(operation, item), now, (stored, now): Reply => ({ _tag: "Read", stored, now }))
+      ? Effect.zipWith(gets(operation, item), now, (stored, t): Reply => ({ _tag: "Read", stored, now: t }))
       : Effect.flatMap(now, (t) => {
         const value = encode(command.record)
         const lifetime = exptime(command.record.expiresAt, t)
