@@ -2,7 +2,8 @@
  * Flask-Session's quickstart, in effect-session on Effect 4.
  *
  *   npm start                              # filesystem store in ./.sessions (SESSION_DIR)
- *   SESSION_STORE=memory npm start         # or redis (REDIS_URL, default redis://127.0.0.1:6379)
+ *   SESSION_STORE=redis npm start          # REDIS_URL, default redis://127.0.0.1:6379
+ *   SESSION_STORE=postgres npm start       # DATABASE_URL; also memory, memcached, dynamodb, mongodb, sqlite, mysql
  *   PORT=8080 npm start
  */
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"

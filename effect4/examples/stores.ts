@@ -2,10 +2,11 @@
  * The quickstart's store, chosen by `SESSION_STORE` with the same names,
  * variables and defaults as on the Effect 3 line. Each store module is
  * imported only when it is chosen, so only its client library must be
- * installed. A store not on the Effect 4 line yet fails at startup, saying
- * so, rather than silently serving from another one.
+ * installed.
  */
-import { Config, Effect, Layer } from "effect"
+import { Config, Effect, Layer, Redacted } from "effect"
+import { mkdir } from "node:fs/promises"
+import { dirname } from "node:path"
 import type { SessionStore } from "../src/SessionStore.js"
 
 export const storeNames = [
@@ -25,7 +26,7 @@ export type StoreName = typeof storeNames[number]
 type StoreLayer = Effect.Effect<Layer.Layer<SessionStore, unknown>, unknown>
 
 /** The stores of this line: adding one is adding its entry. */
-const stores: { readonly [Name in StoreName]?: StoreLayer } = {
+const stores: { readonly [Name in StoreName]: StoreLayer } = {
   filesystem: Effect.gen(function*() {
     const FileSystemStore = yield* Effect.promise(() => import("../src/FileSystemStore.js"))
     const directory = yield* Config.String("SESSION_DIR").pipe(Config.withDefault("./.sessions"))
@@ -36,23 +37,52 @@ const stores: { readonly [Name in StoreName]?: StoreLayer } = {
     const RedisStore = yield* Effect.promise(() => import("../src/RedisStore.js"))
     const url = yield* Config.String("REDIS_URL").pipe(Config.withDefault("redis://127.0.0.1:6379"))
     return RedisStore.layer({ url })
+  }),
+  memcached: Effect.gen(function*() {
+    const MemcachedStore = yield* Effect.promise(() => import("../src/MemcachedStore.js"))
+    const servers = yield* Config.String("MEMCACHED_URL").pipe(Config.withDefault("127.0.0.1:11211"))
+    return MemcachedStore.layer({ servers })
+  }),
+  dynamodb: Effect.map(Effect.promise(() => import("./dynalite.js")), (dynalite) => dynalite.layerStore),
+  mongodb: Effect.gen(function*() {
+    const MongoStore = yield* Effect.promise(() => import("../src/MongoStore.js"))
+    const url = yield* Config.String("MONGODB_URL").pipe(Config.withDefault("mongodb://127.0.0.1:27017"))
+    const database = yield* Config.String("MONGODB_DATABASE").pipe(Config.withDefault("effect_session_quickstart"))
+    return MongoStore.layer({ url, database })
+  }),
+  sqlite: Effect.gen(function*() {
+    const [SqlStore, SqlSqlite] = yield* Effect.promise(() =>
+      Promise.all([import("../src/SqlStore.js"), import("../src/SqlSqlite.js")])
+    )
+    const filename = yield* Config.String("SQLITE_FILE").pipe(Config.withDefault("./.sessions.db"))
+    // SQLite creates the file but not its directory
+    yield* Effect.promise(() => mkdir(dirname(filename), { recursive: true }))
+    return SqlStore.layer().pipe(Layer.provide(SqlSqlite.layer({ filename })))
+  }),
+  postgres: Effect.gen(function*() {
+    const [SqlStore, { PgClient }] = yield* Effect.promise(() =>
+      Promise.all([import("../src/SqlStore.js"), import("@effect/sql-pg")])
+    )
+    const url = yield* Config.String("DATABASE_URL").pipe(Config.withDefault("postgres://postgres@127.0.0.1:5432/test"))
+    return SqlStore.layer().pipe(Layer.provide(PgClient.layer({ url: Redacted.make(url) })))
+  }),
+  mysql: Effect.gen(function*() {
+    const [SqlStore, SqlMysql] = yield* Effect.promise(() =>
+      Promise.all([import("../src/SqlStore.js"), import("../src/SqlMysql.js")])
+    )
+    const url = yield* Config.String("DATABASE_URL").pipe(Config.withDefault("mysql://root@127.0.0.1:3306/test"))
+    return SqlStore.layer().pipe(Layer.provide(SqlMysql.layer({ url: Redacted.make(url) })))
   })
 }
 
-/** The names `SESSION_STORE` accepts on this line today. */
+/** The names `SESSION_STORE` accepts: every store of the Effect 3 quickstart. */
 export const available: ReadonlyArray<StoreName> = storeNames.filter((name) => stores[name] !== undefined)
 
 /** `SESSION_STORE` (default `filesystem`) as a store layer, announced on start. */
 export const fromEnvironment: Layer.Layer<SessionStore, unknown> = Layer.unwrap(
   Effect.gen(function*() {
     const name = yield* Config.Literals(storeNames, "SESSION_STORE").pipe(Config.withDefault("filesystem"))
-    const store = stores[name]
-    if (store === undefined) {
-      return yield* Effect.die(
-        new Error(`SESSION_STORE=${name}: this store is not on the Effect 4 line yet (available: ${available.join(", ")})`)
-      )
-    }
     yield* Effect.logInfo(`session store: ${name}`)
-    return yield* store
+    return yield* stores[name]
   })
 )
