@@ -551,14 +551,18 @@ const writeGroup = <A>(
     while (true) {
       const key = keyOf(base)
       const data = Save.replayGroup(group, base.data)
-      const plan = Save.updateRecord(yield* Effect.fromResult(isEmpty(config, data, base.principal)), base, Core.nextExpiry(config.timeouts, base, t), t)
-      const write: SessionWrite = plan._tag === "Tombstone"
-        ? tombstoneWrite(plan.record)
-        : {
-          text: yield* Effect.fromResult(config.codec.encodeText(envelopeOf(base, data, base.principal))),
-          expiresAt: plan.expiresAt,
-          principal: Option.fromNullishOr(base.principal)
-        }
+      // (the codec's results read here, not yielded: a runtime step less each)
+      const empty = isEmpty(config, data, base.principal)
+      if (Result.isFailure(empty)) return yield* Effect.fail(empty.failure)
+      const plan = Save.updateRecord(empty.success, base, Core.nextExpiry(config.timeouts, base, t), t)
+      let write: SessionWrite
+      if (plan._tag === "Tombstone") {
+        write = tombstoneWrite(plan.record)
+      } else {
+        const text = config.codec.encodeText(envelopeOf(base, data, base.principal))
+        if (Result.isFailure(text)) return yield* Effect.fail(text.failure)
+        write = { text: text.success, expiresAt: plan.expiresAt, principal: Option.fromNullishOr(base.principal) }
+      }
       const { outcome, version } = yield* casOutcome(store.update(key, write, base.version))
       const next = Save.afterUpdate(outcome, plan._tag === "Tombstone")
       switch (next) {
