@@ -1,0 +1,139 @@
+/**
+ * No request hangs while the Effect 4 quickstart starts (issue 17, item 4),
+ * as on the Effect 3 line (test/Startup.test.ts). `npm start` is spawned as a
+ * user runs it, on a store that is not there or cannot be written, and on the
+ * file store, and requests are fired every 50 ms from the moment of the
+ * spawn: each one is refused (nothing listens yet) or answered, within a
+ * budget. The process either serves, or exits with a message naming what
+ * failed. A server that listened before its store was built would accept
+ * connections it never answers: the quickstart provides the store last, so
+ * it is built before the server listens.
+ */
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+// the Effect 3 line's process helpers: the same spawn for the same contract
+import { freePort, type Process, spawnExample } from "../../test/quickstartProcess.js"
+
+const packageRoot = join(import.meta.dirname, "..")
+
+const scratch = mkdtempSync(join(tmpdir(), "e4startup_"))
+afterAll(() => rmSync(scratch, { recursive: true, force: true }))
+
+// A well-formed id nobody issued: every request loads from the store.
+const cookie = `session=${"A".repeat(43)}`
+
+interface Probe {
+  /** ms after the spawn when the request was sent */
+  readonly sentAt: number
+  readonly outcome: "refused" | "hung" | `answered ${number}` | `failed: ${string}`
+}
+
+const probe = async (url: string, sentAt: number, budgetMs: number): Promise<Probe> => {
+  try {
+    const res = await fetch(url, { headers: { cookie }, signal: AbortSignal.timeout(budgetMs) })
+    await res.text()
+    return { sentAt, outcome: `answered ${res.status}` }
+  } catch (error) {
+    if (error instanceof DOMException && error.name === "TimeoutError") return { sentAt, outcome: "hung" }
+    const code = (error as { cause?: { code?: string } }).cause?.code
+    return code === "ECONNREFUSED" ? { sentAt, outcome: "refused" } : { sentAt, outcome: `failed: ${String(code ?? error)}` }
+  }
+}
+
+/**
+ * Spawns `npm start` and probes it every 50 ms until it has listened for
+ * 1.5 s or exited, then waits for every probe to settle.
+ */
+const probeStartup = async (env: Record<string, string>, budgetMs: number) => {
+  const port = await freePort()
+  const running: Process = spawnExample(env, port, { npm: "start", cwd: packageRoot })
+  const spawnedAt = performance.now()
+  const probes: Array<Promise<Probe>> = []
+  let listeningAt: number | undefined
+  try {
+    while (performance.now() - spawnedAt < 90_000) {
+      probes.push(probe(`${running.url}/`, Math.round(performance.now() - spawnedAt), budgetMs))
+      await new Promise((r) => setTimeout(r, 50))
+      if (listeningAt === undefined && /Listening on/.test(running.output())) listeningAt = performance.now()
+      if (running.exited() || (listeningAt !== undefined && performance.now() - listeningAt > 1_500)) break
+    }
+    const exited = running.exited()
+    return { results: await Promise.all(probes), output: running.output(), exited }
+  } finally {
+    await running.stop()
+  }
+}
+
+/** A file where a directory is expected: nothing can be created under it. */
+const notADirectory = join(scratch, "a-file")
+writeFileSync(notADirectory, "")
+
+const cases: ReadonlyArray<{
+  readonly name: string
+  readonly env: () => Promise<Record<string, string>>
+  /** how long a request may wait for its answer */
+  readonly budgetMs: number
+  /** what the process does: serve with this status, or exit with this message */
+  readonly expected:
+    | { readonly serves: number; readonly logged?: RegExp }
+    | { readonly exits: RegExp }
+}> = [
+  {
+    // nothing listens there: the layer waits its 2 s connect deadline, warns,
+    // then serves, and every load fails at once (503, logged with the cause)
+    name: "redis at a closed port",
+    env: async () => ({ SESSION_STORE: "redis", REDIS_URL: `redis://127.0.0.1:${await freePort()}` }),
+    budgetMs: 2_000 + 1_000,
+    expected: { serves: 503, logged: /ERROR \(#\d+\).*: redis store: load failed: \S/ }
+  },
+  {
+    // the table is described (and created) while the layer is built: an
+    // endpoint nobody answers at fails the start, naming the endpoint
+    name: "dynamodb at a closed port",
+    env: async () => ({ SESSION_STORE: "dynamodb", DYNAMODB_ENDPOINT: `http://127.0.0.1:${await freePort()}` }),
+    budgetMs: 5_000 + 1_000,
+    expected: { exits: /dynamodb store: setup failed: connect ECONNREFUSED 127\.0\.0\.1:\d+/ }
+  },
+  {
+    name: "filesystem in a directory that cannot be created",
+    env: async () => ({ SESSION_STORE: "filesystem", SESSION_DIR: join(notADirectory, "sessions") }),
+    budgetMs: 5_000,
+    expected: { exits: /filesystem store: setup failed: ENOTDIR: not a directory/ }
+  },
+  {
+    // the directory is created while the layer is built; then it serves
+    name: "filesystem",
+    env: async () => ({ SESSION_STORE: "filesystem", SESSION_DIR: join(scratch, "filesystem") }),
+    budgetMs: 5_000,
+    expected: { serves: 200 }
+  }
+]
+
+describe("start-up of npm start", () => {
+  for (const store of cases) {
+    const what = "serves" in store.expected ? `serves ${store.expected.serves}` : "exits naming the cause"
+    it(`${store.name}: every request during start-up is refused or answered, none hangs; it ${what}`, async () => {
+      const { exited, output, results } = await probeStartup(await store.env(), store.budgetMs)
+      const hung = results.filter((p) => p.outcome === "hung")
+      expect(hung, `requests sent at these ms after the spawn were never answered:\n${output}`).toEqual([])
+      // the probes saw the phase before anything listened
+      expect(results.some((p) => p.outcome === "refused")).toBe(true)
+      const expected = store.expected
+      if ("serves" in expected) {
+        expect(output).toContain("Listening on")
+        expect(exited).toBe(false)
+        const unexpected = results.filter((p) => p.outcome !== "refused" && p.outcome !== `answered ${expected.serves}`)
+        expect(unexpected, output).toEqual([])
+        expect(results.filter((p) => p.outcome === `answered ${expected.serves}`).length).toBeGreaterThan(5)
+        if (expected.logged !== undefined) expect(output).toMatch(expected.logged)
+      } else {
+        expect(exited, output).toBe(true)
+        expect(output).not.toContain("Listening on")
+        expect(results.filter((p) => p.outcome !== "refused"), output).toEqual([])
+        expect(output).toMatch(expected.exits)
+      }
+    }, 120_000)
+  }
+})
