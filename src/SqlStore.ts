@@ -87,10 +87,9 @@ export const ensureTable = (
 ): Effect.Effect<void, SqlError | SessionStoreError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const { dialect, sql, table } = yield* setup(options)
-    const ddl = Effect.forEach(Sql.schemaStatements(dialect, table), (text) => sql.unsafe(text), { discard: true })
-    if (dialect !== "pg") return yield* ddl
-    const lock = Sql.schemaLock(table)
-    yield* sql.withTransaction(Effect.zipRight(sql.unsafe(lock.text, lock.params), ddl))
+    const { lock, statements } = Sql.schemaSetup(dialect, table)
+    const ddl = Effect.forEach(statements, (text) => sql.unsafe(text), { discard: true })
+    yield* lock === undefined ? ddl : sql.withTransaction(Effect.zipRight(sql.unsafe(lock.text, lock.params), ddl))
   })
 
 /**
@@ -148,96 +147,63 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     yield* Effect.catchTag(ensureTable({ table }), "SqlError", (e) => Effect.fail(storeError("setup")(e)))
   }
 
-  const statements = Sql.statements(dialect, table, batchSize)
+  const operations = Sql.sessionOperations(dialect, table, batchSize)
   const now = Effect.clockWith((clock) => clock.currentTimeMillis)
-  const run = <I>(statement: Sql.SqlStatement<I>, input: I) => sql.unsafe(statement.text, statement.params(input))
-  const rows = <I>(operation: StoreOperation, statement: Sql.SqlStatement<I>, input: I) =>
-    Effect.mapError(run(statement, input).values, storeError(operation))
-  /** Runs a statement for its result header and reads the matched-row count. */
-  const countRows = <I>(operation: StoreOperation, statement: Sql.SqlStatement<I>, input: I) =>
-    Effect.flatMap(Effect.mapError(run(statement, input).raw, storeError(operation)), (result) => {
-      const count = Sql.matchedRows(dialect, result)
-      return count === undefined ? Effect.fail(storeError(operation)(Sql.noRowCount())) : Effect.succeed(count)
-    })
-  /** `then`, once the principal has passed the core's checks. */
-  const checkPrincipal = <A, E>(operation: StoreOperation, principal: unknown, then: Effect.Effect<A, E>) => {
-    const problem = Sql.principalProblem(dialect, table, principal)
-    return problem === undefined ? then : Effect.fail(storeError(operation)(problem))
+  /** Runs an operation's steps on the client, to its outcome. */
+  const perform = <A, C extends Sql.SqlConflictReason>(
+    operation: StoreOperation,
+    step: Sql.SqlStep<A, C>
+  ): Effect.Effect<A, SessionStoreError | ([C] extends [never] ? never : SessionConflict)> => {
+    switch (step._tag) {
+      case "Done":
+        return Effect.succeed(step.value)
+      case "Conflict":
+        // a step of an operation without conflicts (C = never) is never one
+        return Effect.fail(new SessionConflict({ reason: step.reason })) as Effect.Effect<
+          never,
+          [C] extends [never] ? never : SessionConflict
+        >
+      case "Fail":
+        return Effect.fail(storeError(operation)(step.cause))
+      case "Run": {
+        const statement = sql.unsafe(step.call.text, step.call.params)
+        return Effect.matchEffect(step.call.read === "values" ? statement.values : statement.raw, {
+          onFailure: (error: SqlError) =>
+            perform(operation, step.next({ _tag: "Failed", error, driverError: error.cause })),
+          onSuccess: (result) => perform(operation, step.next({ _tag: "Answered", result }))
+        })
+      }
+    }
   }
-  // anonymous writes, the most, pay nothing for it
-  const checkWrite = <A, E>(operation: StoreOperation, write: SessionStore.SessionWrite, run: Effect.Effect<A, E>) =>
-    Option.isSome(write.principal) ? checkPrincipal(operation, write.principal.value, run) : run
-  const rowInput = (key: StorageKey, write: SessionStore.SessionWrite, now: number): Sql.RowInput =>
-    ({ key, now, data: write.data, expiresAt: write.expiresAt, principal: Option.getOrNull(write.principal) })
-  const exists = Effect.fail(new SessionConflict({ reason: "Exists" }))
-  const duplicateKey = (error: SqlError) => Sql.isDuplicateKey(error.cause)
-  const deadlock = (error: SqlError | SessionConflict) => error._tag === "SqlError" && Sql.isDeadlock(error.cause)
-  const insert: SessionStore.SessionStoreOperations["insert"] = dialect === "mysql"
-    // a plain INSERT decides; see Sql.mysqlDeadlockRetries for the duplicate and deadlock rules
-    ? (key, write) =>
-      Effect.flatMap(now, (t0) => {
-        const input = rowInput(key, write, t0)
-        const insertRow = run(statements.insert, input).raw
-        return insertRow.pipe(
-          Effect.catchIf(duplicateKey, () =>
-            Effect.zipRight(run(statements.deleteExpiredKey, input).raw, insertRow).pipe(
-              Effect.catchIf(duplicateKey, () => exists)
-            )),
-          Effect.retry({ times: Sql.mysqlDeadlockRetries, while: deadlock }),
-          Effect.catchTag("SqlError", (e) => Effect.fail(storeError("insert")(e))),
-          Effect.asVoid
-        )
-      })
-    // one upsert that overwrites only an expired row; 0 rows: a live one is there
-    : (key, write) =>
-      Effect.flatMap(now, (t0) =>
-        Effect.flatMap(countRows("insert", statements.insert, rowInput(key, write, t0)), (count) =>
-          count === 0 ? exists : Effect.void))
-  const update = (key: StorageKey, write: SessionStore.SessionWrite, expectedVersion: number) =>
-    Effect.flatMap(now, (t0) =>
-      Effect.flatMap(countRows("update", statements.update, { ...rowInput(key, write, t0), expectedVersion }), (n) =>
-        n > 0
-          ? Effect.succeed(expectedVersion + 1)
-          // only on conflict: tell a newer version from a missing record
-          : Effect.flatMap(rows("update", statements.liveVersion, { key, now: t0 }), (live) =>
-            Effect.fail(new SessionConflict({ reason: Sql.updateConflict(live.length) })))))
+  const at = <A, E>(f: (t: number) => Effect.Effect<A, E>) => Effect.flatMap(now, f)
+  const rowInput = (key: StorageKey, write: SessionStore.SessionWrite, t: number): Sql.WriteInput => ({
+    key,
+    now: t,
+    data: write.data,
+    expiresAt: write.expiresAt,
+    principal: Option.getOrUndefined(write.principal)
+  })
   const store = SessionStore.make(name, {
     load: (key) =>
-      Effect.flatMap(now, (t0) =>
-        Effect.flatMap(rows("load", statements.load, { key, now: t0 }), ([found]) => {
-          if (found === undefined) return Effect.succeed(Option.none())
-          const row = Sql.decodeRow(found)
-          if (row === undefined) return Effect.fail(storeError("load")(Sql.unexpectedRow(table)))
-          return Effect.succeed(Option.some({ ...row, principal: Option.fromNullable(row.principal) }))
-        })),
-    insert: (key, write) => checkWrite("insert", write, insert(key, write)),
-    update: (key, write, expectedVersion) => checkWrite("update", write, update(key, write, expectedVersion)),
-    touch: (key, expiresAt) =>
-      Effect.flatMap(now, (t0) =>
-        Effect.map(countRows("touch", statements.touch, { key, expiresAt, now: t0 }), (count) => count > 0)),
-    remove: (key) => Effect.asVoid(Effect.mapError(run(statements.remove, { key }).raw, storeError("remove")))
+      at((t) =>
+        Effect.map(perform("load", operations.load({ key, now: t })), (row) =>
+          row === undefined ? Option.none() : Option.some({ ...row, principal: Option.fromNullable(row.principal) }))),
+    insert: (key, write) => at((t) => perform("insert", operations.insert(rowInput(key, write, t)))),
+    update: (key, write, expectedVersion) =>
+      at((t) => perform("update", operations.update({ ...rowInput(key, write, t), expectedVersion }))),
+    touch: (key, expiresAt) => at((t) => perform("touch", operations.touch({ key, expiresAt, now: t }))),
+    remove: (key) => perform("remove", operations.remove({ key }))
   })
-  const removeAll = (principal: string) =>
-    Effect.flatMap(now, (t0): Effect.Effect<number, SessionStoreError> =>
-      dialect === "mysql"
-        // the live rows (counted), then the expired ones: the two sets are
-        // disjoint, so a session created in between is either counted and
-        // removed or left alone
-        ? Effect.tap(countRows("removeAll", statements.removeAll, { principal, now: t0 }), () =>
-          countRows("removeAll", statements.removeAllExpired, { principal, now: t0 }))
-        : Effect.map(rows("removeAll", statements.removeAll, { principal, now: t0 }), (gone) => Sql.liveRows(gone, t0)))
-  const keys = (principal: string) =>
-    Effect.flatMap(now, (t0) =>
-      Effect.map(rows("keys", statements.keys, { principal, now: t0 }), (found) =>
-        found.map((row) => unsafeStorageKey(String(row[0])))))
   const index = SessionStore.makeIndex(name, {
-    keys: (principal) => checkPrincipal("keys", principal, keys(principal)),
-    removeAll: (principal) => checkPrincipal("removeAll", principal, removeAll(principal))
+    keys: (principal) =>
+      at((t) =>
+        Effect.map(perform("keys", operations.keys({ principal, now: t })), (keys) => keys.map(unsafeStorageKey))),
+    removeAll: (principal) => at((t) => perform("removeAll", operations.removeAll({ principal, now: t })))
   })
   // Bounded statements keep each transaction and its locks short
-  const sweep = Effect.flatMap(now, (t0) => {
+  const sweep = at((t) => {
     const loop = (soFar: number): Effect.Effect<number, SessionStoreError> =>
-      Effect.flatMap(countRows("cleanup", statements.cleanupBatch, { now: t0 }), (removed) =>
+      Effect.flatMap(perform("cleanup", operations.cleanupBatch({ now: t })), (removed) =>
         Effect.logDebug(`${name} store: a cleanup batch removed ${removed} expired sessions`).pipe(
           Effect.annotateLogs({ "effect-session.store": name, "effect-session.removed": removed }),
           Effect.as(soFar + removed),
