@@ -49,7 +49,7 @@ export const spawnExample = (
   // own, stopping the group stops the server too
   const child = typeof program === "string"
     ? spawn(process.execPath, ["--import", "tsx", program], { ...options, cwd: root })
-    : spawn("npm", [program.npm], { ...options, cwd: program.cwd, detached: true })
+    : spawn("npm", ["run", program.npm], { ...options, cwd: program.cwd, detached: true })
   let output = ""
   child.stdout!.on("data", (chunk) => output += chunk)
   child.stderr!.on("data", (chunk) => output += chunk)
