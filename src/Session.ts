@@ -18,6 +18,7 @@
 import type { HttpApp } from "@effect/platform"
 import type { Duration, Redacted } from "effect"
 import { Context, Effect, Either, Option, ParseResult, Schema } from "effect"
+import * as Revocation from "./internal/revocation.js"
 import * as internal from "./internal/session.js"
 import type { SessionError } from "./SessionError.js"
 import type { SessionId, StorageKey } from "./SessionId.js"
@@ -273,8 +274,8 @@ export const Tag = <Self>() =>
     middleware: (options?: Options) => internal.middleware(tag, configFor(options)),
     withSession: <B, E, R>(sessionId: string, effect: Effect.Effect<B, E, R>, options?: Options) => {
       const config = configFor(options)
-      return Effect.flatMap(SessionStore, (store) => {
-        const session = new internal.RequestSession(config, store, () => Id.parse(sessionId))
+      return Effect.flatMap(Effect.zip(SessionStore, Revocation.currentRequestStart), ([store, startedAt]) => {
+        const session = new internal.RequestSession(config, store, () => Id.parse(sessionId), startedAt)
         return Effect.provideService(effect, tag, session).pipe(
           // a failed effect saves nothing, except a logout, which always holds
           Effect.onError((cause) => session.revokeAfterFailure(cause)),
@@ -299,17 +300,26 @@ export const list = (principal: string): Effect.Effect<ReadonlyArray<StorageKey>
 
 /**
  * Ends every session of a principal ("log out everywhere"); returns how many
- * were live. Requires a store that provides `SessionIndex`: it does not
- * compile against one that cannot.
+ * were live. Requires a store that provides `SessionIndex` (and so
+ * `SessionStore`, which every such store provides too): it does not compile
+ * against one that cannot.
  *
- * Final: once it has returned, no request that was in flight leaves a live
- * session of the principal — a `login` or `regenerate` racing it either sees
- * its old session gone and removes the new one before answering, or moved
- * it before the removal and the new id is found and removed by a further
- * pass (it removes until a pass finds nothing).
+ * Final: once it has returned, no request that began before it was called
+ * leaves a live session of the principal. It first stores a revocation
+ * marker for the principal (a record of its own, kept 24 hours), then
+ * removes the principal's sessions until a pass finds none. A `login` or
+ * `regenerate` of a session of the principal racing it sees its old session
+ * gone and removes the new one, or moved it before a removal pass, which
+ * finds the new id; a `login` from another session (anonymous, or of
+ * another principal) reads the marker after inserting its new session, and
+ * removes it again when the principal was revoked after its request began.
  *
  * @since 1.0.0
  * @category principals
  */
-export const revokeAll = (principal: string): Effect.Effect<number, SessionStoreError, SessionIndex> =>
-  internal.invalidPrincipal(principal) ?? Effect.flatMap(SessionIndex, (index) => internal.removeAllUntilNone(index, principal))
+export const revokeAll = (principal: string): Effect.Effect<number, SessionStoreError, SessionIndex | SessionStore> =>
+  internal.invalidPrincipal(principal) ??
+    Effect.zipRight(
+      Effect.flatMap(SessionStore, (store) => Revocation.markRevoked(store, principal)),
+      Effect.flatMap(SessionIndex, (index) => internal.removeAllUntilNone(index, principal))
+    )

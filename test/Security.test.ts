@@ -183,7 +183,7 @@ describe("principals (finding 3, 4: what no store can hold exactly is refused)",
       const browser = yield* makeBrowser
       yield* browser.get("/login-alice-admin")
       const operator = { $ne: null } as unknown as string
-      const attempts: ReadonlyArray<Effect.Effect<unknown, unknown, SessionIndex>> = [
+      const attempts: ReadonlyArray<Effect.Effect<unknown, unknown, SessionIndex | SessionStore>> = [
         Session.revokeAll(operator),
         Session.list(operator),
         Session.revokeAll("x".repeat(256))

@@ -29,6 +29,7 @@ import type { Options } from "../Session.js"
 import * as SessionMetrics from "../SessionMetrics.js"
 import type { SessionIndex, SessionRecord } from "../SessionStore.js"
 import { SessionStore } from "../SessionStore.js"
+import * as Revocation from "./revocation.js"
 import { TextWrite } from "./text.js"
 
 /** @internal */
@@ -145,7 +146,9 @@ export class RequestSession<A> implements SessionHandle<A> {
     readonly config: Config<A>,
     readonly store: SessionStore["Type"],
     /** Reads the client's id; called at most once, on first use. */
-    readonly readId: () => Option.Option<SessionId>
+    readonly readId: () => Option.Option<SessionId>,
+    /** When the request began, on a store with an index: a login checks `revokeAll`'s marker against it (see revocation.ts). */
+    readonly startedAt?: number | undefined
   ) {
     this.state = new Request.RequestState(config.empty, config.timeouts)
   }
@@ -399,13 +402,13 @@ export class RequestSession<A> implements SessionHandle<A> {
       case "Rotate": {
         // regenerate / login: the data moves to a new id
         const loaded = state.loaded!
-        return withLane(this.store, keyOf(loaded), (lane) => this.rotate(lane, loaded, t))
+        return Revocation.guardLogin(this, loaded.principal, withLane(this.store, keyOf(loaded), (lane) => this.rotate(lane, loaded, t)))
       }
       case "New":
         // the stored session (and whatever it moved to meanwhile) ends first
         return Effect.zipRight(
           plan.end ? this.endPrevious(t) : Effect.void,
-          plan.insert ? this.insertNew(t) : Effect.succeed(plan.expireCookie ? expired : noCookie)
+          plan.insert ? Revocation.guardLogin(this, null, this.insertNew(t)) : Effect.succeed(plan.expireCookie ? expired : noCookie)
         )
     }
   }
@@ -1099,7 +1102,8 @@ export const middleware = <Self, A>(
     const session = new RequestSession(
       config,
       Context.unsafeGet(context, SessionStore),
-      () => Id.parse(request.cookies[config.cookieName])
+      () => Id.parse(request.cookies[config.cookieName]),
+      Revocation.requestStart(context, clock)
     )
     // the request's session is a service of its context, for its handler and
     // every fiber it forks; a middleware of the same tag nested in this one

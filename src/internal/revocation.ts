@@ -1,0 +1,103 @@
+/**
+ * The revocation marker's glue (the rules are the core's, see
+ * src/core/revocation.ts): `revokeAll` stores it before removing the
+ * principal's sessions; a login from a session that was not the
+ * principal's reads it once its new record is inserted, and is undone when
+ * the principal was revoked after its request began.
+ *
+ * @internal
+ */
+import { Clock, Context, Effect, Metric, Option } from "effect"
+import * as Revocation from "../core/revocation.js"
+import type { CookieDecision } from "../core/save.js"
+import type { SessionError, SessionStoreError } from "../SessionError.js"
+import type { SessionId, StorageKey } from "../SessionId.js"
+import * as Id from "../SessionId.js"
+import * as SessionMetrics from "../SessionMetrics.js"
+import type { SessionStore } from "../SessionStore.js"
+import { SessionIndex } from "../SessionStore.js"
+import { TextWrite } from "./text.js"
+
+const markerKey = (principal: string): StorageKey => Id.unsafeStorageKey(Revocation.markerKey(principal))
+
+const markerWrite = (record: Revocation.MarkerRecord): TextWrite => new TextWrite(record.text, record.expiresAt, Option.none())
+
+/**
+ * Stores the marker "every session of `principal` revoked now", keeping a
+ * later one; a write lost to another revocation loads again.
+ *
+ * @internal
+ */
+export const markRevoked = (store: SessionStore["Type"], principal: string): Effect.Effect<void, SessionStoreError> =>
+  Effect.clockWith((clock) => {
+    const t = clock.unsafeCurrentTimeMillis()
+    const key = markerKey(principal)
+    const attempt = (): Effect.Effect<void, SessionStoreError> =>
+      Effect.flatMap(store.load(key), (found) => {
+        const step = Revocation.nextMarkerStep(Option.getOrUndefined(found), t)
+        if (step._tag === "Done") return Effect.void
+        const write = step._tag === "Insert"
+          ? store.insert(key, markerWrite(step.record))
+          : store.update(key, markerWrite(step.record), step.version)
+        return Effect.catchTag(Effect.asVoid(write), "SessionConflict", attempt)
+      })
+    return attempt()
+  })
+
+/**
+ * When a request began, as a login in it compares it with a marker: only
+ * on a store with an index (without one there is no `revokeAll`, and a
+ * login reads no marker).
+ *
+ * @internal
+ */
+export const requestStart = (context: Context.Context<never>, clock: Clock.Clock): number | undefined =>
+  Option.isSome(Context.getOption(context as Context.Context<SessionIndex>, SessionIndex)) ? clock.unsafeCurrentTimeMillis() : undefined
+
+/**
+ * `requestStart` in the current context (`withSession`).
+ *
+ * @internal
+ */
+export const currentRequestStart: Effect.Effect<number | undefined> = Effect.flatMap(
+  Effect.serviceOption(SessionIndex),
+  (index) => Option.isNone(index) ? Effect.succeed(undefined) : Clock.currentTimeMillis
+)
+
+const undone = Metric.tagged(SessionMetrics.revocations, "kind", "moveUndone")
+const expired: CookieDecision = { _tag: "Expire" }
+
+/**
+ * The save of a request that bound its session to a principal, from the
+ * record of principal `from` (`null`: a new record), followed by the
+ * marker check when the core asks for it: a login that a `revokeAll` begun
+ * after its request's start must end is removed again, and the response
+ * expires the cookie (no new id is handed out).
+ *
+ * @internal
+ */
+export const guardLogin = (
+  session: {
+    readonly store: SessionStore["Type"]
+    readonly config: { readonly storageKey: (id: SessionId) => StorageKey }
+    readonly state: { readonly principal: string | null }
+    readonly startedAt?: number | undefined
+  },
+  from: string | null,
+  save: Effect.Effect<CookieDecision, SessionError>
+): Effect.Effect<CookieDecision, SessionError> => {
+  const { startedAt, store } = session
+  const to = session.state.principal
+  if (startedAt === undefined || !Revocation.checksLogin(from, to)) return save
+  return Effect.flatMap(save, (action) =>
+    action._tag !== "Set" ? Effect.succeed(action) : Effect.flatMap(store.load(markerKey(to)), (marker): Effect.Effect<CookieDecision, SessionStoreError> =>
+      Revocation.undoLogin(Option.getOrUndefined(marker), startedAt)
+        ? Effect.zipRight(
+          store.remove(session.config.storageKey(action.id as SessionId)),
+          Effect.zipRight(
+            Effect.annotateCurrentSpan("effect-session.outcome", "login undone: its principal was revoked meanwhile"),
+            Effect.as(Metric.increment(undone), expired)
+          )
+        )
+        : Effect.succeed(action)))
+}
