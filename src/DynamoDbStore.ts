@@ -36,7 +36,7 @@ import { storeAndIndex } from "./internal/layer.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
 import type { StorageKey } from "./SessionId.js"
-import { logPrefix, unsafeStorageKey } from "./SessionId.js"
+import { unsafeStorageKey } from "./SessionId.js"
 import * as SessionStore from "./SessionStore.js"
 
 /**
@@ -54,26 +54,16 @@ export interface Credentials {
 }
 
 /**
- * The options that can also come from `Config` (see `layerConfig`).
+ * The options that can also come from `Config` (see `layerConfig`):
+ * `tableName` (default `effect_sessions`), `indexName` (default
+ * `principal-index`), `createTable` (default false: the table must exist),
+ * and the `endpoint`, `region` and `credentials` of a client the layer
+ * creates (default: the SDK's).
  *
  * @since 1.0.0
  * @category models
  */
-export interface ConfigOptions {
-  /** The table. Default `effect_sessions`. */
-  readonly tableName?: string | undefined
-  /** The global secondary index on `principal`. Default `principal-index`. */
-  readonly indexName?: string | undefined
-  /**
-   * Create the table (with its index) when it is missing, wait until it is
-   * ACTIVE and enable TTL on the `ttl` attribute. Default false: the table
-   * must exist, and building the layer fails if it does not.
-   */
-  readonly createTable?: boolean | undefined
-  /** Endpoint of a client the layer creates, e.g. `http://127.0.0.1:8000` for a local server. */
-  readonly endpoint?: string | undefined
-  /** Region of a client the layer creates. Default: the SDK's (`AWS_REGION`, shared config). */
-  readonly region?: string | undefined
+export interface ConfigOptions extends Core.TableOptions {
   /** Credentials of a client the layer creates. Default: the SDK's provider chain. */
   readonly credentials?: Credentials | undefined
 }
@@ -102,7 +92,7 @@ export interface Options extends ConfigOptions {
  * @since 1.0.0
  * @category constants
  */
-export const defaultTableName = "effect_sessions"
+export const defaultTableName = Core.defaultTableName
 
 /**
  * The default name of the global secondary index on `principal`.
@@ -110,7 +100,7 @@ export const defaultTableName = "effect_sessions"
  * @since 1.0.0
  * @category constants
  */
-export const defaultIndexName = "principal-index"
+export const defaultIndexName = Core.defaultIndexName
 
 // A conditional write; its condition not holding is a value, with the stored
 // item when the server returned it.
@@ -122,22 +112,22 @@ const conditional = <A>(operation: StoreOperation, request: (abortable: Abortabl
 
 const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
-// Some(record) when the item holds a record live at `t`.
+// Some(record) when the item holds a record live at `t`; an item this store
+// did not write fails
 const liveRecord = (
   operation: StoreOperation,
   item: Core.ReadItem | undefined,
   t: number
 ): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> => {
-  if (item === undefined) return Effect.succeedNone
-  const record = Core.recordOfItem(item)
-  if (record === undefined) {
-    const key = item.pk?.S
-    const prefix = key === undefined ? undefined : logPrefix(unsafeStorageKey(key))
-    return Effect.fail(storeError(operation, new Error(Core.malformedItem(prefix))))
+  const read = Core.readItem(item, t)
+  switch (read._tag) {
+    case "Absent":
+      return Effect.succeedNone
+    case "Malformed":
+      return Effect.fail(storeError(operation, new Error(read.message)))
+    case "Live":
+      return Effect.succeedSome({ ...read.record, principal: Option.fromNullable(read.record.principal) })
   }
-  return Effect.succeed(
-    record.expiresAt > t ? Option.some({ ...record, principal: Option.fromNullable(record.principal) }) : Option.none()
-  )
 }
 
 const writeOf = (write: SessionStore.SessionWrite): Core.DynamoWrite => ({
