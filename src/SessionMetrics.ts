@@ -17,7 +17,8 @@
  *
  * @since 1.0.0
  */
-import { Metric, MetricBoundaries, MetricKey } from "effect"
+import { Duration, Metric, MetricBoundaries } from "effect"
+import type { MetricKeyType, MetricState } from "effect"
 
 const counter = (name: string, description: string): Metric.Metric.Counter<number> =>
   Metric.counter(name, { description, incremental: true })
@@ -35,9 +36,14 @@ export const storeOperations: Metric.Metric.Counter<number> = counter(
   "store operations of effect-session, by store, operation and outcome"
 )
 
-const durationName = "effect_session_store_operation_duration"
-const durationBoundaries = Array.from({ length: 16 }, (_, i) => 0.1 * 2 ** i)
-const durationDescription = "duration of the store operations of effect-session, by store and operation"
+// One histogram under both: a metric's key compares its boundaries by
+// identity, so a second `Metric.histogram` with the same name and buckets
+// would be another metric
+const durationHistogram = Metric.histogram(
+  "effect_session_store_operation_duration",
+  MetricBoundaries.fromIterable(Array.from({ length: 16 }, (_, i) => 0.1 * 2 ** i)),
+  "duration of the store operations of effect-session, by store and operation"
+)
 
 /**
  * How long store operations take, by `store` and `operation`, in
@@ -46,7 +52,11 @@ const durationDescription = "duration of the store operations of effect-session,
  * @since 1.0.0
  * @category metrics
  */
-export const storeOperationDuration = Metric.timerWithBoundaries(durationName, durationBoundaries, durationDescription)
+export const storeOperationDuration: Metric.Metric<
+  MetricKeyType.MetricKeyType.Histogram,
+  Duration.Duration,
+  MetricState.MetricState.Histogram
+> = durationHistogram.pipe(Metric.tagged("time_unit", "milliseconds"), Metric.mapInput(Duration.toMillis))
 
 /**
  * The histogram under `storeOperationDuration`, in milliseconds, without the
@@ -54,13 +64,11 @@ export const storeOperationDuration = Metric.timerWithBoundaries(durationName, d
  * label array per store and operation (`time_unit`, `store`, `operation`, in
  * the timer's order) made once, so `Metric` finds its hook in its cache
  * instead of merging the tags into a new array and key on every operation.
- * The same metric key, so the same values, as the timer's.
+ * The same metric, so the same values, as the timer's.
  *
  * @internal
  */
-export const storeOperationDurationMillis = Metric.fromMetricKey(
-  MetricKey.histogram(durationName, MetricBoundaries.fromIterable(durationBoundaries), durationDescription)
-)
+export const storeOperationDurationMillis: Metric.Metric.Histogram<number> = durationHistogram
 
 /**
  * Replays of a save over the data a writer of another process saved first.
