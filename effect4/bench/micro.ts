@@ -17,8 +17,13 @@
  * (PORT is not used; `bench/servers/config.ts` wants it set.) ROUTES=get,incr
  * picks routes; add `--cpu-prof` to profile (ONLY=session or ONLY=floor runs
  * one app). Keys go under `micro-effect4-session:` and `micro-effect4-floor:`.
+ *
+ * STEPS=1: instead, the fiber-runtime steps of one request (sent one at a
+ * time), counted by a tracer's `context` hook (Effect calls it for every
+ * primitive a fiber evaluates), by kind of primitive: a count that does not
+ * move with the machine's load.
  */
-import type { Layer } from "effect"
+import { Layer, Tracer } from "effect"
 import { HttpRouter } from "effect/http"
 import { cookieName, redisUrl } from "../../bench/servers/config.js"
 import * as Apps from "./apps.js"
@@ -30,14 +35,33 @@ const sessions = 1000
 const routes = (process.env.ROUTES ?? "get,incr").split(",")
 const only = process.env.ONLY
 
-const apps = [
+const apps: ReadonlyArray<{ readonly name: string; readonly layer: Layer.Layer<never, unknown, unknown> }> = [
   { name: "session", layer: Apps.session({ url: redisUrl, prefix: "micro-effect4-session:" }) },
   { name: "floor", layer: Apps.floor({ url: redisUrl, prefix: "micro-effect4-floor:" }) }
 ].filter((app) => only === undefined || app.name === only)
 
+// STEPS=1: every primitive evaluated while `counting`, by kind
+const steps = process.env.STEPS === "1"
+const counted = new Map<string, number>()
+let counting = false
+const evaluate = "~effect/Effect/evaluate"
+const countingTracer = Tracer.make({
+  span: (options) => Tracer.nativeTracer.span(options),
+  context: (primitive, fiber) => {
+    if (counting) {
+      const kind = String((primitive as unknown as Record<string, unknown>)["~effect/Effect/identifier"] ?? "other")
+      counted.set(kind, (counted.get(kind) ?? 0) + 1)
+    }
+    return primitive[evaluate](fiber)
+  }
+})
+
 const handlers = apps.map((app) => ({
   name: app.name,
-  ...HttpRouter.toWebHandler(app.layer as Layer.Layer<never>, { disableLogger: true })
+  ...HttpRouter.toWebHandler(
+    (steps ? Layer.provideMerge(app.layer, Layer.succeed(Tracer.Tracer)(countingTracer)) : app.layer) as Layer.Layer<never>,
+    { disableLogger: true }
+  )
 }))
 
 const request = (path: string, cookie?: string) =>
@@ -77,9 +101,32 @@ const median = (values: ReadonlyArray<number>) => {
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
 }
 
+/** Steps per request of `count` requests to `path`, one at a time, after a warm-up. */
+const countSteps = async (handler: (request: Request) => Promise<Response>, path: string, cookies: ReadonlyArray<string>) => {
+  const send = async (i: number) => (await handler(request(path, cookies[i % cookies.length]))).arrayBuffer()
+  for (let i = 0; i < 100; i++) await send(i)
+  const count = 500
+  counted.clear()
+  counting = true
+  for (let i = 0; i < count; i++) await send(i)
+  counting = false
+  const total = [...counted.values()].reduce((a, b) => a + b, 0)
+  const kinds = [...counted].sort((a, b) => b[1] - a[1]).map(([kind, n]) => `${kind} ${(n / count).toFixed(1)}`)
+  return `${(total / count).toFixed(1)} (${kinds.join(", ")})`
+}
+
 const main = async () => {
   const cookies = new Map<string, Array<string>>()
   for (const { handler, name } of handlers) cookies.set(name, await setup(handler as (request: Request) => Promise<Response>))
+  if (steps) {
+    for (const route of [...routes, "plain"]) {
+      for (const { handler, name } of handlers) {
+        console.log(`/${route} ${name}: ${await countSteps(handler as (request: Request) => Promise<Response>, `/${route}`, cookies.get(name)!)} steps per request`)
+      }
+    }
+    for (const { dispose } of handlers) await dispose()
+    return
+  }
   for (const route of routes) {
     const path = `/${route}`
     const results = new Map<string, Array<number>>(handlers.map((h) => [h.name, []]))
