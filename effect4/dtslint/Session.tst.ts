@@ -236,8 +236,8 @@ describe("principals", () => {
     >()
   })
 
-  test("revokeAll requires SessionIndex", () => {
-    expect(Session.revokeAll("alice")).type.toBe<Effect.Effect<number, SessionStoreError, SessionIndex>>()
+  test("revokeAll requires SessionIndex (and SessionStore, for its revocation marker)", () => {
+    expect(Session.revokeAll("alice")).type.toBe<Effect.Effect<number, SessionStoreError, SessionIndex | SessionStore>>()
     expect(Session.revokeAll("alice")).type.not.toBeAssignableTo<Effect.Effect<number, SessionStoreError>>()
   })
 

@@ -32,6 +32,7 @@ import type { HttpRouter, HttpServerResponse } from "effect/http"
 import { HttpRouter as Router, HttpServerRequest } from "effect/http"
 import type { HttpApiMiddleware } from "effect/http-api"
 import * as SessionError from "./SessionError.js"
+import * as Revocation from "./internal/revocation.js"
 import * as internal from "./internal/session.js"
 import type { SessionStoreError } from "./SessionError.js"
 import type { SessionId, StorageKey } from "./SessionId.js"
@@ -308,10 +309,10 @@ export const Tag = <Self>() =>
   // the request's session around an app: loaded on first use, saved after a
   // successful answer, a logout kept after a failed one
   const wrapRequest = (config: internal.Config<A>) =>
-  (store: SessionStore["Service"]) =>
+  (store: SessionStore["Service"], index: boolean) =>
   <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
-    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-      const session = new internal.RequestSession(config, store, () => Id.parse(request.cookies[config.cookieName]))
+    Effect.flatMap(Effect.zip(HttpServerRequest.HttpServerRequest, Revocation.requestStart(index)), ([request, startedAt]) => {
+      const session = new internal.RequestSession(config, store, () => Id.parse(request.cookies[config.cookieName]), startedAt)
       return Effect.provideService(app, tag, new Handle(session)).pipe(
         Effect.matchCauseEffect({
           // a failed request saves nothing, but a logout in it still holds
@@ -339,15 +340,17 @@ export const Tag = <Self>() =>
     id: withHandle(steps.id<A>),
     middleware: (options?: Options): Middleware<Self> => {
       const wrap = wrapRequest(configFor(options))
-      return Router.middleware<{ provides: Self }>()(Effect.map(SessionStore, wrap)) as unknown as Middleware<Self>
+      return Router.middleware<{ provides: Self }>()(
+        Effect.zipWith(SessionStore, Revocation.hasIndex, wrap)
+      ) as unknown as Middleware<Self>
     },
     apiMiddleware: <I>(
       service: Context.Key<I, HttpApiMiddleware.HttpApiMiddleware<Self, never, never>>,
       options?: Options
     ): Layer.Layer<I, never, SessionStore> => {
       const wrap = wrapRequest(configFor(options))
-      return Layer.effect(service)(Effect.map(SessionStore, (store) => {
-        const run = wrap(store)
+      return Layer.effect(service)(Effect.zipWith(SessionStore, Revocation.hasIndex, (store, index) => {
+        const run = wrap(store, index)
         // an endpoint declares no session errors: they are answered here, also
         // when a handler made them defects (`Effect.orDie`) to match its type
         return (app) => SessionError.answerSessionFailures(run(app)) as Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled>
@@ -355,8 +358,8 @@ export const Tag = <Self>() =>
     },
     withSession: <B, E, R>(sessionId: string, effect: Effect.Effect<B, E, R>, options?: Options) => {
       const config = configFor(options)
-      return Effect.flatMap(SessionStore, (store) => {
-        const session = new internal.RequestSession(config, store, () => Id.parse(sessionId))
+      return Effect.flatMap(Effect.zip(SessionStore, Effect.flatMap(Revocation.hasIndex, Revocation.requestStart)), ([store, startedAt]) => {
+        const session = new internal.RequestSession(config, store, () => Id.parse(sessionId), startedAt)
         return Effect.provideService(effect, tag, new Handle(session)).pipe(
           // a failed effect saves nothing, except a logout, which always holds
           Effect.onError((cause) => session.revokeAfterFailure(cause)),
@@ -380,12 +383,23 @@ export const list = (principal: string): Effect.Effect<ReadonlyArray<StorageKey>
 
 /**
  * Ends every session of a principal ("log out everywhere"); returns how many
- * were live. Requires a store that provides `SessionIndex`. Final: a `login`
- * racing it cannot leave a live session of the principal behind.
+ * were live. Requires a store that provides `SessionIndex` (and so
+ * `SessionStore`, which every such store provides too).
+ *
+ * Final: once it has returned, no request that began before it was called
+ * leaves a live session of the principal. It first stores a revocation
+ * marker for the principal (kept 24 hours), then removes the principal's
+ * sessions until a pass finds none; a `login` racing it either finds its
+ * old session ended, or is found by a removal pass, or (a login from
+ * another session: anonymous, or of another principal) reads the marker
+ * after inserting its new session and removes it again.
  *
  * @since 2.0.0
  * @category principals
  */
-export const revokeAll = (principal: string): Effect.Effect<number, SessionStoreError, SessionIndex> =>
+export const revokeAll = (principal: string): Effect.Effect<number, SessionStoreError, SessionIndex | SessionStore> =>
   internal.invalidPrincipal(principal) ??
-    Effect.flatMap(SessionIndex, (index) => internal.removeAllUntilNone(index, principal))
+    Effect.andThen(
+      Effect.flatMap(SessionStore, (store) => Revocation.markRevoked(store, principal)),
+      Effect.flatMap(SessionIndex, (index) => internal.removeAllUntilNone(index, principal))
+    )

@@ -215,7 +215,10 @@ describe("DynamoDbStore (dynalite)", () => {
       ).pipe(Layer.provide(Counter.middleware({ cookie: { secure: false } }).layer))
       // a handler's requirements are the request's: the index is given to it
       const revoke = HttpRouter.add("POST", "/revoke/:user", Effect.flatMap(user, (u) =>
-        Effect.map(Effect.provideService(Session.revokeAll(u), SessionIndex, Context.get(stores, SessionIndex)), (n) =>
+        Effect.map(Session.revokeAll(u).pipe(
+          Effect.provideService(SessionIndex, Context.get(stores, SessionIndex)),
+          Effect.provideService(SessionStore, Context.get(stores, SessionStore))
+        ), (n) =>
           HttpServerResponse.text(String(n)))))
       const base = yield* serve(Layer.mergeAll(routes, revoke).pipe(Layer.provide(Layer.succeedContext(stores))))
 

@@ -55,13 +55,13 @@ const app = (memory: MemoryStore.MemoryStore, store = overlapping(memory.store))
     HttpRouter.add("GET", "/logout-then-fail", Effect.andThen(Counter.invalidate, Effect.die("the handler broke"))),
     HttpRouter.add("GET", "/id", Effect.map(Counter.id, (id) => HttpServerResponse.text(id)))
   ).pipe(Layer.provide(Counter.middleware({ cookie: { secure: false } }).layer), Layer.provide(stores))
-  // revokeAll needs the store's index, and no session
+  // revokeAll needs the store's index (and the store, for its revocation marker), and no session
   const revoke = HttpRouter.add(
     "POST",
     "/revoke/:user",
     Effect.flatMap(param("user"), (user) =>
       Effect.map(
-        Effect.provideService(Session.revokeAll(user), SessionIndex, memory.index),
+        Session.revokeAll(user).pipe(Effect.provideService(SessionIndex, memory.index), Effect.provideService(SessionStore, memory.store)),
         (n) => HttpServerResponse.text(String(n))
       ))
   )

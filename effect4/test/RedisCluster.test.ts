@@ -103,7 +103,10 @@ describe.skipIf(missing !== undefined)(suite, () => {
       // a handler's requirements are the request's: the index is given to it
       const stores = yield* Layer.build(StoreLive)
       const revoke = HttpRouter.add("POST", "/revoke/:user", Effect.flatMap(user, (u) =>
-        Effect.map(Effect.provideService(Session.revokeAll(u), SessionIndex, Context.get(stores, SessionIndex)), (n) =>
+        Effect.map(Session.revokeAll(u).pipe(
+          Effect.provideService(SessionIndex, Context.get(stores, SessionIndex)),
+          Effect.provideService(SessionStore, Context.get(stores, SessionStore))
+        ), (n) =>
           HttpServerResponse.text(String(n)))))
       const base = yield* serve(Layer.mergeAll(sessionRoutes, revoke).pipe(Layer.provide(Layer.succeedContext(stores))))
 

@@ -117,6 +117,8 @@ const list = (nodes: Nodes, principal: string) => Effect.provide(Session.list(pr
 interface Fixture {
   readonly principal: string
   readonly id: string
+  /** The session a login to `principal` starts from (`undefined`: a request without a cookie). */
+  readonly from?: string | undefined
 }
 
 const login = (nodes: Nodes) =>
@@ -161,6 +163,8 @@ interface Outcome {
   readonly handed: ReadonlyArray<string>
   /** The step whose store calls all came before the other's first one, if one did. */
   readonly wholeFirst: string | undefined
+  /** The step that ran whole before the other's request started, if one did. */
+  readonly ranBefore?: string | undefined
   readonly describe: string
 }
 
@@ -187,8 +191,17 @@ const interleave = (
       if (Option.isNone(held)) {
         // nothing held: the other side's calls must not be either
         yield* gate.release
-        const handed = [...yield* Fiber.join(first), ...yield* other.run(nodes.b, fixture)]
-        yield* check({ fixture, handed, wholeFirst: paused.name, describe: `${paused.name} whole, then ${other.name}` })
+        const handedFirst = yield* Fiber.join(first)
+        // the other request starts in a later millisecond than the first one ended
+        yield* Effect.sleep("2 millis")
+        const handed = [...handedFirst, ...yield* other.run(nodes.b, fixture)]
+        yield* check({
+          fixture,
+          handed,
+          wholeFirst: paused.name,
+          ranBefore: paused.name,
+          describe: `${paused.name} whole, then ${other.name}`
+        })
         return k - 1
       }
       const handedByOther = yield* other.run(nodes.b, fixture)
@@ -231,6 +244,37 @@ const nothingOfThePrincipal = (nodes: Nodes) => (outcome: Outcome) =>
 
 const wrote = { cart: "x" }
 
+/** A login to the fixture's principal from the session `from` (or from no session). */
+const loginFrom: Step = {
+  name: "login",
+  run: (node, fixture) => Effect.map(request(node, `/login/${fixture.principal}`, fixture.from), handedOut)
+}
+
+/** The sessions a login to a logged-in principal may start from: anonymous, another principal's, none. */
+const loginStarts: ReadonlyArray<readonly [string, (nodes: Nodes) => Effect.Effect<string | undefined, unknown>]> = [
+  ["an anonymous session", (nodes) => Effect.map(anonymous(nodes), (session) => session.id)],
+  ["a session of another principal", (nodes) => Effect.map(login(nodes), (other) => other.id)],
+  ["no session", () => Effect.succeed(undefined)]
+]
+
+/**
+ * After `revokeAll` has returned and the login's request has finished: no
+ * session of the principal lives on, unless the login's request started
+ * after `revokeAll` returned (then it is kept, with the principal bound).
+ */
+const revokedUnlessLaterLogin = (nodes: Nodes) => (outcome: Outcome) =>
+  Effect.gen(function*() {
+    const { fixture } = outcome
+    if (fixture.from !== undefined) {
+      expect((yield* dataOf(nodes, fixture.from)).username, outcome.describe).not.toBe(fixture.principal)
+    }
+    if (outcome.ranBefore !== "revokeAll") return yield* nothingOfThePrincipal(nodes)(outcome)
+    expect(outcome.handed, outcome.describe).toHaveLength(1)
+    expect((yield* dataOf(nodes, outcome.handed[0])).username, outcome.describe).toBe(fixture.principal)
+    expect(yield* list(nodes, fixture.principal), outcome.describe).toHaveLength(1)
+    expect(yield* dataOf(nodes, fixture.id), outcome.describe).toEqual({})
+  })
+
 const raceTimeout = 180_000
 
 for (const backend of backends) {
@@ -260,6 +304,24 @@ for (const backend of backends) {
 
       it.live(`revokeAll vs login again as the same principal${label}, at every store call of each: nothing lives on`, () =>
         withNodes((nodes) => race(topology(nodes), http("/relogin"), revokeAll, nothingOfThePrincipal(nodes))), raceTimeout)
+
+      // the login moves a record that revokeAll never touches: revokeAll's marker ends it
+      for (const [start, from] of loginStarts) {
+        it.live(
+          `revokeAll vs a login from ${start}${label}, at every store call of each: nothing lives on but a login begun after`,
+          () =>
+            withNodes((nodes) =>
+              race(
+                topology(nodes),
+                loginFrom,
+                revokeAll,
+                revokedUnlessLaterLogin(nodes),
+                (nodes) => Effect.zipWith(login(nodes), from(nodes), (fixture, from) => ({ ...fixture, from }))
+              )
+            ),
+          raceTimeout
+        )
+      }
     }
 
     it.live("invalidate vs a slow write, at every store call of each: the old id carries no data", () =>

@@ -212,7 +212,7 @@ for (const backend of backends) {
         Effect.gen(function*() {
           yield* browser(app.base).get("/login-alice-admin")
           const operator = { $ne: null } as unknown as string
-          const attempts: ReadonlyArray<Effect.Effect<unknown, unknown, SessionIndex>> = [
+          const attempts: ReadonlyArray<Effect.Effect<unknown, unknown, SessionIndex | SessionStore>> = [
             Session.revokeAll(operator),
             Session.list(operator),
             Session.revokeAll("x".repeat(256)),

@@ -26,6 +26,7 @@ import type { SessionId, StorageKey } from "../SessionId.js"
 import * as Id from "../SessionId.js"
 import type { Options } from "../Session.js"
 import type { SessionIndex, SessionRecord, SessionStore, SessionWrite } from "../SessionStore.js"
+import * as Revocation from "./revocation.js"
 
 type Store = SessionStore["Service"]
 
@@ -288,7 +289,9 @@ export class RequestSession<A> {
     readonly config: Config<A>,
     readonly store: Store,
     /** Reads the client's id; called once, on first use. */
-    readonly readId: () => Option.Option<SessionId>
+    readonly readId: () => Option.Option<SessionId>,
+    /** When the request began, on a store with an index: a login checks `revokeAll`'s marker against it (see revocation.ts). */
+    readonly startedAt?: number | undefined
   ) {
     this.state = new Request.RequestState(config.empty, config.timeouts)
   }
@@ -401,12 +404,12 @@ export class RequestSession<A> {
         return this.updateInGroup(state.loaded!, t)
       case "Rotate": {
         const loaded = state.loaded!
-        return withLane(this.store, keyOf(loaded), (lane) => this.rotate(lane, loaded, t))
+        return Revocation.guardLogin(this, loaded.principal, withLane(this.store, keyOf(loaded), (lane) => this.rotate(lane, loaded, t)))
       }
       case "New":
         return Effect.andThen(
           plan.end ? this.endPrevious(t) : Effect.void,
-          plan.insert ? this.insertNew(t) : Effect.succeed(plan.expireCookie ? expireCookie : noCookie)
+          plan.insert ? Revocation.guardLogin(this, null, this.insertNew(t)) : Effect.succeed(plan.expireCookie ? expireCookie : noCookie)
         )
     }
   }

@@ -63,9 +63,11 @@ export const make = (inner: Context.Context<SessionStore> | Context.Context<Sess
   const before = (call: StoreCall): Effect.Effect<void> =>
     Effect.suspend(() => {
       calls.push(call)
-      if (armed === undefined || calls.length !== armed.k) return Effect.void
-      Deferred.doneUnsafe(armed.reached, Exit.succeed(call))
-      return Deferred.await(armed.released)
+      const gate = armed
+      if (gate === undefined || calls.length !== gate.k) return Effect.void
+      // the test may run on, and release (disarm) the gate, before this returns
+      Deferred.doneUnsafe(gate.reached, Exit.succeed(call))
+      return Deferred.await(gate.released)
     })
   const wrap = <S extends object>(service: S): S => {
     const wrapped: Record<string, unknown> = { ...(service as Record<string, unknown>) }

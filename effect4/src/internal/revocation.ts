@@ -1,0 +1,97 @@
+/**
+ * The revocation marker's glue (the rules are the core's, see
+ * src/core/revocation.ts): `revokeAll` stores it before removing the
+ * principal's sessions; a login from a session that was not the
+ * principal's reads it once its new record is inserted, and is undone when
+ * the principal was revoked after its request began.
+ *
+ * @internal
+ */
+import { Clock, Effect, Option } from "effect"
+import * as Revocation from "../../../src/core/revocation.js"
+import type { CookieDecision } from "../../../src/core/save.js"
+import type { SessionError, SessionStoreError } from "../SessionError.js"
+import type { SessionId, StorageKey } from "../SessionId.js"
+import * as Id from "../SessionId.js"
+import type { SessionStore } from "../SessionStore.js"
+import { SessionIndex } from "../SessionStore.js"
+
+const markerKey = (principal: string): StorageKey => Id.storageKeyUnsafe(Revocation.markerKey(principal))
+
+/**
+ * Stores the marker "every session of `principal` revoked now", keeping a
+ * later one; a write lost to another revocation loads again.
+ *
+ * @internal
+ */
+export const markRevoked = (store: SessionStore["Service"], principal: string): Effect.Effect<void, SessionStoreError> =>
+  Effect.clockWith((clock) => {
+    const t = clock.currentTimeMillisUnsafe()
+    const key = markerKey(principal)
+    const attempt = (): Effect.Effect<void, SessionStoreError> =>
+      Effect.flatMap(store.load(key), (found) => {
+        const step = Revocation.nextMarkerStep(Option.getOrUndefined(found), t)
+        if (step._tag === "Done") return Effect.void
+        const write = { ...step.record, principal: Option.none() }
+        return Effect.catchTag(
+          Effect.asVoid(step._tag === "Insert" ? store.insert(key, write) : store.update(key, write, step.version)),
+          "SessionConflict",
+          attempt
+        )
+      })
+    return attempt()
+  })
+
+/**
+ * When a request began, as a login in it compares it with a marker; only
+ * on a store with an index (`index`: where the middleware was built): without
+ * one there is no `revokeAll`, and a login reads no marker.
+ *
+ * @internal
+ */
+export const requestStart = (index: boolean): Effect.Effect<number | undefined> =>
+  index ? Clock.currentTimeMillis : Effect.undefined
+
+/**
+ * Whether the current context has a `SessionIndex`.
+ *
+ * @internal
+ */
+export const hasIndex: Effect.Effect<boolean> = Effect.map(Effect.serviceOption(SessionIndex), Option.isSome)
+
+const expired: CookieDecision = { _tag: "Expire" }
+
+/**
+ * The save of a request that bound its session to a principal, from the
+ * record of principal `from` (`null`: a new record), followed by the
+ * marker check when the core asks for it: a login that a `revokeAll` begun
+ * after its request's start must end is removed again, and the response
+ * expires the cookie (no new id is handed out).
+ *
+ * @internal
+ */
+export const guardLogin = (
+  session: {
+    readonly store: SessionStore["Service"]
+    readonly config: { readonly storageKey: (id: SessionId) => StorageKey }
+    readonly state: { readonly principal: string | null }
+    readonly startedAt?: number | undefined
+  },
+  from: string | null,
+  save: Effect.Effect<CookieDecision, SessionError>
+): Effect.Effect<CookieDecision, SessionError> => {
+  const { startedAt, store } = session
+  const to = session.state.principal
+  if (startedAt === undefined || !Revocation.checksLogin(from, to)) return save
+  return Effect.flatMap(save, (action) =>
+    action._tag !== "Set" ? Effect.succeed(action) : Effect.flatMap(
+      store.load(markerKey(to)),
+      (marker): Effect.Effect<CookieDecision, SessionStoreError> =>
+        Revocation.undoLogin(Option.getOrUndefined(marker), startedAt)
+          ? Effect.andThen(
+            store.remove(session.config.storageKey(action.id as SessionId)),
+            Effect.as(Effect.annotateCurrentSpan("effect-session.outcome", "login undone: its principal was revoked meanwhile"), expired)
+          )
+          : Effect.succeed(action)
+    ))
+}
