@@ -6,21 +6,10 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { start } from "./quickstartProcess.js"
+import { call, postJson, start } from "./quickstartProcess.js"
 
 const scratch = mkdtempSync(join(tmpdir(), "effect-session-httpapi-"))
 afterAll(() => rmSync(scratch, { recursive: true, force: true }))
-
-const call = async (url: string, init: RequestInit & { readonly cookie?: string | undefined } = {}) => {
-  const headers = new Headers(init.headers)
-  if (init.cookie !== undefined) headers.set("cookie", init.cookie)
-  const res = await fetch(url, { ...init, headers })
-  const body = await res.text()
-  return { status: res.status, body, setCookie: res.headers.getSetCookie() }
-}
-
-const postJson = (url: string, body: unknown, cookie?: string) =>
-  call(url, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" }, cookie })
 
 describe("examples/httpapi.ts", () => {
   it("logs in, counts visits, logs out and serves its OpenAPI document", async () => {

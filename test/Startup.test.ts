@@ -11,54 +11,10 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { freePort, type Process, spawnExample } from "./quickstartProcess.js"
+import { freePort, probeStartup } from "./quickstartProcess.js"
 
 const scratch = mkdtempSync(join(tmpdir(), "effect-session-startup-"))
 afterAll(() => rmSync(scratch, { recursive: true, force: true }))
-
-// A well-formed id nobody issued: every request loads from the store.
-const cookie = `session=${"A".repeat(43)}`
-
-interface Probe {
-  /** ms after the spawn when the request was sent */
-  readonly sentAt: number
-  readonly outcome: "refused" | "hung" | `answered ${number}` | `failed: ${string}`
-}
-
-const probe = async (url: string, sentAt: number, budgetMs: number): Promise<Probe> => {
-  try {
-    const res = await fetch(url, { headers: { cookie }, signal: AbortSignal.timeout(budgetMs) })
-    await res.text()
-    return { sentAt, outcome: `answered ${res.status}` }
-  } catch (error) {
-    if (error instanceof DOMException && error.name === "TimeoutError") return { sentAt, outcome: "hung" }
-    const code = (error as { cause?: { code?: string } }).cause?.code
-    return code === "ECONNREFUSED" ? { sentAt, outcome: "refused" } : { sentAt, outcome: `failed: ${String(code ?? error)}` }
-  }
-}
-
-/**
- * Spawns the quickstart and probes it every 50 ms until it has listened for
- * 1.5 s (or exited), then waits for every probe to settle.
- */
-const probeStartup = async (env: Record<string, string>, budgetMs: number) => {
-  const port = await freePort()
-  const running: Process = spawnExample(env, port)
-  const spawnedAt = performance.now()
-  const probes: Array<Promise<Probe>> = []
-  let listeningAt: number | undefined
-  try {
-    while (performance.now() - spawnedAt < 60_000) {
-      probes.push(probe(`${running.url}/`, Math.round(performance.now() - spawnedAt), budgetMs))
-      await new Promise((r) => setTimeout(r, 50))
-      if (listeningAt === undefined && /Listening on/.test(running.output())) listeningAt = performance.now()
-      if (running.exited() || (listeningAt !== undefined && performance.now() - listeningAt > 1_500)) break
-    }
-    return { results: await Promise.all(probes), output: running.output() }
-  } finally {
-    await running.stop()
-  }
-}
 
 const slowStores: ReadonlyArray<{
   readonly name: string

@@ -101,6 +101,66 @@ export const start = async (env: Record<string, string>, program?: Program): Pro
   }
 }
 
+/** What became of one request sent while an example starts. */
+export interface Probe {
+  /** ms after the spawn when the request was sent */
+  readonly sentAt: number
+  readonly outcome: "refused" | "hung" | `answered ${number}` | `failed: ${string}`
+}
+
+// A well-formed id nobody issued: every probe loads from the store.
+const unknownSession = `session=${"A".repeat(43)}`
+
+const probe = async (url: string, sentAt: number, budgetMs: number): Promise<Probe> => {
+  try {
+    const res = await fetch(url, { headers: { cookie: unknownSession }, signal: AbortSignal.timeout(budgetMs) })
+    await res.text()
+    return { sentAt, outcome: `answered ${res.status}` }
+  } catch (error) {
+    if (error instanceof DOMException && error.name === "TimeoutError") return { sentAt, outcome: "hung" }
+    const code = (error as { cause?: { code?: string } }).cause?.code
+    return code === "ECONNREFUSED" ? { sentAt, outcome: "refused" } : { sentAt, outcome: `failed: ${String(code ?? error)}` }
+  }
+}
+
+/**
+ * Spawns an example and sends it a request every 50 ms from the spawn (each
+ * with `budgetMs` to be answered) until it has listened for 1.5 s or exited,
+ * then waits for every request to settle (shared by both lines' start-up tests).
+ */
+export const probeStartup = async (env: Record<string, string>, budgetMs: number, program?: Program) => {
+  const port = await freePort()
+  const running = spawnExample(env, port, program)
+  const spawnedAt = performance.now()
+  const probes: Array<Promise<Probe>> = []
+  let listeningAt: number | undefined
+  try {
+    while (performance.now() - spawnedAt < 90_000) {
+      probes.push(probe(`${running.url}/`, Math.round(performance.now() - spawnedAt), budgetMs))
+      await new Promise((r) => setTimeout(r, 50))
+      if (listeningAt === undefined && /Listening on/.test(running.output())) listeningAt = performance.now()
+      if (running.exited() || (listeningAt !== undefined && performance.now() - listeningAt > 1_500)) break
+    }
+    const exited = running.exited()
+    return { results: await Promise.all(probes), output: running.output(), exited }
+  } finally {
+    await running.stop()
+  }
+}
+
+/** One request with an optional cookie header (both lines' HttpApi example tests). */
+export const call = async (url: string, init: RequestInit & { readonly cookie?: string | undefined } = {}) => {
+  const headers = new Headers(init.headers)
+  if (init.cookie !== undefined) headers.set("cookie", init.cookie)
+  const res = await fetch(url, { ...init, headers })
+  const body = await res.text()
+  return { status: res.status, body, setCookie: res.headers.getSetCookie() }
+}
+
+/** A JSON POST with an optional cookie header. */
+export const postJson = (url: string, body: unknown, cookie?: string) =>
+  call(url, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" }, cookie })
+
 export const get = async (url: string, cookie?: string) => {
   const res = await fetch(url, { redirect: "manual", headers: cookie ? { cookie } : {} })
   return { status: res.status, body: await res.text(), headers: res.headers, setCookie: res.headers.getSetCookie() }

@@ -8,23 +8,12 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 // the Effect 3 line's process helpers
-import { start } from "../../test/quickstartProcess.js"
+import { call, postJson, start } from "../../test/quickstartProcess.js"
 
 const packageRoot = join(import.meta.dirname, "..")
 
 const scratch = mkdtempSync(join(tmpdir(), "e4httpapi_"))
 afterAll(() => rmSync(scratch, { recursive: true, force: true }))
-
-const call = async (url: string, init: RequestInit & { readonly cookie?: string | undefined } = {}) => {
-  const headers = new Headers(init.headers)
-  if (init.cookie !== undefined) headers.set("cookie", init.cookie)
-  const res = await fetch(url, { ...init, headers })
-  const body = await res.text()
-  return { status: res.status, body, setCookie: res.headers.getSetCookie() }
-}
-
-const postJson = (url: string, body: unknown, cookie?: string) =>
-  call(url, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" }, cookie })
 
 const sessionFiles = (directory: string) => readdirSync(directory).filter((n) => /^[\w-]{43}$/.test(n))
 

@@ -14,57 +14,12 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 // the Effect 3 line's process helpers: the same spawn for the same contract
-import { freePort, type Process, spawnExample } from "../../test/quickstartProcess.js"
+import { freePort, probeStartup } from "../../test/quickstartProcess.js"
 
 const packageRoot = join(import.meta.dirname, "..")
 
 const scratch = mkdtempSync(join(tmpdir(), "e4startup_"))
 afterAll(() => rmSync(scratch, { recursive: true, force: true }))
-
-// A well-formed id nobody issued: every request loads from the store.
-const cookie = `session=${"A".repeat(43)}`
-
-interface Probe {
-  /** ms after the spawn when the request was sent */
-  readonly sentAt: number
-  readonly outcome: "refused" | "hung" | `answered ${number}` | `failed: ${string}`
-}
-
-const probe = async (url: string, sentAt: number, budgetMs: number): Promise<Probe> => {
-  try {
-    const res = await fetch(url, { headers: { cookie }, signal: AbortSignal.timeout(budgetMs) })
-    await res.text()
-    return { sentAt, outcome: `answered ${res.status}` }
-  } catch (error) {
-    if (error instanceof DOMException && error.name === "TimeoutError") return { sentAt, outcome: "hung" }
-    const code = (error as { cause?: { code?: string } }).cause?.code
-    return code === "ECONNREFUSED" ? { sentAt, outcome: "refused" } : { sentAt, outcome: `failed: ${String(code ?? error)}` }
-  }
-}
-
-/**
- * Spawns `npm start` and probes it every 50 ms until it has listened for
- * 1.5 s or exited, then waits for every probe to settle.
- */
-const probeStartup = async (env: Record<string, string>, budgetMs: number) => {
-  const port = await freePort()
-  const running: Process = spawnExample(env, port, { npm: "start", cwd: packageRoot })
-  const spawnedAt = performance.now()
-  const probes: Array<Promise<Probe>> = []
-  let listeningAt: number | undefined
-  try {
-    while (performance.now() - spawnedAt < 90_000) {
-      probes.push(probe(`${running.url}/`, Math.round(performance.now() - spawnedAt), budgetMs))
-      await new Promise((r) => setTimeout(r, 50))
-      if (listeningAt === undefined && /Listening on/.test(running.output())) listeningAt = performance.now()
-      if (running.exited() || (listeningAt !== undefined && performance.now() - listeningAt > 1_500)) break
-    }
-    const exited = running.exited()
-    return { results: await Promise.all(probes), output: running.output(), exited }
-  } finally {
-    await running.stop()
-  }
-}
 
 /** A file where a directory is expected: nothing can be created under it. */
 const notADirectory = join(scratch, "a-file")
@@ -118,7 +73,7 @@ describe("start-up of npm start", () => {
   for (const store of cases) {
     const what = "serves" in store.expected ? `serves ${store.expected.serves}` : "exits naming the cause"
     it(`${store.name}: every request during start-up is refused or answered, none hangs; it ${what}`, async () => {
-      const { exited, output, results } = await probeStartup(await store.env(), store.budgetMs)
+      const { exited, output, results } = await probeStartup(await store.env(), store.budgetMs, { npm: "start", cwd: packageRoot })
       const hung = results.filter((p) => p.outcome === "hung")
       expect(hung, `requests sent at these ms after the spawn were never answered:\n${output}`).toEqual([])
       // the probes saw the phase before anything listened
