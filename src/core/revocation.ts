@@ -20,6 +20,7 @@
  */
 import { createHash } from "node:crypto"
 import { readRevocation, revocationText } from "./record.js"
+import type { CookieDecision } from "./save.js"
 
 /**
  * How long a marker is kept: it only has to outlive the logins in flight
@@ -119,3 +120,20 @@ export const undoLogin = (
   const revokedAt = readRevocation(marker)
   return revokedAt !== undefined && revokedAt >= startedAt
 }
+
+/**
+ * What the save of a login checked by `checksLogin` does once it answered
+ * `cookie` and read the marker: `undefined` keeps the answer (the login was
+ * not revoked, or stored nothing new); otherwise the record of the new id
+ * `id` is removed and the response expires the cookie.
+ *
+ * @internal
+ */
+export const afterLoginSave = (
+  cookie: CookieDecision,
+  marker: { readonly text?: string | undefined; readonly data?: Uint8Array | undefined } | undefined,
+  startedAt: number
+): { readonly remove: string; readonly cookie: CookieDecision } | undefined =>
+  cookie._tag === "Set" && undoLogin(marker, startedAt) ? { remove: cookie.id, cookie: expireCookie } : undefined
+
+const expireCookie: CookieDecision = { _tag: "Expire" }

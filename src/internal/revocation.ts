@@ -65,14 +65,11 @@ export const currentRequestStart: Effect.Effect<number | undefined> = Effect.fla
 )
 
 const undone = Metric.tagged(SessionMetrics.revocations, "kind", "moveUndone")
-const expired: CookieDecision = { _tag: "Expire" }
 
 /**
- * The save of a request that bound its session to a principal, from the
- * record of principal `from` (`null`: a new record), followed by the
- * marker check when the core asks for it: a login that a `revokeAll` begun
- * after its request's start must end is removed again, and the response
- * expires the cookie (no new id is handed out).
+ * `save`, the save of a request that bound its session to a principal
+ * (from a record of principal `from`; `null`: none), then, when the core's
+ * `checksLogin` asks for it, the marker's read and `afterLoginSave`.
  *
  * @internal
  */
@@ -89,15 +86,14 @@ export const guardLogin = (
   const { startedAt, store } = session
   const to = session.state.principal
   if (startedAt === undefined || !Revocation.checksLogin(from, to)) return save
-  return Effect.flatMap(save, (action) =>
-    action._tag !== "Set" ? Effect.succeed(action) : Effect.flatMap(store.load(markerKey(to)), (marker): Effect.Effect<CookieDecision, SessionStoreError> =>
-      Revocation.undoLogin(Option.getOrUndefined(marker), startedAt)
-        ? Effect.zipRight(
-          store.remove(session.config.storageKey(action.id as SessionId)),
-          Effect.zipRight(
-            Effect.annotateCurrentSpan("effect-session.outcome", "login undone: its principal was revoked meanwhile"),
-            Effect.as(Metric.increment(undone), expired)
-          )
-        )
-        : Effect.succeed(action)))
+  return Effect.flatMap(save, (cookie) =>
+    cookie._tag !== "Set" ? Effect.succeed(cookie) : Effect.flatMap(store.load(markerKey(to)), (marker) => {
+      const undo = Revocation.afterLoginSave(cookie, Option.getOrUndefined(marker), startedAt)
+      if (undo === undefined) return Effect.succeed(cookie)
+      return store.remove(session.config.storageKey(undo.remove as SessionId)).pipe(
+        Effect.zipRight(Effect.annotateCurrentSpan("effect-session.outcome", "login undone: its principal was revoked meanwhile")),
+        Effect.zipRight(Metric.increment(undone)),
+        Effect.as(undo.cookie)
+      )
+    }))
 }

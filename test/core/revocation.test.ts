@@ -102,6 +102,16 @@ describe("a login racing revokeAll", () => {
     expect(Revocation.undoLogin({ data: bytes(revocationText(t)) }, t)).toBe(true)
   })
 
+  it("after its save: the new id's record removed and the cookie expired, or the answer kept", () => {
+    const set = { _tag: "Set", id: "N".repeat(43), expiresAt: t + 1000 } as const
+    const marker = { text: revocationText(t) }
+    expect(Revocation.afterLoginSave(set, marker, t)).toEqual({ remove: set.id, cookie: { _tag: "Expire" } })
+    expect(Revocation.afterLoginSave(set, marker, t + 1)).toBeUndefined()
+    expect(Revocation.afterLoginSave(set, undefined, t)).toBeUndefined()
+    // a move undone by a logout stored nothing new: nothing to remove
+    expect(Revocation.afterLoginSave({ _tag: "None" }, marker, t)).toBeUndefined()
+  })
+
   it("is kept when its request started after the revocation, or there is no marker", () => {
     expect(Revocation.undoLogin({ text: revocationText(t) }, t + 1)).toBe(false)
     expect(Revocation.undoLogin(undefined, t)).toBe(false)

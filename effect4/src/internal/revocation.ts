@@ -59,14 +59,10 @@ export const requestStart = (index: boolean): Effect.Effect<number | undefined> 
  */
 export const hasIndex: Effect.Effect<boolean> = Effect.map(Effect.serviceOption(SessionIndex), Option.isSome)
 
-const expired: CookieDecision = { _tag: "Expire" }
-
 /**
- * The save of a request that bound its session to a principal, from the
- * record of principal `from` (`null`: a new record), followed by the
- * marker check when the core asks for it: a login that a `revokeAll` begun
- * after its request's start must end is removed again, and the response
- * expires the cookie (no new id is handed out).
+ * Runs the save of a login (`from`: the principal of the record it
+ * replaced, `null` for none) and, if the core's `checksLogin` says so, reads
+ * the principal's marker and acts on `afterLoginSave`.
  *
  * @internal
  */
@@ -83,15 +79,12 @@ export const guardLogin = (
   const { startedAt, store } = session
   const to = session.state.principal
   if (startedAt === undefined || !Revocation.checksLogin(from, to)) return save
-  return Effect.flatMap(save, (action) =>
-    action._tag !== "Set" ? Effect.succeed(action) : Effect.flatMap(
-      store.load(markerKey(to)),
-      (marker): Effect.Effect<CookieDecision, SessionStoreError> =>
-        Revocation.undoLogin(Option.getOrUndefined(marker), startedAt)
-          ? Effect.andThen(
-            store.remove(session.config.storageKey(action.id as SessionId)),
-            Effect.as(Effect.annotateCurrentSpan("effect-session.outcome", "login undone: its principal was revoked meanwhile"), expired)
-          )
-          : Effect.succeed(action)
-    ))
+  return Effect.flatMap(save, (cookie) =>
+    cookie._tag !== "Set" ? Effect.succeed(cookie) : Effect.flatMap(store.load(markerKey(to)), (marker) => {
+      const undo = Revocation.afterLoginSave(cookie, Option.getOrUndefined(marker), startedAt)
+      return undo === undefined ? Effect.succeed(cookie) : store.remove(session.config.storageKey(undo.remove as SessionId)).pipe(
+        Effect.andThen(Effect.annotateCurrentSpan("effect-session.outcome", "login undone: its principal was revoked meanwhile")),
+        Effect.as(undo.cookie)
+      )
+    }))
 }
