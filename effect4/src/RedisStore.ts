@@ -312,8 +312,29 @@ const connect = (options: Options, timeoutMillis: number): Effect.Effect<Redis, 
   return Effect.acquireRelease(
     Effect.sync(() => url === undefined ? new Redis(clientOptions) : new Redis(url, clientOptions)),
     (redis) => Effect.promise(() => redis.quit().then(() => undefined, () => redis.disconnect()))
-  ).pipe(Effect.tap((redis) => ready(redis, timeoutMillis)))
+  ).pipe(Effect.tap(watchConnection), Effect.tap((redis) => ready(redis, timeoutMillis)))
 }
+
+// ioredis reports connection failures as "error" events, and prints them when
+// nobody listens; operations already fail with SessionStoreError, so the log
+// says once that the connection is lost and once that it is back
+const watchConnection = (redis: Redis): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const run = Effect.runForkWith(yield* Effect.context<never>())
+    let lost = false
+    const onError = (error: Error) => {
+      run(lost
+        ? Effect.logDebug(`${name} store: reconnect failed`, error)
+        : Effect.logWarning(`${name} store: connection lost; reconnecting`, error))
+      lost = true
+    }
+    const onReady = () => {
+      if (lost) run(Effect.logInfo(`${name} store: connection restored`))
+      lost = false
+    }
+    redis.on("error", onError).on("ready", onReady)
+    yield* Effect.addFinalizer(() => Effect.sync(() => redis.off("error", onError).off("ready", onReady)))
+  })
 
 // real time, whatever the application's Clock: the connection is I/O
 const ready = (redis: Redis, timeoutMillis: number): Effect.Effect<void> =>
