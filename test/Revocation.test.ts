@@ -9,10 +9,12 @@
  */
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
 import { expect, it } from "@effect/vitest"
-import type { Context, Scope } from "effect"
-import { Effect, Fiber, Layer, Option, Schema } from "effect"
+import type { Scope } from "effect"
+import { Context, Effect, Fiber, Layer, Option, Schema } from "effect"
+import * as MemoryStore from "../src/MemoryStore.js"
 import * as Session from "../src/Session.js"
 import * as SessionId from "../src/SessionId.js"
+import { SessionStore } from "../src/SessionStore.js"
 import { describeBackend } from "./utils/backend.js"
 import type { StoreSpec } from "./utils/contention.js"
 import { backends, storeLayer } from "./utils/contention.js"
@@ -282,6 +284,20 @@ const revokedUnlessLaterLogin = (nodes: Nodes) => (outcome: Outcome) =>
   })
 
 const raceTimeout = 180_000
+
+it.scopedLive("a login reads the principal's revocation marker once, and only on a store with an index", () =>
+  Effect.gen(function*() {
+    const inner = yield* Layer.build(MemoryStore.layer())
+    for (const indexed of [true, false]) {
+      const store = PausingStore.make(indexed ? inner : Context.make(SessionStore, Context.get(inner, SessionStore)))
+      const server = yield* Layer.build(serve(app).pipe(Layer.provide(Layer.succeedContext(store.context))))
+      // counts the calls from here; holds none
+      yield* store.arm(1_000)
+      const res = yield* request({ store, server }, `/login/user-${indexed}`)
+      expect(handedOut(res)).toHaveLength(1)
+      expect(store.calls.map((call) => call.operation)).toEqual(indexed ? ["insert", "load"] : ["insert"])
+    }
+  }))
 
 for (const backend of backends) {
   const indexed = backend.indexed ?? true

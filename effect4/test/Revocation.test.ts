@@ -10,10 +10,12 @@
  */
 import { expect, it } from "@effect/vitest"
 import type { Scope } from "effect"
-import { Effect, Fiber, Layer, Option, Schema } from "effect"
+import { Context, Effect, Fiber, Layer, Option, Schema } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
+import * as MemoryStore from "../src/MemoryStore.js"
 import * as Session from "../src/Session.js"
 import * as SessionId from "../src/SessionId.js"
+import { SessionStore } from "../src/SessionStore.js"
 import type { StoreSpec } from "./utils/contention.js"
 import { backends, buildStore, isExpired, parseSetCookie, serveOn } from "./utils/contention.js"
 import { availabilityOf, describeBackend, preparedFor } from "./utils/contentionSuites.js"
@@ -276,6 +278,20 @@ const revokedUnlessLaterLogin = (nodes: Nodes) => (outcome: Outcome) =>
   })
 
 const raceTimeout = 180_000
+
+it.live("a login reads the principal's revocation marker once, and only on a store with an index", () =>
+  Effect.scoped(Effect.gen(function*() {
+    const inner = yield* Layer.build(MemoryStore.layer())
+    for (const indexed of [true, false]) {
+      const store = PausingStore.make(indexed ? inner : Context.make(SessionStore, Context.get(inner, SessionStore)))
+      const node = { store, base: yield* serveOn(routes, store.context) }
+      // counts the calls from here; holds none
+      yield* store.arm(1_000)
+      const res = yield* request(node, `/login/user-${indexed}`)
+      expect(handedOut(res)).toHaveLength(1)
+      expect(store.calls.map((call) => call.operation)).toEqual(indexed ? ["insert", "load"] : ["insert"])
+    }
+  })))
 
 for (const backend of backends) {
   describeBackend(`revocation on ${backend.name}`, await availabilityOf(backend), () => {
