@@ -299,6 +299,19 @@ it.scopedLive("a login reads the principal's revocation marker once, and only on
     }
   }))
 
+it.scopedLive("withSession: a login in an effect that revokes its principal before it ends is ended too", () =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(MemoryStore.layer())
+    const principal = `user-${SessionId.unsafeGenerate().slice(0, 12)}`
+    const revokedInside = Effect.zipRight(AuthSession.login(principal), Session.revokeAll(principal))
+    yield* AuthSession.withSession("", revokedInside, options).pipe(Effect.provide(context))
+    expect(yield* Effect.provide(Session.list(principal), context)).toEqual([])
+    // a login in a later effect is kept
+    yield* Effect.sleep("2 millis")
+    yield* AuthSession.withSession("", AuthSession.login(principal), options).pipe(Effect.provide(context))
+    expect(yield* Effect.provide(Session.list(principal), context)).toHaveLength(1)
+  }))
+
 for (const backend of backends) {
   const indexed = backend.indexed ?? true
   describeBackend(`revocation on ${backend.name}`, await availabilityOf(backend), () => {

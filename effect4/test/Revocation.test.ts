@@ -293,6 +293,19 @@ it.live("a login reads the principal's revocation marker once, and only on a sto
     }
   })))
 
+it.live("withSession: a login in an effect that revokes its principal before it ends is ended too", () =>
+  Effect.scoped(Effect.gen(function*() {
+    const context = yield* Layer.build(MemoryStore.layer())
+    const principal = `user-${SessionId.generateUnsafe().slice(0, 12)}`
+    const revokedInside = Effect.andThen(AuthSession.login(principal), Session.revokeAll(principal))
+    yield* AuthSession.withSession("", revokedInside, options).pipe(Effect.provide(context))
+    expect(yield* Effect.provide(Session.list(principal), context)).toEqual([])
+    // a login in a later effect is kept
+    yield* Effect.sleep("2 millis")
+    yield* AuthSession.withSession("", AuthSession.login(principal), options).pipe(Effect.provide(context))
+    expect(yield* Effect.provide(Session.list(principal), context)).toHaveLength(1)
+  })))
+
 for (const backend of backends) {
   describeBackend(`revocation on ${backend.name}`, await availabilityOf(backend), () => {
     const spec = preparedFor(backend, "revocation")
