@@ -159,7 +159,7 @@ describe("the session over HTTP (Effect 4 router)", () => {
       expect(json((yield* get(`${base}/read`, cookie)).body).principal).toBeNull()
     }).pipe(Effect.scoped))
 
-  it.live("200 concurrent increments of one session all count in fewer writes than requests (group commit), and no lane is left behind", () =>
+  it.live("200 concurrent increments of one session all count, and no lane is left behind", () =>
     Effect.gen(function*() {
       const memory = MemoryStore.make()
       const overlapped = overlapping(memory.store)
@@ -179,10 +179,11 @@ describe("the session over HTTP (Effect 4 router)", () => {
       )
       expect(answers.every((a) => a.status === 200)).toBe(true)
       expect(json((yield* get(`${base}/read`, cookie)).body).count).toBe(201)
-      // group commit: the updates waiting together are written with one
-      // compare-and-set, so the burst costs fewer writes than requests
+      // every increment written, at most one write per request (how many
+      // share a write depends on timing; test/GroupCommit.test.ts holds the
+      // burst with a barrier to prove the grouping deterministically)
       expect(writes).toBeGreaterThan(0)
-      expect(writes).toBeLessThan(200)
+      expect(writes).toBeLessThanOrEqual(200)
       // (the lanes are kept per store object: the one the middleware was given)
       expect(coordinatedKeys(store)).toBe(0)
     }).pipe(Effect.scoped))
