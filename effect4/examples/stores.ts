@@ -75,9 +75,6 @@ const stores: { readonly [Name in StoreName]: StoreLayer } = {
   })
 }
 
-/** The names `SESSION_STORE` accepts: every store of the Effect 3 quickstart. */
-export const available: ReadonlyArray<StoreName> = storeNames.filter((name) => stores[name] !== undefined)
-
 /** `SESSION_STORE` (default `filesystem`) as a store layer, announced on start. */
 export const fromEnvironment: Layer.Layer<SessionStore, unknown> = Layer.unwrap(
   Effect.gen(function*() {
