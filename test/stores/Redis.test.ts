@@ -85,7 +85,9 @@ describeBackend("RedisStore (single node)", {
         const values = rest.startsWith("principal:")
           ? yield* Effect.promise(() => admin.zrangeBuffer(k, 0, -1))
           : [yield* Effect.promise(() => admin.getBuffer(k))]
-        for (const value of values) expect(value!.includes(id)).toBe(false)
+        // a key of another test may expire or be removed between the scan and
+        // the read: a value that is gone holds no id
+        for (const value of values) if (value !== null) expect(value.includes(id)).toBe(false)
       }
 
       // one string: "<version>:<expiresAt>:<principal length>:<principal><data>"
