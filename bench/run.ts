@@ -20,8 +20,9 @@
  * Environment (all optional): DURATION (s per measured run, 10), RUNS (3),
  * WARMUP (s, 5), SETTLE (s of quiet before each measured run, 2), CONNECTIONS (32), SESSIONS (1000), PICK (shuffle | uniform),
  * SERVERS (comma list of server names, default all; the Effect 4 line's are
- * effect4-session and effect4-floor), EFFECT4_BEFORE (a git revision:
- * effect4-session as of that revision runs too, as effect4-session-before), ROUTES (comma list of
+ * effect4-session and effect4-floor), EFFECT3_BEFORE and EFFECT4_BEFORE (a git revision:
+ * effect-session / effect4-session as of that revision runs too, as effect-session-before /
+ * effect4-session-before), ROUTES (comma list of
  * get, incr, plain; default all), OUT (result path), CPU_PROF (a directory:
  * the servers run under `node --cpu-prof`, one subdirectory per server, and
  * write their profiles on exit; summarise the largest file of one with
@@ -167,18 +168,20 @@ const allServers: ReadonlyArray<ServerSpec> = [
   }
 ]
 
-// EFFECT4_BEFORE=<git revision>: effect4-session as of that revision runs
-// beside today's, as effect4-session-before, for before/after figures from
-// one run (its keys share effect4-session's prefix; their ids differ)
-const before = process.env.EFFECT4_BEFORE
-const candidates: ReadonlyArray<ServerSpec> = before === undefined || before === "" ? allServers : [
+// EFFECT3_BEFORE / EFFECT4_BEFORE=<git revision>: effect-session (Effect 3)
+// or effect4-session as of that revision runs beside today's, as
+// effect-session-before / effect4-session-before, for before/after figures
+// from one run (its keys share today's prefix; their ids differ)
+const beforeOf = (variable: string, name: string): ReadonlyArray<ServerSpec> => {
+  const revision = process.env[variable]
+  if (revision === undefined || revision === "") return []
+  const today = allServers.find((server) => server.name === name)!
+  return [{ ...today, name: `${name}-before`, revision, description: `${today.description.slice(0, 3)} ${name} as of ${revision}` }]
+}
+const candidates: ReadonlyArray<ServerSpec> = [
   ...allServers,
-  {
-    ...allServers.find((server) => server.name === "effect4-session")!,
-    name: "effect4-session-before",
-    revision: before,
-    description: `(h) effect4-session as of ${before}`
-  }
+  ...beforeOf("EFFECT3_BEFORE", "effect-session"),
+  ...beforeOf("EFFECT4_BEFORE", "effect4-session")
 ]
 const selected = process.env.SERVERS
   ? candidates.filter((server) => process.env.SERVERS!.split(",").includes(server.name))
@@ -313,15 +316,19 @@ const buildServers = () => {
       // built into the same directory so its packages resolve the same way
       const tree = join(buildDir, "revision")
       mkdirSync(tree, { recursive: true })
+      // (the Effect 3 line's sources are the root's src/ and bench/servers/;
+      // the Effect 4 line's, effect4/ and the core)
+      const paths = line === 3 ? "src bench/servers" : "src/core bench/servers effect4/src effect4/bench"
       const archive = spawnSync("sh", [
         "-c",
-        `git -C "$0" archive --format=tar "$1" src/core bench/servers effect4/src effect4/bench | tar -x -C "$2"`,
+        `git -C "$0" archive --format=tar "$1" ${paths} | tar -x -C "$2"`,
         rootDir,
         spec.revision!,
         tree
       ], { encoding: "utf8" })
       if (archive.status !== 0) throw new Error(`bench: reading revision ${spec.revision} failed:\n${archive.stderr}`)
-      const result = spawnSync(esbuild, [join(tree, "effect4", spec.file), ...options, `--outfile=${builtFile(spec)}`], {
+      const entry = line === 3 ? join(tree, "bench", spec.file) : join(tree, "effect4", spec.file)
+      const result = spawnSync(esbuild, [entry, ...options, `--outfile=${builtFile(spec)}`], {
         encoding: "utf8"
       })
       if (result.status !== 0) throw new Error(`bench: building ${spec.name} failed:\n${result.stderr}`)
@@ -846,6 +853,10 @@ const report = (
   )
   ratio("a do-nothing middleware /plain / app without middleware", find("effect-identity-mw", "plain"), find("effect-no-mw", "plain"), 0)
   ratio("effect-session /plain / do-nothing middleware", find("effect-session", "plain"), find("effect-identity-mw", "plain"), 0)
+  // today against EFFECT3_BEFORE's revision (issue 16: within 5 %)
+  for (const [route, what] of [["get", "read"], ["incr", "write"], ["plain", "untouched"]] as const) {
+    ratio(`effect-session / effect-session-before, ${what} (/${route})`, find("effect-session", route), find("effect-session-before", route), 0.95)
+  }
   ratio("effect-session / express-session, read", find("effect-session", "get"), find("express-session", "get"), 1.6)
   ratio("effect-session / express-session, write", find("effect-session", "incr"), find("express-session", "incr"), 1.4)
   ratio("effect-session / fastify-session, read", find("effect-session", "get"), find("fastify-session", "get"), 0)

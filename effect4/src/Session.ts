@@ -27,7 +27,7 @@
  * @since 2.0.0
  */
 import type { Duration, Redacted, Types } from "effect"
-import { Context, Effect, Layer, Option, Result, Schema } from "effect"
+import { Clock, Context, Effect, Layer, Option, Result, Schema } from "effect"
 import type { HttpRouter, HttpServerResponse } from "effect/http"
 import { HttpRouter as Router, HttpServerRequest } from "effect/http"
 import type { HttpApiMiddleware } from "effect/http-api"
@@ -301,27 +301,50 @@ export const Tag = <Self>() =>
   const notProvided = Effect.die(
     new Error(`effect-session: ${id} is not provided: provide ${id}.middleware().layer to the routes, or use withSession`)
   )
+  // the tag's accessors find the handle in the fiber's context and run the
+  // step on it with the fiber at hand (one runtime step, two once loading)
   const withHandle = <B>(f: (state: State<A>) => B): Effect.Effect<B, SessionError.SessionError, Self> =>
-    Effect.flatMap(
-      Effect.serviceOption(tag),
-      (handle) => Option.isSome(handle) ? handle.value.session.access(f) : notProvided
-    )
+    Effect.withFiber((fiber) => {
+      const handle = Context.getOrUndefined(fiber.context, tag)
+      return handle === undefined ? notProvided : handle.session.loadThen(f, fiber)
+    })
   // the request's session around an app: loaded on first use, saved after a
   // successful answer, a logout kept after a failed one
   const wrapRequest = (config: internal.Config<A>) =>
   (store: SessionStore["Service"], index: boolean) =>
   <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
-    Effect.flatMap(Effect.zip(HttpServerRequest.HttpServerRequest, Revocation.requestStart(index)), ([request, startedAt]) => {
-      const session = new internal.RequestSession(config, store, () => Id.parse(request.cookies[config.cookieName]), startedAt)
-      return Effect.provideService(app, tag, new Handle(session)).pipe(
-        Effect.matchCauseEffect({
-          // a failed request saves nothing, but a logout in it still holds
-          onFailure: (cause) => Effect.andThen(session.revokeAfterFailure(cause), Effect.failCause(cause)),
-          onSuccess: (response) => internal.finishResponse(session, response)
-        }),
-        // the request lets go of its key's lane however it ends
-        Effect.ensuring(Effect.sync(() => session.releaseLane()))
+    Effect.withFiber<HttpServerResponse.HttpServerResponse, E | SessionError.SessionError, R>((fiber) => {
+      const outer = fiber.context
+      const request = Context.getUnsafe(outer as Context.Context<HttpServerRequest.HttpServerRequest>, HttpServerRequest.HttpServerRequest)
+      const clock = fiber.getRef(Clock.Clock)
+      const session = new internal.RequestSession(
+        config,
+        store,
+        () => Id.parse(request.cookies[config.cookieName]),
+        Revocation.requestStart(index, clock)
       )
+      // the request's place in its key's lane ends with this fiber at the latest
+      session.owner = fiber
+      // the request's session is a service of the app's context, for its
+      // handler and every fiber it forks. What `Effect.provideService` does,
+      // with the context set here and put back by the app's own handlers
+      // instead of a region around it (runtime steps on every request, see
+      // docs/design.md); an interrupted app skips those handlers, and its
+      // fiber ends with the session still in its context
+      fiber.setContext(Context.add(outer, tag, new Handle(session)))
+      return Effect.matchCauseEffect(app, {
+        // a failed request saves nothing, but a logout in it still holds
+        onFailure: (cause) => {
+          fiber.setContext(outer)
+          return session.state.invalidated
+            ? Effect.andThen(session.revokeAfterFailure(cause), Effect.failCause(cause))
+            : Effect.failCause(cause)
+        },
+        onSuccess: (response) => {
+          fiber.setContext(outer)
+          return internal.finishResponse(session, response, clock)
+        }
+      })
     })
   const statics = {
     fields,
@@ -358,15 +381,17 @@ export const Tag = <Self>() =>
     },
     withSession: <B, E, R>(sessionId: string, effect: Effect.Effect<B, E, R>, options?: Options) => {
       const config = configFor(options)
-      return Effect.flatMap(Effect.zip(SessionStore, Effect.flatMap(Revocation.hasIndex, Revocation.requestStart)), ([store, startedAt]) => {
+      return Effect.flatMap(Effect.zip(SessionStore, Revocation.hasIndex), ([store, index]) => Effect.withFiber((fiber) => {
+        const startedAt = Revocation.requestStart(index, fiber.getRef(Clock.Clock))
         const session = new internal.RequestSession(config, store, () => Id.parse(sessionId), startedAt)
+        session.owner = fiber
         return Effect.provideService(effect, tag, new Handle(session)).pipe(
           // a failed effect saves nothing, except a logout, which always holds
           Effect.onError((cause) => session.revokeAfterFailure(cause)),
           Effect.tap(() => session.commit),
           Effect.ensuring(Effect.sync(() => session.releaseLane()))
         )
-      })
+      }))
     }
   }
   return Object.assign(TagBase, statics) as unknown as TagClass<Self, Id, Fields>

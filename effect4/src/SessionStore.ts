@@ -7,7 +7,7 @@
  * @since 2.0.0
  */
 import type { Option } from "effect"
-import { Context, Effect } from "effect"
+import { Context, Effect, References, Tracer } from "effect"
 import * as Ids from "../../src/core/ids.js"
 import type { SessionConflict, SessionStoreError } from "./SessionError.js"
 import type { StorageKey } from "./SessionId.js"
@@ -103,14 +103,22 @@ export class SessionIndex extends Context.Service<SessionIndex, SessionIndexOper
 // each operation runs in a span carrying the store's name and a prefix of the
 // key (never the id): Effect's own `withSpan`, without the stack trace it
 // captures by default (it would point here, not at the caller; an `Error`
-// per operation, the largest single function in the middleware's profile)
+// per operation, the largest single function in the middleware's profile).
+// The span is made only when someone can see it: with tracing enabled and a
+// tracer other than Effect's built-in one, which keeps a span in memory and
+// reports it nowhere (`Tracer.nativeTracer`, documented for this check; see
+// docs/design.md)
 const traced = <A, E>(store: string, operation: string, key: string | undefined, effect: Effect.Effect<A, E>) =>
-  Effect.withSpan(effect, `effect-session.${operation}`, {
-    attributes: key === undefined
-      ? { "effect-session.store": store }
-      : { "effect-session.store": store, "effect-session.key": Ids.logPrefix(key) },
-    captureStackTrace: false
-  })
+  Effect.withFiber((fiber) =>
+    fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer || !fiber.getRef(References.TracerEnabled)
+      ? effect
+      : Effect.withSpan(effect, `effect-session.${operation}`, {
+        attributes: key === undefined
+          ? { "effect-session.store": store }
+          : { "effect-session.store": store, "effect-session.key": Ids.logPrefix(key) },
+        captureStackTrace: false
+      })
+  )
 
 /**
  * Builds the `SessionStore` service from a backend's operations, each run in

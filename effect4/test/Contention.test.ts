@@ -68,11 +68,13 @@ const counterOn = (server: Server, cookie: string) => get(`${server.base}/counte
  * ends, which can be a moment after the client has its answer. A key kept
  * for good stays counted.
  */
-const keysLeft = (server: Server) =>
-  Effect.sync(() => coordinatedKeys(server.store)).pipe(
+const keysLeftIn = (store: SessionStore["Service"]) =>
+  Effect.sync(() => coordinatedKeys(store)).pipe(
     Effect.repeat({ until: (keys) => keys === 0, schedule: Schedule.spaced("10 millis") }),
-    Effect.timeoutOrElse({ duration: "2 seconds", orElse: () => Effect.sync(() => coordinatedKeys(server.store)) })
+    Effect.timeoutOrElse({ duration: "2 seconds", orElse: () => Effect.sync(() => coordinatedKeys(store)) })
   )
+
+const keysLeft = (server: Server) => keysLeftIn(server.store)
 
 const burstTimeout = 120_000
 
@@ -185,11 +187,18 @@ describe("a request that goes away", () => {
       yield* Effect.sleep("20 millis")
       expect(pausing.calls.map((call) => call.operation)).toEqual(["load", "update", "load", "load"])
       // the client of the first request goes away while its write is in flight
-      yield* Fiber.interrupt(first)
+      // (the write is on the request's own fiber, uninterruptibly: the
+      // interruption completes once the write, which no store can take back, is done)
+      const interrupting = yield* Effect.forkChild(Fiber.interrupt(first))
+      yield* Effect.sleep("20 millis")
+      expect(interrupting.pollUnsafe()).toBeUndefined()
       yield* gate.release
+      yield* Fiber.join(interrupting)
+      expect(Exit.hasInterrupts(yield* Fiber.await(first))).toBe(true)
       for (const fiber of behind) expect(Exit.isSuccess(yield* Fiber.await(fiber))).toBe(true)
       // the write in flight was made (a store cannot take it back), and the two behind it
       expect(yield* run(CounterSession.withSession(id, CounterSession.get("counter")))).toBe(3)
-      expect(coordinatedKeys(store)).toBe(0)
+      // (the writer of the two behind it lets go of the key just after answering them)
+      expect(yield* keysLeftIn(store)).toBe(0)
     }))
 })

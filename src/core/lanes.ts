@@ -3,7 +3,8 @@
  * turns in the key's lane, and each leaves the next what it stored. A lane
  * exists only while someone is in it — a save waiting or running, or a
  * request that loaded the session and may save it — so nothing is kept for
- * a key once its last user is gone. Each Effect line brings its own lock.
+ * a key once its last user is gone. A lane's `Turn` is its lock: taken at
+ * once when free, in the order asked otherwise.
  *
  * @internal
  */
@@ -33,6 +34,67 @@ export const handoff = <S extends { readonly version: number }>(
 ): S | "Ended" | undefined => {
   if (last === "Ended") return "Ended"
   return last === undefined || last.definition !== definition ? undefined : handoffFrom(last.session, loadedVersion)
+}
+
+/**
+ * The turn of a lane: one save at a time, the others in the order they
+ * asked. Taking a free turn is synchronous (no runtime step in either
+ * shell, where an Effect semaphore costs several on every write); a save
+ * that must wait gives a `wake` callback, called once the turn is its own.
+ * The shells wrap `wait` in their own callback effect, whose interruption
+ * runs the returned `cancel`.
+ *
+ * @internal
+ */
+export class Turn {
+  private held = false
+  // (a Set keeps the order of insertion: the first waiter is the oldest)
+  private readonly waiting = new Set<() => void>()
+
+  /** Takes the turn if it is free; `true` when it is now the caller's. */
+  tryTake(): boolean {
+    if (this.held) return false
+    this.held = true
+    return true
+  }
+
+  /**
+   * Waits for the turn: `wake` is called (once) when it is the waiter's,
+   * which then holds it. `cancel` ends the wait; when the turn was already
+   * handed to the waiter, it is passed on (the waiter gives it up unused).
+   */
+  wait(wake: () => void): { readonly cancel: () => void } {
+    let handed = false
+    const waiter = () => {
+      handed = true
+      wake()
+    }
+    this.waiting.add(waiter)
+    return {
+      cancel: () => {
+        if (this.waiting.delete(waiter)) return
+        if (handed) {
+          handed = false
+          this.release()
+        }
+      }
+    }
+  }
+
+  /** Gives the turn up: to the oldest waiter, or free. */
+  release(): void {
+    for (const next of this.waiting) {
+      this.waiting.delete(next)
+      next()
+      return
+    }
+    this.held = false
+  }
+
+  /** Whether someone holds the turn (for tests). */
+  get isHeld(): boolean {
+    return this.held
+  }
 }
 
 /**

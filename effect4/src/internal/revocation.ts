@@ -49,8 +49,8 @@ export const markRevoked = (store: SessionStore["Service"], principal: string): 
  *
  * @internal
  */
-export const requestStart = (index: boolean): Effect.Effect<number | undefined> =>
-  index ? Clock.currentTimeMillis : Effect.undefined
+export const requestStart = (index: boolean, clock: Clock.Clock): number | undefined =>
+  index ? clock.currentTimeMillisUnsafe() : undefined
 
 /**
  * Whether the current context has a `SessionIndex`.

@@ -10,7 +10,7 @@
 import type { Cookies } from "effect/http"
 import { HttpServerResponse } from "effect/http"
 import type { Cause } from "effect"
-import { Cause as C, Deferred, Duration, Effect, Exit, Option, Random, Result, Semaphore } from "effect"
+import { Cause as C, Clock, Deferred, Duration, Effect, Exit, Fiber, Option, Random, Result } from "effect"
 import * as Cookie from "../../../src/core/cookie.js"
 import { principalProblem } from "../../../src/core/principal.js"
 import { readTombstone } from "../../../src/core/record.js"
@@ -105,6 +105,8 @@ const tombstoneOf = (record: SessionRecord): Save.StoredState | undefined => {
 
 const noBytes = new Uint8Array()
 
+const constVoid = (): void => undefined
+
 type Decoded<A> =
   | { readonly _tag: "Live"; readonly loaded: Loaded<A> }
   | { readonly _tag: "Dead" }
@@ -181,22 +183,45 @@ const replayBudget = (budget: Config<unknown>["budget"]) => {
 
 const ended = "Ended" as const
 
-/** One storage key's saves in this process (the core's lanes, with Effect's semaphore as the lock). */
-type Lane = Lanes.Lane<Semaphore.Semaphore, Lanes.LaneLast<Loaded<any>>, Waiting>
+/** One storage key's saves in this process (the core's lanes; its `Turn` is the lock). */
+type Lane = Lanes.Lane<Lanes.Turn, Lanes.LaneLast<Loaded<any>>, Waiting>
 
-const lanesByStore = new WeakMap<Store, Lanes.Lanes<Semaphore.Semaphore, Lanes.LaneLast<Loaded<any>>, Waiting>>()
+const lanesByStore = new WeakMap<Store, Lanes.Lanes<Lanes.Turn, Lanes.LaneLast<Loaded<any>>, Waiting>>()
 
 const joinLane = (store: Store, key: StorageKey) => {
   let lanes = lanesByStore.get(store)
-  if (lanes === undefined) lanesByStore.set(store, lanes = new Lanes.Lanes(() => Semaphore.makeUnsafe(1)))
+  if (lanes === undefined) lanesByStore.set(store, lanes = new Lanes.Lanes(() => new Lanes.Turn()))
   return lanes.join(key)
 }
+
+/**
+ * Waits for the lane's turn, which someone holds. The waiter's fiber is
+ * resumed by its own scheduler, never inside the fiber that gives the turn
+ * up; an interrupted wait leaves the queue, or passes on a turn already
+ * handed to it.
+ */
+const waitTurn = (turn: Lanes.Turn): Effect.Effect<void> =>
+  Effect.withFiber((fiber) =>
+    Effect.callback<void>((resume) => {
+      const { cancel } = turn.wait(() => fiber.currentDispatcher.scheduleTask(() => resume(Effect.void), 0))
+      return Effect.sync(cancel)
+    })
+  )
+
+/** `self` in the lane's turn, taken at once when free; given up however `self` ends. */
+const withTurn = <B, E>(turn: Lanes.Turn, self: Effect.Effect<B, E>): Effect.Effect<B, E> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.suspend(() => {
+      const use = Effect.ensuring(restore(self), Effect.sync(() => turn.release()))
+      return turn.tryTake() ? use : Effect.andThen(restore(waitTurn(turn)), use)
+    })
+  )
 
 /** Runs `f` once the saves of this process to `key` that came first are done. */
 const withLane = <B, E>(store: Store, key: StorageKey, f: (lane: Lane) => Effect.Effect<B, E>): Effect.Effect<B, E> =>
   Effect.suspend(() => {
     const { lane, release } = joinLane(store, key)
-    return Effect.ensuring(lane.lock.withPermit(Effect.suspend(() => f(lane))), Effect.sync(release))
+    return Effect.ensuring(withTurn(lane.lock, Effect.suspend(() => f(lane))), Effect.sync(release))
   })
 
 /** What the previous save in the lane left, when a save of `config` that loaded `loaded` should start from it (the core decides). */
@@ -299,52 +324,106 @@ export class RequestSession<A> {
   /** When the save was computed: cookie lifetimes count from it. */
   committedAt = 0
 
+  /**
+   * The fiber the request runs on, when known (the middleware's, `withSession`'s):
+   * the request's place in its key's lane lasts until it ends, whichever of
+   * its fibers loaded the session.
+   */
+  owner: Fiber.Fiber<unknown, unknown> | undefined
+
   private loadDone = false
-  // fibers of one request share the load; one that failed or was
-  // interrupted is tried again by the next access
-  private readonly loading = Semaphore.makeUnsafe(1)
+  /** The fiber running the load, while one runs; the request's other fibers wait for it. */
+  private loader: Fiber.Fiber<unknown, unknown> | undefined
+  private loadSettled: Deferred.Deferred<void> | undefined
   /** Ends this request's membership of its key's lane (idempotent). */
-  releaseLane: () => void = () => undefined
+  releaseLane: () => void = constVoid
 
   /** `f` on the loaded session: one synchronous step once it is loaded. */
   access<B>(f: (state: Request.RequestState<A>) => B): Effect.Effect<B, SessionError> {
-    this.state.used = true
-    if (this.loadDone) return Effect.sync(() => f(this.state))
-    return Effect.map(this.loading.withPermit(Effect.suspend(() => this.loadDone ? Effect.void : this.load)), () => f(this.state))
+    return Effect.withFiber((fiber) => this.loadThen(f, fiber))
   }
 
-  private get load(): Effect.Effect<void, SessionError> {
-    const clientId = Option.getOrUndefined(this.readId())
-    this.state.clientId = clientId
-    if (clientId === undefined) {
-      this.state.adopt({})
-      this.loadDone = true
-      return Effect.void
+  /**
+   * `f` once the session is loaded, on `fiber`: at once when it is. Fibers
+   * of one request share the load; a load that failed or was interrupted (a
+   * handler's timeout) is tried again by the next access. The load's
+   * bookkeeping is done by its own success and failure handlers, not by a
+   * finalizer or a semaphore (several runtime steps on every request).
+   */
+  loadThen<B>(f: (state: Request.RequestState<A>) => B, fiber: Fiber.Fiber<unknown, unknown>): Effect.Effect<B, SessionError> {
+    const state = this.state
+    state.used = true
+    if (this.loadDone) return Effect.succeed(f(state))
+    const loader = this.loader
+    if (loader !== undefined && loader !== fiber && loader.pollUnsafe() === undefined) {
+      // rare: another fiber of this request is loading; wait for it (or for
+      // its end, if it is interrupted), then look again
+      const settled = this.loadSettled ??= Deferred.makeUnsafe<void>()
+      return Effect.andThen(
+        Effect.raceFirst(Deferred.await(settled), Fiber.await(loader)),
+        Effect.withFiber((fiber) => this.loadThen(f, fiber))
+      )
     }
+    // no load running, or its fiber was interrupted during it: load. The id
+    // is read now; the record is decoded by the load's own success handler
+    const clientId = Option.getOrUndefined(this.readId())
+    state.clientId = clientId
+    if (clientId === undefined) {
+      state.adopt({})
+      this.settle(true)
+      return Effect.succeed(f(state))
+    }
+    this.loader = fiber
     const key = this.config.storageKey(clientId as SessionId)
+    const clock = fiber.getRef(Clock.Clock)
     // in the lane before the load: a save of this process that ends while
     // the load is on its way still hands its result to this request
-    this.releaseLane()
-    this.releaseLane = joinLane(this.store, key).release
-    return Effect.matchEffect(this.store.load(key), {
-      onFailure: (error) => {
+    this.stayInLane(key, this.owner ?? fiber)
+    return Effect.matchCauseEffect(this.store.load(key), {
+      onFailure: (cause) => {
         this.releaseLane()
-        return Effect.fail(error)
+        this.settle(false)
+        return Effect.failCause(cause)
       },
-      onSuccess: (record) =>
-        Effect.clockWith((clock) => {
-          const decoded = Option.isNone(record)
-            ? undefined
-            : decodeRecord(this.config, key, record.value, clock.currentTimeMillisUnsafe())
-          this.state.adopt({
-            loaded: decoded?._tag === "Live" ? decoded.loaded : undefined,
-            tombstone: decoded?._tag === "Tombstone" ? decoded.state : undefined
-          })
-          if (this.state.loaded === undefined) this.releaseLane()
-          this.loadDone = true
-          return decoded?._tag === "Undecodable" ? logUndecodable(key) : Effect.void
+      onSuccess: (record) => {
+        const decoded = Option.isNone(record)
+          ? undefined
+          : decodeRecord(this.config, key, record.value, clock.currentTimeMillisUnsafe())
+        state.adopt({
+          loaded: decoded?._tag === "Live" ? decoded.loaded : undefined,
+          tombstone: decoded?._tag === "Tombstone" ? decoded.state : undefined
         })
+        if (state.loaded === undefined) this.releaseLane()
+        this.settle(true)
+        return decoded?._tag === "Undecodable"
+          ? Effect.andThen(logUndecodable(key), Effect.sync(() => f(state)))
+          : Effect.succeed(f(state))
+      }
     })
+  }
+
+  /**
+   * The request loaded a stored session it may save: its key's lane, and
+   * what the saves of other requests hand over in it, stay until this
+   * request is done (its save ended, or else its fiber), so that a save of
+   * this process never loses a compare-and-set to another one.
+   */
+  private stayInLane(key: StorageKey, fiber: Fiber.Fiber<unknown, unknown>): void {
+    this.releaseLane()
+    const { release } = joinLane(this.store, key)
+    const removeObserver = fiber.addObserver(release)
+    this.releaseLane = () => {
+      removeObserver()
+      release()
+    }
+  }
+
+  private settle(loaded: boolean): void {
+    this.loader = undefined
+    if (loaded) this.loadDone = true
+    const settled = this.loadSettled
+    this.loadSettled = undefined
+    if (settled !== undefined) Deferred.doneUnsafe(settled, Exit.void)
   }
 
   /** Whether a commit at `t` would do nothing (a read that moves no deadline). */
@@ -354,11 +433,29 @@ export class RequestSession<A> {
 
   /** Saves what the request did; says what the cookie must do. */
   get commit(): Effect.Effect<CookieAction, SessionError> {
+    return Effect.clockWith((clock) => this.commitAt(clock.currentTimeMillisUnsafe()))
+  }
+
+  /**
+   * `commit` at a time the caller read (the middleware has the clock at
+   * hand). A session not loaded yet (its load failed and the app went on)
+   * is loaded first, and the time read again after it.
+   */
+  commitAt(t: number): Effect.Effect<CookieAction, SessionError> {
     if (!this.state.used) return Effect.succeed(noCookie)
-    if (!this.loadDone) return Effect.andThen(this.access(() => undefined), () => this.commit)
-    return Effect.clockWith((clock) => {
-      const t = this.committedAt = clock.currentTimeMillisUnsafe()
-      return Effect.ensuring(this.save(t), Effect.sync(() => this.releaseLane()))
+    if (!this.loadDone) return Effect.andThen(this.access(constVoid), () => this.commit)
+    this.committedAt = t
+    // one handler for both ends of the save (no finalizer: an interrupted
+    // save's use of the lane ends with the fiber, see `stayInLane`)
+    return Effect.matchCauseEffect(this.save(t), {
+      onFailure: (cause) => {
+        this.releaseLane()
+        return Effect.failCause(cause)
+      },
+      onSuccess: (action) => {
+        this.releaseLane()
+        return Effect.succeed(action)
+      }
     })
   }
 
@@ -445,22 +542,34 @@ export class RequestSession<A> {
   /**
    * An update, written together with the updates of this process to the
    * same session that wait with it (group commit, the core's `UpdateQueue`
-   * and group rules): one fiber takes the queued updates group by group and
-   * writes each group with one compare-and-set (`writeQueued`), so a burst of
-   * writes to one session costs a few round trips instead of one each.
+   * and group rules): the queued updates are written group by group, each
+   * group with one compare-and-set (`writeAndSettle`). A burst of writes to
+   * one session costs a few round trips instead of one each, and no
+   * request's writes can be lost to another's.
+   *
+   * The request that finds no writer running writes its own group on its
+   * own fiber (`writeInline`): an update with no other in the way costs no
+   * fiber, no `Deferred` and no finalizer. The others wait for the writer.
    */
   private updateInGroup(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
     const store = this.store
-    const key = keyOf(loaded)
-    return Effect.suspend(() => {
-      const done = Deferred.makeUnsafe<CookieAction, SessionError>()
-      const { lane, release } = joinLane(store, key)
-      // the writer runs on its own fiber: an interrupted request (a client
-      // that went away) does not stop the writes of the others
-      const start = lane.updates.enqueue({ session: this, request: this.state, loaded, t, done })
-      const write = start ? Effect.asVoid(Effect.forkDetach(writeQueued(store, key))) : Effect.void
-      return Effect.ensuring(Effect.andThen(write, Deferred.await(done)), Effect.sync(release))
-    })
+    const { lane, release } = joinLane(store, keyOf(loaded))
+    let outcome: Exit.Exit<CookieAction, SessionError> | undefined
+    let done: Deferred.Deferred<CookieAction, SessionError> | undefined
+    const settle = (exit: Exit.Exit<CookieAction, SessionError>) => {
+      if (outcome !== undefined) return
+      outcome = exit
+      if (done !== undefined) Deferred.doneUnsafe(done, exit)
+    }
+    // the lane is kept by the writer while updates wait (the queue's writer
+    // takes this request's use of the lane over, and no update waits
+    // without one), so a waiting request needs no finalizer of its own
+    if (!lane.updates.enqueue({ session: this, request: this.state, loaded, t, settle })) {
+      release()
+      done = Deferred.makeUnsafe<CookieAction, SessionError>()
+      return Deferred.await(done)
+    }
+    return writeInline(store, lane, release, () => outcome!)
   }
 
   /**
@@ -518,7 +627,8 @@ export class RequestSession<A> {
 /** An update waiting in its lane to be written with the others. */
 interface Waiting extends Save.GroupMember<any> {
   readonly session: RequestSession<any>
-  readonly done: Deferred.Deferred<CookieAction, SessionError>
+  /** Hands the update its outcome (the first one it is given). */
+  readonly settle: (exit: Exit.Exit<CookieAction, SessionError>) => void
 }
 
 /** Updates of one session definition form a group: another's data cannot be replayed over it. */
@@ -598,41 +708,99 @@ const writeGroup = <A>(
 const failureTag = (cause: Cause.Cause<SessionError>): string | undefined => Option.getOrUndefined(C.findErrorOption(cause))?._tag
 
 /**
- * Writes the updates queued in the lane of `key`, group after group, until
- * none is left (the core's `UpdateQueue`), in the lane's turn. A group whose
+ * Writes one group and hands each of its updates its outcome. A group whose
  * data cannot be encoded is written one update at a time, so that only the
- * update at fault fails (`Save.afterGroupFailure`).
+ * update at fault fails (`Save.afterGroupFailure`). Never fails.
  */
-const writeQueued = (store: Store, key: StorageKey): Effect.Effect<void> =>
-  withLane(store, key, (lane) =>
-    Effect.gen(function*() {
-      while (true) {
-        const group = lane.updates.nextGroup(sameDefinition)
-        if (group === undefined) return
-        const config = group[0].session.config
-        const outcome = yield* Effect.exit(writeGroup(config, store, lane, group))
-        if (Exit.isSuccess(outcome)) {
-          for (const member of group) {
-            Deferred.doneUnsafe(member.done, Exit.succeed(Save.cookieAfterGroup(member, outcome.value)))
-          }
-        } else if (Save.afterGroupFailure(group.length, failureTag(outcome.cause)) === "OneAtATime") {
-          for (const member of group) {
-            const alone = yield* Effect.exit(writeGroup(config, store, lane, [member]))
-            Deferred.doneUnsafe(member.done, Exit.map(alone, (outcome) => Save.cookieAfterGroup(member, outcome)))
-          }
-        } else {
-          for (const member of group) Deferred.doneUnsafe(member.done, Exit.failCause(outcome.cause))
-        }
+const writeAndSettle = (store: Store, lane: Lane, group: ReadonlyArray<Waiting>): Effect.Effect<void> => {
+  const config = group[0].session.config
+  return Effect.matchCauseEffect(writeGroup(config, store, lane, group), {
+    onSuccess: (outcome) => {
+      for (const member of group) member.settle(Exit.succeed(Save.cookieAfterGroup(member, outcome)))
+      return Effect.void
+    },
+    onFailure: (cause) => {
+      if (Save.afterGroupFailure(group.length, failureTag(cause)) === "OneAtATime") {
+        return Effect.forEach(group, (member) =>
+          Effect.map(
+            Effect.exit(writeGroup(config, store, lane, [member])),
+            (alone) => member.settle(Exit.map(alone, (outcome) => Save.cookieAfterGroup(member, outcome)))
+          ), { discard: true })
       }
-    }).pipe(
-      // a defect or an interruption must not leave the queued requests waiting
-      Effect.onExit((exit) =>
-        Effect.sync(() => {
-          if (Exit.isSuccess(exit)) return
-          for (const member of lane.updates.abandon()) Deferred.doneUnsafe(member.done, exit as Exit.Exit<never, never>)
-        })
-      )
-    ))
+      for (const member of group) member.settle(Exit.failCause(cause))
+      return Effect.void
+    }
+  })
+}
+
+/**
+ * The writer, on the fiber of the request that started it: takes the lane's
+ * turn, writes the first group (this request's update, and those queued
+ * behind it meanwhile), and leaves what queued during the write to a writer
+ * fiber (`writeQueued`), so the request answers once its own write is done.
+ * Uninterruptible, like the writer fiber it replaces: a request interrupted
+ * here (a client gone) still writes its update and those of the others in
+ * its group. `release` ends the request's use of the lane (or hands it to
+ * the writer fiber).
+ */
+const writeInline = (
+  store: Store,
+  lane: Lane,
+  release: () => void,
+  outcome: () => Exit.Exit<CookieAction, SessionError>
+): Effect.Effect<CookieAction, SessionError> =>
+  Effect.uninterruptible(Effect.suspend(() => {
+    const write = Effect.suspend(() => {
+      const group = lane.updates.nextGroup(sameDefinition)!
+      return Effect.matchCauseEffect(writeAndSettle(store, lane, group), {
+        // a defect of this code: nothing queued may be left waiting
+        onFailure: (cause) => {
+          for (const member of group) member.settle(Exit.failCause(cause))
+          for (const member of lane.updates.abandon()) member.settle(Exit.failCause(cause))
+          lane.lock.release()
+          release()
+          return outcome()
+        },
+        onSuccess: () => {
+          lane.lock.release()
+          const next = lane.updates.nextGroup(sameDefinition)
+          if (next === undefined) {
+            release()
+            return outcome()
+          }
+          return Effect.andThen(Effect.forkDetach(writeQueued(store, lane, release, next)), outcome())
+        }
+      })
+    })
+    // the turn is taken at once unless a move or a logout of this key runs
+    return lane.lock.tryTake() ? write : Effect.andThen(waitTurn(lane.lock), write)
+  }))
+
+/**
+ * A writer fiber: writes the updates queued in the lane, group after group
+ * from `first`, until none is left (the core's `UpdateQueue`), in the lane's
+ * turn. On its own fiber: an interrupted request (a client that went away)
+ * does not stop the writes of the others.
+ */
+const writeQueued = (store: Store, lane: Lane, release: () => void, first: ReadonlyArray<Waiting>): Effect.Effect<void> => {
+  const from = (group: ReadonlyArray<Waiting> | undefined): Effect.Effect<void> =>
+    group === undefined
+      ? Effect.void
+      : Effect.andThen(writeAndSettle(store, lane, group), Effect.suspend(() => from(lane.updates.nextGroup(sameDefinition))))
+  return Effect.onExit(
+    withTurn(lane.lock, from(first)),
+    // one finalizer for both: a defect or an interruption must not leave the
+    // queued requests waiting, and the writer's use of the lane ends
+    (exit) =>
+      Effect.sync(() => {
+        if (Exit.isFailure(exit)) {
+          for (const member of first) member.settle(exit as Exit.Exit<never, never>)
+          for (const member of lane.updates.abandon()) member.settle(exit as Exit.Exit<never, never>)
+        }
+        release()
+      })
+  )
+}
 
 /**
  * `removeAll` until a pass finds nothing: a `login` that moved a session of
@@ -695,7 +863,8 @@ export const varyOnCookie = (response: HttpServerResponse.HttpServerResponse): H
  */
 export const finishResponse = <A>(
   session: RequestSession<A>,
-  appResponse: HttpServerResponse.HttpServerResponse
+  appResponse: HttpServerResponse.HttpServerResponse,
+  clock: Clock.Clock
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, SessionError> => {
   const next = session.state.afterResponse(appResponse.status)
   if (next === "Unused") return Effect.succeed(appResponse)
@@ -704,9 +873,8 @@ export const finishResponse = <A>(
   if (next === "Logout") {
     return Effect.map(session.revokeAfterFailure(), (action) => applyCookie(session.config, response, action, session.committedAt))
   }
-  return Effect.clockWith((clock) =>
-    session.nothingToSave(clock.currentTimeMillisUnsafe())
-      ? Effect.succeed(response)
-      : Effect.map(session.commit, (action) => applyCookie(session.config, response, action, session.committedAt))
-  )
+  const t = clock.currentTimeMillisUnsafe()
+  return session.nothingToSave(t)
+    ? Effect.succeed(response)
+    : Effect.map(session.commitAt(t), (action) => applyCookie(session.config, response, action, session.committedAt))
 }
