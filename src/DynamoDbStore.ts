@@ -47,11 +47,7 @@ import * as SessionStore from "./SessionStore.js"
  * @since 1.0.0
  * @category models
  */
-export interface Credentials {
-  readonly accessKeyId: string
-  readonly secretAccessKey: Redacted.Redacted<string>
-  readonly sessionToken?: Redacted.Redacted<string> | undefined
-}
+export interface Credentials extends Core.DynamoCredentials<Redacted.Redacted<string>> {}
 
 /**
  * The options that can also come from `Config` (see `layerConfig`):
@@ -63,28 +59,13 @@ export interface Credentials {
  * @since 1.0.0
  * @category models
  */
-export interface ConfigOptions extends Core.TableOptions {
-  /** Credentials of a client the layer creates. Default: the SDK's provider chain. */
-  readonly credentials?: Credentials | undefined
-}
+export interface ConfigOptions extends Core.DynamoConfigOptions<Credentials> {}
 
 /**
  * @since 1.0.0
  * @category models
  */
-export interface Options extends ConfigOptions {
-  /**
-   * A client to use. The layer never destroys a client passed in; when it is
-   * given, `endpoint`, `region`, `credentials` and `clientConfig` are ignored.
-   * Without it the layer creates a client and destroys it with its scope.
-   */
-  readonly client?: DynamoDBClient | undefined
-  /**
-   * Further configuration of a client the layer creates (retries, request
-   * handler timeouts, …). `endpoint`, `region` and `credentials` win over it.
-   */
-  readonly clientConfig?: DynamoDBClientConfig | undefined
-}
+export interface Options extends ConfigOptions, Core.DynamoClientOptions<DynamoDBClient, DynamoDBClientConfig> {}
 
 /**
  * The default table name.

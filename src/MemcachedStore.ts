@@ -13,17 +13,27 @@
 import type { ConfigError, Scope } from "effect"
 import { Config, Duration, Effect, Layer, Option } from "effect"
 import { MemcacheClient } from "memcache-client"
-import type { Command, Gotten, MemcachedRecord, Operation, Outcome, Reply, StorageReply } from "./core/memcached.js"
+import type {
+  Command,
+  Gotten,
+  MemcachedOptions,
+  MemcachedRecord,
+  Operation,
+  Outcome,
+  Reply,
+  StorageReply
+} from "./core/memcached.js"
 import {
+  clientSettings,
   contentionMessage,
   decode,
+  defaultPrefix,
   encode,
   foreignItemMessage,
   insertOperation,
   itemKey as itemKeyOf,
   liveRecord,
   negativeReply,
-  serverAddress,
   touchOperation,
   unsafeKeyMessage,
   updateOperation
@@ -38,32 +48,7 @@ import * as SessionStore from "./SessionStore.js"
  * @since 1.0.0
  * @category models
  */
-export interface Options {
-  /**
-   * The server as `host:port` (a `memcached://` scheme is accepted). Default
-   * `"127.0.0.1:11211"`. Ignored when a `client` is given. One server only: `memcache-client` treats several
-   * servers as failover replicas and picks one at random per command, which
-   * would break compare-and-set (use mcrouter in front of a pool instead).
-   */
-  readonly servers?: string | undefined
-  /**
-   * A client to use instead of one the layer creates. The layer never closes
-   * it. It must talk to a single server (see `servers`).
-   */
-  readonly client?: MemcacheClient | undefined
-  /**
-   * Prepended to every storage key. Default `"session:"`. Printable ASCII
-   * without spaces; a prefix too long to leave room for the 43-character
-   * storage key within Memcached's 250 bytes is shortened to its head plus
-   * its SHA-256.
-   */
-  readonly prefix?: string | undefined
-  /**
-   * How long a connection or a command may take before it fails with
-   * `SessionStoreError`. Default 5 seconds. Ignored when a `client` is given.
-   */
-  readonly commandTimeout?: Duration.DurationInput | undefined
-}
+export interface Options extends MemcachedOptions<Duration.DurationInput, MemcacheClient> {}
 
 const name = "memcached"
 
@@ -107,22 +92,15 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   SessionStoreError,
   Scope.Scope
 > {
-  const prefixed = keyPrefix(options?.prefix ?? "session:")
+  const prefixed = keyPrefix(options?.prefix ?? defaultPrefix)
   if (prefixed._tag === "Left") return yield* fail("setup", new Error(prefixed.reason))
   const prefix = prefixed.prefix
 
   const client = options?.client ?? (yield* Effect.acquireRelease(
     Effect.suspend(() => {
-      const address = serverAddress(options?.servers ?? "127.0.0.1:11211")
-      if (address._tag === "Left") return Effect.fail(fail("setup", new Error(address.reason)))
-      // the client's own timeouts: a command fails instead of holding the
-      // request that needs the session
-      const timeout = Math.max(1, Math.ceil(Duration.toMillis(options?.commandTimeout ?? "5 seconds")))
-      return Effect.try({
-        try: () =>
-          new MemcacheClient({ server: address.server, cmdTimeout: timeout, connectTimeout: timeout, noDelay: true }),
-        catch: (cause) => fail("setup", cause)
-      })
+      const planned = clientSettings(options, Duration.toMillis)
+      if (planned._tag === "Left") return Effect.fail(fail("setup", new Error(planned.reason)))
+      return Effect.try({ try: () => new MemcacheClient(planned.settings), catch: (cause) => fail("setup", cause) })
     }),
     (client) => Effect.sync(() => client.shutdown())
   ))

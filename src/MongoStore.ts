@@ -29,25 +29,7 @@ import * as SessionStore from "./SessionStore.js"
  * @since 1.0.0
  * @category models
  */
-export interface Options {
-  /**
-   * A connection string (`mongodb://…` or `mongodb+srv://…`). The layer opens
-   * the client and closes it with its scope. Give either `url` or `client`.
-   */
-  readonly url?: string | undefined
-  /** Driver options for the client the layer opens from `url`. */
-  readonly clientOptions?: MongoClientOptions | undefined
-  /**
-   * A connected (or lazily connecting) client to use. The layer never closes
-   * it. Writes must be acknowledged (the default write concern): `update`
-   * needs the matched count.
-   */
-  readonly client?: MongoClient | undefined
-  /** Default: the database named in the connection string, else the driver's default (`test`). */
-  readonly database?: string | undefined
-  /** Default `"effect_sessions"`. */
-  readonly collection?: string | undefined
-}
+export interface Options extends Core.MongoOptions<MongoClient, MongoClientOptions> {}
 
 /**
  * The stored document.
@@ -55,14 +37,7 @@ export interface Options {
  * @since 1.0.0
  * @category models
  */
-export interface SessionDocument {
-  readonly _id: string
-  /** Written as a Uint8Array, which BSON stores as Binary; read back as `Binary`. */
-  readonly data: Binary | Uint8Array
-  readonly version: number
-  readonly expiresAt: Date
-  readonly principal?: string
-}
+export interface SessionDocument extends Core.MongoDocument<Binary> {}
 
 const name = "mongodb"
 
@@ -102,7 +77,7 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
   const client: MongoClient = options.client ?? (yield* Effect.acquireRelease(
     Effect.tryPromise({
       try: () => {
-        if (options.url === undefined) throw new Error("MongoStore needs a `url` or a `client`")
+        if (options.url === undefined) throw new Error(Core.noUrlOrClient)
         return new MongoClient(options.url, options.clientOptions).connect()
       },
       catch: (cause) => fail("setup", cause)

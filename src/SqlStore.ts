@@ -26,34 +26,13 @@ import * as SessionStore from "./SessionStore.js"
  * @since 1.0.0
  * @category models
  */
-export interface TableOptions {
-  /**
-   * The table holding the sessions. Letters, digits and `_`, starting with a
-   * letter or `_`, at most 48 characters (index names are derived from it).
-   * Default `effect_sessions`.
-   */
-  readonly table?: string | undefined
-}
+export interface TableOptions extends Sql.TableOptions {}
 
 /**
  * @since 1.0.0
  * @category models
  */
-export interface Options extends TableOptions {
-  /**
-   * Create the table and its indexes when the layer starts, if they do not
-   * exist (idempotent). Set it to `false` when the schema is managed by
-   * migrations (see `migrations`). Default `true`.
-   */
-  readonly createTable?: boolean | undefined
-  /** How often expired rows are deleted. Default 5 minutes (jittered). */
-  readonly cleanupInterval?: Duration.DurationInput | undefined
-  /**
-   * The most rows one cleanup statement deletes; a sweep runs batch after
-   * batch until one comes back short. Default 1000.
-   */
-  readonly cleanupBatchSize?: number | undefined
-}
+export interface Options extends Sql.StoreOptions<Duration.DurationInput> {}
 
 const name = "sql"
 
@@ -64,7 +43,7 @@ const storeError = (operation: StoreOperation) => (cause: unknown) =>
 const setup = (options: Options | undefined) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) => {
     const settings = Sql.storeSetup(
-      sql.onDialectOrElse({ orElse: () => "", pg: () => "pg", mysql: () => "mysql", sqlite: () => "sqlite" }),
+      sql.onDialectOrElse(Sql.dialectName),
       options
     )
     if ("problem" in settings) return Effect.fail(storeError("setup")(settings.problem))

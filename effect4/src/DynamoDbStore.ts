@@ -43,11 +43,7 @@ import * as SessionStore from "./SessionStore.js"
  * @since 2.0.0
  * @category models
  */
-export interface Credentials {
-  readonly accessKeyId: string
-  readonly secretAccessKey: Redacted.Redacted<string>
-  readonly sessionToken?: Redacted.Redacted<string> | undefined
-}
+export interface Credentials extends Core.DynamoCredentials<Redacted.Redacted<string>> {}
 
 /**
  * The options that can also come from `Config` (see `layerConfig`):
@@ -59,30 +55,13 @@ export interface Credentials {
  * @since 2.0.0
  * @category models
  */
-export interface ConfigOptions extends Core.TableOptions {
-  /** Credentials of a client the layer creates. Default: the SDK's provider chain. */
-  readonly credentials?: Credentials | undefined
-}
+export interface ConfigOptions extends Core.DynamoConfigOptions<Credentials> {}
 
 /**
  * @since 2.0.0
  * @category models
  */
-export interface Options extends ConfigOptions {
-  /**
-   * A client to use, never destroyed by the layer; `endpoint`, `region`,
-   * `credentials` and `clientConfig` are then ignored. Without it the layer
-   * creates a client and destroys it with its scope.
-   */
-  readonly client?: DynamoDBClient | undefined
-  /**
-   * Anything else for a client the layer creates (`maxAttempts`,
-   * `requestHandler`, …); `endpoint`, `region` and `credentials` win over it.
-   * By default a created client gives up on a connection after 2 s and on a
-   * request after 5 s.
-   */
-  readonly clientConfig?: DynamoDBClientConfig | undefined
-}
+export interface Options extends ConfigOptions, Core.DynamoClientOptions<DynamoDBClient, DynamoDBClientConfig> {}
 
 /**
  * The default table name.

@@ -34,21 +34,7 @@ import * as SessionStore from "./SessionStore.js"
  * @since 2.0.0
  * @category models
  */
-export interface Options {
-  /**
-   * The one server, `host:port` (a `memcached://` scheme is accepted);
-   * default `"127.0.0.1:11211"`. A list fails the layer: memcache-client
-   * would send a `gets` and its `cas` to servers picked at random (put
-   * mcrouter in front of a pool).
-   */
-  readonly servers?: string | undefined
-  /** Your client, on one server; used instead of `servers` and never shut down by the layer. */
-  readonly client?: MemcacheClient | undefined
-  /** Before every storage key; default `"session:"`. Printable ASCII without spaces; shortened when too long for 250-byte keys. */
-  readonly prefix?: string | undefined
-  /** The connect and command timeout of the layer's own client; default 5 seconds. */
-  readonly commandTimeout?: Duration.Input | undefined
-}
+export interface Options extends Protocol.MemcachedOptions<Duration.Input, MemcacheClient> {}
 
 const name = "memcached"
 
@@ -89,7 +75,7 @@ interface GetsReply {
 export const make = Effect.fnUntraced(function*(
   options?: Options
 ): Effect.fn.Return<SessionStore.SessionStore["Service"], SessionStoreError, Scope.Scope> {
-  const prefixed = Protocol.keyPrefix(options?.prefix ?? "session:")
+  const prefixed = Protocol.keyPrefix(options?.prefix ?? Protocol.defaultPrefix)
   if (prefixed._tag === "Left") return yield* Effect.fail(failure("setup", new Error(prefixed.reason)))
   const prefix = prefixed.prefix
   const client = options?.client ?? (yield* connect(options))
@@ -190,18 +176,13 @@ export const make = Effect.fnUntraced(function*(
   })
 })
 
-// the layer's own client, with its timeouts set to commandTimeout: a command
-// fails instead of holding the request that needs the session
+// the layer's own client, with its timeouts set to commandTimeout
 const connect = (options: Options | undefined): Effect.Effect<MemcacheClient, SessionStoreError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.suspend(() => {
-      const address = Protocol.serverAddress(options?.servers ?? "127.0.0.1:11211")
-      if (address._tag === "Left") return Effect.fail(failure("setup", new Error(address.reason)))
-      const timeout = Math.max(1, Math.ceil(Duration.toMillis(options?.commandTimeout ?? "5 seconds")))
-      return Effect.try({
-        try: () => new MemcacheClient({ server: address.server, cmdTimeout: timeout, connectTimeout: timeout, noDelay: true }),
-        catch: (cause) => failure("setup", cause)
-      })
+      const planned = Protocol.clientSettings(options, Duration.toMillis)
+      if (planned._tag === "Left") return Effect.fail(failure("setup", new Error(planned.reason)))
+      return Effect.try({ try: () => new MemcacheClient(planned.settings), catch: (cause) => failure("setup", cause) })
     }),
     (client) => Effect.sync(() => client.shutdown())
   )

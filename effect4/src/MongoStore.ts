@@ -37,18 +37,7 @@ import * as SessionStore from "./SessionStore.js"
  * @since 2.0.0
  * @category models
  */
-export interface Options {
-  /** A `mongodb://` or `mongodb+srv://` connection string. */
-  readonly url?: string | undefined
-  /** The driver's options for the client opened from `url` (timeouts, `appName`, TLS…). */
-  readonly clientOptions?: MongoClientOptions | undefined
-  /** Your client; its writes must be acknowledged (the default write concern): `update` needs the matched count. */
-  readonly client?: MongoClient | undefined
-  /** Default: the database of the connection string, else the driver's (`test`). */
-  readonly database?: string | undefined
-  /** Default `"effect_sessions"`. */
-  readonly collection?: string | undefined
-}
+export interface Options extends Core.MongoOptions<MongoClient, MongoClientOptions> {}
 
 /**
  * A session's document, as both lines write it.
@@ -56,15 +45,7 @@ export interface Options {
  * @since 2.0.0
  * @category models
  */
-export interface SessionDocument {
-  readonly _id: string
-  /** The record's UTF-8 text, written as bytes (BSON Binary). */
-  readonly data: Binary | Uint8Array
-  readonly version: number
-  readonly expiresAt: Date
-  /** Only when the session is bound to one. */
-  readonly principal?: string
-}
+export interface SessionDocument extends Core.MongoDocument<Binary> {}
 
 const name = "mongodb"
 
@@ -188,7 +169,7 @@ const connect = (options: Options): Effect.Effect<MongoClient, SessionStoreError
   Effect.acquireRelease(
     Effect.try({
       try: () => {
-        if (options.url === undefined) throw new Error("MongoStore needs a `url` or a `client`")
+        if (options.url === undefined) throw new Error(Core.noUrlOrClient)
         return new MongoClient(options.url, options.clientOptions)
       },
       catch: (cause) => failure("setup", cause)

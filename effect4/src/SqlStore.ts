@@ -27,34 +27,13 @@ import * as SessionStore from "./SessionStore.js"
  * @since 2.0.0
  * @category models
  */
-export interface TableOptions {
-  /**
-   * The table holding the sessions. Letters, digits and `_`, starting with a
-   * letter or `_`, at most 48 characters (index names are derived from it).
-   * Default `effect_sessions`.
-   */
-  readonly table?: string | undefined
-}
+export interface TableOptions extends Sql.TableOptions {}
 
 /**
  * @since 2.0.0
  * @category models
  */
-export interface Options extends TableOptions {
-  /**
-   * Create the table and its indexes when the layer starts, if they do not
-   * exist (idempotent). Set it to `false` when migrations own the schema
-   * (see `migrations`). Default `true`.
-   */
-  readonly createTable?: boolean | undefined
-  /** How often expired rows are deleted. Default 5 minutes (jittered). */
-  readonly cleanupInterval?: Duration.Input | undefined
-  /**
-   * The most rows one cleanup statement deletes; a sweep runs batch after
-   * batch until one comes back short. Default 1000.
-   */
-  readonly cleanupBatchSize?: number | undefined
-}
+export interface Options extends Sql.StoreOptions<Duration.Input> {}
 
 /**
  * What `make` builds: the store, its index, and the sweep the cleanup fiber
@@ -83,7 +62,7 @@ const setup = (options: TableOptions & { readonly cleanupBatchSize?: number | un
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const settings = Sql.storeSetup(
-      sql.onDialectOrElse({ orElse: () => "", pg: () => "pg", mysql: () => "mysql", sqlite: () => "sqlite" }),
+      sql.onDialectOrElse(Sql.dialectName),
       options
     )
     if ("problem" in settings) return yield* Effect.fail(failure("setup")(settings.problem))

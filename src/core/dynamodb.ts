@@ -92,6 +92,54 @@ export interface TableOptions {
 }
 
 /**
+ * Static credentials for a client the layer creates, `Secret` being the
+ * line's `Redacted<string>`.
+ *
+ * @internal
+ */
+export interface DynamoCredentials<Secret> {
+  readonly accessKeyId: string
+  readonly secretAccessKey: Secret
+  readonly sessionToken?: Secret | undefined
+}
+
+/**
+ * The options of a DynamoDB store that can come from `Config`: the table's
+ * and those of a client the layer creates, `Credentials` being the line's
+ * `Credentials`. Each line's `ConfigOptions` extends them.
+ *
+ * @internal
+ */
+export interface DynamoConfigOptions<Credentials> extends TableOptions {
+  /** Credentials of a client the layer creates. Default: the SDK's provider chain. */
+  readonly credentials?: Credentials | undefined
+}
+
+/**
+ * The options of a DynamoDB store that cannot come from `Config`: a client,
+ * or the configuration of one the layer creates. `Client` and `ClientConfig`
+ * are the SDK's `DynamoDBClient` and `DynamoDBClientConfig` (parameters, so
+ * that the core does not import the SDK).
+ *
+ * @internal
+ */
+export interface DynamoClientOptions<Client, ClientConfig> {
+  /**
+   * A client to use. The layer never destroys a client passed in; when it is
+   * given, `endpoint`, `region`, `credentials` and `clientConfig` are ignored.
+   * Without it the layer creates a client and destroys it with its scope.
+   */
+  readonly client?: Client | undefined
+  /**
+   * Further configuration of a client the layer creates (`maxAttempts`,
+   * `requestHandler`, …); `endpoint`, `region` and `credentials` win over it.
+   * By default a created client gives up on a connection after 2 s and on a
+   * request after 5 s.
+   */
+  readonly clientConfig?: ClientConfig | undefined
+}
+
+/**
  * The attribute the table's native TTL reads (epoch seconds).
  *
  * @internal

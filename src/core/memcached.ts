@@ -23,6 +23,79 @@ export interface MemcachedRecord {
 }
 
 /**
+ * The options of a Memcached store, as both lines' `MemcachedStore` take
+ * them: each line's `Options` extends this with its duration input `D` and
+ * `memcache-client`'s client (a parameter, so that the core does not import
+ * the library).
+ *
+ * @internal
+ */
+export interface MemcachedOptions<D, Client> {
+  /**
+   * The server as `host:port` (a `memcached://` scheme is accepted). Default
+   * `"127.0.0.1:11211"`. Ignored when a `client` is given. One server only,
+   * and a list fails the layer: `memcache-client` treats several servers as
+   * failover replicas and picks one at random per command, which would break
+   * compare-and-set (use mcrouter in front of a pool instead).
+   */
+  readonly servers?: string | undefined
+  /**
+   * A client to use instead of one the layer creates. The layer never closes
+   * it. It must talk to a single server (see `servers`).
+   */
+  readonly client?: Client | undefined
+  /**
+   * Prepended to every storage key. Default `"session:"`. Printable ASCII
+   * without spaces; a prefix too long to leave room for the 43-character
+   * storage key within Memcached's 250 bytes is shortened to its head plus
+   * its SHA-256.
+   */
+  readonly prefix?: string | undefined
+  /**
+   * How long a connection or a command may take before it fails with
+   * `SessionStoreError`. Default 5 seconds. Ignored when a `client` is given.
+   */
+  readonly commandTimeout?: D | undefined
+}
+
+/**
+ * `prefix`'s default.
+ *
+ * @internal
+ */
+export const defaultPrefix = "session:"
+
+/**
+ * What the layer's own client is created with, from the options (`toMillis`
+ * reads the line's duration input), or why it cannot be: the single server,
+ * and `commandTimeout` (default 5 seconds) as both the command and the
+ * connect timeout, so that a command fails instead of holding the request
+ * that needs the session.
+ *
+ * @internal
+ */
+export const clientSettings = <D>(
+  options: Pick<MemcachedOptions<D, unknown>, "servers" | "commandTimeout"> | undefined,
+  toMillis: (duration: D) => number
+):
+  | {
+    readonly _tag: "Right"
+    readonly settings: {
+      readonly server: string
+      readonly cmdTimeout: number
+      readonly connectTimeout: number
+      readonly noDelay: true
+    }
+  }
+  | { readonly _tag: "Left"; readonly reason: string } =>
+{
+  const address = serverAddress(options?.servers ?? "127.0.0.1:11211")
+  if (address._tag === "Left") return address
+  const timeout = Math.max(1, Math.ceil(options?.commandTimeout === undefined ? 5_000 : toMillis(options.commandTimeout)))
+  return { _tag: "Right", settings: { server: address.server, cmdTimeout: timeout, connectTimeout: timeout, noDelay: true } }
+}
+
+/**
  * Memcached rejects keys over 250 bytes.
  *
  * @internal

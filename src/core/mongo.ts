@@ -36,6 +36,58 @@ export interface MongoWrite {
 }
 
 /**
+ * The options of a MongoDB store, as both lines' `MongoStore` take them:
+ * either `url` (a client the layer opens and closes with its scope) or
+ * `client` (one the layer never closes). `Client` and `ClientOptions` are the
+ * driver's `MongoClient` and `MongoClientOptions` (parameters, so that the
+ * core does not import the driver).
+ *
+ * @internal
+ */
+export interface MongoOptions<Client, ClientOptions> {
+  /**
+   * A connection string (`mongodb://…` or `mongodb+srv://…`). The layer opens
+   * the client and closes it with its scope. Give either `url` or `client`.
+   */
+  readonly url?: string | undefined
+  /** Driver options for the client the layer opens from `url` (timeouts, `appName`, TLS…). */
+  readonly clientOptions?: ClientOptions | undefined
+  /**
+   * A connected (or lazily connecting) client to use. The layer never closes
+   * it. Writes must be acknowledged (the default write concern): `update`
+   * needs the matched count.
+   */
+  readonly client?: Client | undefined
+  /** Default: the database named in the connection string, else the driver's default (`test`). */
+  readonly database?: string | undefined
+  /** Default `"effect_sessions"`. */
+  readonly collection?: string | undefined
+}
+
+/**
+ * A session's document, as both lines write it; `Binary` is the driver's
+ * BSON `Binary`, what `data` is read back as.
+ *
+ * @internal
+ */
+export interface MongoDocument<Binary> {
+  readonly _id: string
+  /** The record's bytes: written as a Uint8Array, which BSON stores as Binary; read back as `Binary`. */
+  readonly data: Binary | Uint8Array
+  readonly version: number
+  readonly expiresAt: Date
+  /** Only when the session is bound to one. */
+  readonly principal?: string
+}
+
+/**
+ * Why the layer cannot open a client: it was given neither `url` nor `client`.
+ *
+ * @internal
+ */
+export const noUrlOrClient = "MongoStore needs a `url` or a `client`"
+
+/**
  * The default collection.
  *
  * @internal

@@ -25,6 +25,56 @@ export const defaultTable = "effect_sessions"
 export const defaultCleanupBatchSize = 1000
 
 /**
+ * The option that names the table, as both lines' `SqlStore` take it (for
+ * the layer, `ensureTable` and `migrations`).
+ *
+ * @internal
+ */
+export interface TableOptions {
+  /**
+   * The table holding the sessions. Letters, digits and `_`, starting with a
+   * letter or `_`, at most 48 characters (index names are derived from it).
+   * Default `effect_sessions`.
+   */
+  readonly table?: string | undefined
+}
+
+/**
+ * The options of a SQL store, as both lines' `SqlStore` take them, `D`
+ * being the line's duration input: each line's `Options` extends them.
+ *
+ * @internal
+ */
+export interface StoreOptions<D> extends TableOptions {
+  /**
+   * Create the table and its indexes when the layer starts, if they do not
+   * exist (idempotent). Set it to `false` when the schema is managed by
+   * migrations (see `migrations`). Default `true`.
+   */
+  readonly createTable?: boolean | undefined
+  /** How often expired rows are deleted. Default 5 minutes (jittered). */
+  readonly cleanupInterval?: D | undefined
+  /**
+   * The most rows one cleanup statement deletes; a sweep runs batch after
+   * batch until one comes back short. Default 1000.
+   */
+  readonly cleanupBatchSize?: number | undefined
+}
+
+/**
+ * The cases of a SQL client's `onDialectOrElse` that name its dialect as
+ * `storeSetup` takes it (an unsupported one as `""`).
+ *
+ * @internal
+ */
+export const dialectName = {
+  orElse: () => "",
+  pg: () => "pg",
+  mysql: () => "mysql",
+  sqlite: () => "sqlite"
+}
+
+/**
  * A safe table name. At most 48 characters: the index names append up to
  * 15 to it (`_expires_at_idx`) and stay within every dialect's identifier
  * limit (PostgreSQL's 63 is the smallest). Nothing but letters, digits and `_`: the name is spliced
@@ -78,7 +128,7 @@ export const cleanupBatchSizeProblem = (batchSize: number): string | undefined =
  */
 export const storeSetup = (
   dialect: string,
-  options: { readonly table?: string | undefined; readonly cleanupBatchSize?: number | undefined } | undefined
+  options: TableOptions & Pick<StoreOptions<unknown>, "cleanupBatchSize"> | undefined
 ):
   | { readonly dialect: SqlDialect; readonly table: string; readonly batchSize: number }
   | { readonly problem: Error } =>
