@@ -1,24 +1,29 @@
 /**
  * A store on Redis or Redis Cluster, through `ioredis`: the Effect 4 glue
  * over the core's Redis protocol (`src/core/redis.ts`: key layout, the Lua
- * scripts, their calls and how each reply is read), so both lines store the
- * same records and read each other's.
+ * scripts, their calls and how each reply is read) and client handling
+ * (`src/core/redisClient.ts`), so both lines store the same records.
  *
  * ```ts
+ * import { Config, Redacted } from "effect"
  * import * as RedisStore from "effect-session/RedisStore"
  *
- * const StoreLive = RedisStore.layer({ url: "redis://127.0.0.1:6379" })
+ * const StoreLive = RedisStore.layerConfig({
+ *   url: Config.Redacted("REDIS_URL").pipe(Config.withDefault(Redacted.make("redis://127.0.0.1:6379"))),
+ *   commandTimeout: Config.Duration("SESSION_REDIS_TIMEOUT").pipe(Config.withDefault("2 seconds"))
+ * })
  * ```
  *
  * @since 2.0.0
  */
-import type { Scope } from "effect"
-import { Cause, Clock, Context, Duration, Effect, Layer, Option } from "effect"
+import { Cause, Clock, Config, Duration, Effect, Layer, Option, Redacted } from "effect"
 import type { Cluster, RedisOptions } from "ioredis"
 import { Redis } from "ioredis"
 import * as EffectRedis from "effect/persistence/Redis"
 import * as Protocol from "../../src/core/redis.js"
+import * as RedisClient from "../../src/core/redisClient.js"
 import * as Writes from "../../src/core/redisWrites.js"
+import { storeAndIndex } from "./internal/layer.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
 import type { StorageKey } from "./SessionId.js"
@@ -44,25 +49,23 @@ export interface Options extends Omit<RedisOptions, "commandTimeout"> {
 
 const name = "redis"
 
-type Conflict = SessionConflict | SessionStoreError
+type Sent<A> = Effect.Effect<A, SessionStoreError>
+type Conflicting<A> = Effect.Effect<A, SessionConflict | SessionStoreError>
+type After<A> = (reply: unknown, cluster: boolean, principal: string | undefined) => Writes.WriteDecision<A>
 
 /**
- * How the store reaches Redis: through an ioredis client, or through Effect's
- * `Redis` service (`effect/persistence/Redis`). Every operation is a script
- * call of the core or one plain command.
+ * How the store reaches Redis: an ioredis client, or Effect's `Redis` service
+ * (`effect/persistence/Redis`). Each operation is a core script call or one command.
  */
 interface Transport {
   readonly cluster: boolean
-  readonly script: (operation: StoreOperation, call: Protocol.ScriptCall) => Effect.Effect<unknown, SessionStoreError>
+  readonly script: (operation: StoreOperation, call: Protocol.ScriptCall) => Sent<unknown>
   /** Script calls sent together (the index checks), their replies in order. */
-  readonly scripts: (
-    operation: StoreOperation,
-    calls: ReadonlyArray<Protocol.ScriptCall>
-  ) => Effect.Effect<ReadonlyArray<unknown>, SessionStoreError>
-  readonly get: (key: string) => Effect.Effect<string | null, SessionStoreError>
+  readonly scripts: (operation: StoreOperation, calls: ReadonlyArray<Protocol.ScriptCall>) => Sent<ReadonlyArray<unknown>>
+  readonly get: (key: string) => Sent<string | null>
   /** A record whose string cannot hold its bytes exactly, as bytes. */
-  readonly getBytes: (key: string, asString: string) => Effect.Effect<Buffer | null, SessionStoreError>
-  readonly command: (operation: StoreOperation, command: "DEL" | "ZREM", ...args: ReadonlyArray<string>) => Effect.Effect<unknown, SessionStoreError>
+  readonly getBytes: (key: string, asString: string) => Sent<Buffer | null>
+  readonly command: (operation: StoreOperation, command: "DEL" | "ZREM", ...args: ReadonlyArray<string>) => Sent<unknown>
 }
 
 const failure = (operation: StoreOperation, cause: unknown) => new SessionStoreError({ store: name, operation, cause })
@@ -71,17 +74,11 @@ const failure = (operation: StoreOperation, cause: unknown) => new SessionStoreE
 const ioredisTransport = Effect.fnUntraced(function*(options: Options | undefined) {
   const timeoutMillis = Math.max(1, Duration.toMillis(options?.commandTimeout ?? "2 seconds"))
   const owned = options?.client === undefined
-  const client = options?.client ?? (yield* connect(options ?? {}, timeoutMillis))
+  const { client, lastError } = options?.client === undefined
+    ? yield* connect(options ?? {}, timeoutMillis)
+    : { client: options.client, lastError: () => undefined }
   const cluster = client.isCluster
-  // ioredis sends EVALSHA, and EVAL where the server answers NOSCRIPT
-  for (const script of Protocol.sessionScripts()) {
-    client.defineCommand(script.name, script.numberOfKeys === undefined ? { lua: script.lua } : { lua: script.lua, numberOfKeys: script.numberOfKeys })
-  }
-  const defined = client as unknown as Record<string, (...args: ReadonlyArray<unknown>) => Promise<unknown>>
-  const run = (call: Protocol.ScriptCall) =>
-    call.script.numberOfKeys === undefined
-      ? defined[call.script.name]!(call.keys.length, ...call.keys, ...call.args)
-      : defined[call.script.name]!(...call.keys, ...call.args)
+  const run = RedisClient.defineScripts(client)
   // one view of the commands both client classes share (their overloads'
   // union is not callable)
   const commands = client as Redis
@@ -90,11 +87,11 @@ const ioredisTransport = Effect.fnUntraced(function*(options: Options | undefine
   const explain = (cause: unknown) => {
     const kind = Protocol.rejectionKind(cause, client.status === "ready")
     if (kind === "timeout") return new Cause.TimeoutError(Protocol.didNotAnswer(timeoutMillis))
-    return kind === "other" ? cause : Protocol.notConnectedError(cluster ? "cluster" : (client as Redis).options, undefined)
+    return kind === "other" ? cause : Protocol.notConnectedError(cluster ? "cluster" : (client as Redis).options, lastError())
   }
   // the layer's own client has ioredis's commandTimeout; a client passed in
   // (whose options are the application's) gets the timeout here
-  const send = <A>(operation: StoreOperation, request: () => Promise<A>): Effect.Effect<A, SessionStoreError> => {
+  const send = <A>(operation: StoreOperation, request: () => Promise<A>): Sent<A> => {
     const sent = Effect.tryPromise({ try: () => waiting.track(request), catch: (cause) => failure(operation, explain(cause)) })
     return owned ? sent : Effect.timeoutOrElse(sent, {
       duration: timeoutMillis,
@@ -111,6 +108,28 @@ const ioredisTransport = Effect.fnUntraced(function*(options: Options | undefine
       send(operation, () => command === "DEL" ? commands.del(...args) : commands.zrem(args[0]!, ...args.slice(1)))
   }
   return transport
+})
+
+// The layer's own client (see makeClient), watched for connection errors for
+// its life and awaited briefly (in real time: the connection is I/O) at start-up.
+const connect = Effect.fnUntraced(function*(options: Options, timeoutMillis: number) {
+  const client = yield* Effect.acquireRelease(
+    Effect.try({
+      try: () => RedisClient.makeClient(options, timeoutMillis, (url, o) => url === undefined ? new Redis(o) : new Redis(url, o)),
+      catch: (error) => failure("setup", error)
+    }),
+    (redis) => Effect.promise(() => redis.quit().then(() => undefined, () => redis.disconnect()))
+  )
+  const run = Effect.runForkWith(yield* Effect.context<never>())
+  const { lastError } = yield* Effect.acquireRelease(
+    Effect.sync(() => RedisClient.watchConnection(client, (level, ...message) => run(Effect.logWithLevel(level)(...message)))),
+    (watch) => Effect.sync(watch.close)
+  )
+  yield* Effect.callback<void>((resume) =>
+    Effect.sync(RedisClient.awaitReady(client, timeoutMillis, (connected) =>
+      resume(connected ? Effect.void : Effect.logWarning(RedisClient.notConnectedAfter(timeoutMillis)))))
+  )
+  return { client, lastError }
 })
 
 /**
@@ -146,9 +165,7 @@ const serviceTransport = (redis: EffectRedis.Redis["Service"], cluster: boolean)
  * @since 2.0.0
  * @category constructors
  */
-export const make = Effect.fnUntraced(function*(options?: Options) {
-  return yield* makeWith(yield* ioredisTransport(options), options?.prefix)
-})
+export const make = (options?: Options) => Effect.flatMap(ioredisTransport(options), (transport) => makeWith(transport, options?.prefix))
 
 /**
  * The store and its index over Effect's `Redis` service (for example
@@ -159,12 +176,8 @@ export const make = Effect.fnUntraced(function*(options?: Options) {
  * @since 2.0.0
  * @category constructors
  */
-export const makeFromService = Effect.fnUntraced(function*(options?: {
-  readonly prefix?: string | undefined
-  readonly cluster?: boolean | undefined
-}) {
-  const redis = yield* EffectRedis.Redis
-  return yield* makeWith(serviceTransport(redis, options?.cluster ?? false), options?.prefix)
+export const makeFromService = Effect.fnUntraced(function*(options?: { readonly prefix?: string | undefined; readonly cluster?: boolean | undefined }) {
+  return yield* makeWith(serviceTransport(yield* EffectRedis.Redis, options?.cluster ?? false), options?.prefix)
 })
 
 const makeWith = Effect.fnUntraced(function*(transport: Transport, prefixOption: string | undefined) {
@@ -174,25 +187,25 @@ const makeWith = Effect.fnUntraced(function*(transport: Transport, prefixOption:
   const malformed = (operation: StoreOperation, detail: string) => failure(operation, new Error(Protocol.unexpectedReply(detail)))
   const now = Clock.currentTimeMillis
 
-  // a write's script call and what the core decides on its reply, in one
-  // step after the reply (the clock read synchronously: fewer runtime steps
-  // per operation)
-  const write = <A>(
-    operation: "insert" | "update",
-    key: StorageKey,
-    w: SessionStore.SessionWrite,
-    version: number | undefined,
-    after: (reply: unknown, principal: string | undefined) => Writes.WriteDecision<A>
-  ) =>
+  // a write's script call and the core's decision on its reply in one step
+  // after the reply (the clock read synchronously: fewer runtime steps)
+  const write = <A>(operation: "insert" | "update", key: StorageKey, w: SessionStore.SessionWrite, version: number | undefined, after: After<A>) =>
     Effect.clockWith((clock) => {
       const t = clock.currentTimeMillisUnsafe()
       const principal = Option.getOrUndefined(w.principal)
       const call = Protocol.writeCall(prefix, cluster, key, t, { expiresAt: w.expiresAt, data: w.text, principal }, version)
-      return Effect.flatMap(transport.script(operation, call), (reply) => decide(operation, key, w.expiresAt, t, after(reply, principal)))
+      return Effect.flatMap(transport.script(operation, call), (reply) => decide(operation, key, w.expiresAt, t, after(reply, cluster, principal)))
     })
-  // on a cluster the principal's index lives in another slot: raised after the record
-  const raise = (operation: StoreOperation, key: StorageKey, principal: string, expiresAt: number, t: number) =>
-    Effect.asVoid(transport.script(operation, Protocol.raiseCall(prefix, key, principal, expiresAt, t)))
+  // acts on the core's decision after a write script answered; on a cluster
+  // the principal's index lives in another slot: raised after the record
+  const decide = <A>(operation: StoreOperation, key: StorageKey, expiresAt: number, t: number, decision: Writes.WriteDecision<A>): Conflicting<A> =>
+    decision._tag === "Malformed"
+      ? Effect.fail(malformed(operation, decision.detail))
+      : decision._tag === "Conflict"
+      ? Effect.fail(new SessionConflict({ reason: decision.reason }))
+      : decision.raise === undefined
+      ? Effect.succeed(decision.value)
+      : Effect.as(transport.script(operation, Protocol.raiseCall(prefix, key, decision.raise, expiresAt, t)), decision.value)
 
   const readIndex = (operation: "keys" | "removeAll", principal: string, revoke: boolean) =>
     Effect.gen(function*() {
@@ -211,27 +224,6 @@ const makeWith = Effect.fnUntraced(function*(transport: Transport, prefixOption:
       return plan.members.filter((_, i) => live[i]).map(SessionId.storageKeyUnsafe)
     })
 
-  // acts on the core's decision after a write script answered
-  const decide = <A>(
-    operation: StoreOperation,
-    key: StorageKey,
-    expiresAt: number,
-    t: number,
-    decision: Writes.WriteDecision<A>
-  ): Effect.Effect<A, Conflict> => {
-    switch (decision._tag) {
-      case "Malformed":
-        return Effect.fail(malformed(operation, decision.detail))
-      case "Conflict":
-        return Effect.fail(new SessionConflict({ reason: decision.reason }))
-      case "Done":
-        return decision.raise === undefined
-          ? Effect.succeed(decision.value)
-          : Effect.as(raise(operation, key, decision.raise, expiresAt, t), decision.value)
-    }
-  }
-
-  const decoder = new TextDecoder()
   const recordAt = (t: number, record: { readonly version: number; readonly expiresAt: number; readonly principal: string | undefined; readonly text: string }) =>
     Protocol.isLive(record.expiresAt, t)
       ? Option.some({ text: record.text, version: record.version, expiresAt: record.expiresAt, principal: Option.fromUndefinedOr(record.principal) })
@@ -240,9 +232,8 @@ const makeWith = Effect.fnUntraced(function*(transport: Transport, prefixOption:
   const loadBytes = (key: StorageKey, t: number, asString: string) =>
     Effect.flatMap(transport.getBytes(Protocol.recordKey(prefix, key), asString), (value) => {
       if (value === null) return Effect.succeedNone
-      const parsed = Protocol.parseRecord(value)
-      if (parsed === undefined) return Effect.fail(malformed("load", Protocol.notARecord))
-      return Effect.succeed(recordAt(t, { ...parsed, principal: parsed.principal ?? undefined, text: decoder.decode(parsed.data) }))
+      const parsed = Protocol.parseRecordAsText(value)
+      return parsed === undefined ? Effect.fail(malformed("load", Protocol.notARecord)) : Effect.succeed(recordAt(t, parsed))
     })
 
   const store = SessionStore.make(name, {
@@ -256,9 +247,8 @@ const makeWith = Effect.fnUntraced(function*(transport: Transport, prefixOption:
           return parsed === "bytes" ? loadBytes(key, t, value) : Effect.succeed(recordAt(t, parsed))
         })
       }),
-    insert: (key, w) => write("insert", key, w, undefined, (reply, principal) => Writes.afterInsert(reply, cluster, principal)),
-    update: (key, w, expectedVersion) =>
-      write("update", key, w, expectedVersion, (reply, principal) => Writes.afterUpdateScript(reply, cluster, principal)),
+    insert: (key, w) => write("insert", key, w, undefined, Writes.afterInsert),
+    update: (key, w, expectedVersion) => write("update", key, w, expectedVersion, Writes.afterUpdateScript),
     touch: (key, expiresAt) =>
       Effect.flatMap(now, (t) =>
         Effect.flatMap(transport.script("touch", Protocol.touchCall(prefix, key, t, expiresAt)), (reply) =>
@@ -281,9 +271,22 @@ const makeWith = Effect.fnUntraced(function*(transport: Transport, prefixOption:
  * @since 2.0.0
  * @category layers
  */
-export const layer = (
-  options?: Options
-): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError> => storeAndIndex(make(options))
+export const layer = (options?: Options): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError> =>
+  storeAndIndex(make(options))
+
+/**
+ * `layer` with its options but `client` read from `Config` (see the module's
+ * example), the URL `Redacted` (without one, ioredis's default
+ * `localhost:6379`). A value missing or invalid fails the layer with
+ * `ConfigError`, a URL ioredis cannot use with `SessionStoreError`.
+ *
+ * @since 2.0.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<Omit<Options, "client" | "url"> & { readonly url?: Redacted.Redacted<string> | undefined }>
+): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError | Config.ConfigError> =>
+  Layer.unwrap(Effect.map(Config.unwrap(options), ({ url, ...rest }) => layer(url === undefined ? rest : { ...rest, url: Redacted.value(url) })))
 
 /**
  * The store and its index over the `Redis` service the app provides.
@@ -291,67 +294,7 @@ export const layer = (
  * @since 2.0.0
  * @category layers
  */
-export const layerFromService = (options?: {
-  readonly prefix?: string | undefined
-  readonly cluster?: boolean | undefined
-}): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError, EffectRedis.Redis> =>
+export const layerFromService = (
+  options?: { readonly prefix?: string | undefined; readonly cluster?: boolean | undefined }
+): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError, EffectRedis.Redis> =>
   storeAndIndex(makeFromService(options))
-
-const storeAndIndex = <E, R>(
-  make: Effect.Effect<{ readonly store: SessionStore.SessionStore["Service"]; readonly index: SessionStore.SessionIndex["Service"] }, E, R>
-) =>
-  Layer.effectContext(Effect.map(make, ({ index, store }) =>
-    Context.make(SessionStore.SessionStore, store).pipe(Context.add(SessionStore.SessionIndex, index))))
-
-// The layer's own client fails fast while disconnected (a queued command
-// could run long after its request gave up), gives up on a command after
-// the timeout, and is awaited briefly at start-up.
-const connect = (options: Options, timeoutMillis: number): Effect.Effect<Redis, never, Scope.Scope> => {
-  const { client: _client, commandTimeout: _timeout, prefix: _prefix, url, ...redisOptions } = options
-  const clientOptions: RedisOptions = { enableOfflineQueue: false, ...redisOptions, commandTimeout: timeoutMillis }
-  return Effect.acquireRelease(
-    Effect.sync(() => url === undefined ? new Redis(clientOptions) : new Redis(url, clientOptions)),
-    (redis) => Effect.promise(() => redis.quit().then(() => undefined, () => redis.disconnect()))
-  ).pipe(Effect.tap(watchConnection), Effect.tap((redis) => ready(redis, timeoutMillis)))
-}
-
-// ioredis reports connection failures as "error" events, and prints them when
-// nobody listens; operations already fail with SessionStoreError, so the log
-// says once that the connection is lost and once that it is back
-const watchConnection = (redis: Redis): Effect.Effect<void, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const run = Effect.runForkWith(yield* Effect.context<never>())
-    let lost = false
-    const onError = (error: Error) => {
-      run(lost
-        ? Effect.logDebug(`${name} store: reconnect failed`, error)
-        : Effect.logWarning(`${name} store: connection lost; reconnecting`, error))
-      lost = true
-    }
-    const onReady = () => {
-      if (lost) run(Effect.logInfo(`${name} store: connection restored`))
-      lost = false
-    }
-    redis.on("error", onError).on("ready", onReady)
-    yield* Effect.addFinalizer(() => Effect.sync(() => redis.off("error", onError).off("ready", onReady)))
-  })
-
-// real time, whatever the application's Clock: the connection is I/O
-const ready = (redis: Redis, timeoutMillis: number): Effect.Effect<void> =>
-  Effect.callback<void>((resume) => {
-    if (redis.status === "ready") return resume(Effect.void)
-    // connection failures are "error" events: listened to, so ioredis does not print them
-    const onError = () => undefined
-    const done = (outcome: Effect.Effect<void>) => () => {
-      clearTimeout(timer)
-      redis.off("ready", onReady).off("error", onError)
-      resume(outcome)
-    }
-    const onReady = done(Effect.void)
-    const timer = setTimeout(
-      done(Effect.logWarning(`${name} store: not connected after ${timeoutMillis} ms; operations fail until it is`)),
-      timeoutMillis
-    )
-    redis.once("ready", onReady).on("error", onError)
-    if (redis.status === "wait") redis.connect().catch(() => undefined)
-  })

@@ -768,6 +768,27 @@ export const parseRecordText = (value: string): {
   return text.includes("\uFFFD") ? "bytes" : { version, expiresAt, principal, text }
 }
 
+/** @internal */
+const lenientUtf8 = new TextDecoder()
+
+/**
+ * `parseRecord` with the data as text (a byte sequence that is not UTF-8
+ * read as the replacement character), for a line whose records are text.
+ *
+ * @internal
+ */
+export const parseRecordAsText = (value: Buffer): {
+  readonly version: number
+  readonly expiresAt: number
+  readonly principal: string | undefined
+  readonly text: string
+} | undefined => {
+  const parsed = parseRecord(value)
+  if (parsed === undefined) return undefined
+  const { data, expiresAt, principal, version } = parsed
+  return { version, expiresAt, principal, text: lenientUtf8.decode(data) }
+}
+
 // A decimal number in value[start, end): digits are read in place (the
 // common case, no string made); anything else goes through Number().
 /** @internal */

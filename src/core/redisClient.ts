@@ -1,0 +1,161 @@
+/**
+ * The Redis store's handling of an ioredis client, without Effect and
+ * without importing ioredis (a client is seen through the few members used
+ * here): the scripts defined on a client, the check of a URL before a client
+ * is made from it, the wait for a new client's first connection and the
+ * watch over its connection. Each line logs and schedules through its own
+ * Effect; the protocol itself is `redis.ts`.
+ *
+ * @internal
+ */
+import type { ScriptCall } from "./redis.js"
+import { sessionScripts } from "./redis.js"
+
+/**
+ * What the store uses of an ioredis `Redis` or `Cluster`.
+ *
+ * @internal
+ */
+export interface Client {
+  readonly status: string
+  defineCommand(name: string, definition: { readonly lua: string; readonly numberOfKeys?: number }): void
+  connect(): Promise<unknown>
+  on(event: "error" | "ready", listener: (error: Error) => void): unknown
+  once(event: "ready", listener: () => void): unknown
+  off(event: "error" | "ready", listener: (error: Error) => void): unknown
+}
+
+/**
+ * Defines the store's scripts on a client (ioredis sends EVALSHA, and EVAL
+ * where the server answers NOSCRIPT) and gives the function that sends one
+ * script call.
+ *
+ * @internal
+ */
+export const defineScripts = (client: Pick<Client, "defineCommand">): (call: ScriptCall) => Promise<unknown> => {
+  for (const { lua, name, numberOfKeys } of sessionScripts()) {
+    client.defineCommand(name, numberOfKeys === undefined ? { lua } : { lua, numberOfKeys })
+  }
+  const commands = client as unknown as Record<string, (...args: ReadonlyArray<unknown>) => Promise<unknown>>
+  return ({ args, keys, script }) =>
+    script.numberOfKeys === undefined
+      ? commands[script.name]!(keys.length, ...keys, ...args)
+      : commands[script.name]!(...keys, ...args)
+}
+
+/**
+ * The client a layer makes for itself, with `create` (ioredis's constructor)
+ * from the URL if there is one and the options but the store's own. It fails
+ * fast while disconnected instead of queueing (a queued command could run
+ * long after its request gave up) and gives up on a command after the
+ * timeout (its QUIT at close included).
+ *
+ * A URL it cannot use throws, in words that never hold the URL (it may carry
+ * a password): one of another scheme (ioredis would read `http://host:6379`
+ * as the host `http`), or one ioredis cannot read.
+ *
+ * @internal
+ */
+export const makeClient = <O extends OwnOptions, C>(
+  options: O,
+  timeoutMillis: number,
+  create: (url: string | undefined, options: Omit<O, keyof OwnOptions> & { enableOfflineQueue: boolean; commandTimeout: number }) => C
+): C => {
+  const { client: _client, commandTimeout: _timeout, prefix: _prefix, url, ...clientOptions } = options
+  const scheme = url === undefined ? undefined : /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]
+  if (scheme !== undefined && !/^rediss?$/i.test(scheme)) {
+    throw new Error(`the Redis URL's scheme is ${scheme}://, not redis:// or rediss://`)
+  }
+  try {
+    return create(url, { enableOfflineQueue: false, ...clientOptions, commandTimeout: timeoutMillis })
+  } catch (error) {
+    throw url === undefined ? error : new Error(`the Redis URL cannot be read: ${error instanceof Error ? error.message : String(error)}`)
+  }
+}
+
+/**
+ * The options of a layer that are the store's, not the client's.
+ *
+ * @internal
+ */
+export interface OwnOptions {
+  readonly client?: unknown
+  readonly url?: string | undefined
+  readonly prefix?: string | undefined
+  readonly commandTimeout?: unknown
+}
+
+/**
+ * Waits, in real time, up to `timeoutMillis` for a client's first connection
+ * (connecting a client made with `lazyConnect`), then calls `done` once with
+ * whether it connected. Connection failures are "error" events: listened to
+ * meanwhile, so that ioredis does not print them. Returns the cancel.
+ *
+ * @internal
+ */
+export const awaitReady = (client: Client, timeoutMillis: number, done: (connected: boolean) => void): () => void => {
+  if (client.status === "ready") {
+    done(true)
+    return () => undefined
+  }
+  const onError = () => undefined
+  const cancel = () => {
+    clearTimeout(timer)
+    client.off("ready", onReady)
+    client.off("error", onError)
+  }
+  const settle = (connected: boolean) => () => {
+    cancel()
+    done(connected)
+  }
+  const onReady = settle(true)
+  const timer = setTimeout(settle(false), timeoutMillis)
+  client.once("ready", onReady)
+  client.on("error", onError)
+  if (client.status === "wait") client.connect().catch(() => undefined)
+  return cancel
+}
+
+/**
+ * The warning when a new client has not connected within the start-up wait.
+ *
+ * @internal
+ */
+export const notConnectedAfter = (timeoutMillis: number): string =>
+  `redis store: not connected after ${timeoutMillis} ms; operations fail until it is`
+
+/**
+ * Watches a client's connection for its whole life. ioredis prints an
+ * "error" event nobody listens to, once per failed reconnection; operations
+ * already fail with the store's error, so the log says once (a warning)
+ * that the connection is lost and once that it is back, the failed
+ * reconnections in between at debug level. The last error is kept for the
+ * message of a command refused while disconnected.
+ *
+ * @internal
+ */
+export const watchConnection = (
+  client: Client,
+  log: (level: "Warn" | "Debug" | "Info", ...message: ReadonlyArray<unknown>) => void
+): { readonly lastError: () => Error | undefined; readonly close: () => void } => {
+  let lastError: Error | undefined
+  const onError = (error: Error) => {
+    if (lastError === undefined) log("Warn", "redis store: connection lost; reconnecting", error)
+    else log("Debug", "redis store: reconnect failed", error)
+    lastError = error
+  }
+  const onReady = () => {
+    if (lastError === undefined) return
+    lastError = undefined
+    log("Info", "redis store: connection restored")
+  }
+  client.on("error", onError)
+  client.on("ready", onReady)
+  return {
+    lastError: () => lastError,
+    close: () => {
+      client.off("error", onError)
+      client.off("ready", onReady)
+    }
+  }
+}
