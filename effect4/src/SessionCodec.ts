@@ -43,6 +43,8 @@ export interface SessionCodec<A> {
   readonly decodeText: (text: string) => Result.Result<Envelope<A>, SessionDecodeError>
   /** The data's JSON: two values of the session are the same exactly when these are equal. */
   readonly fingerprint: (data: A) => Result.Result<string, SessionEncodeError>
+  /** `encodeText` of an envelope whose data's `fingerprint` is `json` (the data encoded once for both). */
+  readonly encodeFingerprint: (json: string, envelope: Envelope<A>) => Result.Result<string, SessionTooLarge>
   /** Whether writing `data` would store exactly the data of `stored` (decoded as `loaded`). */
   readonly unchanged: (data: A, loaded: Envelope<A>, stored: string) => Result.Result<boolean, SessionEncodeError>
 }
@@ -86,16 +88,17 @@ export const make = <A>(
   const suffixOf = (envelope: Envelope<unknown>) =>
     Record.envelopeSuffix(envelope.createdAt, envelope.absoluteExpiresAt, Option.getOrNull(envelope.principal))
   const decodeFailure = (cause: unknown) => Result.fail(new SessionDecodeError({ cause }))
+  const encodeFingerprint = (json: string, envelope: Envelope<A>): Result.Result<string, SessionTooLarge> => {
+    const text = Record.envelopePrefix + json + suffixOf(envelope)
+    const over = Record.textOverLimit(text, maxSize)
+    return over === undefined
+      ? Result.succeed(text)
+      : Result.fail(new SessionTooLarge({ size: over.exact ? over.size : Record.utf8Length(text), limit: maxSize }))
+  }
   return {
     fingerprint,
-    encodeText: (envelope) =>
-      Result.flatMap(fingerprint(envelope.data), (json): Result.Result<string, SessionTooLarge> => {
-        const text = Record.envelopePrefix + json + suffixOf(envelope)
-        const over = Record.textOverLimit(text, maxSize)
-        return over === undefined
-          ? Result.succeed(text)
-          : Result.fail(new SessionTooLarge({ size: over.exact ? over.size : Record.utf8Length(text), limit: maxSize }))
-      }),
+    encodeFingerprint,
+    encodeText: (envelope) => Result.flatMap(fingerprint(envelope.data), (json) => encodeFingerprint(json, envelope)),
     decodeText: (text) => {
       const over = Record.textOverLimit(text, maxSize)
       if (over !== undefined) {

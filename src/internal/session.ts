@@ -11,7 +11,6 @@
 import { Cookies, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Fiber } from "effect"
 import { Cause, Clock, Context, Deferred, Duration, Effect, Either, Exit, FiberId, FiberRef, Metric, Option, Random } from "effect"
-import type { Semaphore } from "effect/Effect"
 import * as Cookie from "../core/cookie.js"
 import * as Lanes from "../core/lanes.js"
 import { principalProblem } from "../core/principal.js"
@@ -605,7 +604,7 @@ const writeGroup = <A>(
       if (Either.isLeft(text)) return Effect.fail(text.left)
       write = new TextWrite(text.right, plan.expiresAt, Option.fromNullable(base.principal))
     }
-    return Effect.flatMap(casOutcome(store.update(key, write, base.version)), ({ outcome, version }) => {
+    return onCasOutcome(store.update(key, write, base.version), (outcome, version) => {
       const next = Save.afterUpdate(outcome, plan._tag === "Tombstone")
       switch (next) {
         case "Saved":
@@ -673,32 +672,32 @@ const writeInline = (
   release: () => void,
   outcome: () => Exit.Exit<CookieAction, SessionError>
 ): Effect.Effect<CookieAction, SessionError> =>
-  Effect.uninterruptible(Effect.zipRight(
-    lane.lock.take(1),
-    Effect.suspend(() => {
+  Effect.uninterruptible(Effect.suspend(() => {
+    const write = Effect.suspend(() => {
       const group = lane.updates.nextGroup(sameDefinition)!
       return Effect.matchCauseEffect(writeAndSettle(store, lane, group), {
         // a defect of this code: nothing queued may be left waiting
         onFailure: (cause) => {
           for (const member of group) member.settle(Exit.failCause(cause))
           for (const member of lane.updates.abandon()) member.settle(Exit.failCause(cause))
+          lane.lock.release()
           release()
-          return Effect.zipRight(lane.lock.release(1), outcome())
+          return outcome()
         },
         onSuccess: () => {
+          lane.lock.release()
           const next = lane.updates.nextGroup(sameDefinition)
           if (next === undefined) {
             release()
-            return Effect.zipRight(lane.lock.release(1), outcome())
+            return outcome()
           }
-          return Effect.zipRight(
-            Effect.zipRight(lane.lock.release(1), Effect.forkDaemon(writeQueued(store, lane, release, next))),
-            outcome()
-          )
+          return Effect.zipRight(Effect.forkDaemon(writeQueued(store, lane, release, next)), outcome())
         }
       })
     })
-  ))
+    // the turn is taken at once unless a move or a logout of this key runs
+    return lane.lock.tryTake() ? write : Effect.zipRight(waitTurn(lane.lock), write)
+  }))
 
 /**
  * A writer fiber: writes the updates queued in the lane, group after group
@@ -717,7 +716,7 @@ const writeQueued = (
       ? Effect.void
       : Effect.zipRight(writeAndSettle(store, lane, group), Effect.suspend(() => from(lane.updates.nextGroup(sameDefinition))))
   return Effect.onExit(
-    lane.lock.withPermits(1)(from(first)),
+    withTurn(lane.lock, from(first)),
     // one finalizer for both: a defect or an interruption must not leave the
     // queued requests waiting, and the writer's use of the lane ends
     (exit) =>
@@ -806,6 +805,17 @@ const casOutcome = (
     onSuccess: (version) => Effect.succeed({ outcome: "Written" as const, version })
   })
 
+/** `f` on a compare-and-set's outcome, as `casOutcome`, in the same runtime step as its answer. */
+const onCasOutcome = <B, E>(
+  update: Effect.Effect<number, SessionConflict | SessionStoreError>,
+  f: (outcome: Save.CasOutcome, version: number) => Effect.Effect<B, E>
+): Effect.Effect<B, E | SessionStoreError> =>
+  Effect.matchEffect(update, {
+    onFailure: (error): Effect.Effect<B, E | SessionStoreError> =>
+      error._tag === "SessionConflict" ? f(error.reason === "VersionMismatch" ? "VersionMismatch" : "Missing", 0) : Effect.fail(error),
+    onSuccess: (version) => f("Written", version)
+  })
+
 /** Inserts under a freshly generated id; 256 random bits do not collide, so a conflict is a defect. */
 const insertFresh = (
   store: SessionStore["Type"],
@@ -851,10 +861,10 @@ class ConflictBudget {
 
 const ended = "Ended" as const
 
-/** One storage key's saves in this process (the core's lanes, with Effect's semaphore as the lock). */
-type Lane = Lanes.Lane<Semaphore, Lanes.LaneLast<Loaded<any>>, Waiting>
+/** One storage key's saves in this process (the core's lanes; its `Turn` is the lock). */
+type Lane = Lanes.Lane<Lanes.Turn, Lanes.LaneLast<Loaded<any>>, Waiting>
 
-const lanesByStore = new WeakMap<SessionStore["Type"], Lanes.Lanes<Semaphore, Lanes.LaneLast<Loaded<any>>, Waiting>>()
+const lanesByStore = new WeakMap<SessionStore["Type"], Lanes.Lanes<Lanes.Turn, Lanes.LaneLast<Loaded<any>>, Waiting>>()
 
 /**
  * One more user of the lane of `key` (a save, or a request that loaded the
@@ -863,9 +873,29 @@ const lanesByStore = new WeakMap<SessionStore["Type"], Lanes.Lanes<Semaphore, La
  */
 const joinLane = (store: SessionStore["Type"], key: StorageKey) => {
   let lanes = lanesByStore.get(store)
-  if (lanes === undefined) lanesByStore.set(store, lanes = new Lanes.Lanes(() => Effect.unsafeMakeSemaphore(1)))
+  if (lanes === undefined) lanesByStore.set(store, lanes = new Lanes.Lanes(() => new Lanes.Turn()))
   return lanes.join(key)
 }
+
+/**
+ * Waits for the lane's turn, which someone holds (the fiber is resumed
+ * through its own queue, not inside the fiber that gives the turn up); an
+ * interrupted wait leaves the queue, or passes on a turn already handed to it.
+ */
+const waitTurn = (turn: Lanes.Turn): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    const { cancel } = turn.wait(() => resume(Effect.void))
+    return Effect.sync(cancel)
+  })
+
+/** `self` in the lane's turn, taken at once when free; given up however `self` ends. */
+const withTurn = <B, E>(turn: Lanes.Turn, self: Effect.Effect<B, E>): Effect.Effect<B, E> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.suspend(() => {
+      const use = Effect.ensuring(restore(self), Effect.sync(() => turn.release()))
+      return turn.tryTake() ? use : Effect.zipRight(restore(waitTurn(turn)), use)
+    })
+  )
 
 /** Runs `f` once the saves of this process to `key` that came first are done. */
 const withLane = <B, E>(
@@ -875,7 +905,7 @@ const withLane = <B, E>(
 ): Effect.Effect<B, E> =>
   Effect.suspend(() => {
     const { lane, release } = joinLane(store, key)
-    return Effect.ensuring(lane.lock.withPermits(1)(Effect.suspend(() => f(lane))), Effect.sync(release))
+    return Effect.ensuring(withTurn(lane.lock, Effect.suspend(() => f(lane))), Effect.sync(release))
   })
 
 /** What the previous save in the lane left, when a save of `config` that loaded `loaded` should start from it (the core decides). */

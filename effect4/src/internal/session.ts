@@ -140,6 +140,17 @@ const loadLive = <A>(config: Config<A>, store: Store, key: StorageKey): Effect.E
       return decoded._tag === "Undecodable" ? Effect.as(logUndecodable(key), undefined) : Effect.undefined
     }))
 
+/** `f` on a compare-and-set's outcome (and the new version when written), in the step of its answer: a conflict is an answer, not an error. */
+const onCasOutcome = <B, E>(
+  update: Effect.Effect<number, SessionConflict | SessionStoreError>,
+  f: (outcome: Save.CasOutcome, version: number) => Effect.Effect<B, E>
+): Effect.Effect<B, E | SessionStoreError> =>
+  Effect.matchEffect(update, {
+    onFailure: (error): Effect.Effect<B, E | SessionStoreError> =>
+      error._tag === "SessionConflict" ? f(error.reason === "VersionMismatch" ? "VersionMismatch" : "Missing", 0) : Effect.fail(error),
+    onSuccess: (version) => f("Written", version)
+  })
+
 /** A compare-and-set's outcome (and the new version when written): a conflict is an answer, not an error. */
 const casOutcome = (
   update: Effect.Effect<number, SessionConflict | SessionStoreError>
@@ -657,51 +668,50 @@ const writeGroup = <A>(
 ): Effect.Effect<Save.GroupOutcome, SessionError> => {
   const pause = replayBudget(config.budget)
   const { base: newest, t } = Save.groupStart(group)
-  return Effect.gen(function*() {
-    const handed = handoff(lane, config, newest)
-    if (handed === ended) return yield* dropped
-    let base = handed ?? newest
-    while (true) {
-      const key = keyOf(base)
-      const data = Save.replayGroup(group, base.data)
-      // (the codec's results read here, not yielded: a runtime step less each)
-      const empty = isEmpty(config, data, base.principal)
-      if (Result.isFailure(empty)) return yield* Effect.fail(empty.failure)
-      const plan = Save.updateRecord(empty.success, base, Core.nextExpiry(config.timeouts, base, t), t)
-      let write: SessionWrite
-      if (plan._tag === "Tombstone") {
-        write = tombstoneWrite(plan.record)
-      } else {
-        const text = config.codec.encodeText(envelopeOf(base, data, base.principal))
-        if (Result.isFailure(text)) return yield* Effect.fail(text.failure)
-        write = { text: text.success, expiresAt: plan.expiresAt, principal: Option.fromNullishOr(base.principal) }
-      }
-      const { outcome, version } = yield* casOutcome(store.update(key, write, base.version))
+  const attempt = (base: Loaded<A>): Effect.Effect<Save.GroupOutcome, SessionError> => {
+    const key = keyOf(base)
+    const data = Save.replayGroup(group, base.data)
+    // the data encoded once, for the emptiness test and the record's text
+    const json = config.codec.fingerprint(data)
+    if (Result.isFailure(json)) return Effect.fail(json.failure)
+    const plan = Save.updateRecord(
+      json.success === config.emptyFingerprint && base.principal === null,
+      base,
+      Core.nextExpiry(config.timeouts, base, t),
+      t
+    )
+    let write: SessionWrite
+    if (plan._tag === "Tombstone") {
+      write = tombstoneWrite(plan.record)
+    } else {
+      const text = config.codec.encodeFingerprint(json.success, envelopeOf(base, data, base.principal))
+      if (Result.isFailure(text)) return Effect.fail(text.failure)
+      write = { text: text.success, expiresAt: plan.expiresAt, principal: Option.fromNullishOr(base.principal) }
+    }
+    return onCasOutcome(store.update(key, write, base.version), (outcome, version) => {
       const next = Save.afterUpdate(outcome, plan._tag === "Tombstone")
       switch (next) {
         case "Saved":
           lane.last = { definition: config, session: Save.savedSession(base, { version, expiresAt: write.expiresAt, data, text: write.text }) }
-          return Save.groupOutcome(next, write.expiresAt)
+          return Effect.succeed(Save.groupOutcome(next, write.expiresAt))
         case "Ended":
           lane.last = ended
-          yield* store.remove(key)
-          return Save.groupOutcome(next, write.expiresAt)
+          return Effect.as(store.remove(key), Save.groupOutcome(next, write.expiresAt))
         case "Dropped":
           // removed or expired meanwhile (a logout won the race): never recreate it
           lane.last = ended
-          return yield* dropped
-        case "Replay": {
-          yield* pause
-          const fresh = yield* loadLive(config, store, key)
-          if (fresh === undefined) {
+          return dropped
+        case "Replay":
+          return Effect.flatMap(Effect.andThen(pause, loadLive(config, store, key)), (fresh) => {
+            if (fresh !== undefined) return attempt(fresh)
             lane.last = ended
-            return yield* dropped
-          }
-          base = fresh
-        }
+            return dropped
+          })
       }
-    }
-  })
+    })
+  }
+  const handed = handoff(lane, config, newest)
+  return handed === ended ? dropped : attempt(handed ?? newest)
 }
 
 /** The tag of a cause's typed failure, for the core to judge (`undefined`: a defect, an interruption). */
