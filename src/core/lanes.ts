@@ -48,8 +48,9 @@ export const handoff = <S extends { readonly version: number }>(
  */
 export class Turn {
   private held = false
-  // (a Set keeps the order of insertion: the first waiter is the oldest)
-  private readonly waiting = new Set<() => void>()
+  // (a Set keeps the order of insertion: the first waiter is the oldest;
+  // made on the first wait, as most turns never have one)
+  private waiting: Set<() => void> | undefined
 
   /** Takes the turn if it is free; `true` when it is now the caller's. */
   tryTake(): boolean {
@@ -69,10 +70,11 @@ export class Turn {
       handed = true
       wake()
     }
-    this.waiting.add(waiter)
+    const waiting = this.waiting ??= new Set()
+    waiting.add(waiter)
     return {
       cancel: () => {
-        if (this.waiting.delete(waiter)) return
+        if (waiting.delete(waiter)) return
         if (handed) {
           handed = false
           this.release()
@@ -83,10 +85,12 @@ export class Turn {
 
   /** Gives the turn up: to the oldest waiter, or free. */
   release(): void {
-    for (const next of this.waiting) {
-      this.waiting.delete(next)
-      next()
-      return
+    if (this.waiting !== undefined) {
+      for (const next of this.waiting) {
+        this.waiting.delete(next)
+        next()
+        return
+      }
     }
     this.held = false
   }
