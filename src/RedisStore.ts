@@ -27,11 +27,12 @@
  * @since 1.0.0
  */
 import type { Clock, ConfigError, Scope } from "effect"
-import { Config, Duration, Effect, Layer, Option } from "effect"
-import type { Cluster, Redis, RedisOptions } from "ioredis"
+import { Cause, Config, Duration, Effect, Layer, Option, Runtime } from "effect"
+import type { Cluster, RedisOptions } from "ioredis"
+import { Redis } from "ioredis"
 import * as Protocol from "./core/redis.js"
+import * as RedisClient from "./core/redisClient.js"
 import { storeAndIndex } from "./internal/layer.js"
-import * as RedisClient from "./internal/redisClient.js"
 import { notAString } from "./internal/principal.js"
 import { TextRecord } from "./internal/text.js"
 import type { StoreOperation } from "./SessionError.js"
@@ -54,7 +55,10 @@ export interface Options extends Omit<RedisOptions, "commandTimeout"> {
    * options are ignored, and the client is not closed by the layer.
    */
   readonly client?: Redis | Cluster | undefined
-  /** A `redis://` or `rediss://` URL; the other options refine it. */
+  /**
+   * A `redis://` or `rediss://` URL; the other options refine it. One of
+   * another scheme, or one ioredis cannot read, fails the layer.
+   */
   readonly url?: string | undefined
   /** Prepended to every key. Default `"session:"`. Must not contain a hash tag on a cluster. */
   readonly prefix?: string | undefined
@@ -67,8 +71,9 @@ export interface Options extends Omit<RedisOptions, "commandTimeout"> {
 
 const name = "redis"
 
-type Client = Redis | Cluster
 type Conflict = SessionConflict | SessionStoreError
+
+const failure = (operation: StoreOperation, cause: unknown) => new SessionStoreError({ store: name, operation, cause })
 
 /**
  * @since 1.0.0
@@ -82,10 +87,10 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   const prefix = options?.prefix ?? Protocol.defaultPrefix
   const timeoutMillis = Math.max(1, Duration.toMillis(Duration.decode(options?.commandTimeout ?? "2 seconds")))
   const passedIn = options?.client
-  const { client: _client, commandTimeout: _timeout, prefix: _prefix, url, ...redisOptions } = options ?? {}
-  const client: Client = passedIn ?? (yield* RedisClient.acquire(url, redisOptions, timeoutMillis))
+  const { client, lastError } = passedIn === undefined
+    ? yield* connect(options ?? {}, timeoutMillis)
+    : { client: passedIn, lastError: () => undefined }
   const cluster = client.isCluster
-  const failure = (operation: StoreOperation, cause: unknown) => new SessionStoreError({ store: name, operation, cause })
   if (cluster && Protocol.hasHashTag(prefix)) {
     return yield* failure("setup", new Error(Protocol.hashTagMessage(prefix)))
   }
@@ -97,16 +102,21 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
 
   const waiting = new Protocol.WaitingReplies()
   yield* Effect.addFinalizer(() => Effect.sync(() => waiting.close()))
+  const timedOut = () => new Cause.TimeoutException(Protocol.didNotAnswer(timeoutMillis))
+  // ioredis's timeout as a TimeoutException; a command refused while
+  // disconnected as the address and the connection's last error code
+  const explain = (cause: unknown) => {
+    const kind = Protocol.rejectionKind(cause, client.status === "ready")
+    if (kind === "other") return cause
+    return kind === "timeout" ? timedOut() : Protocol.notConnectedError(cluster ? "cluster" : commands.options, lastError())
+  }
   // The layer's own client has ioredis's `commandTimeout`; a client passed
   // in (whose options are the application's) gets the timeout here.
   const call = <A>(operation: StoreOperation, send: () => Promise<A>): Effect.Effect<A, SessionStoreError> => {
-    const sent = Effect.tryPromise({
-      try: () => waiting.track(send),
-      catch: (cause) => failure(operation, RedisClient.explain(client, cause, timeoutMillis))
-    })
+    const sent = Effect.tryPromise({ try: () => waiting.track(send), catch: (cause) => failure(operation, explain(cause)) })
     return passedIn === undefined
       ? sent
-      : Effect.timeoutFail(sent, { duration: timeoutMillis, onTimeout: () => failure(operation, RedisClient.timedOut(timeoutMillis)) })
+      : Effect.timeoutFail(sent, { duration: timeoutMillis, onTimeout: () => failure(operation, timedOut()) })
   }
   const malformed = (operation: StoreOperation, detail: string) =>
     failure(operation, new Error(Protocol.unexpectedReply(detail)))
@@ -129,7 +139,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
       const principal = Option.getOrUndefined(w.principal)
       const data = w.text ?? Protocol.dataArgument(w.data)
       const script = Protocol.writeCall(prefix, cluster, key, t, { expiresAt: w.expiresAt, data, principal }, version)
-      return Effect.flatMap(call(operation, run(script)), (reply) => then(reply, t, principal))
+      return Effect.flatMap(call(operation, () => run(script)), (reply) => then(reply, t, principal))
     })
 
   // On a cluster the principal's index usually lives in another slot: it is
@@ -138,7 +148,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   // is never used and expires. Raising the index first instead would let a
   // concurrent read see a member without its record yet and drop it.
   const raise = (operation: StoreOperation, key: StorageKey, principal: string, expiresAt: number, t: number) =>
-    Effect.asVoid(call(operation, run(Protocol.raiseCall(prefix, key, principal, expiresAt, t))))
+    Effect.asVoid(call(operation, () => run(Protocol.raiseCall(prefix, key, principal, expiresAt, t))))
 
   // The live members of a principal's index; with `revoke`, their records
   // deleted (see planIndexRead). The checks are sent together, a bounded
@@ -147,12 +157,12 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     Effect.gen(function*() {
       if (typeof principal !== "string") return yield* notAString(name, operation, principal)
       const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-      const listed = Protocol.readMembersReply(yield* call(operation, run(Protocol.membersCall(prefix, principal, now))))
+      const listed = Protocol.readMembersReply(yield* call(operation, () => run(Protocol.membersCall(prefix, principal, now))))
       if (listed === undefined) return yield* malformed(operation, Protocol.notMembers)
       const plan = Protocol.planIndexRead({ prefix, principal, now, revoke, cluster, listed })
       const live: Array<boolean> = []
       for (const group of plan.groups) {
-        const replies = yield* call(operation, () => Promise.all(group.map((check) => run(check)())))
+        const replies = yield* call(operation, () => Promise.all(group.map(run)))
         const flags = plan.readReplies(group, replies)
         if (typeof flags === "string") return yield* malformed(operation, flags)
         live.push(...flags)
@@ -218,7 +228,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     touch: (key, expiresAt) =>
       Effect.clockWith((clock) => {
         const t = clock.unsafeCurrentTimeMillis()
-        return Effect.flatMap(call("touch", run(Protocol.touchCall(prefix, key, t, expiresAt))), (reply) => {
+        return Effect.flatMap(call("touch", () => run(Protocol.touchCall(prefix, key, t, expiresAt))), (reply) => {
           const outcome = Protocol.readTouchReply(reply)
           if (outcome === undefined) return Effect.fail(malformed("touch", Protocol.describeReply(reply)))
           return outcome.principal === undefined
@@ -236,6 +246,32 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     removeAll: (principal) => Effect.map(readIndex("removeAll", principal, true), (revoked) => revoked.length)
   })
   return { store, index }
+})
+
+// the core's log levels, as Effect 3 names them
+const logAt = { Warn: Effect.logWarning, Debug: Effect.logDebug, Info: Effect.logInfo }
+
+// The layer's own client (see makeClient: a URL it cannot use fails here),
+// watched for connection errors for its life and awaited briefly (in real
+// time: the connection is I/O) at start-up.
+const connect = Effect.fnUntraced(function*(options: Options, timeoutMillis: number) {
+  const client = yield* Effect.acquireRelease(
+    Effect.try({
+      try: () => RedisClient.makeClient(options, timeoutMillis, (url, o) => url === undefined ? new Redis(o) : new Redis(url, o)),
+      catch: (error) => failure("setup", error)
+    }),
+    (redis) => Effect.promise(() => RedisClient.close(redis))
+  )
+  const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+  const { lastError } = yield* Effect.acquireRelease(
+    Effect.sync(() => RedisClient.watchConnection(client, (level, ...message) => runFork(logAt[level](...message)))),
+    (watch) => Effect.sync(watch.close)
+  )
+  yield* Effect.async<void>((resume) =>
+    Effect.sync(RedisClient.awaitReady(client, timeoutMillis, (connected) =>
+      resume(connected ? Effect.void : Effect.logWarning(RedisClient.notConnectedAfter(timeoutMillis)))))
+  )
+  return { client, lastError }
 })
 
 /**

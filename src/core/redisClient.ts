@@ -2,9 +2,9 @@
  * The Redis store's handling of an ioredis client, without Effect and
  * without importing ioredis (a client is seen through the few members used
  * here): the scripts defined on a client, the check of a URL before a client
- * is made from it, the wait for a new client's first connection and the
- * watch over its connection. Each line logs and schedules through its own
- * Effect; the protocol itself is `redis.ts`.
+ * is made from it, the wait for a new client's first connection, the watch
+ * over its connection and its close. Each line logs and schedules through
+ * its own Effect; the protocol itself is `redis.ts`.
  *
  * @internal
  */
@@ -23,6 +23,8 @@ export interface Client {
   on(event: "error" | "ready", listener: (error: Error) => void): unknown
   once(event: "ready", listener: () => void): unknown
   off(event: "error" | "ready", listener: (error: Error) => void): unknown
+  quit(): Promise<unknown>
+  disconnect(): void
 }
 
 /**
@@ -72,6 +74,16 @@ export const makeClient = <O extends OwnOptions, C>(
     throw url === undefined ? error : new Error(`the Redis URL cannot be read: ${error instanceof Error ? error.message : String(error)}`)
   }
 }
+
+/**
+ * Closes a client a layer made: QUIT (which the client's `commandTimeout`
+ * bounds, so a hung server cannot hold the layer's release), or a
+ * disconnect where QUIT fails.
+ *
+ * @internal
+ */
+export const close = (client: Pick<Client, "quit" | "disconnect">): Promise<void> =>
+  client.quit().then(() => undefined, () => client.disconnect())
 
 /**
  * The options of a layer that are the store's, not the client's.
