@@ -6,9 +6,10 @@
  *
  * @since 2.0.0
  */
-import type { Option } from "effect"
-import { Context, Effect, References, Tracer } from "effect"
+import type { Fiber, Metric } from "effect"
+import { Cause, Clock, Context, Effect, Exit, Option, Predicate, References, Tracer } from "effect"
 import * as Ids from "../../src/core/ids.js"
+import * as SessionMetrics from "./SessionMetrics.js"
 import type { SessionConflict, SessionStoreError } from "./SessionError.js"
 import type { StorageKey } from "./SessionId.js"
 
@@ -100,6 +101,21 @@ export class SessionIndex extends Context.Service<SessionIndex, SessionIndexOper
   "effect-session/SessionIndex"
 ) {}
 
+type StoreOperation = "load" | "insert" | "update" | "touch" | "remove" | "keys" | "removeAll"
+
+/** One operation of one store: its span's name and its metrics' series, made once. */
+interface Instrument {
+  readonly store: string
+  readonly spanName: string
+  readonly metrics: SessionMetrics.OperationMetrics
+}
+
+const instrument = (store: string, operation: StoreOperation): Instrument => ({
+  store,
+  spanName: `effect-session.${operation}`,
+  metrics: SessionMetrics.operationMetrics(store, operation)
+})
+
 // each operation runs in a span carrying the store's name and a prefix of the
 // key (never the id): Effect's own `withSpan`, without the stack trace it
 // captures by default (it would point here, not at the caller; an `Error`
@@ -108,41 +124,175 @@ export class SessionIndex extends Context.Service<SessionIndex, SessionIndexOper
 // tracer other than Effect's built-in one, which keeps a span in memory and
 // reports it nowhere (`Tracer.nativeTracer`, documented for this check; see
 // docs/design.md)
-const traced = <A, E>(store: string, operation: string, key: string | undefined, effect: Effect.Effect<A, E>) =>
-  Effect.withFiber((fiber) =>
-    fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer || !fiber.getRef(References.TracerEnabled)
-      ? effect
-      : Effect.withSpan(effect, `effect-session.${operation}`, {
-        attributes: key === undefined
-          ? { "effect-session.store": store }
-          : { "effect-session.store": store, "effect-session.key": Ids.logPrefix(key) },
-        captureStackTrace: false
-      })
-  )
+const traced = <A, E>(
+  fiber: Fiber.Fiber<unknown, unknown>,
+  instrument: Instrument,
+  key: string | undefined,
+  effect: Effect.Effect<A, E>
+): Effect.Effect<A, E> =>
+  fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer || !fiber.getRef(References.TracerEnabled)
+    ? effect
+    : Effect.withSpan(effect, instrument.spanName, {
+      attributes: key === undefined
+        ? { "effect-session.store": instrument.store }
+        : { "effect-session.store": instrument.store, "effect-session.key": Ids.logPrefix(key) },
+      captureStackTrace: false
+    })
+
+const isConflict = (cause: Cause.Cause<unknown>): boolean =>
+  Option.exists(Cause.findErrorOption(cause), (error) => Predicate.isTagged(error, "SessionConflict"))
+
+/**
+ * One run of a store operation, counted and timed: started on its fiber
+ * (the fiber's `Clock` and the context that holds its `MetricRegistry`),
+ * ended once, by whichever handler sees the operation's outcome first. The
+ * metrics are updated synchronously, with `Metric`'s `updateUnsafe`: no
+ * runtime step of their own.
+ */
+class Run {
+  private context: Context.Context<never> | undefined
+  private clock: Clock.Clock | undefined
+  private start = BigInt(0)
+  private removeObserver: (() => void) | undefined
+  constructor(readonly instrument: Instrument) {}
+
+  begin(fiber: Fiber.Fiber<unknown, unknown>, observeInterruption: boolean): void {
+    this.context = fiber.context
+    this.clock = fiber.getRef(Clock.Clock)
+    this.start = this.clock.currentTimeNanosUnsafe()
+    // an interrupted operation skips its caller's handlers: its fiber's end
+    // counts it then, as a failure (removed once a handler ran)
+    if (observeInterruption) this.removeObserver = fiber.addObserver(() => this.failed())
+  }
+
+  succeeded(): void {
+    this.end(this.instrument.metrics.success)
+  }
+
+  failed(cause?: Cause.Cause<unknown>): void {
+    const { metrics } = this.instrument
+    this.end(cause !== undefined && isConflict(cause) ? metrics.conflict : metrics.failure)
+  }
+
+  private end(outcome: Metric.Counter<number>): void {
+    const context = this.context
+    if (context === undefined) return
+    this.context = undefined
+    this.removeObserver?.()
+    this.removeObserver = undefined
+    const millis = Number(this.clock!.currentTimeNanosUnsafe() - this.start) / 1e6
+    this.instrument.metrics.duration.updateUnsafe(millis, context)
+    outcome.updateUnsafe(1, context)
+  }
+}
+
+/**
+ * An operation called through the service: its span and its metrics, the
+ * metrics recorded by the operation's own exit handler (whatever calls it).
+ */
+const observed = <A, E>(instrument: Instrument, key: string | undefined, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.withFiber((fiber) => {
+    const run = new Run(instrument)
+    run.begin(fiber, false)
+    return Effect.onExitPrimitive(traced(fiber, instrument, key, effect), (exit) => {
+      if (Exit.isSuccess(exit)) run.succeeded()
+      else run.failed(exit.cause)
+      return undefined
+    })
+  })
+
+/** What `make` built a service from: the backend's operations and their instruments. */
+interface Instrumented {
+  readonly operations: SessionStoreOperations
+  readonly load: Instrument
+  readonly insert: Instrument
+  readonly update: Instrument
+  readonly touch: Instrument
+}
+
+const instrumented = new WeakMap<SessionStore["Service"], Instrumented>()
+
+/**
+ * A store operation whose caller records its metrics: `succeeded` and
+ * `failed` are called by the caller's own success and failure handlers,
+ * which the middleware has on every operation of a request anyway. The
+ * operation runs as through the service (its span included) without a
+ * handler of its own, so counting it costs no runtime step. An interrupted
+ * operation is counted when its fiber ends; `failed` and `succeeded` after
+ * the first have no effect. On a service `make` did not build, the
+ * service's own operation runs, and counting is left to it.
+ *
+ * @internal
+ */
+export interface CountedOperation<A, E> {
+  readonly effect: Effect.Effect<A, E>
+  readonly succeeded: () => void
+  readonly failed: (cause?: Cause.Cause<unknown>) => void
+}
+
+const notCounted = (): void => undefined
+
+/** @internal */
+export const counted = <A, E>(
+  store: SessionStore["Service"],
+  operation: "load" | "insert" | "update" | "touch",
+  key: StorageKey,
+  call: (operations: SessionStoreOperations) => Effect.Effect<A, E>
+): CountedOperation<A, E> => {
+  const parts = instrumented.get(store)
+  if (parts === undefined) return { effect: call(store), succeeded: notCounted, failed: notCounted }
+  const run = new Run(parts[operation])
+  const effect = call(parts.operations)
+  return {
+    effect: Effect.withFiber((fiber) => {
+      run.begin(fiber, true)
+      return traced(fiber, run.instrument, key, effect)
+    }),
+    succeeded: () => run.succeeded(),
+    failed: (cause) => run.failed(cause)
+  }
+}
 
 /**
  * Builds the `SessionStore` service from a backend's operations, each run in
- * a span (`effect-session.load`, `.insert`, …).
+ * a span (`effect-session.load`, `.insert`, …) and counted and timed in the
+ * metrics of `SessionMetrics`.
  *
  * @since 2.0.0
  * @category constructors
  */
-export const make = (name: string, operations: SessionStoreOperations): SessionStore["Service"] => ({
-  name,
-  load: (key) => traced(name, "load", key, operations.load(key)),
-  insert: (key, write) => traced(name, "insert", key, operations.insert(key, write)),
-  update: (key, write, expectedVersion) => traced(name, "update", key, operations.update(key, write, expectedVersion)),
-  touch: (key, expiresAt) => traced(name, "touch", key, operations.touch(key, expiresAt)),
-  remove: (key) => traced(name, "remove", key, operations.remove(key))
-})
+export const make = (name: string, operations: SessionStoreOperations): SessionStore["Service"] => {
+  const parts: Instrumented = {
+    operations,
+    load: instrument(name, "load"),
+    insert: instrument(name, "insert"),
+    update: instrument(name, "update"),
+    touch: instrument(name, "touch")
+  }
+  const remove = instrument(name, "remove")
+  const service: SessionStore["Service"] = {
+    name,
+    load: (key) => observed(parts.load, key, operations.load(key)),
+    insert: (key, write) => observed(parts.insert, key, operations.insert(key, write)),
+    update: (key, write, expectedVersion) => observed(parts.update, key, operations.update(key, write, expectedVersion)),
+    touch: (key, expiresAt) => observed(parts.touch, key, operations.touch(key, expiresAt)),
+    remove: (key) => observed(remove, key, operations.remove(key))
+  }
+  instrumented.set(service, parts)
+  return service
+}
 
 /**
- * Builds the `SessionIndex` service, with spans like `make`.
+ * Builds the `SessionIndex` service, with spans and metrics like `make`.
  *
  * @since 2.0.0
  * @category constructors
  */
-export const makeIndex = (name: string, operations: SessionIndexOperations): SessionIndex["Service"] => ({
-  keys: (principal) => traced(name, "keys", undefined, operations.keys(principal)),
-  removeAll: (principal) => traced(name, "removeAll", undefined, operations.removeAll(principal))
-})
+export const makeIndex = (name: string, operations: SessionIndexOperations): SessionIndex["Service"] => {
+  const keys = instrument(name, "keys")
+  const removeAll = instrument(name, "removeAll")
+  return {
+    keys: (principal) => observed(keys, undefined, operations.keys(principal)),
+    removeAll: (principal) => observed(removeAll, undefined, operations.removeAll(principal))
+  }
+}

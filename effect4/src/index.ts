@@ -27,4 +27,8 @@ export * as SessionId from "./SessionId.js"
 /**
  * @since 2.0.0
  */
+export * as SessionMetrics from "./SessionMetrics.js"
+/**
+ * @since 2.0.0
+ */
 export * as SessionStore from "./SessionStore.js"

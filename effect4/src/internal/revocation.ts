@@ -7,12 +7,13 @@
  *
  * @internal
  */
-import { Clock, Effect, Option } from "effect"
+import { Clock, Effect, Metric, Option } from "effect"
 import * as Revocation from "../../../src/core/revocation.js"
 import type { CookieDecision } from "../../../src/core/save.js"
 import type { SessionError, SessionStoreError } from "../SessionError.js"
 import type { SessionId, StorageKey } from "../SessionId.js"
 import * as Id from "../SessionId.js"
+import * as SessionMetrics from "../SessionMetrics.js"
 import type { SessionStore } from "../SessionStore.js"
 import { SessionIndex } from "../SessionStore.js"
 
@@ -59,6 +60,8 @@ export const requestStart = (index: boolean, clock: Clock.Clock): number | undef
  */
 export const hasIndex: Effect.Effect<boolean> = Effect.map(Effect.serviceOption(SessionIndex), Option.isSome)
 
+const undone = Metric.withAttributes(SessionMetrics.revocations, { kind: "moveUndone" })
+
 /**
  * Runs the save of a login (`from`: the principal of the record it
  * replaced, `null` for none) and, if the core's `checksLogin` says so, reads
@@ -84,6 +87,7 @@ export const guardLogin = (
       const undo = Revocation.afterLoginSave(cookie, Option.getOrUndefined(marker), startedAt)
       return undo === undefined ? Effect.succeed(cookie) : store.remove(session.config.storageKey(undo.remove as SessionId)).pipe(
         Effect.andThen(Effect.annotateCurrentSpan("effect-session.outcome", "login undone: its principal was revoked meanwhile")),
+        Effect.andThen(Metric.update(undone, 1)),
         Effect.as(undo.cookie)
       )
     }))

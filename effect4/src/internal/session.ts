@@ -10,7 +10,7 @@
 import type { Cookies } from "effect/http"
 import { HttpServerResponse } from "effect/http"
 import type { Cause } from "effect"
-import { Cause as C, Clock, Deferred, Duration, Effect, Exit, Fiber, Option, Random, Result } from "effect"
+import { Cause as C, Clock, Deferred, Duration, Effect, Exit, Fiber, Metric, Option, Random, Result } from "effect"
 import * as Cookie from "../../../src/core/cookie.js"
 import { principalProblem } from "../../../src/core/principal.js"
 import { readTombstone } from "../../../src/core/record.js"
@@ -25,7 +25,9 @@ import { SessionConflict } from "../SessionError.js"
 import type { SessionId, StorageKey } from "../SessionId.js"
 import * as Id from "../SessionId.js"
 import type { Options } from "../Session.js"
-import type { SessionIndex, SessionRecord, SessionStore, SessionWrite } from "../SessionStore.js"
+import * as SessionMetrics from "../SessionMetrics.js"
+import type { CountedOperation, SessionIndex, SessionRecord, SessionStore, SessionWrite } from "../SessionStore.js"
+import { counted } from "../SessionStore.js"
 import * as Revocation from "./revocation.js"
 
 type Store = SessionStore["Service"]
@@ -127,8 +129,11 @@ const decodeRecord = <A>(config: Config<A>, key: StorageKey, record: SessionReco
 // the stored values stay out of the log (they are personal data): the key's
 // prefix locates the record for whoever may read it
 const logUndecodable = (key: StorageKey) =>
-  Effect.logWarning(
-    `effect-session: stored session ${Id.logPrefix(key)}… is undecodable (not this session's envelope or schema); starting a new one`
+  Effect.andThen(
+    Metric.update(SessionMetrics.undecodable, 1),
+    Effect.logWarning(
+      `effect-session: stored session ${Id.logPrefix(key)}… is undecodable (not this session's envelope or schema); starting a new one`
+    )
   )
 
 /** Loads a live session; dead, ended and undecodable ones are absent. */
@@ -140,15 +145,24 @@ const loadLive = <A>(config: Config<A>, store: Store, key: StorageKey): Effect.E
       return decoded._tag === "Undecodable" ? Effect.as(logUndecodable(key), undefined) : Effect.undefined
     }))
 
-/** `f` on a compare-and-set's outcome (and the new version when written), in the step of its answer: a conflict is an answer, not an error. */
+/**
+ * `f` on a compare-and-set's outcome (and the new version when written), in
+ * the step of its answer: a conflict is an answer, not an error. The same
+ * handlers count the update in the store's metrics.
+ */
 const onCasOutcome = <B, E>(
-  update: Effect.Effect<number, SessionConflict | SessionStoreError>,
+  update: CountedOperation<number, SessionConflict | SessionStoreError>,
   f: (outcome: Save.CasOutcome, version: number) => Effect.Effect<B, E>
 ): Effect.Effect<B, E | SessionStoreError> =>
-  Effect.matchEffect(update, {
-    onFailure: (error): Effect.Effect<B, E | SessionStoreError> =>
-      error._tag === "SessionConflict" ? f(error.reason === "VersionMismatch" ? "VersionMismatch" : "Missing", 0) : Effect.fail(error),
-    onSuccess: (version) => f("Written", version)
+  Effect.matchEffect(update.effect, {
+    onFailure: (error): Effect.Effect<B, E | SessionStoreError> => {
+      update.failed(C.fail(error))
+      return error._tag === "SessionConflict" ? f(error.reason === "VersionMismatch" ? "VersionMismatch" : "Missing", 0) : Effect.fail(error)
+    },
+    onSuccess: (version) => {
+      update.succeeded()
+      return f("Written", version)
+    }
   })
 
 /** A compare-and-set's outcome (and the new version when written): a conflict is an answer, not an error. */
@@ -163,11 +177,10 @@ const casOutcome = (
 
 /** Inserts under a fresh id: 256 random bits do not collide, so a conflict is a defect. */
 const insertFresh = (store: Store, key: StorageKey, write: SessionWrite): Effect.Effect<void, SessionStoreError> =>
-  Effect.catchTag(
-    store.insert(key, write),
-    "SessionConflict",
-    (conflict) => Effect.die(new Error(`effect-session: insert of a fresh id conflicted (${conflict.reason})`))
-  )
+  Effect.catchTag(store.insert(key, write), "SessionConflict", freshConflict)
+
+const freshConflict = (conflict: SessionConflict): Effect.Effect<never> =>
+  Effect.die(new Error(`effect-session: insert of a fresh id conflicted (${conflict.reason})`))
 
 /** A tombstone as the store writes it: no principal (it leaves the index). */
 const tombstoneWrite = (record: Save.TombstoneRecord): SessionWrite => ({ ...record, principal: Option.none() })
@@ -186,7 +199,10 @@ const replayBudget = (budget: Config<unknown>["budget"]) => {
       return Effect.fail(new SessionConflict({ reason: "VersionMismatch" }))
     }
     const retry = retries++
-    return Effect.flatMap(Random.next, (r) => Effect.sleep(Duration.millis(Core.replayPauseMillis(retry, r))))
+    return Effect.andThen(
+      Metric.update(SessionMetrics.conflictReplays, 1),
+      Effect.flatMap(Random.next, (r) => Effect.sleep(Duration.millis(Core.replayPauseMillis(retry, r))))
+    )
   })
 }
 
@@ -273,6 +289,7 @@ const endSession = <A>(
         }
         case "WriteTombstone": {
           const { outcome } = yield* casOutcome(store.update(key, tombstoneWrite(step.record), step.state.version))
+          if (outcome === "Written" && hops === 0) yield* Metric.update(revokedBy.logout, 1)
           step = Save.nextEndStep({ _tag: "Wrote", outcome, state: step.state }, t, hops)
           break
         }
@@ -292,6 +309,12 @@ const endSession = <A>(
       }
     }
   })
+
+const revokedBy = {
+  logout: Metric.withAttributes(SessionMetrics.revocations, { kind: "logout" }),
+  revokeAll: Metric.withAttributes(SessionMetrics.revocations, { kind: "revokeAll" }),
+  moveUndone: Metric.withAttributes(SessionMetrics.revocations, { kind: "moveUndone" })
+}
 
 // --- The session of one request ---------------------------------------------
 
@@ -334,6 +357,13 @@ export class RequestSession<A> {
 
   /** When the save was computed: cookie lifetimes count from it. */
   committedAt = 0
+
+  /**
+   * The store operation of a touch or a new session's insert: its success
+   * is counted by the save's next step, its failure by the commit's failure
+   * handler (no handler of its own: runtime steps on every save).
+   */
+  private saving: CountedOperation<unknown, unknown> | undefined
 
   /**
    * The fiber the request runs on, when known (the middleware's, `withSession`'s):
@@ -390,13 +420,16 @@ export class RequestSession<A> {
     // in the lane before the load: a save of this process that ends while
     // the load is on its way still hands its result to this request
     this.stayInLane(key, this.owner ?? fiber)
-    return Effect.matchCauseEffect(this.store.load(key), {
+    const load = counted(this.store, "load", key, (store) => store.load(key))
+    return Effect.matchCauseEffect(load.effect, {
       onFailure: (cause) => {
+        load.failed(cause)
         this.releaseLane()
         this.settle(false)
         return Effect.failCause(cause)
       },
       onSuccess: (record) => {
+        load.succeeded()
         const decoded = Option.isNone(record)
           ? undefined
           : decodeRecord(this.config, key, record.value, clock.currentTimeMillisUnsafe())
@@ -460,8 +493,11 @@ export class RequestSession<A> {
     // save's use of the lane ends with the fiber, see `stayInLane`)
     return Effect.matchCauseEffect(this.save(t), {
       onFailure: (cause) => {
+        this.saving?.failed(cause)
         this.releaseLane()
-        return Effect.failCause(cause)
+        return failureTag(cause) === "SessionTooLarge"
+          ? Effect.andThen(Metric.update(SessionMetrics.tooLarge, 1), Effect.failCause(cause))
+          : Effect.failCause(cause)
       },
       onSuccess: (action) => {
         this.releaseLane()
@@ -525,7 +561,12 @@ export class RequestSession<A> {
   private touch(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
     const expiresAt = this.state.nextExpiry(loaded, t)
     if (expiresAt === loaded.expiresAt) return Effect.succeed(noCookie)
-    return Effect.map(this.store.touch(keyOf(loaded), expiresAt), (live) => live ? this.state.cookieFor(loaded, expiresAt) : noCookie)
+    const key = keyOf(loaded)
+    const touch = this.saving = counted(this.store, "touch", key, (store) => store.touch(key, expiresAt))
+    return Effect.map(touch.effect, (live) => {
+      touch.succeeded()
+      return live ? this.state.cookieFor(loaded, expiresAt) : noCookie
+    })
   }
 
   private insertNew(t: number): Effect.Effect<CookieAction, SessionError> {
@@ -534,11 +575,19 @@ export class RequestSession<A> {
       const deadlines = Core.newDeadlines(this.config.timeouts, t)
       const principal = Option.fromNullishOr(this.state.principal)
       const envelope: Envelope<A> = { ...deadlines, data: this.state.data, principal }
-      return Effect.flatMap(Effect.fromResult(this.config.codec.encodeText(envelope)), (text) =>
-        Effect.as(
-          insertFresh(this.store, this.config.storageKey(id), { text, expiresAt: deadlines.expiresAt, principal }),
-          { _tag: "Set", id, expiresAt: deadlines.expiresAt } as const
-        ))
+      return Effect.flatMap(Effect.fromResult(this.config.codec.encodeText(envelope)), (text) => {
+        const key = this.config.storageKey(id)
+        const write = { text, expiresAt: deadlines.expiresAt, principal }
+        const insert = this.saving = counted(this.store, "insert", key, (store) => store.insert(key, write))
+        const inserted = Effect.catchTag(insert.effect, "SessionConflict", (conflict) => {
+          insert.failed(C.fail(conflict))
+          return freshConflict(conflict)
+        })
+        return Effect.map(inserted, (): CookieAction => {
+          insert.succeeded()
+          return { _tag: "Set", id, expiresAt: deadlines.expiresAt }
+        })
+      })
     })
   }
 
@@ -616,11 +665,15 @@ export class RequestSession<A> {
         const next = Save.afterMove(outcome)
         const fresh = next === "Replay" ? yield* Effect.andThen(pause, loadLive(config, store, keyOf(base))) : undefined
         lane.last = next === "Replay" && fresh !== undefined ? lane.last : ended
-        if (next === "Moved") return { _tag: "Set", id, expiresAt: moved.expiresAt } as const
+        if (next === "Moved") {
+          yield* Metric.update(SessionMetrics.regenerations, 1)
+          return { _tag: "Set", id, expiresAt: moved.expiresAt } as const
+        }
         if (fresh === undefined) {
           // the old session ended meanwhile: the new id must not outlive it (the
           // logout's response expired the cookie: it is left alone)
           yield* store.remove(newKey)
+          yield* Metric.update(revokedBy.moveUndone, 1)
           return noCookie
         }
         base = fresh
@@ -688,7 +741,7 @@ const writeGroup = <A>(
       if (Result.isFailure(text)) return Effect.fail(text.failure)
       write = { text: text.success, expiresAt: plan.expiresAt, principal: Option.fromNullishOr(base.principal) }
     }
-    return onCasOutcome(store.update(key, write, base.version), (outcome, version) => {
+    return onCasOutcome(counted(store, "update", key, (store) => store.update(key, write, base.version)), (outcome, version) => {
       const next = Save.afterUpdate(outcome, plan._tag === "Tombstone")
       switch (next) {
         case "Saved":
@@ -823,7 +876,7 @@ export const removeAllUntilNone = (index: SessionIndex["Service"], principal: st
   const pass = (total: number, passes: number): Effect.Effect<number, SessionStoreError> =>
     Effect.flatMap(index.removeAll(principal), (removed) =>
       Save.anotherRevokePass(removed, passes) ? pass(total + removed, passes + 1) : Effect.succeed(total + removed))
-  return pass(0, 1)
+  return Effect.tap(pass(0, 1), (removed) => Metric.update(revokedBy.revokeAll, removed))
 }
 
 // --- The response -------------------------------------------------------------
