@@ -118,7 +118,7 @@ const connect = Effect.fnUntraced(function*(options: Options, timeoutMillis: num
       try: () => RedisClient.makeClient(options, timeoutMillis, (url, o) => url === undefined ? new Redis(o) : new Redis(url, o)),
       catch: (error) => failure("setup", error)
     }),
-    (redis) => Effect.promise(() => redis.quit().then(() => undefined, () => redis.disconnect()))
+    (redis) => Effect.promise(() => RedisClient.close(redis))
   )
   const run = Effect.runForkWith(yield* Effect.context<never>())
   const { lastError } = yield* Effect.acquireRelease(
