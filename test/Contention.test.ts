@@ -5,7 +5,7 @@
  * `conflictTimeout`, and nothing is kept per key once a burst is over.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Schedule, TestClock } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Option, Schedule, TestClock } from "effect"
 import { coordinatedKeys } from "../src/internal/session.js"
 import * as MemoryStore from "../src/MemoryStore.js"
 import { SessionConflict } from "../src/SessionError.js"
@@ -15,6 +15,7 @@ import type { StoreSpec } from "./utils/contention.js"
 import { backends, counterApp, counterOptions, CounterSession, storeLayer } from "./utils/contention.js"
 import { availabilityOf, preparedFor } from "./utils/contentionSuites.js"
 import { makeBrowser, serve } from "./utils/http.js"
+import * as PausingStore from "./utils/pausingStore.js"
 
 /**
  * Holds every request that arrives until `parties` have: the whole burst is
@@ -187,4 +188,41 @@ describe("conflictTimeout", () => {
         expect(Option.map(failure, (error) => error._tag)).toEqual(Option.some("SessionConflict"))
       }
     }).pipe(Effect.provide(alwaysConflicting)))
+})
+
+describe("a save that waits for its key's turn", () => {
+  it.scopedLive("a logout waiting for its key's turn behind a move, interrupted, leaves the queue: the move ends, the turn is not lost, no lane is left", () =>
+    Effect.gen(function*() {
+      const pausing = PausingStore.make(yield* Layer.build(MemoryStore.layer()))
+      const store = Context.get(pausing.context, SessionStore)
+      const run = <A, E>(effect: Effect.Effect<A, E, SessionStore>) => Effect.provideService(effect, SessionStore, store)
+      const id = yield* run(CounterSession.withSession("", Effect.zipLeft(CounterSession.id, CounterSession.set("counter", 0))))
+      // a regenerate loads, then inserts the new record in the old key's turn: held there
+      const gate = yield* pausing.arm(2)
+      const move = yield* Effect.fork(run(CounterSession.withSession(id, CounterSession.regenerate, counterOptions)))
+      expect((yield* gate.reached).operation).toBe("insert")
+      // two logouts of the same session load, then wait for the turn in that order
+      const logout = yield* Effect.fork(run(CounterSession.withSession(id, CounterSession.invalidate, counterOptions)))
+      while (pausing.calls.length < 3) yield* Effect.sleep("1 millis")
+      const second = yield* Effect.fork(run(CounterSession.withSession(id, CounterSession.invalidate, counterOptions)))
+      while (pausing.calls.length < 4) yield* Effect.sleep("1 millis")
+      yield* Effect.sleep("20 millis")
+      expect(pausing.calls.map((call) => call.operation)).toEqual(["load", "insert", "load", "load"])
+      expect(logout.unsafePoll()).toBeNull()
+      // the first one's client goes away while it waits
+      yield* Fiber.interrupt(logout)
+      yield* gate.release
+      expect(Exit.isSuccess(yield* Fiber.await(move))).toBe(true)
+      // the turn passed over it to the second, which follows the move and ends the session (a turn
+      // handed to the interrupted one would hold the lane, which the second keeps alive, for good)
+      const ended = yield* Fiber.await(second).pipe(Effect.timeout("2 seconds"), Effect.option)
+      expect(Option.map(ended, Exit.isSuccess)).toEqual(Option.some(true))
+      // the session ended: its id reads an empty session
+      expect(yield* run(CounterSession.withSession(id, CounterSession.get("counter"), counterOptions))).toBeUndefined()
+      const keys = yield* Effect.sync(() => coordinatedKeys(store)).pipe(
+        Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("10 millis") }),
+        Effect.timeoutTo({ duration: "2 seconds", onTimeout: () => coordinatedKeys(store), onSuccess: (n) => n })
+      )
+      expect(keys).toBe(0)
+    }))
 })

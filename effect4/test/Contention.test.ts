@@ -201,4 +201,36 @@ describe("a request that goes away", () => {
       // (the writer of the two behind it lets go of the key just after answering them)
       expect(yield* keysLeftIn(store)).toBe(0)
     }))
+
+  it.live("a logout waiting for its key's turn behind a move, interrupted, leaves the queue: the move ends, the turn is not lost, no lane is left", () =>
+    Effect.gen(function*() {
+      const memory = MemoryStore.make()
+      const pausing = PausingStore.make(Context.make(SessionStore, memory.store))
+      const store = Context.get(pausing.context, SessionStore)
+      const run = <A, E>(effect: Effect.Effect<A, E, SessionStore>) => Effect.provideService(effect, SessionStore, store)
+      const id = yield* run(CounterSession.withSession("", Effect.andThen(CounterSession.set("counter", 0), CounterSession.id)))
+      // a regenerate loads, then inserts the new record in the old key's turn: held there
+      const gate = yield* pausing.arm(2)
+      const move = yield* Effect.forkChild(run(CounterSession.withSession(id, CounterSession.regenerate, counterOptions)))
+      expect((yield* gate.reached).operation).toBe("insert")
+      // two logouts of the same session load, then wait for the turn in that order
+      const logout = yield* Effect.forkChild(run(CounterSession.withSession(id, CounterSession.invalidate, counterOptions)))
+      while (pausing.calls.length < 3) yield* Effect.sleep("1 millis")
+      const second = yield* Effect.forkChild(run(CounterSession.withSession(id, CounterSession.invalidate, counterOptions)))
+      while (pausing.calls.length < 4) yield* Effect.sleep("1 millis")
+      yield* Effect.sleep("20 millis")
+      expect(pausing.calls.map((call) => call.operation)).toEqual(["load", "insert", "load", "load"])
+      expect(logout.pollUnsafe()).toBeUndefined()
+      // the first one's client goes away while it waits
+      yield* Fiber.interrupt(logout)
+      yield* gate.release
+      expect(Exit.isSuccess(yield* Fiber.await(move))).toBe(true)
+      // the turn passed over it to the second, which follows the move and ends the session (a turn
+      // handed to the interrupted one would hold the lane, which the second keeps alive, for good)
+      const ended = yield* Fiber.await(second).pipe(Effect.timeout("2 seconds"), Effect.option)
+      expect(Option.map(ended, Exit.isSuccess)).toEqual(Option.some(true))
+      // the session ended: its id reads an empty session
+      expect(yield* run(CounterSession.withSession(id, CounterSession.get("counter"), counterOptions))).toBeUndefined()
+      expect(yield* keysLeftIn(store)).toBe(0)
+    }))
 })
