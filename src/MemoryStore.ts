@@ -23,28 +23,7 @@ import * as SessionStore from "./SessionStore.js"
  * @since 1.0.0
  * @category models
  */
-export interface Options {
-  /**
-   * The most sessions kept. Beyond it the least recently used session
-   * without a principal goes first, and a session with a principal only
-   * when none without is left. Default 100,000.
-   */
-  readonly maxEntries?: number | undefined
-  /**
-   * The most bytes of sessions kept, counted as each session's data (its
-   * text length, or its byte length when it has no text) plus
-   * `entryOverhead` for the key, the entry and its index slots. Evicts in
-   * the same order as `maxEntries`. Default 256 MiB.
-   */
-  readonly maxBytes?: number | undefined
-  /** How often expired sessions are swept. Default 1 minute (jittered). */
-  readonly cleanupInterval?: Duration.DurationInput | undefined
-  /**
-   * The most expired sessions one slice of the sweep removes before it
-   * yields to the event loop. Default 1,000 (a fraction of a millisecond).
-   */
-  readonly sweepSliceSize?: number | undefined
-}
+export interface Options extends Memory.MemoryOptions<Duration.DurationInput> {}
 
 /**
  * What `make` builds: the store, its index, the sweep the layer runs on a

@@ -49,25 +49,9 @@ import * as SessionStore from "./SessionStore.js"
  * @since 1.0.0
  * @category models
  */
-export interface Options extends Omit<RedisOptions, "commandTimeout"> {
-  /**
-   * A client owned by the caller. When given, `url` and the connection
-   * options are ignored, and the client is not closed by the layer.
-   */
-  readonly client?: Redis | Cluster | undefined
-  /**
-   * A `redis://` or `rediss://` URL; the other options refine it. One of
-   * another scheme, or one ioredis cannot read, fails the layer.
-   */
-  readonly url?: string | undefined
-  /** Prepended to every key. Default `"session:"`. Must not contain a hash tag on a cluster. */
-  readonly prefix?: string | undefined
-  /**
-   * How long a command may take before the operation fails with
-   * `SessionStoreError`, whatever state the connection is in. Default 2 seconds.
-   */
-  readonly commandTimeout?: Duration.DurationInput | undefined
-}
+export interface Options
+  extends Omit<RedisOptions, "commandTimeout">, Protocol.StoreOptions<Duration.DurationInput, Redis | Cluster>
+{}
 
 const name = "redis"
 

@@ -18,6 +18,7 @@
 import type { HttpApp } from "@effect/platform"
 import type { Duration, Redacted } from "effect"
 import { Context, Effect, Either, Option, ParseResult, Schema } from "effect"
+import type * as Core from "./core/session.js"
 import * as Revocation from "./internal/revocation.js"
 import * as internal from "./internal/session.js"
 import type { SessionError } from "./SessionError.js"
@@ -42,59 +43,13 @@ export interface SessionHandle<A> extends internal.SessionHandle<A> {}
  * @since 1.0.0
  * @category models
  */
-export interface CookieOptions {
-  readonly name?: string | undefined
-  readonly domain?: string | undefined
-  readonly path?: string | undefined
-  readonly secure?: boolean | undefined
-  readonly httpOnly?: boolean | undefined
-  readonly sameSite?: "lax" | "strict" | "none" | undefined
-  readonly partitioned?: boolean | undefined
-  /** `false` for a browser-session cookie (no `Max-Age`). Default `true`. */
-  readonly persistent?: boolean | undefined
-}
+export interface CookieOptions extends Core.CookieOptions {}
 
 /**
  * @since 1.0.0
  * @category models
  */
-export interface Options {
-  readonly cookie?: CookieOptions | undefined
-  /** A session unused for this long is dead. Default 14 days. */
-  readonly idleTimeout?: Duration.DurationInput | undefined
-  /**
-   * A session older than this is dead however active. Default 30 days.
-   * Counted from the session's creation on every load, so shortening it ends
-   * older sessions at once.
-   */
-  readonly absoluteTimeout?: Duration.DurationInput | undefined
-  /**
-   * A request extends the idle deadline, and re-sends the cookie, only when
-   * that moves it by more than this (so reads do not write, and most writes
-   * send no cookie). Default min(idleTimeout / 10, 1 hour).
-   */
-  readonly touchAfter?: Duration.DurationInput | undefined
-  /**
-   * The largest encoded session, in bytes: a save over it fails with
-   * `SessionTooLarge` before anything is written, and a stored record over it
-   * is not parsed on load (the session starts empty). Default 64 KiB.
-   */
-  readonly maxSize?: number | undefined
-  /** Storage keys become HMAC-SHA-256(pepper, id) instead of SHA-256(id). */
-  readonly pepper?: Redacted.Redacted<string> | undefined
-  /**
-   * How long a save keeps replaying its writes over the data of concurrent
-   * writers in other processes (with jittered backoff) before it fails with
-   * `SessionConflict`. Requests of one session in one process never conflict
-   * with each other: their saves take turns. Default 5 seconds.
-   */
-  readonly conflictTimeout?: Duration.DurationInput | undefined
-  /**
-   * An additional cap on the number of replays of one save, within
-   * `conflictTimeout`. Default: no cap (the time budget alone decides).
-   */
-  readonly maxConflictRetries?: number | undefined
-}
+export interface Options extends Core.SessionOptions<Duration.DurationInput, Redacted.Redacted<string>, CookieOptions> {}
 
 /**
  * Options of `login`.
@@ -102,16 +57,7 @@ export interface Options {
  * @since 1.0.0
  * @category models
  */
-export interface LoginOptions {
-  /**
-   * Keep the session's data when it is bound to another principal already
-   * (switching accounts). Default `false`: logging in as a different
-   * principal starts from empty data under a new id, so nothing the previous
-   * account stored carries over. Logging in from an anonymous session, or
-   * again as the same principal, always keeps the data.
-   */
-  readonly keepData?: boolean | undefined
-}
+export interface LoginOptions extends Core.LoginOptions {}
 
 /**
  * The longest principal, in UTF-16 code units: what every store can hold

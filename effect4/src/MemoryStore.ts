@@ -18,16 +18,7 @@ import * as SessionStore from "./SessionStore.js"
  * @since 2.0.0
  * @category models
  */
-export interface Options {
-  /** The most sessions kept; beyond it the least recently used anonymous session goes first. Default 100,000. */
-  readonly maxEntries?: number | undefined
-  /** The most bytes of sessions kept (text length + key + `entryOverhead` each). Default 256 MiB. */
-  readonly maxBytes?: number | undefined
-  /** How often expired sessions are swept. Default 1 minute. */
-  readonly cleanupInterval?: Duration.Input | undefined
-  /** The most expired sessions one slice of the sweep removes before it yields. Default 1,000. */
-  readonly sweepSliceSize?: number | undefined
-}
+export interface Options extends Memory.MemoryOptions<Duration.Input> {}
 
 /**
  * What `make` builds: the store, its index, the sweep the layer runs on a

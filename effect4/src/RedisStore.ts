@@ -37,15 +37,9 @@ import * as SessionStore from "./SessionStore.js"
  * @since 2.0.0
  * @category models
  */
-export interface Options extends Omit<RedisOptions, "commandTimeout"> {
-  readonly client?: Redis | Cluster | undefined
-  /** A `redis://` or `rediss://` URL; the other options refine it. */
-  readonly url?: string | undefined
-  /** Prepended to every key. Default `"session:"`. Must not contain a hash tag on a cluster. */
-  readonly prefix?: string | undefined
-  /** How long a command may take before the operation fails. Default 2 seconds. */
-  readonly commandTimeout?: Duration.Input | undefined
-}
+export interface Options
+  extends Omit<RedisOptions, "commandTimeout">, Protocol.StoreOptions<Duration.Input, Redis | Cluster>
+{}
 
 const name = "redis"
 

@@ -31,6 +31,7 @@ import { Clock, Context, Effect, Layer, Option, Result, Schema } from "effect"
 import type { HttpRouter, HttpServerResponse } from "effect/http"
 import { HttpRouter as Router, HttpServerRequest } from "effect/http"
 import type { HttpApiMiddleware } from "effect/http-api"
+import type * as Core from "../../src/core/session.js"
 import * as SessionError from "./SessionError.js"
 import * as Revocation from "./internal/revocation.js"
 import * as internal from "./internal/session.js"
@@ -46,17 +47,7 @@ import { SessionIndex, SessionStore } from "./SessionStore.js"
  * @since 2.0.0
  * @category models
  */
-export interface CookieOptions {
-  readonly name?: string | undefined
-  readonly domain?: string | undefined
-  readonly path?: string | undefined
-  readonly secure?: boolean | undefined
-  readonly httpOnly?: boolean | undefined
-  readonly sameSite?: "lax" | "strict" | "none" | undefined
-  readonly partitioned?: boolean | undefined
-  /** `false` for a browser-session cookie (no `Max-Age`). Default `true`. */
-  readonly persistent?: boolean | undefined
-}
+export interface CookieOptions extends Core.CookieOptions {}
 
 /**
  * The options of a middleware and of `withSession`: the same as on the
@@ -65,23 +56,7 @@ export interface CookieOptions {
  * @since 2.0.0
  * @category models
  */
-export interface Options {
-  readonly cookie?: CookieOptions | undefined
-  /** A session unused for this long is dead. Default 14 days. */
-  readonly idleTimeout?: Duration.Input | undefined
-  /** A session older than this is dead however active. Default 30 days. */
-  readonly absoluteTimeout?: Duration.Input | undefined
-  /** The idle deadline (and the cookie) moves only by more than this. Default min(idleTimeout / 10, 1 hour). */
-  readonly touchAfter?: Duration.Input | undefined
-  /** The largest encoded session, in bytes. Default 64 KiB. */
-  readonly maxSize?: number | undefined
-  /** Storage keys become HMAC-SHA-256(pepper, id) instead of SHA-256(id). */
-  readonly pepper?: Redacted.Redacted<string> | undefined
-  /** How long a save replays over concurrent writers of other processes. Default 5 seconds. */
-  readonly conflictTimeout?: Duration.Input | undefined
-  /** A cap on the replays of one save, within `conflictTimeout`. Default: none. */
-  readonly maxConflictRetries?: number | undefined
-}
+export interface Options extends Core.SessionOptions<Duration.Input, Redacted.Redacted<string>, CookieOptions> {}
 
 /**
  * Options of `login`.
@@ -89,10 +64,7 @@ export interface Options {
  * @since 2.0.0
  * @category models
  */
-export interface LoginOptions {
-  /** Keep the data when switching from another principal. Default `false`. */
-  readonly keepData?: boolean | undefined
-}
+export interface LoginOptions extends Core.LoginOptions {}
 
 /**
  * The session of the current request, as a service (`yield* AppSession`).

@@ -55,6 +55,22 @@ export interface DynamoWrite {
 }
 
 /**
+ * The store's name, as its errors give it (`SessionStoreError.store`).
+ *
+ * @internal
+ */
+export const storeName = "dynamodb"
+
+/**
+ * The options of an SDK request that interruption aborts.
+ *
+ * @internal
+ */
+export interface Abortable {
+  readonly abortSignal: AbortSignal
+}
+
+/**
  * The table name a store uses unless told otherwise.
  *
  * @internal
@@ -358,6 +374,28 @@ export const clientConfig = <C extends object>(
     }
   }
   return config as C
+}
+
+/**
+ * `clientConfig` from a store's options, `reveal` reading the line's
+ * `Redacted` secrets of `credentials`.
+ *
+ * @internal
+ */
+export const createdClientConfig = <Secret, C extends object>(
+  options: DynamoConfigOptions<DynamoCredentials<Secret>> & { readonly clientConfig?: C | undefined },
+  reveal: (secret: Secret) => string
+): C => {
+  const { credentials } = options
+  return clientConfig(options.clientConfig, {
+    endpoint: options.endpoint,
+    region: options.region,
+    credentials: credentials === undefined ? undefined : {
+      accessKeyId: credentials.accessKeyId,
+      secretAccessKey: reveal(credentials.secretAccessKey),
+      sessionToken: credentials.sessionToken === undefined ? undefined : reveal(credentials.sessionToken)
+    }
+  })
 }
 
 /**

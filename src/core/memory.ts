@@ -32,6 +32,37 @@ export const expiryBucketWidth = 10_000
 /** @internal */
 export const expiryBucketOf = (expiresAt: number): number => Math.floor(expiresAt / expiryBucketWidth)
 
+/**
+ * The options of a memory store, as both lines' `MemoryStore.Options` take
+ * them: each line's public interface extends this with its duration input
+ * `D` (a parameter, so that the core does not import Effect).
+ *
+ * @internal
+ */
+export interface MemoryOptions<D> {
+  /**
+   * The most sessions kept. Beyond it the least recently used session
+   * without a principal goes first, and a session with a principal only
+   * when none without is left. Default 100,000.
+   */
+  readonly maxEntries?: number | undefined
+  /**
+   * The most bytes of sessions kept, counted as each session's data (its
+   * text length, or its byte length when it has no text) plus
+   * `entryOverhead` for the key, the entry and its index slots. Evicts in
+   * the same order as `maxEntries`. Default 256 MiB.
+   */
+  readonly maxBytes?: number | undefined
+  /** How often expired sessions are swept. Default 1 minute (jittered on the Effect 3 line). */
+  readonly cleanupInterval?: D | undefined
+  /**
+   * The most expired sessions one slice of the sweep removes before it
+   * yields (to the event loop on the Effect 3 line). Default 1,000 (a
+   * fraction of a millisecond).
+   */
+  readonly sweepSliceSize?: number | undefined
+}
+
 /** @internal */
 export interface MemoryLimits {
   readonly maxEntries: number

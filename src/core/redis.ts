@@ -34,6 +34,34 @@ const script = (name: string, numberOfKeys: number | undefined, lua: string): Se
 export const defaultPrefix = "session:"
 
 /**
+ * The options of a Redis store that are its own, as both lines'
+ * `RedisStore.Options` take them beside ioredis' `RedisOptions`: `D` is the
+ * line's duration input, `Client` ioredis' `Redis | Cluster` (parameters, so
+ * that the core imports neither Effect nor ioredis).
+ *
+ * @internal
+ */
+export interface StoreOptions<D, Client> {
+  /**
+   * A client owned by the caller. When given, `url` and the connection
+   * options are ignored, and the client is not closed by the layer.
+   */
+  readonly client?: Client | undefined
+  /**
+   * A `redis://` or `rediss://` URL; the other options refine it. One of
+   * another scheme, or one ioredis cannot read, fails the layer.
+   */
+  readonly url?: string | undefined
+  /** Prepended to every key. Default `"session:"`. Must not contain a hash tag on a cluster. */
+  readonly prefix?: string | undefined
+  /**
+   * How long a command may take before the operation fails with
+   * `SessionStoreError`, whatever state the connection is in. Default 2 seconds.
+   */
+  readonly commandTimeout?: D | undefined
+}
+
+/**
  * How many records one script checks when a principal's index is read on a
  * single node (a script blocks the server while it runs).
  *

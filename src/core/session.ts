@@ -84,15 +84,92 @@ const hour = 60 * 60 * 1000
 export const defaultTouchAfter = (idleMillis: number): number => Math.min(idleMillis / 10, hour)
 
 /**
- * The session cookie's options as a middleware is given them (each
- * optional; documented on each line's public `CookieOptions`).
+ * The session cookie's attributes, as both lines' `Session.CookieOptions`
+ * take them (each line's public interface extends this one).
  *
  * @internal
  */
-export type CookieOptionsGiven =
-  & { readonly [K in "name" | "domain" | "path"]?: string | undefined }
-  & { readonly [K in "secure" | "httpOnly" | "partitioned" | "persistent"]?: boolean | undefined }
-  & { readonly sameSite?: "lax" | "strict" | "none" | undefined }
+export interface CookieOptions {
+  readonly name?: string | undefined
+  readonly domain?: string | undefined
+  readonly path?: string | undefined
+  readonly secure?: boolean | undefined
+  readonly httpOnly?: boolean | undefined
+  readonly sameSite?: "lax" | "strict" | "none" | undefined
+  readonly partitioned?: boolean | undefined
+  /** `false` for a browser-session cookie (no `Max-Age`). Default `true`. */
+  readonly persistent?: boolean | undefined
+}
+
+/**
+ * The session cookie's options as a middleware is given them.
+ *
+ * @internal
+ */
+export type CookieOptionsGiven = CookieOptions
+
+/**
+ * The options of a middleware and of `withSession`, as both lines'
+ * `Session.Options` take them: each line's public interface extends this
+ * with its duration input `D`, its `Redacted<string>` as `Secret` and its
+ * `CookieOptions` as `Cookie` (parameters, so that the core does not import
+ * Effect).
+ *
+ * @internal
+ */
+export interface SessionOptions<D, Secret, Cookie extends CookieOptions = CookieOptions> {
+  readonly cookie?: Cookie | undefined
+  /** A session unused for this long is dead. Default 14 days. */
+  readonly idleTimeout?: D | undefined
+  /**
+   * A session older than this is dead however active. Default 30 days.
+   * Counted from the session's creation on every load, so shortening it ends
+   * older sessions at once.
+   */
+  readonly absoluteTimeout?: D | undefined
+  /**
+   * A request extends the idle deadline, and re-sends the cookie, only when
+   * that moves it by more than this (so reads do not write, and most writes
+   * send no cookie). Default min(idleTimeout / 10, 1 hour).
+   */
+  readonly touchAfter?: D | undefined
+  /**
+   * The largest encoded session, in bytes: a save over it fails with
+   * `SessionTooLarge` before anything is written, and a stored record over it
+   * is not parsed on load (the session starts empty). Default 64 KiB.
+   */
+  readonly maxSize?: number | undefined
+  /** Storage keys become HMAC-SHA-256(pepper, id) instead of SHA-256(id). */
+  readonly pepper?: Secret | undefined
+  /**
+   * How long a save keeps replaying its writes over the data of concurrent
+   * writers in other processes (with jittered backoff) before it fails with
+   * `SessionConflict`. Requests of one session in one process never conflict
+   * with each other: their saves take turns. Default 5 seconds.
+   */
+  readonly conflictTimeout?: D | undefined
+  /**
+   * An additional cap on the number of replays of one save, within
+   * `conflictTimeout`. Default: no cap (the time budget alone decides).
+   */
+  readonly maxConflictRetries?: number | undefined
+}
+
+/**
+ * The options of `login`, as both lines' `Session.LoginOptions` take them.
+ *
+ * @internal
+ */
+export interface LoginOptions {
+  /**
+   * Keep the session's data when it is bound to another principal already
+   * (switching accounts). Default `false`: logging in as a different
+   * principal starts from empty data under a new id, so nothing the previous
+   * account stored carries over. Logging in from an anonymous session, or
+   * again as the same principal, always keeps the data.
+   */
+  readonly keepData?: boolean | undefined
+}
 
 /**
  * The session cookie of a middleware: its name, whether it outlives the

@@ -21,7 +21,7 @@ import type { StoreOperation } from "../SessionError.js"
 import { SessionStoreError } from "../SessionError.js"
 
 /** @internal */
-export const name = "dynamodb"
+export const name = Core.storeName
 
 /** @internal */
 export const storeError = (operation: StoreOperation, cause: unknown) =>
@@ -30,14 +30,8 @@ export const storeError = (operation: StoreOperation, cause: unknown) =>
 /** @internal */
 export const setupError = (message: string) => storeError("setup", new Error(message))
 
-/**
- * The options of a request that interruption aborts.
- *
- * @internal
- */
-export interface Abortable {
-  readonly abortSignal: AbortSignal
-}
+/** @internal */
+export type Abortable = Core.Abortable
 
 /**
  * Sends a request, the one place where the SDK's rejection is caught:
@@ -73,16 +67,7 @@ export const unless = (errorName: string) => (cause: unknown) =>
  */
 export const makeClient = (options: Options): Effect.Effect<DynamoDBClient, never, Scope.Scope> => {
   if (options.client !== undefined) return Effect.succeed(options.client)
-  const { credentials } = options
-  const config = Core.clientConfig(options.clientConfig, {
-    endpoint: options.endpoint,
-    region: options.region,
-    credentials: credentials === undefined ? undefined : {
-      accessKeyId: credentials.accessKeyId,
-      secretAccessKey: Redacted.value(credentials.secretAccessKey),
-      sessionToken: credentials.sessionToken === undefined ? undefined : Redacted.value(credentials.sessionToken)
-    }
-  })
+  const config = Core.createdClientConfig(options, Redacted.value)
   return Effect.acquireRelease(
     Effect.sync(() => new DynamoDBClient(config)),
     (client) => Effect.sync(() => client.destroy())

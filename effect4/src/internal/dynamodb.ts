@@ -24,20 +24,14 @@ import type { StoreOperation } from "../SessionError.js"
 import { SessionStoreError } from "../SessionError.js"
 
 /** @internal */
-export const name = "dynamodb"
+export const name = Core.storeName
 
 /** @internal */
 export const storeError = (operation: StoreOperation, cause: unknown): SessionStoreError =>
   new SessionStoreError({ store: name, operation, cause })
 
-/**
- * The options of a request that interruption aborts.
- *
- * @internal
- */
-export interface Abortable {
-  readonly abortSignal: AbortSignal
-}
+/** @internal */
+export type Abortable = Core.Abortable
 
 /**
  * Sends a request: the one place where the SDK's rejection becomes a store
@@ -73,16 +67,7 @@ export const sendExpecting = <A>(
  */
 export const makeClient = (options: Options): Effect.Effect<Client, never, Scope.Scope> => {
   if (options.client !== undefined) return Effect.succeed(options.client)
-  const credentials = options.credentials
-  const config = Core.clientConfig(options.clientConfig, {
-    endpoint: options.endpoint,
-    region: options.region,
-    credentials: credentials && {
-      accessKeyId: credentials.accessKeyId,
-      secretAccessKey: Redacted.value(credentials.secretAccessKey),
-      sessionToken: credentials.sessionToken && Redacted.value(credentials.sessionToken)
-    }
-  })
+  const config = Core.createdClientConfig(options, Redacted.value)
   return Effect.acquireRelease(Effect.sync(() => new DynamoDBClient(config)), (client) => Effect.sync(() => client.destroy()))
 }
 
