@@ -5,10 +5,11 @@
  * `conflictTimeout`, and nothing is kept per key once a burst is over.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Option, Schedule, TestClock } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, FiberId, Layer, Option, Schedule, Schema, TestClock } from "effect"
 import { coordinatedKeys } from "../src/internal/session.js"
 import * as MemoryStore from "../src/MemoryStore.js"
 import { SessionConflict } from "../src/SessionError.js"
+import * as Session from "../src/Session.js"
 import { SessionStore } from "../src/SessionStore.js"
 import { describeBackend } from "./utils/backend.js"
 import type { StoreSpec } from "./utils/contention.js"
@@ -219,6 +220,52 @@ describe("a save that waits for its key's turn", () => {
       expect(Option.map(ended, Exit.isSuccess)).toEqual(Option.some(true))
       // the session ended: its id reads an empty session
       expect(yield* run(CounterSession.withSession(id, CounterSession.get("counter"), counterOptions))).toBeUndefined()
+      const keys = yield* Effect.sync(() => coordinatedKeys(store)).pipe(
+        Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("10 millis") }),
+        Effect.timeoutTo({ duration: "2 seconds", onTimeout: () => coordinatedKeys(store), onSuccess: (n) => n })
+      )
+      expect(keys).toBe(0)
+    }))
+})
+
+describe("an interruption as a save begins", () => {
+  // a field whose encoding interrupts the fiber of the request that armed it:
+  // the interruption arrives while the save is being planned (the data is
+  // encoded to compare it with what was loaded), before its first step runs,
+  // as a client that goes away exactly then would
+  let armed: Fiber.RuntimeFiber<unknown, unknown> | undefined
+  const Trap = Schema.transform(Schema.String, Schema.String, {
+    strict: true,
+    decode: (s) => s,
+    encode: (s) => {
+      armed?.unsafeInterruptAsFork(FiberId.none)
+      armed = undefined
+      return s
+    }
+  })
+  class TrapSession extends Session.Tag<TrapSession>()("test/TrapSession", {
+    counter: Schema.optional(Schema.Number),
+    trap: Schema.optional(Trap)
+  }) {}
+
+  it.scopedLive("a request interrupted as its update is queued does not leave the session's later updates waiting for a writer that never runs", () =>
+    Effect.gen(function*() {
+      const store = Context.get(yield* Layer.build(MemoryStore.layer()), SessionStore)
+      const run = <A, E>(effect: Effect.Effect<A, E, SessionStore>) => Effect.provideService(effect, SessionStore, store)
+      const increment = TrapSession.update("counter", (n) => (n ?? 0) + 1)
+      const id = yield* run(TrapSession.withSession("", Effect.zipLeft(TrapSession.id, TrapSession.set("trap", "x")), counterOptions))
+      const request = yield* Effect.fork(run(TrapSession.withSession(
+        id,
+        Effect.zipRight(Effect.withFiberRuntime<void>((fiber) => Effect.sync(() => armed = fiber)), increment),
+        counterOptions
+      )))
+      expect(Exit.isInterrupted(yield* Fiber.await(request))).toBe(true)
+      // the next update of the session is written: nothing waits for the interrupted one
+      const next = yield* run(TrapSession.withSession(id, increment, counterOptions)).pipe(Effect.timeout("2 seconds"), Effect.option)
+      expect(Option.isSome(next)).toBe(true)
+      const counter = yield* run(TrapSession.withSession(id, TrapSession.get("counter"), counterOptions))
+      // the interrupted request had decided to save: its update is written too, or not at all
+      expect([1, 2]).toContain(counter)
       const keys = yield* Effect.sync(() => coordinatedKeys(store)).pipe(
         Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("10 millis") }),
         Effect.timeoutTo({ duration: "2 seconds", onTimeout: () => coordinatedKeys(store), onSuccess: (n) => n })

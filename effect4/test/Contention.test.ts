@@ -6,10 +6,11 @@
  * once a burst is over.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Context, Effect, Exit, Fiber, Option, Schedule } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Option, Schedule, Schema, SchemaTransformation } from "effect"
 import { TestClock } from "effect/testing"
 import { coordinatedKeys } from "../src/internal/session.js"
 import * as MemoryStore from "../src/MemoryStore.js"
+import * as Session from "../src/Session.js"
 import { SessionStore } from "../src/SessionStore.js"
 import type { StoreSpec } from "./utils/contention.js"
 import {
@@ -231,6 +232,51 @@ describe("a request that goes away", () => {
       expect(Option.map(ended, Exit.isSuccess)).toEqual(Option.some(true))
       // the session ended: its id reads an empty session
       expect(yield* run(CounterSession.withSession(id, CounterSession.get("counter"), counterOptions))).toBeUndefined()
+      expect(yield* keysLeftIn(store)).toBe(0)
+    }))
+})
+
+describe("an interruption as a save begins", () => {
+  // a field whose encoding interrupts the fiber of the request that armed it:
+  // the interruption arrives while the save is being planned (the data is
+  // encoded to compare it with what was loaded), before its first step runs,
+  // as a client that goes away exactly then would
+  let armed: Fiber.Fiber<unknown, unknown> | undefined
+  const Trap = Schema.String.pipe(Schema.decodeTo(
+    Schema.String,
+    SchemaTransformation.transform({
+      decode: (s: string) => s,
+      encode: (s: string) => {
+        armed?.interruptUnsafe()
+        armed = undefined
+        return s
+      }
+    })
+  ))
+  class TrapSession extends Session.Tag<TrapSession>()("test/TrapSession", {
+    counter: Schema.optional(Schema.Number),
+    trap: Schema.optional(Trap)
+  }) {}
+
+  it.live("a request interrupted as its update is queued does not leave the session's later updates waiting for a writer that never runs", () =>
+    Effect.gen(function*() {
+      const memory = MemoryStore.make()
+      const store = memory.store
+      const run = <A, E>(effect: Effect.Effect<A, E, SessionStore>) => Effect.provideService(effect, SessionStore, store)
+      const increment = TrapSession.update("counter", (n) => (n ?? 0) + 1)
+      const id = yield* run(TrapSession.withSession("", Effect.andThen(TrapSession.set("trap", "x"), TrapSession.id), counterOptions))
+      const request = yield* Effect.forkChild(run(TrapSession.withSession(
+        id,
+        Effect.andThen(Effect.withFiber((fiber) => Effect.sync(() => armed = fiber)), increment),
+        counterOptions
+      )))
+      expect(Exit.hasInterrupts(yield* Fiber.await(request))).toBe(true)
+      // the next update of the session is written: nothing waits for the interrupted one
+      const next = yield* run(TrapSession.withSession(id, increment, counterOptions)).pipe(Effect.timeout("2 seconds"), Effect.option)
+      expect(Option.isSome(next)).toBe(true)
+      const counter = yield* run(TrapSession.withSession(id, TrapSession.get("counter"), counterOptions))
+      // the interrupted request had decided to save: its update is written too, or not at all
+      expect([1, 2]).toContain(counter)
       expect(yield* keysLeftIn(store)).toBe(0)
     }))
 })

@@ -612,24 +612,33 @@ export class RequestSession<A> {
    * fiber, no `Deferred` and no finalizer. The others wait for the writer.
    */
   private updateInGroup(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
-    const store = this.store
-    const { lane, release } = joinLane(store, keyOf(loaded))
-    let outcome: Exit.Exit<CookieAction, SessionError> | undefined
-    let done: Deferred.Deferred<CookieAction, SessionError> | undefined
-    const settle = (exit: Exit.Exit<CookieAction, SessionError>) => {
-      if (outcome !== undefined) return
-      outcome = exit
-      if (done !== undefined) Deferred.doneUnsafe(done, exit)
-    }
-    // the lane is kept by the writer while updates wait (the queue's writer
-    // takes this request's use of the lane over, and no update waits
-    // without one), so a waiting request needs no finalizer of its own
-    if (!lane.updates.enqueue({ session: this, request: this.state, loaded, t, settle })) {
-      release()
-      done = Deferred.makeUnsafe<CookieAction, SessionError>()
-      return Deferred.await(done)
-    }
-    return writeInline(store, lane, release, () => outcome!)
+    // queued and written in one uninterruptible region, entered before
+    // anything is queued: an update is not queued by a request interrupted
+    // before it, and one queued is written (a queue whose writer never ran
+    // would leave every later update of the session waiting); only the wait
+    // for another request's writer can be interrupted
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        const store = this.store
+        const { lane, release } = joinLane(store, keyOf(loaded))
+        let outcome: Exit.Exit<CookieAction, SessionError> | undefined
+        let done: Deferred.Deferred<CookieAction, SessionError> | undefined
+        const settle = (exit: Exit.Exit<CookieAction, SessionError>) => {
+          if (outcome !== undefined) return
+          outcome = exit
+          if (done !== undefined) Deferred.doneUnsafe(done, exit)
+        }
+        // the lane is kept by the writer while updates wait (the queue's writer
+        // takes this request's use of the lane over, and no update waits
+        // without one), so a waiting request needs no finalizer of its own
+        if (!lane.updates.enqueue({ session: this, request: this.state, loaded, t, settle })) {
+          release()
+          done = Deferred.makeUnsafe<CookieAction, SessionError>()
+          return restore(Deferred.await(done))
+        }
+        return writeInline(store, lane, release, () => outcome!)
+      })
+    )
   }
 
   /**
@@ -801,43 +810,42 @@ const writeAndSettle = (store: Store, lane: Lane, group: ReadonlyArray<Waiting>)
  * turn, writes the first group (this request's update, and those queued
  * behind it meanwhile), and leaves what queued during the write to a writer
  * fiber (`writeQueued`), so the request answers once its own write is done.
- * Uninterruptible, like the writer fiber it replaces: a request interrupted
- * here (a client gone) still writes its update and those of the others in
- * its group. `release` ends the request's use of the lane (or hands it to
- * the writer fiber).
+ * Runs in `updateInGroup`'s uninterruptible region, like the writer fiber it
+ * replaces: a request interrupted here (a client gone) still writes its
+ * update and those of the others in its group. `release` ends the request's
+ * use of the lane (or hands it to the writer fiber).
  */
 const writeInline = (
   store: Store,
   lane: Lane,
   release: () => void,
   outcome: () => Exit.Exit<CookieAction, SessionError>
-): Effect.Effect<CookieAction, SessionError> =>
-  Effect.uninterruptible(Effect.suspend(() => {
-    const write = Effect.suspend(() => {
-      const group = lane.updates.nextGroup(sameDefinition)!
-      return Effect.matchCauseEffect(writeAndSettle(store, lane, group), {
-        // a defect of this code: nothing queued may be left waiting
-        onFailure: (cause) => {
-          for (const member of group) member.settle(Exit.failCause(cause))
-          for (const member of lane.updates.abandon()) member.settle(Exit.failCause(cause))
-          lane.lock.release()
+): Effect.Effect<CookieAction, SessionError> => {
+  const write = () => {
+    const group = lane.updates.nextGroup(sameDefinition)!
+    return Effect.matchCauseEffect(writeAndSettle(store, lane, group), {
+      // a defect of this code: nothing queued may be left waiting
+      onFailure: (cause) => {
+        for (const member of group) member.settle(Exit.failCause(cause))
+        for (const member of lane.updates.abandon()) member.settle(Exit.failCause(cause))
+        lane.lock.release()
+        release()
+        return outcome()
+      },
+      onSuccess: () => {
+        lane.lock.release()
+        const next = lane.updates.nextGroup(sameDefinition)
+        if (next === undefined) {
           release()
           return outcome()
-        },
-        onSuccess: () => {
-          lane.lock.release()
-          const next = lane.updates.nextGroup(sameDefinition)
-          if (next === undefined) {
-            release()
-            return outcome()
-          }
-          return Effect.andThen(Effect.forkDetach(writeQueued(store, lane, release, next)), outcome())
         }
-      })
+        return Effect.andThen(Effect.forkDetach(writeQueued(store, lane, release, next)), outcome())
+      }
     })
-    // the turn is taken at once unless a move or a logout of this key runs
-    return lane.lock.tryTake() ? write : Effect.andThen(waitTurn(lane.lock), write)
-  }))
+  }
+  // the turn is taken at once unless a move or a logout of this key runs
+  return lane.lock.tryTake() ? write() : Effect.andThen(waitTurn(lane.lock), Effect.suspend(write))
+}
 
 /**
  * A writer fiber: writes the updates queued in the lane, group after group
