@@ -640,27 +640,40 @@ const writeGroup = <A>(
 }
 
 /**
- * Writes one group and hands each of its updates its outcome. A group whose
- * data cannot be encoded is written one update at a time, so that only the
- * update at fault fails (`Save.afterGroupFailure`). Never fails.
+ * Writes one group, hands each of its updates its outcome, and goes on with
+ * `then` in the same step. A group whose data cannot be encoded is written
+ * one update at a time, so that only the update at fault fails
+ * (`Save.afterGroupFailure`). A defect of this code while handing out the
+ * outcomes goes to `abandon`, which must leave nothing queued waiting.
  */
-const writeAndSettle = (store: SessionStore["Type"], lane: Lane, group: ReadonlyArray<Waiting>): Effect.Effect<void> => {
+const writeAndSettle = <B, E>(
+  store: SessionStore["Type"],
+  lane: Lane,
+  group: ReadonlyArray<Waiting>,
+  then: () => Effect.Effect<B, E>,
+  abandon: (cause: Cause.Cause<never>) => Effect.Effect<B, E>
+): Effect.Effect<B, E> => {
   const config = group[0].session.config
+  const settleAll = (exitOf: (member: Waiting) => Exit.Exit<CookieAction, SessionError>): Effect.Effect<B, E> => {
+    try {
+      for (const member of group) member.settle(exitOf(member))
+    } catch (defect) {
+      return abandon(Cause.die(defect))
+    }
+    return then()
+  }
   return Effect.matchCauseEffect(writeGroup(config, store, lane, group), {
-    onSuccess: (outcome) => {
-      for (const member of group) member.settle(Exit.succeed(Save.cookieAfterGroup(member, outcome)))
-      return Effect.void
-    },
+    onSuccess: (outcome) => settleAll((member) => Exit.succeed(Save.cookieAfterGroup(member, outcome))),
     onFailure: (cause) => {
       if (Save.afterGroupFailure(group.length, failureTag(cause)) === "OneAtATime") {
-        return Effect.forEach(group, (member) =>
+        const oneAtATime = Effect.forEach(group, (member) =>
           Effect.map(
             Effect.exit(writeGroup(config, store, lane, [member])),
             (alone) => member.settle(Exit.map(alone, (outcome) => Save.cookieAfterGroup(member, outcome)))
           ), { discard: true })
+        return Effect.matchCauseEffect(oneAtATime, { onFailure: abandon, onSuccess: then })
       }
-      for (const member of group) member.settle(Exit.failCause(cause))
-      return Effect.void
+      return settleAll(() => Exit.failCause(cause))
     }
   })
 }
@@ -681,26 +694,25 @@ const writeInline = (
   release: () => void,
   outcome: () => Exit.Exit<CookieAction, SessionError>
 ): Effect.Effect<CookieAction, SessionError> => {
+  // the turn ends: what queued during the write goes to a writer fiber
+  const finish = (): Effect.Effect<CookieAction, SessionError> => {
+    lane.lock.release()
+    const next = lane.updates.nextGroup(sameDefinition)
+    if (next === undefined) {
+      release()
+      return outcome()
+    }
+    return Effect.zipRight(Effect.forkDaemon(writeQueued(store, lane, release, next)), outcome())
+  }
   const write = () => {
     const group = lane.updates.nextGroup(sameDefinition)!
-    return Effect.matchCauseEffect(writeAndSettle(store, lane, group), {
+    return writeAndSettle(store, lane, group, finish, (cause) => {
       // a defect of this code: nothing queued may be left waiting
-      onFailure: (cause) => {
-        for (const member of group) member.settle(Exit.failCause(cause))
-        for (const member of lane.updates.abandon()) member.settle(Exit.failCause(cause))
-        lane.lock.release()
-        release()
-        return outcome()
-      },
-      onSuccess: () => {
-        lane.lock.release()
-        const next = lane.updates.nextGroup(sameDefinition)
-        if (next === undefined) {
-          release()
-          return outcome()
-        }
-        return Effect.zipRight(Effect.forkDaemon(writeQueued(store, lane, release, next)), outcome())
-      }
+      for (const member of group) member.settle(Exit.failCause(cause))
+      for (const member of lane.updates.abandon()) member.settle(Exit.failCause(cause))
+      lane.lock.release()
+      release()
+      return outcome()
     })
   }
   // the turn is taken at once unless a move or a logout of this key runs
@@ -722,7 +734,7 @@ const writeQueued = (
   const from = (group: ReadonlyArray<Waiting> | undefined): Effect.Effect<void> =>
     group === undefined
       ? Effect.void
-      : Effect.zipRight(writeAndSettle(store, lane, group), Effect.suspend(() => from(lane.updates.nextGroup(sameDefinition))))
+      : writeAndSettle(store, lane, group, () => from(lane.updates.nextGroup(sameDefinition)), Effect.failCause)
   return Effect.onExit(
     withTurn(lane.lock, from(first)),
     // one finalizer for both: a defect or an interruption must not leave the
