@@ -186,6 +186,20 @@ describe("SessionCodec", () => {
     }
   })
 
+  it("encodeFingerprint of the data's fingerprint writes what encodeText writes, under the same size limit", () => {
+    const sample = envelope({ username: "ann", visits: 2 }, Option.some("ann"))
+    const json = Result.getOrThrow(codec.fingerprint(sample.data))
+    const text = Result.getOrThrow(codec.encodeFingerprint(json, sample))
+    expect(text).toBe(encoded(sample))
+    // the envelope around the data is all there: it reads back as what was written
+    expect(Result.getOrThrow(codec.decodeText(text))).toEqual(sample)
+    const size = Buffer.byteLength(encoded(sample), "utf8")
+    const over = codecOf(Data, size - 1).encodeFingerprint(json, sample)
+    assert(Result.isFailure(over))
+    expect(over.failure._tag).toBe("SessionTooLarge")
+    expect(Result.isSuccess(codecOf(Data, size).encodeFingerprint(json, sample))).toBe(true)
+  })
+
   it("a stored record over the size limit is refused before it is parsed; one at the limit loads", () => {
     const parse = vi.spyOn(JSON, "parse")
     try {

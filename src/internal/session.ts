@@ -813,19 +813,7 @@ const endSession = <A>(
     }
   })
 
-/** A compare-and-set's outcome (and the new version when written): a conflict is an answer, not an error. */
-const casOutcome = (
-  update: Effect.Effect<number, SessionConflict | SessionStoreError>
-): Effect.Effect<{ readonly outcome: Save.CasOutcome; readonly version: number }, SessionStoreError> =>
-  Effect.matchEffect(update, {
-    onFailure: (error) =>
-      error._tag === "SessionConflict"
-        ? Effect.succeed({ outcome: error.reason === "VersionMismatch" ? "VersionMismatch" as const : "Missing" as const, version: 0 })
-        : Effect.fail(error),
-    onSuccess: (version) => Effect.succeed({ outcome: "Written" as const, version })
-  })
-
-/** `f` on a compare-and-set's outcome, as `casOutcome`, in the same runtime step as its answer. */
+/** `f` on a compare-and-set's outcome (and the new version when written), in the step of its answer: a conflict is an answer, not an error. */
 const onCasOutcome = <B, E>(
   update: Effect.Effect<number, SessionConflict | SessionStoreError>,
   f: (outcome: Save.CasOutcome, version: number) => Effect.Effect<B, E>
@@ -835,6 +823,12 @@ const onCasOutcome = <B, E>(
       error._tag === "SessionConflict" ? f(error.reason === "VersionMismatch" ? "VersionMismatch" : "Missing", 0) : Effect.fail(error),
     onSuccess: (version) => f("Written", version)
   })
+
+/** A compare-and-set's outcome, as a value (`onCasOutcome`). */
+const casOutcome = (
+  update: Effect.Effect<number, SessionConflict | SessionStoreError>
+): Effect.Effect<{ readonly outcome: Save.CasOutcome; readonly version: number }, SessionStoreError> =>
+  onCasOutcome(update, (outcome, version) => Effect.succeed({ outcome, version }))
 
 /** Inserts under a freshly generated id; 256 random bits do not collide, so a conflict is a defect. */
 const insertFresh = (

@@ -145,6 +145,10 @@ const loadLive = <A>(config: Config<A>, store: Store, key: StorageKey): Effect.E
       return decoded._tag === "Undecodable" ? Effect.as(logUndecodable(key), undefined) : Effect.undefined
     }))
 
+/** What a compare-and-set's conflict means to the core. */
+const conflictOutcome = (conflict: SessionConflict): Save.CasOutcome =>
+  conflict.reason === "VersionMismatch" ? "VersionMismatch" : "Missing"
+
 /**
  * `f` on a compare-and-set's outcome (and the new version when written), in
  * the step of its answer: a conflict is an answer, not an error. The same
@@ -157,7 +161,7 @@ const onCasOutcome = <B, E>(
   Effect.matchEffect(update.effect, {
     onFailure: (error): Effect.Effect<B, E | SessionStoreError> => {
       update.failed(C.fail(error))
-      return error._tag === "SessionConflict" ? f(error.reason === "VersionMismatch" ? "VersionMismatch" : "Missing", 0) : Effect.fail(error)
+      return error._tag === "SessionConflict" ? f(conflictOutcome(error), 0) : Effect.fail(error)
     },
     onSuccess: (version) => {
       update.succeeded()
@@ -171,8 +175,7 @@ const casOutcome = (
 ): Effect.Effect<{ readonly outcome: Save.CasOutcome; readonly version: number }, SessionStoreError> =>
   update.pipe(
     Effect.map((version) => ({ outcome: "Written" as const, version })),
-    Effect.catchTag("SessionConflict", (conflict) =>
-      Effect.succeed({ outcome: conflict.reason === "VersionMismatch" ? "VersionMismatch" as const : "Missing" as const, version: 0 }))
+    Effect.catchTag("SessionConflict", (conflict) => Effect.succeed({ outcome: conflictOutcome(conflict), version: 0 }))
   )
 
 /** Inserts under a fresh id: 256 random bits do not collide, so a conflict is a defect. */
