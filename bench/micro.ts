@@ -12,7 +12,10 @@
  *   TRACE=/get … (FLOOR=1 for the floor)     every step of one request, one per line
  *   ONLY=/incr … (FLOOR=1)                   one app and route only (for --cpu-prof)
  *   ONLY=/incr HEAP=1 …                      bytes allocated per request, by function
- *                                            (HEAP_TOP=n: the n largest, default 40)
+ *                                            (HEAP_TOP=n: the n largest, default 40;
+ *                                            HEAP=promoted: only what outlived a scavenge;
+ *                                            HEAP_OUT=file: the sampled call trees)
+ *   DIRECT=1 …                               no web Response per request (see directHandler)
  *
  * For readable profiles, bundle it first as bench/run.ts bundles the servers:
  *   node_modules/.bin/esbuild bench/micro.ts --bundle --packages=external \
@@ -115,8 +118,27 @@ const countSteps = async (app: HttpApp.Default<any, any>, path: string, cookie: 
   return counter.steps / n
 }
 
+// DIRECT=1: the app runs through `HttpApp.toHandled` (what the servers run: the
+// app, its middleware, the pre-response handlers), its response kept as the
+// HttpServerResponse it is. No web Response is made from it: the web streams a
+// Response brings lead V8 to pretenure their state (two object literals of
+// Node's ReadableStream), and from then on every request's objects outlive the
+// scavenges — a cost of this harness that swamps the middleware's own.
+const directHandler = (app: HttpApp.Default<any, any>) => {
+  let response: unknown
+  const handled = HttpApp.toHandled(
+    Effect.provideService(app, SessionStore.SessionStore, store) as HttpApp.Default<unknown, never>,
+    (_request, res) => Effect.sync(() => { response = res })
+  )
+  return (request: Request) =>
+    new Promise<unknown>((resolve) => {
+      const fiber = Effect.runFork(Effect.provideService(handled, HttpServerRequest.HttpServerRequest, HttpServerRequest.fromWeb(request)))
+      fiber.addObserver(() => resolve(response))
+    })
+}
+
 const run = async (name: string, app: HttpApp.Default<any, any>, path: string, cookie: string | ReadonlyArray<string> | undefined) => {
-  const handler = HttpApp.toWebHandler(Effect.provideService(app, SessionStore.SessionStore, store) as any)
+  const handler = process.env.DIRECT ? directHandler(app) : HttpApp.toWebHandler(Effect.provideService(app, SessionStore.SessionStore, store) as any)
   const cookies = cookie === undefined ? [undefined] : typeof cookie === "string" ? [cookie] : cookie
   let next = 0
   const once = () => {
@@ -207,10 +229,12 @@ const main = async () => {
     await inspector.post("HeapProfiler.startSampling", {
       samplingInterval: 256,
       includeObjectsCollectedByMajorGC: true,
-      includeObjectsCollectedByMinorGC: true
+      includeObjectsCollectedByMinorGC: process.env.HEAP !== "promoted"
     } as any)
     await go()
     const { profile } = await inspector.post("HeapProfiler.stopSampling") as any
+    // HEAP_OUT=file.heapprofile: the whole sampled profile (call trees), for DevTools
+    if (process.env.HEAP_OUT) (await import("node:fs")).writeFileSync(process.env.HEAP_OUT, JSON.stringify(profile))
     const bySite = new Map<string, number>()
     let total = 0
     const walk = (node: any) => {

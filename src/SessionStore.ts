@@ -196,10 +196,13 @@ const instrument = (store: string, operation: StoreOperation) => {
   // it then, as a failure (an observer, removed when a handler ran), so the
   // common path needs no uninterruptible region (`Effect.onExit`: 7 runtime
   // steps more per operation)
+  // made outside `observe`, so that the observer holds the clock and the
+  // start only, not the fiber it observes (see `stayInLane` in the session)
+  const whenInterrupted = (clock: Clock.Clock, start: bigint) => () => record(start, clock.unsafeCurrentTimeNanos(), failure)
   const observe = <A, E>(fiber: Fiber.RuntimeFiber<unknown, unknown>, effect: Effect.Effect<A, E>): Effect.Effect<A, E> => {
     const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
     const start = clock.unsafeCurrentTimeNanos()
-    const interrupted = () => record(start, clock.unsafeCurrentTimeNanos(), failure)
+    const interrupted = whenInterrupted(clock, start)
     fiber.addObserver(interrupted)
     return Effect.matchCauseEffect(effect, {
       onFailure: (cause) => {

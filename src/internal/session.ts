@@ -245,10 +245,15 @@ export class RequestSession<A> implements SessionHandle<A> {
   private stayInLane(key: StorageKey, fiber: Fiber.RuntimeFiber<unknown, unknown>): void {
     this.releaseLane()
     const { release } = joinLane(this.store, key)
-    const observer = () => release()
-    fiber.addObserver(observer)
+    // the observer is the lane's own `release`, which holds the lane and
+    // nothing of the request: a closure over this request (its fiber, its
+    // session) in the fiber's observer list is a path from that list to the
+    // whole request, and once V8 has moved the list to the old generation
+    // it keeps the request's objects alive through every scavenge until the
+    // next full collection (docs/performance.md, issue 16's section)
+    fiber.addObserver(release)
     this.releaseLane = () => {
-      fiber.removeObserver(observer)
+      fiber.removeObserver(release)
       release()
     }
   }
