@@ -18,6 +18,7 @@ import * as Lanes from "../../../src/core/lanes.js"
 import * as Request from "../../../src/core/request.js"
 import * as Save from "../../../src/core/save.js"
 import * as Core from "../../../src/core/session.js"
+import * as Writer from "../../../src/core/writer.js"
 import type { Envelope, SessionCodec } from "../SessionCodec.js"
 import * as Codec from "../SessionCodec.js"
 import type { SessionError, SessionStoreError } from "../SessionError.js"
@@ -214,15 +215,7 @@ const replayBudget = (budget: Config<unknown>["budget"]) => {
 const ended = "Ended" as const
 
 /** One storage key's saves in this process (the core's lanes; its `Turn` is the lock). */
-type Lane = Lanes.Lane<Lanes.Turn, Lanes.LaneLast<Loaded<any>>, Waiting>
-
-const lanesByStore = new WeakMap<Store, Lanes.Lanes<Lanes.Turn, Lanes.LaneLast<Loaded<any>>, Waiting>>()
-
-const joinLane = (store: Store, key: StorageKey) => {
-  let lanes = lanesByStore.get(store)
-  if (lanes === undefined) lanesByStore.set(store, lanes = new Lanes.Lanes(() => new Lanes.Turn()))
-  return lanes.join(key)
-}
+type Lane = Writer.Lane
 
 /**
  * Waits for the lane's turn, which someone holds. The waiter's fiber is
@@ -238,21 +231,9 @@ const waitTurn = (turn: Lanes.Turn): Effect.Effect<void> =>
     })
   )
 
-/** `self` in the lane's turn, taken at once when free; given up however `self` ends. */
-const withTurn = <B, E>(turn: Lanes.Turn, self: Effect.Effect<B, E>): Effect.Effect<B, E> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.suspend(() => {
-      const use = Effect.ensuring(restore(self), Effect.sync(() => turn.release()))
-      return turn.tryTake() ? use : Effect.andThen(restore(waitTurn(turn)), use)
-    })
-  )
-
-/** Runs `f` once the saves of this process to `key` that came first are done. */
-const withLane = <B, E>(store: Store, key: StorageKey, f: (lane: Lane) => Effect.Effect<B, E>): Effect.Effect<B, E> =>
-  Effect.suspend(() => {
-    const { lane, release } = joinLane(store, key)
-    return Effect.ensuring(withTurn(lane.lock, Effect.suspend(() => f(lane))), Effect.sync(release))
-  })
+/** Runs `f` once the saves of this process to `key` that came first are done (the core's `withLane`). */
+const withLane = <B, E>(store: Store, key: string, f: (lane: Lane) => Effect.Effect<B, E>): Effect.Effect<B, E> =>
+  Writer.withLane<Effect4, Store, Config<any>, SessionError, B, E>(shell, store, key, f)
 
 /** What the previous save in the lane left, when a save of `config` that loaded `loaded` should start from it (the core decides). */
 const handoff = <A>(lane: Lane, config: Config<A>, loaded: Loaded<A>): Loaded<A> | typeof ended | undefined =>
@@ -264,54 +245,7 @@ const handoff = <A>(lane: Lane, config: Config<A>, loaded: Loaded<A>): Loaded<A>
  *
  * @internal
  */
-export const coordinatedKeys = (store: Store): number => lanesByStore.get(store)?.size ?? 0
-
-/**
- * Ends the session under `key`, `hops` moves away from where the request
- * started: runs the core's steps (`Save.nextEndStep`) against the store.
- */
-const endSession = <A>(
-  config: Config<A>,
-  store: Store,
-  lane: Lane,
-  key: StorageKey,
-  known: Save.StoredState | undefined,
-  t: number,
-  hops: number
-): Effect.Effect<void, SessionError> =>
-  Effect.gen(function*() {
-    lane.last = ended
-    const pause = replayBudget(config.budget)
-    let step = Save.nextEndStep({ _tag: "Start", known }, t, hops)
-    while (step._tag !== "Done") {
-      switch (step._tag) {
-        case "Load": {
-          const record = yield* store.load(key)
-          step = Save.nextEndStep({ _tag: "Loaded", state: Option.isSome(record) ? tombstoneOf(record.value) ?? Save.storedState(record.value, undefined) : undefined }, t, hops)
-          break
-        }
-        case "WriteTombstone": {
-          const { outcome } = yield* casOutcome(store.update(key, tombstoneWrite(step.record), step.state.version))
-          if (outcome === "Written" && hops === 0) yield* Metric.update(revokedBy.logout, 1)
-          step = Save.nextEndStep({ _tag: "Wrote", outcome, state: step.state }, t, hops)
-          break
-        }
-        case "Pause":
-          yield* pause
-          step = Save.nextEndStep({ _tag: "Paused" }, t, hops)
-          break
-        case "EndMoved": {
-          const movedTo = Id.storageKeyUnsafe(step.key)
-          yield* withLane(store, movedTo, (next) => endSession(config, store, next, movedTo, undefined, t, hops + 1))
-          step = Save.nextEndStep({ _tag: "EndedMoved" }, t, hops)
-          break
-        }
-        case "Remove":
-          yield* store.remove(key)
-          return
-      }
-    }
-  })
+export const coordinatedKeys = (store: Store): number => Writer.coordinatedKeys(store)
 
 const revokedBy = {
   logout: Metric.withAttributes(SessionMetrics.revocations, { kind: "logout" }),
@@ -457,7 +391,7 @@ export class RequestSession<A> {
    */
   private stayInLane(key: StorageKey, fiber: Fiber.Fiber<unknown, unknown>): void {
     this.releaseLane()
-    const { release } = joinLane(this.store, key)
+    const { release } = Writer.joinLane(this.store, key)
     const removeObserver = fiber.addObserver(release)
     this.releaseLane = () => {
       removeObserver()
@@ -548,10 +482,11 @@ export class RequestSession<A> {
       case "Touch":
         return this.touch(state.loaded!, t)
       case "Update":
-        return this.updateInGroup(state.loaded!, t)
+        // written with the updates of this process to the session that wait with it (group commit)
+        return Writer.updateInGroup(shell, this.store, this.config, state, state.loaded!, t)
       case "Rotate": {
         const loaded = state.loaded!
-        return Revocation.guardLogin(this, loaded.principal, withLane(this.store, keyOf(loaded), (lane) => this.rotate(lane, loaded, t)))
+        return Revocation.guardLogin(this, loaded.principal, withLane(this.store, loaded.key, (lane) => this.rotate(lane, loaded, t)))
       }
       case "New":
         return Effect.andThen(
@@ -598,50 +533,8 @@ export class RequestSession<A> {
   private endPrevious(t: number): Effect.Effect<void, SessionError> {
     const target = this.state.endTarget((id) => this.config.storageKey(id as SessionId))
     if (target === undefined) return Effect.void
-    const key = Id.storageKeyUnsafe(target.key)
-    return withLane(this.store, key, (lane) => endSession(this.config, this.store, lane, key, target.known, t, 0))
-  }
-
-  /**
-   * An update, written together with the updates of this process to the
-   * same session that wait with it (group commit, the core's `UpdateQueue`
-   * and group rules): the queued updates are written group by group, each
-   * group with one compare-and-set (`writeAndSettle`). A burst of writes to
-   * one session costs a few round trips instead of one each, and no
-   * request's writes can be lost to another's.
-   *
-   * The request that finds no writer running writes its own group on its
-   * own fiber (`writeInline`): an update with no other in the way costs no
-   * fiber, no `Deferred` and no finalizer. The others wait for the writer.
-   */
-  private updateInGroup(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
-    // queued and written in one uninterruptible region, entered before
-    // anything is queued: an update is not queued by a request interrupted
-    // before it, and one queued is written (a queue whose writer never ran
-    // would leave every later update of the session waiting); only the wait
-    // for another request's writer can be interrupted
-    return Effect.uninterruptibleMask((restore) =>
-      Effect.suspend(() => {
-        const store = this.store
-        const { lane, release } = joinLane(store, keyOf(loaded))
-        let outcome: Exit.Exit<CookieAction, SessionError> | undefined
-        let done: Deferred.Deferred<CookieAction, SessionError> | undefined
-        const settle = (exit: Exit.Exit<CookieAction, SessionError>) => {
-          if (outcome !== undefined) return
-          outcome = exit
-          if (done !== undefined) Deferred.doneUnsafe(done, exit)
-        }
-        // the lane is kept by the writer while updates wait (the queue's writer
-        // takes this request's use of the lane over, and no update waits
-        // without one), so a waiting request needs no finalizer of its own
-        if (!lane.updates.enqueue({ session: this, request: this.state, loaded, t, settle })) {
-          release()
-          done = Deferred.makeUnsafe<CookieAction, SessionError>()
-          return restore(Deferred.await(done))
-        }
-        return writeInline(store, lane, release, () => outcome!)
-      })
-    )
+    return withLane(this.store, target.key, (lane) =>
+      Writer.endSession(shell, this.config, this.store, lane, target.key, target.known, t, 0))
   }
 
   /**
@@ -700,16 +593,6 @@ export class RequestSession<A> {
 
 // --- Group commit ------------------------------------------------------------
 
-/** An update waiting in its lane to be written with the others. */
-interface Waiting extends Save.GroupMember<any> {
-  readonly session: RequestSession<any>
-  /** Hands the update its outcome (the first one it is given). */
-  readonly settle: (exit: Exit.Exit<CookieAction, SessionError>) => void
-}
-
-/** Updates of one session definition form a group: another's data cannot be replayed over it. */
-const sameDefinition = (first: Waiting, other: Waiting): boolean => first.session.config === other.session.config
-
 const dropped: Effect.Effect<Save.GroupOutcome> = Effect.as(
   Effect.logDebug("effect-session: the session was removed during the request; its writes are dropped"),
   { _tag: "Dropped" } as const
@@ -719,23 +602,68 @@ const dropped: Effect.Effect<Save.GroupOutcome> = Effect.as(
 const isEmpty = <A>(config: Config<A>, data: A, principal: string | null): Result.Result<boolean, SessionError> =>
   Result.map(config.codec.fingerprint(data), (json) => json === config.emptyFingerprint && principal === null)
 
+/** The tag of a cause's typed failure, for the core to judge (`undefined`: a defect, an interruption). */
+const failureTag = (cause: Cause.Cause<SessionError>): string | undefined => Option.getOrUndefined(C.findErrorOption(cause))?._tag
+
 /**
- * The updates of a group, written with one compare-and-set over the newest
- * data (the core's `groupStart`, `replayGroup`, `updateRecord`,
- * `afterUpdate`): replayed again over a concurrent writer's data (another
- * process) until the replay budget is spent.
+ * `removeAll` until a pass finds nothing: a `login` that moved a session of
+ * the principal between a pass's listing and its removal is caught by the
+ * next pass. Bounded: each further pass needs a move that raced the last.
+ *
+ * @internal
  */
-const writeGroup = <A>(
-  config: Config<A>,
-  store: Store,
-  lane: Lane,
-  group: ReadonlyArray<Save.GroupMember<A>>
-): Effect.Effect<Save.GroupOutcome, SessionError> => {
-  const pause = replayBudget(config.budget)
-  const { base: newest, t } = Save.groupStart(group)
-  const attempt = (base: Loaded<A>): Effect.Effect<Save.GroupOutcome, SessionError> => {
+export const removeAllUntilNone = (index: SessionIndex["Service"], principal: string): Effect.Effect<number, SessionStoreError> => {
+  const pass = (total: number, passes: number): Effect.Effect<number, SessionStoreError> =>
+    Effect.flatMap(index.removeAll(principal), (removed) =>
+      Save.anotherRevokePass(removed, passes) ? pass(total + removed, passes + 1) : Effect.succeed(total + removed))
+  return Effect.tap(pass(0, 1), (removed) => Metric.update(revokedBy.revokeAll, removed))
+}
+
+// --- The core's writer, run with Effect 4 ----------------------------------------
+
+/** Effect 4's effect, exit and cause, for the core's writer. */
+interface Effect4 extends Writer.EffectTypes {
+  readonly effect: Effect.Effect<this["A"], this["E"]>
+  readonly exit: Exit.Exit<this["A"], this["E"]>
+  readonly cause: Cause.Cause<this["E"]>
+}
+
+/**
+ * The core's writer (`Writer`) runs with these: Effect 4's operations, and
+ * the store's side of a write — the data encoded once for the emptiness test
+ * and the record's text, a counted compare-and-set, its answer handled in
+ * its own step.
+ */
+const shell: Writer.Shell<Effect4, Store, Config<any>, SessionError> = {
+  void: Effect.void,
+  succeed: Effect.succeed,
+  failCause: Effect.failCause,
+  sync: Effect.sync,
+  suspend: Effect.suspend,
+  andThen: (first, second) => Effect.andThen(first, second),
+  as: (self, value) => Effect.as(self, value),
+  map: (self, f) => Effect.map(self, f),
+  flatMap: (self, f) => Effect.flatMap(self, f),
+  matchCause: (self, options) => Effect.matchCauseEffect(self, options),
+  exit: Effect.exit,
+  forEachDiscard: (items, f) => Effect.forEach(items, f, { discard: true }),
+  ensuring: (self, finalizer) => Effect.ensuring(self, finalizer),
+  onExit: (self, f) => Effect.onExit(self, f),
+  uninterruptibleMask: Effect.uninterruptibleMask,
+  forkDetach: (self) => Effect.forkDetach(self),
+  waitTurn,
+  deferred: <A, E>() => {
+    const deferred = Deferred.makeUnsafe<A, E>()
+    return { await: Deferred.await(deferred), done: (exit: Exit.Exit<A, E>) => Deferred.doneUnsafe(deferred, exit) }
+  },
+  die: C.die,
+  fromExit: (exit) => exit,
+  exitSucceed: Exit.succeed,
+  exitFailCause: Exit.failCause,
+  exitMap: (exit, f) => Exit.map(exit, f),
+  exitFailure: <A, E>(exit: Exit.Exit<A, E>) => Exit.isFailure(exit) ? exit as Exit.Exit<never, E> : undefined,
+  writeUpdate: (config, store, base, data, t, then) => {
     const key = keyOf(base)
-    const data = Save.replayGroup(group, base.data)
     // the data encoded once, for the emptiness test and the record's text
     const json = config.codec.fingerprint(data)
     if (Result.isFailure(json)) return Effect.fail(json.failure)
@@ -753,153 +681,22 @@ const writeGroup = <A>(
       if (Result.isFailure(text)) return Effect.fail(text.failure)
       write = { text: text.success, expiresAt: plan.expiresAt, principal: Option.fromNullishOr(base.principal) }
     }
-    return onCasOutcome(counted(store, "update", key, (store) => store.update(key, write, base.version)), (outcome, version) => {
-      const next = Save.afterUpdate(outcome, plan._tag === "Tombstone")
-      switch (next) {
-        case "Saved":
-          lane.last = { definition: config, session: Save.savedSession(base, { version, expiresAt: write.expiresAt, data, text: write.text }) }
-          return Effect.succeed(Save.groupOutcome(next, write.expiresAt))
-        case "Ended":
-          lane.last = ended
-          return Effect.as(store.remove(key), Save.groupOutcome(next, write.expiresAt))
-        case "Dropped":
-          // removed or expired meanwhile (a logout won the race): never recreate it
-          lane.last = ended
-          return dropped
-        case "Replay":
-          return Effect.flatMap(Effect.andThen(pause, loadLive(config, store, key)), (fresh) => {
-            if (fresh !== undefined) return attempt(fresh)
-            lane.last = ended
-            return dropped
-          })
-      }
-    })
-  }
-  const handed = handoff(lane, config, newest)
-  return handed === ended ? dropped : attempt(handed ?? newest)
-}
-
-/** The tag of a cause's typed failure, for the core to judge (`undefined`: a defect, an interruption). */
-const failureTag = (cause: Cause.Cause<SessionError>): string | undefined => Option.getOrUndefined(C.findErrorOption(cause))?._tag
-
-/**
- * Writes one group, hands each of its updates its outcome, and goes on with
- * `then` in the same step. A group whose data cannot be encoded is written
- * one update at a time, so that only the update at fault fails
- * (`Save.afterGroupFailure`). A defect of this code while handing out the
- * outcomes goes to `abandon`, which must leave nothing queued waiting.
- */
-const writeAndSettle = <B, E>(
-  store: Store,
-  lane: Lane,
-  group: ReadonlyArray<Waiting>,
-  then: () => Effect.Effect<B, E>,
-  abandon: (cause: Cause.Cause<never>) => Effect.Effect<B, E>
-): Effect.Effect<B, E> => {
-  const config = group[0].session.config
-  const settleAll = (exitOf: (member: Waiting) => Exit.Exit<CookieAction, SessionError>): Effect.Effect<B, E> => {
-    try {
-      for (const member of group) member.settle(exitOf(member))
-    } catch (defect) {
-      return abandon(C.die(defect))
-    }
-    return then()
-  }
-  return Effect.matchCauseEffect(writeGroup(config, store, lane, group), {
-    onSuccess: (outcome) => settleAll((member) => Exit.succeed(Save.cookieAfterGroup(member, outcome))),
-    onFailure: (cause) => {
-      if (Save.afterGroupFailure(group.length, failureTag(cause)) === "OneAtATime") {
-        const oneAtATime = Effect.forEach(group, (member) =>
-          Effect.map(
-            Effect.exit(writeGroup(config, store, lane, [member])),
-            (alone) => member.settle(Exit.map(alone, (outcome) => Save.cookieAfterGroup(member, outcome)))
-          ), { discard: true })
-        return Effect.matchCauseEffect(oneAtATime, { onFailure: abandon, onSuccess: then })
-      }
-      return settleAll(() => Exit.failCause(cause))
-    }
-  })
-}
-
-/**
- * The writer, on the fiber of the request that started it: takes the lane's
- * turn, writes the first group (this request's update, and those queued
- * behind it meanwhile), and leaves what queued during the write to a writer
- * fiber (`writeQueued`), so the request answers once its own write is done.
- * Runs in `updateInGroup`'s uninterruptible region, like the writer fiber it
- * replaces: a request interrupted here (a client gone) still writes its
- * update and those of the others in its group. `release` ends the request's
- * use of the lane (or hands it to the writer fiber).
- */
-const writeInline = (
-  store: Store,
-  lane: Lane,
-  release: () => void,
-  outcome: () => Exit.Exit<CookieAction, SessionError>
-): Effect.Effect<CookieAction, SessionError> => {
-  // the turn ends: what queued during the write goes to a writer fiber
-  const finish = (): Effect.Effect<CookieAction, SessionError> => {
-    lane.lock.release()
-    const next = lane.updates.nextGroup(sameDefinition)
-    if (next === undefined) {
-      release()
-      return outcome()
-    }
-    return Effect.andThen(Effect.forkDetach(writeQueued(store, lane, release, next)), outcome())
-  }
-  const write = () => {
-    const group = lane.updates.nextGroup(sameDefinition)!
-    return writeAndSettle(store, lane, group, finish, (cause) => {
-      // a defect of this code: nothing queued may be left waiting
-      for (const member of group) member.settle(Exit.failCause(cause))
-      for (const member of lane.updates.abandon()) member.settle(Exit.failCause(cause))
-      lane.lock.release()
-      release()
-      return outcome()
-    })
-  }
-  // the turn is taken at once unless a move or a logout of this key runs
-  return lane.lock.tryTake() ? write() : Effect.andThen(waitTurn(lane.lock), Effect.suspend(write))
-}
-
-/**
- * A writer fiber: writes the updates queued in the lane, group after group
- * from `first`, until none is left (the core's `UpdateQueue`), in the lane's
- * turn. On its own fiber: an interrupted request (a client that went away)
- * does not stop the writes of the others.
- */
-const writeQueued = (store: Store, lane: Lane, release: () => void, first: ReadonlyArray<Waiting>): Effect.Effect<void> => {
-  const from = (group: ReadonlyArray<Waiting> | undefined): Effect.Effect<void> =>
-    group === undefined
-      ? Effect.void
-      : writeAndSettle(store, lane, group, () => from(lane.updates.nextGroup(sameDefinition)), Effect.failCause)
-  return Effect.onExit(
-    withTurn(lane.lock, from(first)),
-    // one finalizer for both: a defect or an interruption must not leave the
-    // queued requests waiting, and the writer's use of the lane ends
-    (exit) =>
-      Effect.sync(() => {
-        if (Exit.isFailure(exit)) {
-          for (const member of first) member.settle(exit as Exit.Exit<never, never>)
-          for (const member of lane.updates.abandon()) member.settle(exit as Exit.Exit<never, never>)
-        }
-        release()
-      })
-  )
-}
-
-/**
- * `removeAll` until a pass finds nothing: a `login` that moved a session of
- * the principal between a pass's listing and its removal is caught by the
- * next pass. Bounded: each further pass needs a move that raced the last.
- *
- * @internal
- */
-export const removeAllUntilNone = (index: SessionIndex["Service"], principal: string): Effect.Effect<number, SessionStoreError> => {
-  const pass = (total: number, passes: number): Effect.Effect<number, SessionStoreError> =>
-    Effect.flatMap(index.removeAll(principal), (removed) =>
-      Save.anotherRevokePass(removed, passes) ? pass(total + removed, passes + 1) : Effect.succeed(total + removed))
-  return Effect.tap(pass(0, 1), (removed) => Metric.update(revokedBy.revokeAll, removed))
+    return onCasOutcome(
+      counted(store, "update", key, (store) => store.update(key, write, base.version)),
+      (outcome, version) => then(outcome, version, write, plan._tag === "Tombstone")
+    )
+  },
+  writeEnded: (store, key, record, version, then) =>
+    Effect.flatMap(casOutcome(store.update(Id.storageKeyUnsafe(key), tombstoneWrite(record), version)), ({ outcome }) => then(outcome)),
+  loadState: (store, key) =>
+    Effect.map(store.load(Id.storageKeyUnsafe(key)), (record) =>
+      Option.isSome(record) ? tombstoneOf(record.value) ?? Save.storedState(record.value, undefined) : undefined),
+  loadLive: (config, store, key) => loadLive(config, store, Id.storageKeyUnsafe(key)),
+  remove: (store, key) => store.remove(Id.storageKeyUnsafe(key)),
+  replayBudget: (config) => replayBudget(config.budget),
+  dropped,
+  loggedOut: Metric.update(revokedBy.logout, 1),
+  failureTag
 }
 
 // --- The response -------------------------------------------------------------

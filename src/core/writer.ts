@@ -1,0 +1,470 @@
+/**
+ * The saves of one process to one session, written once for both shells:
+ * the lanes in which they take turns, group commit (the updates waiting in a
+ * lane written together, one compare-and-set a group, each update handed its
+ * outcome), and the ending of a session with the sessions it moved to.
+ *
+ * The algorithm is written against `Shell`: the few effect operations it
+ * needs and the store's side of a write, which each line supplies once. The
+ * shell's effect type is opaque here (`Fx`); a call through the shell builds
+ * the very effect the shell would build itself, so the indirection costs no
+ * runtime step.
+ *
+ * @internal
+ */
+import * as Lanes from "./lanes.js"
+import type { LoadedSession } from "./request.js"
+import * as Save from "./save.js"
+
+/**
+ * A shell's effect, exit and cause types, as a type lambda: `effect` is the
+ * shell's effect of `A` failing with `E` (Effect's own `TypeLambda` trick:
+ * the shell's types read `this["A"]` and `this["E"]`).
+ *
+ * @internal
+ */
+export interface EffectTypes {
+  readonly A: unknown
+  readonly E: unknown
+  readonly effect: unknown
+  readonly exit: unknown
+  readonly cause: unknown
+}
+
+/** @internal */
+export type Fx<F extends EffectTypes, A, E = never> = (F & { readonly A: A; readonly E: E })["effect"]
+
+/** @internal */
+export type Exit<F extends EffectTypes, A, E> = (F & { readonly A: A; readonly E: E })["exit"]
+
+/** @internal */
+export type Cause<F extends EffectTypes, E> = (F & { readonly E: E })["cause"]
+
+/**
+ * The effect operations the core's algorithm runs on, each one of the
+ * shell's own (`Effect.matchCauseEffect`, `Effect.forkDaemon`…).
+ *
+ * @internal
+ */
+export interface Effects<F extends EffectTypes> {
+  readonly void: Fx<F, void>
+  readonly succeed: <A>(value: A) => Fx<F, A>
+  readonly failCause: <E>(cause: Cause<F, E>) => Fx<F, never, E>
+  readonly sync: <A>(f: () => A) => Fx<F, A>
+  readonly suspend: <A, E>(f: () => Fx<F, A, E>) => Fx<F, A, E>
+  /** `first`, then `second` (`zipRight` / `andThen`). */
+  readonly andThen: <E1, A, E2>(first: Fx<F, unknown, E1>, second: Fx<F, A, E2>) => Fx<F, A, E1 | E2>
+  readonly as: <E, B>(self: Fx<F, unknown, E>, value: B) => Fx<F, B, E>
+  readonly map: <A, E, B>(self: Fx<F, A, E>, f: (a: A) => B) => Fx<F, B, E>
+  readonly flatMap: <A, E, B, E2>(self: Fx<F, A, E>, f: (a: A) => Fx<F, B, E2>) => Fx<F, B, E | E2>
+  readonly matchCause: <A, E, B, E2>(
+    self: Fx<F, A, E>,
+    options: { readonly onFailure: (cause: Cause<F, E>) => Fx<F, B, E2>; readonly onSuccess: (a: A) => Fx<F, B, E2> }
+  ) => Fx<F, B, E2>
+  readonly exit: <A, E>(self: Fx<F, A, E>) => Fx<F, Exit<F, A, E>>
+  readonly forEachDiscard: <A, E>(items: Iterable<A>, f: (a: A) => Fx<F, unknown, E>) => Fx<F, void, E>
+  readonly ensuring: <A, E>(self: Fx<F, A, E>, finalizer: Fx<F, unknown>) => Fx<F, A, E>
+  readonly onExit: <A, E>(self: Fx<F, A, E>, f: (exit: Exit<F, A, E>) => Fx<F, unknown>) => Fx<F, A, E>
+  readonly uninterruptibleMask: <A, E>(
+    f: (restore: <A2, E2>(self: Fx<F, A2, E2>) => Fx<F, A2, E2>) => Fx<F, A, E>
+  ) => Fx<F, A, E>
+  /** Runs `self` on a fiber of its own, which outlives the one that started it. */
+  readonly forkDetach: (self: Fx<F, void>) => Fx<F, unknown>
+  /** Waits for a turn someone holds: the shell's callback effect around `Turn.wait`, whose interruption runs its `cancel`. */
+  readonly waitTurn: (turn: Lanes.Turn) => Fx<F, void>
+  /** A waiter for one outcome: `await` until `done` is called with it. */
+  readonly deferred: <A, E>() => { readonly await: Fx<F, A, E>; readonly done: (exit: Exit<F, A, E>) => void }
+  readonly die: (defect: unknown) => Cause<F, never>
+  /** An exit as the effect that ends the same way (in both lines an exit is one). */
+  readonly fromExit: <A, E>(exit: Exit<F, A, E>) => Fx<F, A, E>
+  readonly exitSucceed: <A>(value: A) => Exit<F, A, never>
+  readonly exitFailCause: <E>(cause: Cause<F, E>) => Exit<F, never, E>
+  readonly exitMap: <A, E, B>(exit: Exit<F, A, E>, f: (a: A) => B) => Exit<F, B, E>
+  /** `exit` when it is a failure, `undefined` when a success. */
+  readonly exitFailure: <A, E>(exit: Exit<F, A, E>) => Exit<F, never, E> | undefined
+}
+
+/**
+ * A shell: its effects, and its store's side of the writes (`S` the store,
+ * `C` a session definition's config, `E` the session's errors).
+ *
+ * @internal
+ */
+export interface Shell<F extends EffectTypes, S, C, E> extends Effects<F> {
+  /**
+   * The update of `base` to the group's `data` at `t`: the shell encodes it
+   * (an error fails the write), the core's `updateRecord` plans the record
+   * (a tombstone when the data is the empty session), and `then` goes on with
+   * the answer of its compare-and-set on `base.version`, in that answer's step.
+   */
+  readonly writeUpdate: <A, B, E2>(
+    config: C,
+    store: S,
+    base: LoadedSession<A>,
+    data: A,
+    t: number,
+    then: (outcome: Save.CasOutcome, version: number, write: UpdateWrite, tombstone: boolean) => Fx<F, B, E2>
+  ) => Fx<F, B, E | E2>
+  /** A compare-and-set of the ended tombstone `record` over `version`, and `then` on its answer. */
+  readonly writeEnded: <B, E2>(
+    store: S,
+    key: string,
+    record: Save.TombstoneRecord,
+    version: number,
+    then: (outcome: Save.CasOutcome) => Fx<F, B, E2>
+  ) => Fx<F, B, E | E2>
+  /** The record under `key` as the ending of a session reads it (absent: `undefined`). */
+  readonly loadState: (store: S, key: string) => Fx<F, Save.StoredState | undefined, E>
+  /** The live session under `key`; dead, ended and undecodable ones are absent. */
+  readonly loadLive: <A>(config: C, store: S, key: string) => Fx<F, LoadedSession<A> | undefined, E>
+  readonly remove: (store: S, key: string) => Fx<F, void, E>
+  /** The replays of one save over writers of other processes: each run waits its pause, or fails once the budget is spent. */
+  readonly replayBudget: (config: C) => Fx<F, void, E>
+  /** A group's writes dropped: the session was removed meanwhile. */
+  readonly dropped: Fx<F, Save.GroupOutcome>
+  /** Counts a logout that ended a session. */
+  readonly loggedOut: Fx<F, void>
+  /** The tag of a cause's typed failure, for the core to judge (`undefined`: a defect, an interruption). */
+  readonly failureTag: (cause: Cause<F, E>) => string | undefined
+}
+
+/** What a written update stored, for the lane's handoff. @internal */
+export interface UpdateWrite {
+  readonly text: string
+  readonly expiresAt: number
+}
+
+/**
+ * An update waiting in its lane to be written with the others.
+ *
+ * @internal
+ */
+export interface Waiting<C, X> extends Save.GroupMember<any> {
+  /** The session definition's config (the middleware's). */
+  readonly config: C
+  /** Hands the update its outcome (the first one it is given). */
+  readonly settle: (exit: X) => void
+}
+
+/**
+ * One storage key's saves in this process (the core's lanes; its `Turn` is the lock).
+ *
+ * @internal
+ */
+export type Lane = Lanes.Lane<Lanes.Turn, Lanes.LaneLast<LoadedSession<any>>, Waiting<any, any>>
+
+const lanesByStore = new WeakMap<object, Lanes.Lanes<Lanes.Turn, Lanes.LaneLast<LoadedSession<any>>, Waiting<any, any>>>()
+
+/**
+ * One more user of the lane of `key` in `store` (a save, or a request that
+ * loaded the session and may save it: the lane, and the state the last save
+ * handed over, live as long as one of them); `release` (idempotent) ends it.
+ *
+ * @internal
+ */
+export const joinLane = (store: object, key: string): { readonly lane: Lane; readonly release: () => void } => {
+  let lanes = lanesByStore.get(store)
+  if (lanes === undefined) lanesByStore.set(store, lanes = new Lanes.Lanes(() => new Lanes.Turn()))
+  return lanes.join(key)
+}
+
+/**
+ * How many storage keys of `store` have saves waiting or running in this
+ * process (for tests: nothing is kept once they are done).
+ *
+ * @internal
+ */
+export const coordinatedKeys = (store: object): number => lanesByStore.get(store)?.size ?? 0
+
+/**
+ * `self` in the lane's turn, taken at once when free; given up however `self` ends.
+ *
+ * @internal
+ */
+export const withTurn = <F extends EffectTypes, S, C, E, B, E2>(fx: Shell<F, S, C, E>, turn: Lanes.Turn, self: Fx<F, B, E2>): Fx<F, B, E2> =>
+  fx.uninterruptibleMask((restore) =>
+    fx.suspend(() => {
+      const use = fx.ensuring(restore(self), fx.sync(() => turn.release()))
+      return turn.tryTake() ? use : fx.andThen(restore(fx.waitTurn(turn)), use)
+    })
+  )
+
+/**
+ * Runs `f` once the saves of this process to `key` that came first are done.
+ *
+ * @internal
+ */
+export const withLane = <F extends EffectTypes, S extends object, C, E, B, E2>(
+  fx: Shell<F, S, C, E>,
+  store: S,
+  key: string,
+  f: (lane: Lane) => Fx<F, B, E2>
+): Fx<F, B, E2> =>
+  fx.suspend(() => {
+    const { lane, release } = joinLane(store, key)
+    return fx.ensuring(withTurn(fx, lane.lock, fx.suspend(() => f(lane))), fx.sync(release))
+  })
+
+/**
+ * Ends the session stored under `key`, `hops` moves away from where the
+ * request started: runs the core's steps (`Save.nextEndStep`) against the
+ * store — a compare-and-set to an ended tombstone (the logout always wins),
+ * the session it had moved to, then the record itself.
+ *
+ * @internal
+ */
+export const endSession = <F extends EffectTypes, S extends object, C, E>(
+  shell: Shell<F, S, C, E>,
+  config: C,
+  store: S,
+  lane: Lane,
+  key: string,
+  known: Save.StoredState | undefined,
+  t: number,
+  hops: number
+): Fx<F, void, E> => {
+  lane.last = "Ended"
+  const pause = shell.replayBudget(config)
+  const run = (step: Save.EndStep): Fx<F, void, E> => {
+    switch (step._tag) {
+      case "Done":
+        return shell.void
+      case "Load":
+        return shell.flatMap(shell.loadState(store, key), (state) => run(Save.nextEndStep({ _tag: "Loaded", state }, t, hops)))
+      case "WriteTombstone": {
+        const state = step.state
+        return shell.writeEnded(store, key, step.record, state.version, (outcome) => {
+          const next = run(Save.nextEndStep({ _tag: "Wrote", outcome, state }, t, hops))
+          return outcome === "Written" && hops === 0 ? shell.andThen(shell.loggedOut, next) : next
+        })
+      }
+      case "Pause":
+        return shell.flatMap(pause, () => run(Save.nextEndStep({ _tag: "Paused" }, t, hops)))
+      case "EndMoved": {
+        const movedTo = step.key
+        return shell.flatMap(
+          withLane(shell, store, movedTo, (next) => endSession(shell, config, store, next, movedTo, undefined, t, hops + 1)),
+          () => run(Save.nextEndStep({ _tag: "EndedMoved" }, t, hops))
+        )
+      }
+      case "Remove":
+        return shell.remove(store, key)
+    }
+  }
+  return run(Save.nextEndStep({ _tag: "Start", known }, t, hops))
+}
+
+// --- Group commit ------------------------------------------------------------
+
+/** Updates of one session definition form a group: another's data cannot be replayed over it. */
+const sameDefinition = (first: Waiting<unknown, unknown>, other: Waiting<unknown, unknown>): boolean =>
+  first.config === other.config
+
+/**
+ * The updates of a group, written with one compare-and-set over the newest
+ * data (the core's `groupStart`, `replayGroup`, `updateRecord`,
+ * `afterUpdate`): replayed again over a concurrent writer's data (another
+ * process) until the replay budget is spent.
+ */
+const writeGroup = <F extends EffectTypes, S, C, E>(
+  shell: Shell<F, S, C, E>,
+  store: S,
+  lane: Lane,
+  group: ReadonlyArray<Waiting<C, unknown>>
+): Fx<F, Save.GroupOutcome, E> => {
+  const config = group[0].config
+  const pause = shell.replayBudget(config)
+  const { base: newest, t } = Save.groupStart(group)
+  const attempt = (base: LoadedSession<unknown>): Fx<F, Save.GroupOutcome, E> => {
+    const key = base.key
+    const data = Save.replayGroup(group, base.data)
+    return shell.writeUpdate(config, store, base, data, t, (outcome, version, write, tombstone): Fx<F, Save.GroupOutcome, E> => {
+      const next = Save.afterUpdate(outcome, tombstone)
+      switch (next) {
+        case "Saved":
+          lane.last = { definition: config, session: Save.savedSession(base, { version, expiresAt: write.expiresAt, data, text: write.text }) }
+          return shell.succeed(Save.groupOutcome(next, write.expiresAt))
+        case "Ended":
+          lane.last = "Ended"
+          return shell.as(shell.remove(store, key), Save.groupOutcome(next, write.expiresAt))
+        case "Dropped":
+          // removed or expired meanwhile (a logout won the race): never recreate it
+          lane.last = "Ended"
+          return shell.dropped
+        case "Replay":
+          return shell.flatMap(shell.andThen(pause, shell.loadLive(config, store, key)), (fresh) => {
+            if (fresh !== undefined) return attempt(fresh)
+            lane.last = "Ended"
+            return shell.dropped
+          })
+      }
+    })
+  }
+  const handed = Lanes.handoff(lane.last, config, newest.version)
+  return handed === "Ended" ? shell.dropped : attempt(handed ?? newest)
+}
+
+/**
+ * Writes one group, hands each of its updates its outcome, and goes on with
+ * `then` in the same step. A group whose data cannot be encoded is written
+ * one update at a time, so that only the update at fault fails
+ * (`Save.afterGroupFailure`). A defect of this code while handing out the
+ * outcomes goes to `abandon`, which must leave nothing queued waiting.
+ */
+const writeAndSettle = <F extends EffectTypes, S, C, E, B, E2>(
+  shell: Shell<F, S, C, E>,
+  store: S,
+  lane: Lane,
+  group: ReadonlyArray<Waiting<C, Exit<F, Save.CookieDecision, E>>>,
+  then: () => Fx<F, B, E2>,
+  abandon: (cause: Cause<F, never>) => Fx<F, B, E2>
+): Fx<F, B, E2> => {
+  const settleAll = (exitOf: (member: Waiting<C, Exit<F, Save.CookieDecision, E>>) => Exit<F, Save.CookieDecision, E>): Fx<F, B, E2> => {
+    try {
+      for (const member of group) member.settle(exitOf(member))
+    } catch (defect) {
+      return abandon(shell.die(defect))
+    }
+    return then()
+  }
+  return shell.matchCause(writeGroup(shell, store, lane, group), {
+    onSuccess: (outcome) => settleAll((member) => shell.exitSucceed(Save.cookieAfterGroup(member, outcome))),
+    onFailure: (cause) => {
+      if (Save.afterGroupFailure(group.length, shell.failureTag(cause)) === "OneAtATime") {
+        const oneAtATime = shell.forEachDiscard(group, (member) =>
+          shell.map(
+            shell.exit(writeGroup(shell, store, lane, [member])),
+            (alone) => member.settle(shell.exitMap(alone, (outcome) => Save.cookieAfterGroup(member, outcome)))
+          ))
+        return shell.matchCause(oneAtATime, { onFailure: abandon, onSuccess: then })
+      }
+      return settleAll(() => shell.exitFailCause(cause))
+    }
+  })
+}
+
+/**
+ * An update, written together with the updates of this process to the
+ * same session that wait with it (group commit, the core's `UpdateQueue`
+ * and group rules): the queued updates are written group by group, each
+ * group with one compare-and-set (`writeAndSettle`). A burst of writes to
+ * one session costs a few round trips instead of one each, and no
+ * request's writes can be lost to another's.
+ *
+ * The request that finds no writer running writes its own group on its
+ * own fiber (`writeInline`): an update with no other in the way costs no
+ * fiber, no `Deferred` and no finalizer. The others wait for the writer.
+ *
+ * @internal
+ */
+export const updateInGroup = <F extends EffectTypes, S extends object, C, E, A>(
+  shell: Shell<F, S, C, E>,
+  store: S,
+  config: C,
+  request: Save.GroupMember<A>["request"],
+  loaded: LoadedSession<A>,
+  t: number
+): Fx<F, Save.CookieDecision, E> =>
+  // queued and written in one uninterruptible region, entered before
+  // anything is queued: an update is not queued by a request interrupted
+  // before it, and one queued is written (a queue whose writer never ran
+  // would leave every later update of the session waiting); only the wait
+  // for another request's writer can be interrupted
+  shell.uninterruptibleMask((restore) =>
+    shell.suspend(() => {
+      const { lane, release } = joinLane(store, loaded.key)
+      let outcome: Exit<F, Save.CookieDecision, E> | undefined
+      let done: ((exit: Exit<F, Save.CookieDecision, E>) => void) | undefined
+      const settle = (exit: Exit<F, Save.CookieDecision, E>) => {
+        if (outcome !== undefined) return
+        outcome = exit
+        if (done !== undefined) done(exit)
+      }
+      // the lane is kept by the writer while updates wait (the queue's writer
+      // takes this request's use of the lane over, and no update waits
+      // without one), so a waiting request needs no finalizer of its own
+      if (!lane.updates.enqueue({ config, request, loaded, t, settle })) {
+        release()
+        const deferred = shell.deferred<Save.CookieDecision, E>()
+        done = deferred.done
+        return restore(deferred.await)
+      }
+      return writeInline(shell, store, lane, release, () => outcome!)
+    })
+  )
+
+/**
+ * The writer, on the fiber of the request that started it: takes the lane's
+ * turn, writes the first group (this request's update, and those queued
+ * behind it meanwhile), and leaves what queued during the write to a writer
+ * fiber (`writeQueued`), so the request answers once its own write is done.
+ * Runs in `updateInGroup`'s uninterruptible region, like the writer fiber it
+ * replaces: a request interrupted here (a client gone) still writes its
+ * update and those of the others in its group. `release` ends the request's
+ * use of the lane (or hands it to the writer fiber).
+ */
+const writeInline = <F extends EffectTypes, S, C, E>(
+  shell: Shell<F, S, C, E>,
+  store: S,
+  lane: Lane,
+  release: () => void,
+  outcome: () => Exit<F, Save.CookieDecision, E>
+): Fx<F, Save.CookieDecision, E> => {
+  const result = (): Fx<F, Save.CookieDecision, E> => shell.fromExit(outcome())
+  // the turn ends: what queued during the write goes to a writer fiber
+  const finish = (): Fx<F, Save.CookieDecision, E> => {
+    lane.lock.release()
+    const next = lane.updates.nextGroup(sameDefinition)
+    if (next === undefined) {
+      release()
+      return result()
+    }
+    return shell.andThen(shell.forkDetach(writeQueued(shell, store, lane, release, next)), result())
+  }
+  const write = () => {
+    const group = lane.updates.nextGroup(sameDefinition)!
+    return writeAndSettle(shell, store, lane, group, finish, (cause) => {
+      // a defect of this code: nothing queued may be left waiting
+      for (const member of group) member.settle(shell.exitFailCause(cause))
+      for (const member of lane.updates.abandon()) member.settle(shell.exitFailCause(cause))
+      lane.lock.release()
+      release()
+      return result()
+    })
+  }
+  // the turn is taken at once unless a move or a logout of this key runs
+  return lane.lock.tryTake() ? write() : shell.andThen(shell.waitTurn(lane.lock), shell.suspend(write))
+}
+
+/**
+ * A writer fiber: writes the updates queued in the lane, group after group
+ * from `first`, until none is left (the core's `UpdateQueue`), in the lane's
+ * turn. On its own fiber: an interrupted request (a client that went away)
+ * does not stop the writes of the others.
+ */
+const writeQueued = <F extends EffectTypes, S, C, E>(
+  shell: Shell<F, S, C, E>,
+  store: S,
+  lane: Lane,
+  release: () => void,
+  first: ReadonlyArray<Waiting<C, Exit<F, Save.CookieDecision, E>>>
+): Fx<F, void> => {
+  const from = (group: ReadonlyArray<Waiting<C, Exit<F, Save.CookieDecision, E>>> | undefined): Fx<F, void> =>
+    group === undefined
+      ? shell.void
+      : writeAndSettle(shell, store, lane, group, () => from(lane.updates.nextGroup(sameDefinition)), shell.failCause)
+  return shell.onExit(
+    withTurn(shell, lane.lock, from(first)),
+    // one finalizer for both: a defect or an interruption must not leave the
+    // queued requests waiting, and the writer's use of the lane ends
+    (exit) =>
+      shell.sync(() => {
+        const failure = shell.exitFailure(exit)
+        if (failure !== undefined) {
+          for (const member of first) member.settle(failure)
+          for (const member of lane.updates.abandon()) member.settle(failure)
+        }
+        release()
+      })
+  )
+}
