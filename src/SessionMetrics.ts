@@ -19,9 +19,10 @@
  */
 import { Duration, Metric, MetricBoundaries } from "effect"
 import type { MetricKeyType, MetricState } from "effect"
+import * as Metrics from "./core/metrics.js"
 
-const counter = (name: string, description: string): Metric.Metric.Counter<number> =>
-  Metric.counter(name, { description, incremental: true })
+const counter = (metric: Metrics.MetricName): Metric.Metric.Counter<number> =>
+  Metric.counter(metric.name, { description: metric.description, incremental: true })
 
 /**
  * Store operations by `store`, `operation` and `outcome`: `success`,
@@ -31,18 +32,15 @@ const counter = (name: string, description: string): Metric.Metric.Counter<numbe
  * @since 1.0.0
  * @category metrics
  */
-export const storeOperations: Metric.Metric.Counter<number> = counter(
-  "effect_session_store_operations_total",
-  "store operations of effect-session, by store, operation and outcome"
-)
+export const storeOperations: Metric.Metric.Counter<number> = counter(Metrics.storeOperations)
 
 // One histogram under both: a metric's key compares its boundaries by
 // identity, so a second `Metric.histogram` with the same name and buckets
 // would be another metric
 const durationHistogram = Metric.histogram(
-  "effect_session_store_operation_duration",
-  MetricBoundaries.fromIterable(Array.from({ length: 16 }, (_, i) => 0.1 * 2 ** i)),
-  "duration of the store operations of effect-session, by store and operation"
+  Metrics.storeOperationDuration.name,
+  MetricBoundaries.fromIterable(Metrics.storeOperationDurationBoundaries),
+  Metrics.storeOperationDuration.description
 )
 
 /**
@@ -76,10 +74,7 @@ export const storeOperationDurationMillis: Metric.Metric.Histogram<number> = dur
  * @since 1.0.0
  * @category metrics
  */
-export const conflictReplays: Metric.Metric.Counter<number> = counter(
-  "effect_session_conflict_replays_total",
-  "replays of a save over a concurrent writer's data"
-)
+export const conflictReplays: Metric.Metric.Counter<number> = counter(Metrics.conflictReplays)
 
 /**
  * Sessions moved to a new id (`regenerate`, `login`).
@@ -87,10 +82,7 @@ export const conflictReplays: Metric.Metric.Counter<number> = counter(
  * @since 1.0.0
  * @category metrics
  */
-export const regenerations: Metric.Metric.Counter<number> = counter(
-  "effect_session_regenerations_total",
-  "sessions moved to a new id by regenerate or login"
-)
+export const regenerations: Metric.Metric.Counter<number> = counter(Metrics.regenerations)
 
 /**
  * Sessions ended by `kind`: `logout` (`invalidate`, `login` as another
@@ -100,10 +92,7 @@ export const regenerations: Metric.Metric.Counter<number> = counter(
  * @since 1.0.0
  * @category metrics
  */
-export const revocations: Metric.Metric.Counter<number> = counter(
-  "effect_session_revocations_total",
-  "sessions ended by a logout, revokeAll, or a move undone by a concurrent logout"
-)
+export const revocations: Metric.Metric.Counter<number> = counter(Metrics.revocations)
 
 /**
  * Stored sessions that could not be decoded (another schema, corrupted
@@ -112,10 +101,7 @@ export const revocations: Metric.Metric.Counter<number> = counter(
  * @since 1.0.0
  * @category metrics
  */
-export const undecodable: Metric.Metric.Counter<number> = counter(
-  "effect_session_undecodable_total",
-  "stored sessions that could not be decoded and were treated as absent"
-)
+export const undecodable: Metric.Metric.Counter<number> = counter(Metrics.undecodable)
 
 /**
  * Saves refused with `SessionTooLarge`.
@@ -123,7 +109,4 @@ export const undecodable: Metric.Metric.Counter<number> = counter(
  * @since 1.0.0
  * @category metrics
  */
-export const tooLarge: Metric.Metric.Counter<number> = counter(
-  "effect_session_too_large_total",
-  "saves refused because the session encoded to more than maxSize"
-)
+export const tooLarge: Metric.Metric.Counter<number> = counter(Metrics.tooLarge)

@@ -32,12 +32,10 @@
  */
 import type { Duration } from "effect"
 import { Metric } from "effect"
+import * as Metrics from "../../src/core/metrics.js"
 
-const counter = (name: string, description: string): Metric.Counter<number> =>
-  Metric.counter(name, { description, incremental: true })
-
-const operationsName = "effect_session_store_operations_total"
-const operationsDescription = "store operations of effect-session, by store, operation and outcome"
+const counter = (metric: Metrics.MetricName): Metric.Counter<number> =>
+  Metric.counter(metric.name, { description: metric.description, incremental: true })
 
 /**
  * Store operations by `store`, `operation` and `outcome`: `success`,
@@ -47,12 +45,9 @@ const operationsDescription = "store operations of effect-session, by store, ope
  * @since 2.0.0
  * @category metrics
  */
-export const storeOperations: Metric.Counter<number> = counter(operationsName, operationsDescription)
+export const storeOperations: Metric.Counter<number> = counter(Metrics.storeOperations)
 
-const durationName = "effect_session_store_operation_duration"
-const durationDescription = "duration of the store operations of effect-session, by store and operation"
-// 0.1 ms to about 3 s, as on the Effect 3 line
-const durationBoundaries = Metric.boundariesFromIterable(Array.from({ length: 16 }, (_, i) => 0.1 * 2 ** i))
+const durationBoundaries = Metric.boundariesFromIterable(Metrics.storeOperationDurationBoundaries)
 
 /**
  * How long store operations take, by `store` and `operation`, in
@@ -62,10 +57,10 @@ const durationBoundaries = Metric.boundariesFromIterable(Array.from({ length: 16
  * @since 2.0.0
  * @category metrics
  */
-export const storeOperationDuration: Metric.Histogram<Duration.Duration> = Metric.timer(durationName, {
-  description: durationDescription,
-  boundaries: durationBoundaries
-})
+export const storeOperationDuration: Metric.Histogram<Duration.Duration> = Metric.timer(
+  Metrics.storeOperationDuration.name,
+  { description: Metrics.storeOperationDuration.description, boundaries: durationBoundaries }
+)
 
 /**
  * The series of one store's operation, made once per store and operation.
@@ -87,8 +82,8 @@ export interface OperationMetrics {
 /** @internal */
 export const operationMetrics = (store: string, operation: string): OperationMetrics => {
   const outcome = (outcome: string) =>
-    Metric.counter(operationsName, {
-      description: operationsDescription,
+    Metric.counter(Metrics.storeOperations.name, {
+      description: Metrics.storeOperations.description,
       incremental: true,
       attributes: { store, operation, outcome }
     })
@@ -96,8 +91,8 @@ export const operationMetrics = (store: string, operation: string): OperationMet
     success: outcome("success"),
     conflict: outcome("conflict"),
     failure: outcome("failure"),
-    duration: Metric.histogram(durationName, {
-      description: durationDescription,
+    duration: Metric.histogram(Metrics.storeOperationDuration.name, {
+      description: Metrics.storeOperationDuration.description,
       boundaries: durationBoundaries,
       attributes: { time_unit: "milliseconds", store, operation }
     })
@@ -110,10 +105,7 @@ export const operationMetrics = (store: string, operation: string): OperationMet
  * @since 2.0.0
  * @category metrics
  */
-export const conflictReplays: Metric.Counter<number> = counter(
-  "effect_session_conflict_replays_total",
-  "replays of a save over a concurrent writer's data"
-)
+export const conflictReplays: Metric.Counter<number> = counter(Metrics.conflictReplays)
 
 /**
  * Sessions moved to a new id (`regenerate`, `login`).
@@ -121,10 +113,7 @@ export const conflictReplays: Metric.Counter<number> = counter(
  * @since 2.0.0
  * @category metrics
  */
-export const regenerations: Metric.Counter<number> = counter(
-  "effect_session_regenerations_total",
-  "sessions moved to a new id by regenerate or login"
-)
+export const regenerations: Metric.Counter<number> = counter(Metrics.regenerations)
 
 /**
  * Sessions ended by `kind`: `logout` (`invalidate`, `login` as another
@@ -135,10 +124,7 @@ export const regenerations: Metric.Counter<number> = counter(
  * @since 2.0.0
  * @category metrics
  */
-export const revocations: Metric.Counter<number> = counter(
-  "effect_session_revocations_total",
-  "sessions ended by a logout, revokeAll, or a move undone by a concurrent logout"
-)
+export const revocations: Metric.Counter<number> = counter(Metrics.revocations)
 
 /**
  * Stored sessions that could not be decoded (another schema, corrupted
@@ -147,10 +133,7 @@ export const revocations: Metric.Counter<number> = counter(
  * @since 2.0.0
  * @category metrics
  */
-export const undecodable: Metric.Counter<number> = counter(
-  "effect_session_undecodable_total",
-  "stored sessions that could not be decoded and were treated as absent"
-)
+export const undecodable: Metric.Counter<number> = counter(Metrics.undecodable)
 
 /**
  * Saves refused with `SessionTooLarge`.
@@ -158,7 +141,4 @@ export const undecodable: Metric.Counter<number> = counter(
  * @since 2.0.0
  * @category metrics
  */
-export const tooLarge: Metric.Counter<number> = counter(
-  "effect_session_too_large_total",
-  "saves refused because the session encoded to more than maxSize"
-)
+export const tooLarge: Metric.Counter<number> = counter(Metrics.tooLarge)
