@@ -105,6 +105,52 @@ const markerDone: MarkerStep = { _tag: "Done" }
 export const checksLogin = (from: string | null, to: string | null): to is string => to !== null && to !== from
 
 /**
+ * What the guard of a login reads of its request's session, in each line's
+ * own types: its store, how an id becomes a storage key, the principal the
+ * save binds it to, and when the request began (none on a store without an
+ * index).
+ *
+ * @internal
+ */
+export interface LoginSession<Store, Id, Key> {
+  readonly store: Store
+  readonly config: { readonly storageKey: (id: Id) => Key }
+  readonly state: { readonly principal: string | null }
+  readonly startedAt?: number | undefined
+}
+
+/**
+ * What the save of a login must check, decided before it runs, so that a
+ * save with nothing to check runs as it is: the principal whose marker it
+ * reads, and when its request began. `undefined` when there is nothing to
+ * check: the request has no start (its store has no index, so no
+ * `revokeAll`), or `checksLogin` says no.
+ *
+ * @internal
+ */
+export interface LoginCheck {
+  readonly principal: string
+  readonly startedAt: number
+}
+
+/** @internal */
+export const loginCheck = (session: LoginSession<unknown, never, unknown>, from: string | null): LoginCheck | undefined => {
+  const { startedAt } = session
+  const to = session.state.principal
+  return startedAt !== undefined && checksLogin(from, to) ? { principal: to, startedAt } : undefined
+}
+
+/**
+ * The key of the marker a checked login reads once its save answered
+ * `cookie`; `undefined`: none to read, as the save stored no new record (only
+ * a new record, whose cookie it sets, can be undone).
+ *
+ * @internal
+ */
+export const markerToRead = (check: LoginCheck, cookie: CookieDecision): string | undefined =>
+  cookie._tag === "Set" ? markerKey(check.principal) : undefined
+
+/**
  * Whether a login whose request started at `startedAt` must be undone,
  * given the marker record read after its new record was inserted: when the
  * principal was revoked at that time or later (the same millisecond counts
@@ -137,3 +183,10 @@ export const afterLoginSave = (
   cookie._tag === "Set" && undoLogin(marker, startedAt) ? { remove: cookie.id, cookie: expireCookie } : undefined
 
 const expireCookie: CookieDecision = { _tag: "Expire" }
+
+/**
+ * The outcome a login undone by `afterLoginSave` gives its span.
+ *
+ * @internal
+ */
+export const loginUndoneOutcome = "login undone: its principal was revoked meanwhile"

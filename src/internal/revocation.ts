@@ -69,31 +69,28 @@ const undone = Metric.tagged(SessionMetrics.revocations, "kind", "moveUndone")
 /**
  * `save`, the save of a request that bound its session to a principal
  * (from a record of principal `from`; `null`: none), then, when the core's
- * `checksLogin` asks for it, the marker's read and `afterLoginSave`.
+ * `loginCheck` asks for it, the marker's read and `afterLoginSave`.
  *
  * @internal
  */
 export const guardLogin = (
-  session: {
-    readonly store: SessionStore["Type"]
-    readonly config: { readonly storageKey: (id: SessionId) => StorageKey }
-    readonly state: { readonly principal: string | null }
-    readonly startedAt?: number | undefined
-  },
+  session: Revocation.LoginSession<SessionStore["Type"], SessionId, StorageKey>,
   from: string | null,
   save: Effect.Effect<CookieDecision, SessionError>
 ): Effect.Effect<CookieDecision, SessionError> => {
-  const { startedAt, store } = session
-  const to = session.state.principal
-  if (startedAt === undefined || !Revocation.checksLogin(from, to)) return save
-  return Effect.flatMap(save, (cookie) =>
-    cookie._tag !== "Set" ? Effect.succeed(cookie) : Effect.flatMap(store.load(markerKey(to)), (marker) => {
-      const undo = Revocation.afterLoginSave(cookie, Option.getOrUndefined(marker), startedAt)
+  const check = Revocation.loginCheck(session, from)
+  if (check === undefined) return save
+  const { store } = session
+  return Effect.flatMap(save, (cookie) => {
+    const key = Revocation.markerToRead(check, cookie)
+    return key === undefined ? Effect.succeed(cookie) : Effect.flatMap(store.load(Id.unsafeStorageKey(key)), (marker) => {
+      const undo = Revocation.afterLoginSave(cookie, Option.getOrUndefined(marker), check.startedAt)
       if (undo === undefined) return Effect.succeed(cookie)
       return store.remove(session.config.storageKey(undo.remove as SessionId)).pipe(
-        Effect.zipRight(Effect.annotateCurrentSpan("effect-session.outcome", "login undone: its principal was revoked meanwhile")),
+        Effect.zipRight(Effect.annotateCurrentSpan("effect-session.outcome", Revocation.loginUndoneOutcome)),
         Effect.zipRight(Metric.increment(undone)),
         Effect.as(undo.cookie)
       )
-    }))
+    })
+  })
 }

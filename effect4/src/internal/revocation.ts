@@ -64,31 +64,28 @@ const undone = Metric.withAttributes(SessionMetrics.revocations, { kind: "moveUn
 
 /**
  * Runs the save of a login (`from`: the principal of the record it
- * replaced, `null` for none) and, if the core's `checksLogin` says so, reads
+ * replaced, `null` for none) and, if the core's `loginCheck` says so, reads
  * the principal's marker and acts on `afterLoginSave`.
  *
  * @internal
  */
 export const guardLogin = (
-  session: {
-    readonly store: SessionStore["Service"]
-    readonly config: { readonly storageKey: (id: SessionId) => StorageKey }
-    readonly state: { readonly principal: string | null }
-    readonly startedAt?: number | undefined
-  },
+  session: Revocation.LoginSession<SessionStore["Service"], SessionId, StorageKey>,
   from: string | null,
   save: Effect.Effect<CookieDecision, SessionError>
 ): Effect.Effect<CookieDecision, SessionError> => {
-  const { startedAt, store } = session
-  const to = session.state.principal
-  if (startedAt === undefined || !Revocation.checksLogin(from, to)) return save
-  return Effect.flatMap(save, (cookie) =>
-    cookie._tag !== "Set" ? Effect.succeed(cookie) : Effect.flatMap(store.load(markerKey(to)), (marker) => {
-      const undo = Revocation.afterLoginSave(cookie, Option.getOrUndefined(marker), startedAt)
+  const check = Revocation.loginCheck(session, from)
+  if (check === undefined) return save
+  const { store } = session
+  return Effect.flatMap(save, (cookie) => {
+    const key = Revocation.markerToRead(check, cookie)
+    return key === undefined ? Effect.succeed(cookie) : Effect.flatMap(store.load(Id.storageKeyUnsafe(key)), (marker) => {
+      const undo = Revocation.afterLoginSave(cookie, Option.getOrUndefined(marker), check.startedAt)
       return undo === undefined ? Effect.succeed(cookie) : store.remove(session.config.storageKey(undo.remove as SessionId)).pipe(
-        Effect.andThen(Effect.annotateCurrentSpan("effect-session.outcome", "login undone: its principal was revoked meanwhile")),
+        Effect.andThen(Effect.annotateCurrentSpan("effect-session.outcome", Revocation.loginUndoneOutcome)),
         Effect.andThen(Metric.update(undone, 1)),
         Effect.as(undo.cookie)
       )
-    }))
+    })
+  })
 }
