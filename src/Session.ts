@@ -18,6 +18,7 @@
 import type { HttpApp } from "@effect/platform"
 import type { Duration, Redacted } from "effect"
 import { Context, Effect, Either, Option, ParseResult, Schema } from "effect"
+import * as SessionFields from "./core/fields.js"
 import type * as Core from "./core/session.js"
 import * as Revocation from "./internal/revocation.js"
 import * as internal from "./internal/session.js"
@@ -158,7 +159,7 @@ export interface TagClass<Self, Id extends string, Fields extends Schema.Struct.
 export const Tag = <Self>() =>
 <const Id extends string, Fields extends Schema.Struct.Fields>(
   id: Id,
-  fields: Fields & ({} extends Schema.Struct.Encoded<Fields> ? unknown : "every session field must be optional or have a default")
+  fields: Fields & SessionFields.FieldsRule<Schema.Struct.Encoded<Fields>>
 ): TagClass<Self, Id, Fields> => {
   type A = Schema.Struct.Type<Fields>
   const schema = Schema.Struct(fields as Fields)
@@ -167,9 +168,7 @@ export const Tag = <Self>() =>
   const decoded = Schema.decodeUnknownEither(dataSchema)({})
   if (Either.isLeft(decoded)) {
     throw new TypeError(
-      `effect-session: ${id}: every session field must be optional or have a default; {} does not decode:\n${
-        ParseResult.TreeFormatter.formatErrorSync(decoded.left)
-      }`
+      `${SessionFields.emptyDoesNotDecode(id)}\n${ParseResult.TreeFormatter.formatErrorSync(decoded.left)}`
     )
   }
   const empty: A = decoded.right

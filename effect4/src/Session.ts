@@ -31,6 +31,7 @@ import { Clock, Context, Effect, Layer, Option, Result, Schema } from "effect"
 import type { HttpRouter, HttpServerResponse } from "effect/http"
 import { HttpRouter as Router, HttpServerRequest } from "effect/http"
 import type { HttpApiMiddleware } from "effect/http-api"
+import * as SessionFields from "../../src/core/fields.js"
 import type * as Core from "../../src/core/session.js"
 import * as SessionError from "./SessionError.js"
 import * as Revocation from "./internal/revocation.js"
@@ -242,7 +243,7 @@ class Handle<A> implements SessionHandle<A> {
 export const Tag = <Self>() =>
 <const Id extends string, Fields extends Schema.Struct.Fields>(
   id: Id,
-  fields: Fields & ({} extends Schema.Struct.Encoded<Fields> ? unknown : "every session field must be optional or have a default")
+  fields: Fields & SessionFields.FieldsRule<Schema.Struct.Encoded<Fields>>
 ): TagClass<Self, Id, Fields> => {
   type A = Schema.Struct.Type<Fields>
   const schema = Schema.Struct(fields as Fields)
@@ -252,7 +253,7 @@ export const Tag = <Self>() =>
   const decoded = decodeEmpty({})
   if (Result.isFailure(decoded)) {
     throw new TypeError(
-      `effect-session: ${id}: every session field must be optional or have a default; {} does not decode: ${decoded.failure.message}`
+      `${SessionFields.emptyDoesNotDecode(id)} ${decoded.failure.message}`
     )
   }
   // a new session's data is decoded afresh each time: a default value (an
