@@ -7,6 +7,7 @@
  */
 import { Cause, Clock, Context, Effect, FiberRef, MetricLabel, Option, Predicate } from "effect"
 import type { Fiber, Tracer } from "effect"
+import * as Ids from "./core/ids.js"
 import type { SessionConflict, SessionStoreError, StoreOperation } from "./SessionError.js"
 import * as SessionMetrics from "./SessionMetrics.js"
 import type { StorageKey } from "./SessionId.js"
@@ -227,7 +228,7 @@ const instrument = (store: string, operation: StoreOperation) => {
           captureStackTrace: false,
           attributes: key === undefined
             ? { "effect-session.store": store }
-            : { "effect-session.store": store, "effect-session.key": key.slice(0, 8) }
+            : { "effect-session.store": store, "effect-session.key": Ids.logPrefix(key) }
         })
     })
 }
