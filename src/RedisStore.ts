@@ -32,6 +32,7 @@ import type { Cluster, RedisOptions } from "ioredis"
 import { Redis } from "ioredis"
 import * as Protocol from "./core/redis.js"
 import * as RedisClient from "./core/redisClient.js"
+import * as Writes from "./core/redisWrites.js"
 import { storeAndIndex } from "./internal/layer.js"
 import { notAString } from "./internal/principal.js"
 import { TextRecord } from "./internal/text.js"
@@ -107,13 +108,14 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
 
   // ioredis spreads an array argument into several, which would shift a
   // script's arguments: a principal that is not a string is refused first.
-  // `then` reads the reply in the same step as the call's result.
+  // The core's decision on the reply is acted on in the same step as the
+  // call's result.
   const write = <A>(
     operation: "insert" | "update",
     key: StorageKey,
     w: SessionStore.SessionWrite,
     version: number | undefined,
-    then: (reply: unknown, t: number, principal: string | undefined) => Effect.Effect<A, Conflict>
+    after: (reply: unknown, cluster: boolean, principal: string | undefined) => Writes.WriteDecision<A>
   ) =>
     Effect.clockWith((clock) => {
       if (Option.isSome(w.principal) && typeof w.principal.value !== "string") {
@@ -123,8 +125,26 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
       const principal = Option.getOrUndefined(w.principal)
       const data = w.text ?? Protocol.dataArgument(w.data)
       const script = Protocol.writeCall(prefix, cluster, key, t, { expiresAt: w.expiresAt, data, principal }, version)
-      return Effect.flatMap(call(operation, () => run(script)), (reply) => then(reply, t, principal))
+      return Effect.flatMap(call(operation, () => run(script)), (reply): Effect.Effect<A, Conflict> => {
+        const decision = after(reply, cluster, principal)
+        if (decision._tag !== "Conflict") return settle(operation, key, w.expiresAt, t, decision)
+        return Effect.fail(new SessionConflict({ reason: decision.reason }))
+      })
     })
+
+  // A write's decision that is not a conflict: a malformed reply fails, and
+  // a principal to raise is raised (see raise) before the value is returned.
+  const settle = <A>(
+    operation: StoreOperation,
+    key: StorageKey,
+    expiresAt: number,
+    t: number,
+    decision: Writes.Settled<A>
+  ): Effect.Effect<A, SessionStoreError> => {
+    if (decision._tag === "Malformed") return Effect.fail(malformed(operation, decision.detail))
+    if (decision.raise === undefined) return Effect.succeed(decision.value)
+    return Effect.as(raise(operation, key, decision.raise, expiresAt, t), decision.value)
+  }
 
   // On a cluster the principal's index usually lives in another slot: it is
   // raised by a second script after the record. If that fails the operation
@@ -190,35 +210,18 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
           }
         )
       ),
-    insert: (key, w) =>
-      write("insert", key, w, undefined, (reply, t, principal): Effect.Effect<void, Conflict> => {
-        const outcome = Protocol.readInsertReply(reply)
-        if (outcome === undefined) return Effect.fail(malformed("insert", Protocol.describeReply(reply)))
-        if (outcome !== "inserted") return Effect.fail(new SessionConflict({ reason: outcome }))
-        return cluster && principal !== undefined ? raise("insert", key, principal, w.expiresAt, t) : Effect.void
-      }),
-    update: (key, w, expectedVersion) =>
-      write("update", key, w, expectedVersion, (reply, t, principal): Effect.Effect<number, Conflict> => {
-        const outcome = Protocol.readUpdateReply(reply)
-        if (outcome === undefined) return Effect.fail(malformed("update", Protocol.describeReply(reply)))
-        if (typeof outcome === "string") return Effect.fail(new SessionConflict({ reason: outcome }))
-        return cluster && outcome.indexed && principal !== undefined
-          ? Effect.as(raise("update", key, principal, w.expiresAt, t), outcome.version)
-          : Effect.succeed(outcome.version)
-      }),
+    insert: (key, w) => write("insert", key, w, undefined, Writes.afterInsert),
+    update: (key, w, expectedVersion) => write("update", key, w, expectedVersion, Writes.afterUpdateScript),
     // A touch that extends a session with a principal raises the session in
     // that principal's index: a second script, since the index's key is only
     // known once the record is read.
     touch: (key, expiresAt) =>
       Effect.clockWith((clock) => {
         const t = clock.unsafeCurrentTimeMillis()
-        return Effect.flatMap(call("touch", () => run(Protocol.touchCall(prefix, key, t, expiresAt))), (reply) => {
-          const outcome = Protocol.readTouchReply(reply)
-          if (outcome === undefined) return Effect.fail(malformed("touch", Protocol.describeReply(reply)))
-          return outcome.principal === undefined
-            ? Effect.succeed(outcome.extended)
-            : Effect.as(raise("touch", key, outcome.principal, expiresAt, t), true)
-        })
+        return Effect.flatMap(
+          call("touch", () => run(Protocol.touchCall(prefix, key, t, expiresAt))),
+          (reply) => settle("touch", key, expiresAt, t, Writes.afterTouch(reply))
+        )
       }),
     remove: (key) => Effect.asVoid(call("remove", () => commands.del(Protocol.recordKey(prefix, key))))
   }, { readsText: true })
@@ -235,27 +238,23 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
 // the core's log levels, as Effect 3 names them
 const logAt = { Warn: Effect.logWarning, Debug: Effect.logDebug, Info: Effect.logInfo }
 
-// The layer's own client (see makeClient: a URL it cannot use fails here),
-// watched for connection errors for its life and awaited briefly (in real
-// time: the connection is I/O) at start-up.
+// The layer's own client (see the core's open: a URL it cannot use fails
+// here), watched for connection errors for its life and awaited briefly (in
+// real time: the connection is I/O) at start-up.
 const connect = Effect.fnUntraced(function*(options: Options, timeoutMillis: number) {
-  const client = yield* Effect.acquireRelease(
+  const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+  const opened = yield* Effect.acquireRelease(
     Effect.try({
-      try: () => RedisClient.makeClient(options, timeoutMillis, (url, o) => url === undefined ? new Redis(o) : new Redis(url, o)),
+      try: () => RedisClient.open(options, timeoutMillis, Redis, (level, ...message) => runFork(logAt[level](...message))),
       catch: (error) => failure("setup", error)
     }),
-    (redis) => Effect.promise(() => RedisClient.close(redis))
-  )
-  const runFork = Runtime.runFork(yield* Effect.runtime<never>())
-  const { lastError } = yield* Effect.acquireRelease(
-    Effect.sync(() => RedisClient.watchConnection(client, (level, ...message) => runFork(logAt[level](...message)))),
-    (watch) => Effect.sync(watch.close)
+    (opened) => Effect.promise(opened.close)
   )
   yield* Effect.async<void>((resume) =>
-    Effect.sync(RedisClient.awaitReady(client, timeoutMillis, (connected) =>
+    Effect.sync(RedisClient.awaitReady(opened.client, timeoutMillis, (connected) =>
       resume(connected ? Effect.void : Effect.logWarning(RedisClient.notConnectedAfter(timeoutMillis)))))
   )
-  return { client, lastError }
+  return opened
 })
 
 /**

@@ -104,26 +104,22 @@ const ioredisTransport = Effect.fnUntraced(function*(options: Options | undefine
   return transport
 })
 
-// The layer's own client (see makeClient), watched for connection errors for
-// its life and awaited briefly (in real time: the connection is I/O) at start-up.
+// The layer's own client (see the core's open), watched for connection errors
+// for its life and awaited briefly (in real time: the connection is I/O) at start-up.
 const connect = Effect.fnUntraced(function*(options: Options, timeoutMillis: number) {
-  const client = yield* Effect.acquireRelease(
+  const run = Effect.runForkWith(yield* Effect.context<never>())
+  const opened = yield* Effect.acquireRelease(
     Effect.try({
-      try: () => RedisClient.makeClient(options, timeoutMillis, (url, o) => url === undefined ? new Redis(o) : new Redis(url, o)),
+      try: () => RedisClient.open(options, timeoutMillis, Redis, (level, ...message) => run(Effect.logWithLevel(level)(...message))),
       catch: (error) => failure("setup", error)
     }),
-    (redis) => Effect.promise(() => RedisClient.close(redis))
-  )
-  const run = Effect.runForkWith(yield* Effect.context<never>())
-  const { lastError } = yield* Effect.acquireRelease(
-    Effect.sync(() => RedisClient.watchConnection(client, (level, ...message) => run(Effect.logWithLevel(level)(...message)))),
-    (watch) => Effect.sync(watch.close)
+    (opened) => Effect.promise(opened.close)
   )
   yield* Effect.callback<void>((resume) =>
-    Effect.sync(RedisClient.awaitReady(client, timeoutMillis, (connected) =>
+    Effect.sync(RedisClient.awaitReady(opened.client, timeoutMillis, (connected) =>
       resume(connected ? Effect.void : Effect.logWarning(RedisClient.notConnectedAfter(timeoutMillis)))))
   )
-  return { client, lastError }
+  return opened
 })
 
 /**

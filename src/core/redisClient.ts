@@ -76,6 +76,44 @@ export const makeClient = <O extends OwnOptions, C>(
 }
 
 /**
+ * ioredis's `Redis` class, as `open` makes a client with it: from a URL and
+ * options, or from options alone.
+ *
+ * @internal
+ */
+export interface ClientClass<O, C> {
+  new(url: string, options: O): C
+  new(options: O): C
+}
+
+/**
+ * The client a layer makes for itself (`makeClient`, with `Redis`), watched
+ * (`watchConnection`) for its whole life. `close` ends the watch, then closes
+ * the client (`close`): the layer's release is this one call. Throws where
+ * `makeClient` does; the start-up wait (`awaitReady`) is left to the caller,
+ * since each line waits in its own Effect.
+ *
+ * @internal
+ */
+export const open = <O extends OwnOptions, C extends Client>(
+  options: O,
+  timeoutMillis: number,
+  Redis: ClientClass<Omit<O, keyof OwnOptions> & { enableOfflineQueue: boolean; commandTimeout: number }, C>,
+  log: (level: "Warn" | "Debug" | "Info", ...message: ReadonlyArray<unknown>) => void
+): { readonly client: C; readonly lastError: () => Error | undefined; readonly close: () => Promise<void> } => {
+  const client = makeClient(options, timeoutMillis, (url, o) => url === undefined ? new Redis(o) : new Redis(url, o))
+  const watch = watchConnection(client, log)
+  return {
+    client,
+    lastError: watch.lastError,
+    close: () => {
+      watch.close()
+      return close(client)
+    }
+  }
+}
+
+/**
  * Closes a client a layer made: QUIT (which the client's `commandTimeout`
  * bounds, so a hung server cannot hold the layer's release), or a
  * disconnect where QUIT fails.

@@ -21,7 +21,14 @@ export type WriteDecision<A> =
   | { readonly _tag: "Conflict"; readonly reason: "Exists" | "Missing" | "VersionMismatch" }
   | { readonly _tag: "Done"; readonly value: A; readonly raise: string | undefined }
 
-const malformed = (reply: unknown): WriteDecision<never> => ({ _tag: "Malformed", detail: describeReply(reply) })
+/**
+ * A decision that is not a lost compare-and-set: what a touch always meets.
+ *
+ * @internal
+ */
+export type Settled<A> = Exclude<WriteDecision<A>, { readonly _tag: "Conflict" }>
+
+const malformed = (reply: unknown): Settled<never> => ({ _tag: "Malformed", detail: describeReply(reply) })
 
 /**
  * After the insert script.
@@ -53,7 +60,7 @@ export const afterUpdateScript = (reply: unknown, cluster: boolean, principal: s
  *
  * @internal
  */
-export const afterTouch = (reply: unknown): WriteDecision<boolean> => {
+export const afterTouch = (reply: unknown): Settled<boolean> => {
   const outcome = readTouchReply(reply)
   if (outcome === undefined) return malformed(reply)
   return { _tag: "Done", value: outcome.extended, raise: outcome.principal }
