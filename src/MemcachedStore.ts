@@ -15,6 +15,7 @@ import { Config, Duration, Effect, Layer, Option } from "effect"
 import { MemcacheClient } from "memcache-client"
 import type {
   Command,
+  GetsReply,
   Gotten,
   MemcachedOptions,
   MemcachedRecord,
@@ -26,14 +27,14 @@ import type {
 import {
   clientSettings,
   contentionMessage,
-  decode,
   defaultPrefix,
   encode,
   foreignItemMessage,
   insertOperation,
   itemKey as itemKeyOf,
   liveRecord,
-  negativeReply,
+  readGets,
+  storageReply,
   touchOperation,
   unsafeKeyMessage,
   updateOperation
@@ -59,27 +60,12 @@ const attempt = <A>(operation: StoreOperation, run: () => Promise<A>): Effect.Ef
 
 /**
  * Runs a storage command; the negative replies a conditional command expects
- * become values, anything else stays a failure.
+ * become values (the core's `storageReply`), anything else stays a failure.
  */
 const storage = (
   operation: StoreOperation,
   run: () => Promise<unknown>
-): Effect.Effect<StorageReply, SessionStoreError> =>
-  attempt(operation, () =>
-    run().then(
-      (): StorageReply => "STORED",
-      (error: unknown) => {
-        const reply = negativeReply(error)
-        if (reply === undefined) throw error
-        return reply
-      }
-    ))
-
-// What the client's `gets` resolves to on a hit.
-interface GetsReply {
-  readonly value: unknown
-  readonly casUniq: string | number
-}
+): Effect.Effect<StorageReply, SessionStoreError> => attempt(operation, () => storageReply(run()))
 
 const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
@@ -118,11 +104,8 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
       // a miss resolves to undefined, whatever the declared type says
       attempt(operation, () => client.gets<Buffer>(item) as Promise<GetsReply | undefined>),
       (response) => {
-        if (response === undefined) return Effect.succeed(undefined)
-        const record = decode(response.value)
-        return record === undefined
-          ? Effect.fail(fail(operation, new Error(foreignItemMessage)))
-          : Effect.succeed({ record, casUniq: response.casUniq })
+        const stored = readGets(response)
+        return stored === "Foreign" ? Effect.fail(fail(operation, new Error(foreignItemMessage))) : Effect.succeed(stored)
       }
     )
 

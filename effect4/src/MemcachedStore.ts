@@ -40,28 +40,14 @@ const name = "memcached"
 
 const failure = (operation: StoreOperation, cause: unknown) => new SessionStoreError({ store: name, operation, cause })
 
-const utf8 = new TextDecoder()
-
-// the value's record carries bytes; this line's records carry the text they are
-const toProtocol = (write: SessionStore.SessionWrite): Omit<Protocol.MemcachedRecord, "version"> => ({
-  data: Buffer.from(write.text, "utf8"),
-  expiresAt: write.expiresAt,
-  principal: Option.getOrUndefined(write.principal)
-})
+// this line's records are text, which the value carries as its UTF-8 bytes
+const toProtocol = (write: SessionStore.SessionWrite): Omit<Protocol.MemcachedRecord, "version"> =>
+  Protocol.textWrite(write.text, write.expiresAt, Option.getOrUndefined(write.principal))
 
 const fromProtocol = (record: Protocol.MemcachedRecord): SessionStore.SessionRecord => ({
-  text: utf8.decode(record.data),
-  version: record.version,
-  expiresAt: record.expiresAt,
+  ...Protocol.textOf(record),
   principal: Option.fromUndefinedOr(record.principal)
 })
-
-// what the client's `gets` resolves to on a hit; a miss resolves to undefined,
-// whatever the declared type says
-interface GetsReply {
-  readonly value: unknown
-  readonly casUniq: string | number
-}
 
 /**
  * The store over one Memcached server, for the scope: a client the layer
@@ -90,27 +76,16 @@ export const make = Effect.fnUntraced(function*(
   const send = <A>(operation: StoreOperation, command: () => Promise<A>): Effect.Effect<A, SessionStoreError> =>
     Effect.tryPromise({ try: command, catch: (cause) => failure(operation, cause) })
 
+  // a miss resolves to undefined, whatever the client's declared type says
   const gets = (operation: StoreOperation, item: string) =>
-    Effect.flatMap(send(operation, () => client.gets<Buffer>(item) as Promise<GetsReply | undefined>), (response) => {
-      if (response === undefined) return Effect.succeed(undefined)
-      const record = Protocol.decode(response.value)
-      return record === undefined
-        ? Effect.fail(failure(operation, new Error(Protocol.foreignItemMessage)))
-        : Effect.succeed({ record, casUniq: response.casUniq })
+    Effect.flatMap(send(operation, () => client.gets<Buffer>(item) as Promise<Protocol.GetsReply | undefined>), (response) => {
+      const stored = Protocol.readGets(response)
+      return stored === "Foreign" ? Effect.fail(failure(operation, new Error(Protocol.foreignItemMessage))) : Effect.succeed(stored)
     })
 
-  // a conditional command that did not store answers with its reply as the
-  // rejection's message: a value here, any other rejection a failure
-  const store = (operation: StoreOperation, command: () => Promise<unknown>) =>
-    send(operation, () =>
-      command().then(
-        (): Protocol.StorageReply => "STORED",
-        (error: unknown) => {
-          const reply = Protocol.negativeReply(error)
-          if (reply === undefined) throw error
-          return reply
-        }
-      ))
+  // a conditional command that did not store answers with its reply: a
+  // value here (the core's storageReply), any other rejection a failure
+  const store = (operation: StoreOperation, command: () => Promise<unknown>) => send(operation, () => Protocol.storageReply(command()))
 
   const written = (operation: StoreOperation, command: () => Promise<unknown>) =>
     Effect.map(store(operation, command), (reply): Protocol.Reply => ({ _tag: "Written", reply }))

@@ -262,6 +262,35 @@ export const decode = (value: unknown): MemcachedRecord | undefined => {
   return { data, version, expiresAt, principal }
 }
 
+const utf8 = new TextDecoder()
+
+/**
+ * A write of a record that is text (the Effect 4 line's), as the value
+ * carries it: the text's UTF-8 bytes are the data, so that either line reads
+ * what the other wrote.
+ *
+ * @internal
+ */
+export const textWrite = (
+  text: string,
+  expiresAt: number,
+  principal: string | undefined
+): Omit<MemcachedRecord, "version"> => ({ data: Buffer.from(text, "utf8"), expiresAt, principal })
+
+/**
+ * A record read back as text (see `textWrite`), without its principal,
+ * which each line carries in its own optional type.
+ *
+ * @internal
+ */
+export const textOf = (
+  record: MemcachedRecord
+): { readonly text: string; readonly version: number; readonly expiresAt: number } => ({
+  text: utf8.decode(record.data),
+  version: record.version,
+  expiresAt: record.expiresAt
+})
+
 /**
  * What a storage command (`add`, `cas`, `delete`) answered.
  *
@@ -282,6 +311,47 @@ export const negativeReply = (error: unknown): StorageReply | undefined =>
     (error.message === "NOT_STORED" || error.message === "EXISTS" || error.message === "NOT_FOUND")
     ? error.message
     : undefined
+
+/**
+ * What a storage command answered, from the client's promise of it: STORED
+ * when it resolves, the negative reply when it rejects with one (a value for
+ * the conditional operations); any other rejection stays a rejection.
+ *
+ * @internal
+ */
+export const storageReply = (command: Promise<unknown>): Promise<StorageReply> =>
+  command.then(
+    (): StorageReply => "STORED",
+    (error: unknown) => {
+      const reply = negativeReply(error)
+      if (reply === undefined) throw error
+      return reply
+    }
+  )
+
+/**
+ * What the client's `gets` resolves to on a hit; a miss resolves to
+ * `undefined`, whatever the client's declared type says.
+ *
+ * @internal
+ */
+export interface GetsReply {
+  readonly value: unknown
+  readonly casUniq: string | number
+}
+
+/**
+ * What a `gets` read: nothing (a miss), the record with its compare-and-set
+ * token, or `"Foreign"` for a value `decode` refused (a store error,
+ * `foreignItemMessage`).
+ *
+ * @internal
+ */
+export const readGets = (response: GetsReply | undefined): Gotten<MemcachedRecord> | undefined | "Foreign" => {
+  if (response === undefined) return undefined
+  const record = decode(response.value)
+  return record === undefined ? "Foreign" : { record, casUniq: response.casUniq }
+}
 
 /**
  * A compare-and-set that loses to a write leaving the version as it was (a
