@@ -200,14 +200,13 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     keys: (principal) =>
       Effect.flatMap(now, (t) =>
         Effect.map(sessionsOf("keys", principal), (sessions) => Core.liveKeys(sessions, t).map(unsafeStorageKey))),
+    // expired sessions are deleted too; the live ones are counted (the core's removal)
     removeAll: (principal) =>
       Effect.gen(function*() {
         const t = yield* now
-        const sessions = yield* sessionsOf("removeAll", principal)
-        for (const batch of Core.deleteBatches(sessions.map((session) => session.key))) {
-          yield* deleteBatch(client, tableName, batch)
-        }
-        return Core.liveKeys(sessions, t).length
+        const { batches, live } = Core.removal(yield* sessionsOf("removeAll", principal), t)
+        for (const batch of batches) yield* deleteBatch(client, tableName, batch)
+        return live
       })
   })
 

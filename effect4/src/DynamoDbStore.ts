@@ -25,10 +25,11 @@
 import type { DynamoDBClient, DynamoDBClientConfig, QueryCommandOutput } from "@aws-sdk/client-dynamodb"
 import { DeleteItemCommand, GetItemCommand, PutItemCommand, QueryCommand, UpdateItemCommand } from "@aws-sdk/client-dynamodb"
 import type { Redacted, Scope } from "effect"
-import { Clock, Config, Context, Effect, Layer, Option, Result } from "effect"
+import { Clock, Config, Effect, Layer, Option, Result } from "effect"
 import * as Core from "../../src/core/dynamodb.js"
 import type { Abortable } from "./internal/dynamodb.js"
 import { deleteBatch, makeClient, name, prepareTable, send, sendExpecting, storeError } from "./internal/dynamodb.js"
+import { storeAndIndex } from "./internal/layer.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
 import type { StorageKey } from "./SessionId.js"
@@ -186,11 +187,9 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     // expired sessions are deleted too; the live ones are counted
     removeAll: Effect.fnUntraced(function*(principal) {
       const now = yield* Clock.currentTimeMillis
-      const sessions = yield* sessionsOf("removeAll", principal)
-      for (const batch of Core.deleteBatches(sessions.map((session) => session.key))) {
-        yield* deleteBatch(client, tableName, batch)
-      }
-      return Core.liveKeys(sessions, now).length
+      const removal = Core.removal(yield* sessionsOf("removeAll", principal), now)
+      for (const batch of removal.batches) yield* deleteBatch(client, tableName, batch)
+      return removal.live
     })
   })
 
@@ -205,9 +204,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
  */
 export const layer = (
   options?: Options
-): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError> =>
-  Layer.effectContext(Effect.map(make(options), ({ index, store }) =>
-    Context.make(SessionStore.SessionStore, store).pipe(Context.add(SessionStore.SessionIndex, index))))
+): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError> => storeAndIndex(make(options))
 
 /**
  * The layer from `Config`, e.g.

@@ -598,6 +598,22 @@ export const deleteBatches = (keys: ReadonlyArray<string>): Array<Array<DeleteRe
 }
 
 /**
+ * What `removeAll` does with a principal's sessions as the index listed
+ * them: deletes every one, expired ones included (the native TTL may not
+ * have collected them yet), in `deleteBatches`, and answers how many of them
+ * were live at `now`.
+ *
+ * @internal
+ */
+export const removal = (
+  sessions: ReadonlyArray<IndexEntry>,
+  now: number
+): { readonly batches: Array<Array<DeleteRequest>>; readonly live: number } => ({
+  batches: deleteBatches(sessions.map((session) => session.key)),
+  live: liveKeys(sessions, now).length
+})
+
+/**
  * The record an item holds, or `undefined` when the item is malformed (not
  * written by this store): `data` must be bytes, `version` a safe integer,
  * `expiresAt` a finite number.
@@ -715,6 +731,34 @@ export const creatingTable = (tableName: string): string => `creating table "${t
  */
 export const timeToLiveWarning = (tableName: string, attribute: string): string | undefined =>
   attribute === ttlAttribute ? undefined : timeToLiveElsewhere(tableName, attribute)
+
+/**
+ * TTL on `ttlAttribute` for a table the layer manages: `describe` reads it,
+ * `update` sends the request that enables it when it is off. Answers the
+ * warning to log, if any: TTL on another attribute, or the server refusing
+ * it (`isTimeToLiveRefusal`); any other failure rejects.
+ *
+ * @internal
+ */
+export const enableTimeToLive = async (
+  tableName: string,
+  requests: {
+    readonly describe: () => Promise<{ readonly TimeToLiveDescription?: Parameters<typeof enabledTimeToLive>[0] }>
+    readonly update: (request: ReturnType<typeof enableTimeToLiveRequest>) => Promise<unknown>
+  }
+): Promise<string | undefined> => {
+  try {
+    let attribute = enabledTimeToLive((await requests.describe()).TimeToLiveDescription)
+    if (attribute === undefined) {
+      await requests.update(enableTimeToLiveRequest(tableName))
+      attribute = ttlAttribute
+    }
+    return timeToLiveWarning(tableName, attribute)
+  } catch (cause) {
+    if (isTimeToLiveRefusal(cause)) return timeToLiveRefused(tableName, cause)
+    throw cause
+  }
+}
 
 /**
  * Whether a failure to enable TTL is the server refusing it (dynalite does

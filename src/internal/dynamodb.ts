@@ -115,30 +115,16 @@ export const prepareTable = (client: DynamoDBClient, tableName: string, indexNam
     }
   })
 
-// TTL enabled on `ttl`, a warning when it is on another attribute or the
-// server does not implement it (dynalite) or refused it.
+// TTL enabled on `ttl`; the core's warning (TTL on another attribute, or
+// the server does not implement it, as dynalite, or refused it) is logged.
 const enableTimeToLive = (client: DynamoDBClient, tableName: string) =>
-  Effect.tryPromise({
-    try: async (signal) => {
-      const described = await client.send(new DescribeTimeToLiveCommand({ TableName: tableName }), {
-        abortSignal: signal
-      })
-      const enabled = Core.enabledTimeToLive(described.TimeToLiveDescription)
-      if (enabled !== undefined) return enabled
-      await client.send(new UpdateTimeToLiveCommand(Core.enableTimeToLiveRequest(tableName)), { abortSignal: signal })
-      return Core.ttlAttribute
-    },
-    catch: (cause) => cause
-  }).pipe(
-    Effect.flatMap((attribute) => {
-      const warning = Core.timeToLiveWarning(tableName, attribute)
-      return warning === undefined ? Effect.void : Effect.logWarning(`${name} store: ${warning}`)
-    }),
-    Effect.catchAll((cause) =>
-      Core.isTimeToLiveRefusal(cause)
-        ? Effect.logWarning(`${name} store: ${Core.timeToLiveRefused(tableName, cause)}`)
-        : Effect.fail(storeError("setup", cause))
-    )
+  Effect.flatMap(
+    send("setup", (abortable) =>
+      Core.enableTimeToLive(tableName, {
+        describe: () => client.send(new DescribeTimeToLiveCommand({ TableName: tableName }), abortable),
+        update: (request) => client.send(new UpdateTimeToLiveCommand(request), abortable)
+      })),
+    (warning) => warning === undefined ? Effect.void : Effect.logWarning(`${name} store: ${warning}`)
   )
 
 // Unprocessed deletes are throttling: back off before sending them again

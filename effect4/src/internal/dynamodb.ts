@@ -103,23 +103,16 @@ export const prepareTable = Effect.fnUntraced(function*(client: Client, tableNam
   }
 })
 
-// TTL on `ttl`; a warning, not a failure, when it is on another attribute or
-// the server refuses it (dynalite does not implement it)
+// TTL on `ttl`; the core's warning, not a failure, when it is on another
+// attribute or the server refuses it (dynalite does not implement it)
 const enableTimeToLive = (client: Client, tableName: string) =>
-  Effect.gen(function*() {
-    const described = yield* send("setup", (abortable) => client.send(new DescribeTimeToLiveCommand({ TableName: tableName }), abortable))
-    let attribute = Core.enabledTimeToLive(described.TimeToLiveDescription)
-    if (attribute === undefined) {
-      yield* send("setup", (abortable) => client.send(new UpdateTimeToLiveCommand(Core.enableTimeToLiveRequest(tableName)), abortable))
-      attribute = Core.ttlAttribute
-    }
-    const warning = Core.timeToLiveWarning(tableName, attribute)
-    if (warning !== undefined) yield* Effect.logWarning(`${name} store: ${warning}`)
-  }).pipe(
-    Effect.catchIf(
-      (error) => Core.isTimeToLiveRefusal(error.cause),
-      (error) => Effect.logWarning(`${name} store: ${Core.timeToLiveRefused(tableName, error.cause)}`)
-    )
+  Effect.flatMap(
+    send("setup", (abortable) =>
+      Core.enableTimeToLive(tableName, {
+        describe: () => client.send(new DescribeTimeToLiveCommand({ TableName: tableName }), abortable),
+        update: (request) => client.send(new UpdateTimeToLiveCommand(request), abortable)
+      })),
+    (warning) => warning === undefined ? Effect.void : Effect.logWarning(`${name} store: ${warning}`)
   )
 
 // unprocessed deletes are throttling: sent again after a jittered, doubling pause
