@@ -32,17 +32,14 @@ export interface Options extends Memory.MemoryOptions<Duration.DurationInput> {}
  * @since 1.0.0
  * @category models
  */
-export interface MemoryStore {
-  readonly store: SessionStore.SessionStore["Type"]
-  readonly index: SessionStore.SessionIndex["Type"]
-  /**
-   * Removes the sessions expired by now, a slice of `sweepSliceSize` at a
-   * time with a turn of the event loop between slices; returns how many.
-   */
-  readonly sweep: Effect.Effect<number>
-  /** The sessions held and their counted bytes, expired ones not yet swept included. */
-  readonly size: Effect.Effect<{ readonly entries: number; readonly bytes: number }>
-}
+export interface MemoryStore extends
+  Memory.MemoryStoreParts<
+    SessionStore.SessionStore["Type"],
+    SessionStore.SessionIndex["Type"],
+    Effect.Effect<number>,
+    Effect.Effect<Memory.MemorySize>
+  >
+{}
 
 /**
  * Bytes counted per session on top of its data and key: the entry object,

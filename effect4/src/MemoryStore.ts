@@ -27,14 +27,14 @@ export interface Options extends Memory.MemoryOptions<Duration.Input> {}
  * @since 2.0.0
  * @category models
  */
-export interface MemoryStore {
-  readonly store: SessionStore.SessionStore["Service"]
-  readonly index: SessionStore.SessionIndex["Service"]
-  /** Removes the sessions expired by now, a slice at a time; returns how many. */
-  readonly sweep: Effect.Effect<number>
-  /** The sessions held and their counted bytes, expired ones not yet swept included. */
-  readonly size: Effect.Effect<{ readonly entries: number; readonly bytes: number }>
-}
+export interface MemoryStore extends
+  Memory.MemoryStoreParts<
+    SessionStore.SessionStore["Service"],
+    SessionStore.SessionIndex["Service"],
+    Effect.Effect<number>,
+    Effect.Effect<Memory.MemorySize>
+  >
+{}
 
 /**
  * Bytes counted per session on top of its text and key (the core's measure).

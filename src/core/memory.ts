@@ -63,6 +63,38 @@ export interface MemoryOptions<D> {
   readonly sweepSliceSize?: number | undefined
 }
 
+/**
+ * The sessions a memory store holds and their counted bytes, expired ones
+ * not yet swept included.
+ *
+ * @internal
+ */
+export interface MemorySize {
+  readonly entries: number
+  readonly bytes: number
+}
+
+/**
+ * What a memory store's `make` builds, as both lines' `MemoryStore` declare
+ * it: `Store` and `Index` are the line's services, `Sweep` and `Size` its
+ * effects answering a count and a `MemorySize` (parameters, so that the core
+ * does not import Effect).
+ *
+ * @internal
+ */
+export interface MemoryStoreParts<Store, Index, Sweep, Size> {
+  readonly store: Store
+  readonly index: Index
+  /**
+   * Removes the sessions expired by now, a slice of `sweepSliceSize` at a
+   * time, yielding between slices (to the event loop on the Effect 3 line);
+   * returns how many.
+   */
+  readonly sweep: Sweep
+  /** The sessions held and their counted bytes, expired ones not yet swept included. */
+  readonly size: Size
+}
+
 /** @internal */
 export interface MemoryLimits {
   readonly maxEntries: number
@@ -131,7 +163,7 @@ export class MemoryTable<K extends string> {
 
   constructor(readonly limits: MemoryLimits) {}
 
-  get size(): { readonly entries: number; readonly bytes: number } {
+  get size(): MemorySize {
     return { entries: this.count(), bytes: this.bytes }
   }
 
