@@ -44,12 +44,13 @@ export interface Options extends Directory.StoreOptions<Duration.DurationInput> 
  * @since 1.0.0
  * @category models
  */
-export interface FileSystemStore {
-  readonly store: SessionStore.SessionStore["Type"]
-  readonly index: SessionStore.SessionIndex["Type"]
-  /** Removes expired sessions, unreadable files, leftover temp files and stale locks; returns the sessions removed. */
-  readonly sweep: Effect.Effect<number, SessionStoreError>
-}
+export interface FileSystemStore extends
+  Directory.StoreParts<
+    SessionStore.SessionStore["Type"],
+    SessionStore.SessionIndex["Type"],
+    Effect.Effect<number, SessionStoreError>
+  >
+{}
 
 const name = "filesystem"
 
@@ -75,11 +76,7 @@ export class FileSystemFailure extends Data.TaggedError("FileSystemFailure")<{ r
  * @since 1.0.0
  * @category errors
  */
-export class StoreFull extends Data.TaggedError("StoreFull")<{
-  readonly sessions: number
-  readonly maxSessions: number
-  readonly anonymous: boolean
-}> {
+export class StoreFull extends Data.TaggedError("StoreFull")<Files.StoreFullCounts> {
   /**
    * @since 1.0.0
    */
@@ -91,18 +88,16 @@ export class StoreFull extends Data.TaggedError("StoreFull")<{
 const isPlatformError = (u: unknown): u is PlatformError =>
   Predicate.hasProperty(u, "_tag") && (u._tag === "SystemError" || u._tag === "BadArgument")
 
-// A platform error names the file, and so the storage key: it reaches the
-// caller only as its redacted message. The core's own errors are redacted.
+// The platform's errors are the file system's: each names its file, and so
+// the storage key, and reaches the caller only as its redacted message (the
+// core's own errors are redacted already).
+const failures: Directory.FailureShell = {
+  isSystemError: isPlatformError,
+  storeFull: (full) => new StoreFull(full),
+  systemFailure: (detail) => new FileSystemFailure({ detail })
+}
 const failure = (operation: StoreOperation) => (cause: unknown) =>
-  new SessionStoreError({
-    store: name,
-    operation,
-    cause: cause instanceof Directory.StoreFull
-      ? new StoreFull({ sessions: cause.sessions, maxSessions: cause.maxSessions, anonymous: cause.anonymous })
-      : isPlatformError(cause)
-      ? new FileSystemFailure({ detail: Files.redact(cause.message) })
-      : cause
-  })
+  new SessionStoreError({ store: name, operation, cause: Directory.failureCause(cause, failures) })
 
 /**
  * The core's file system calls through the platform's `FileSystem`, each
@@ -158,10 +153,8 @@ const recordOf = (record: Files.FileRecord): SessionStore.SessionRecord => ({
   expiresAt: record.expiresAt,
   principal: Option.fromNullable(record.principal)
 })
-const conflict = <A>(outcome: A | SessionConflict["reason"]): Effect.Effect<A, SessionConflict> =>
-  typeof outcome === "string"
-    ? Effect.fail(new SessionConflict({ reason: outcome as SessionConflict["reason"] }))
-    : Effect.succeed(outcome as A)
+const conflict = <A>(outcome: A | Directory.Conflict): Effect.Effect<A, SessionConflict> =>
+  Directory.isConflict(outcome) ? Effect.fail(new SessionConflict({ reason: outcome })) : Effect.succeed(outcome)
 
 /**
  * Builds the store over a directory, with its sweep fiber in the scope.

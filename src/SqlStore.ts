@@ -11,14 +11,13 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { ConfigError, Scope } from "effect"
-import { Config, Effect, Layer, Option } from "effect"
+import { Clock, Config, Effect, Layer, Option } from "effect"
 import type * as Duration from "effect/Duration"
 import * as Sql from "./core/sql.js"
 import { forkSweeper } from "./internal/cleanup.js"
 import { storeAndIndex } from "./internal/layer.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
-import type { StorageKey } from "./SessionId.js"
 import { unsafeStorageKey } from "./SessionId.js"
 import * as SessionStore from "./SessionStore.js"
 
@@ -38,6 +37,19 @@ const name = "sql"
 
 const storeError = (operation: StoreOperation) => (cause: unknown) =>
   new SessionStoreError({ store: name, operation, cause })
+
+/** The conflict an operation can end in: none when it has no conflict reasons. */
+type ConflictOf<C extends Sql.SqlConflictReason> = [C] extends [never] ? never : SessionConflict
+
+const writeOf = (write: SessionStore.SessionWrite): Sql.SessionWrite => ({
+  data: write.data,
+  expiresAt: write.expiresAt,
+  principal: Option.getOrUndefined(write.principal)
+})
+const recordOf = (row: Sql.SessionRow): SessionStore.SessionRecord => ({
+  ...row,
+  principal: Option.fromNullable(row.principal)
+})
 
 /** The client and the core's checked settings, or the setup error naming what is wrong. */
 const setup = (options: Options | undefined) =>
@@ -111,78 +123,53 @@ export const migrations = (
  * @since 1.0.0
  * @category constructors
  */
-export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Return<{
-  readonly store: SessionStore.SessionStore["Type"]
-  readonly index: SessionStore.SessionIndex["Type"]
-  /**
-   * One sweep, as the cleanup fiber runs it: deletes the rows expired by
-   * `Clock`'s now in batches and returns how many went. For a maintenance
-   * command or an external scheduler.
-   */
-  readonly sweep: Effect.Effect<number, SessionStoreError>
-}, SessionStoreError, SqlClient.SqlClient | Scope.Scope> {
+export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Return<
+  Sql.StoreParts<
+    SessionStore.SessionStore["Type"],
+    SessionStore.SessionIndex["Type"],
+    Effect.Effect<number, SessionStoreError>
+  >,
+  SessionStoreError,
+  SqlClient.SqlClient | Scope.Scope
+> {
   const { batchSize, dialect, sql, table } = yield* setup(options)
-  if (options?.createTable ?? true) {
+  if (Sql.createsTable(options)) {
     yield* Effect.catchTag(ensureTable({ table }), "SqlError", (e) => Effect.fail(storeError("setup")(e)))
   }
 
-  const operations = Sql.sessionOperations(dialect, table, batchSize)
-  const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+  const steps = Sql.storeSteps(dialect, table, batchSize)
   /** Runs an operation's steps on the client, to its outcome. */
-  const perform = <A, C extends Sql.SqlConflictReason>(
-    operation: StoreOperation,
-    step: Sql.SqlStep<A, C>
-  ): Effect.Effect<A, SessionStoreError | ([C] extends [never] ? never : SessionConflict)> => {
-    switch (step._tag) {
-      case "Done":
-        return Effect.succeed(step.value)
-      case "Conflict":
-        // a step of an operation without conflicts (C = never) is never one
-        return Effect.fail(new SessionConflict({ reason: step.reason })) as Effect.Effect<
-          never,
-          [C] extends [never] ? never : SessionConflict
-        >
-      case "Fail":
-        return Effect.fail(storeError(operation)(step.cause))
-      case "Run": {
-        const statement = sql.unsafe(step.call.text, step.call.params)
-        return Effect.matchEffect(step.call.read === "values" ? statement.values : statement.raw, {
-          onFailure: (error: SqlError) =>
-            perform(operation, step.next({ _tag: "Failed", error, driverError: error.cause })),
-          onSuccess: (result) => perform(operation, step.next({ _tag: "Answered", result }))
+  const perform = <A, C extends Sql.SqlConflictReason>(operation: StoreOperation, step: Sql.SqlStep<A, C>) =>
+    Sql.runSteps<A, C, Effect.Effect<A, SessionStoreError | ConflictOf<C>>>(step, {
+      done: Effect.succeed,
+      // a step of an operation without conflicts (C = never) is never one
+      conflict: (reason) => Effect.fail(new SessionConflict({ reason })) as Effect.Effect<never, ConflictOf<C>>,
+      fail: (cause) => Effect.fail(storeError(operation)(cause)),
+      run: (call, answered, failed) => {
+        const statement = sql.unsafe(call.text, call.params)
+        return Effect.matchEffect(call.read === "values" ? statement.values : statement.raw, {
+          onFailure: (error: SqlError) => failed(error, error.cause),
+          onSuccess: answered
         })
       }
-    }
-  }
-  const at = <A, E>(f: (t: number) => Effect.Effect<A, E>) => Effect.flatMap(now, f)
-  const rowInput = (key: StorageKey, write: SessionStore.SessionWrite, t: number): Sql.WriteInput => ({
-    key,
-    now: t,
-    data: write.data,
-    expiresAt: write.expiresAt,
-    principal: Option.getOrUndefined(write.principal)
-  })
+    })
+  const at = <A, E>(f: (now: number) => Effect.Effect<A, E>) => Effect.flatMap(Clock.currentTimeMillis, f)
   const store = SessionStore.make(name, {
     load: (key) =>
-      at((t) =>
-        Effect.map(perform("load", operations.load({ key, now: t })), (row) =>
-          row === undefined ? Option.none() : Option.some({ ...row, principal: Option.fromNullable(row.principal) }))),
-    insert: (key, write) => at((t) => perform("insert", operations.insert(rowInput(key, write, t)))),
-    update: (key, write, expectedVersion) =>
-      at((t) => perform("update", operations.update({ ...rowInput(key, write, t), expectedVersion }))),
-    touch: (key, expiresAt) => at((t) => perform("touch", operations.touch({ key, expiresAt, now: t }))),
-    remove: (key) => perform("remove", operations.remove({ key }))
+      at((t) => Effect.map(perform("load", steps.load(key, t)), (row) => Option.map(Option.fromNullable(row), recordOf))),
+    insert: (key, write) => at((t) => perform("insert", steps.insert(key, writeOf(write), t))),
+    update: (key, write, expectedVersion) => at((t) => perform("update", steps.update(key, writeOf(write), expectedVersion, t))),
+    touch: (key, expiresAt) => at((t) => perform("touch", steps.touch(key, expiresAt, t))),
+    remove: (key) => perform("remove", steps.remove(key))
   })
   const index = SessionStore.makeIndex(name, {
-    keys: (principal) =>
-      at((t) =>
-        Effect.map(perform("keys", operations.keys({ principal, now: t })), (keys) => keys.map(unsafeStorageKey))),
-    removeAll: (principal) => at((t) => perform("removeAll", operations.removeAll({ principal, now: t })))
+    keys: (principal) => at((t) => Effect.map(perform("keys", steps.keys(principal, t)), (keys) => keys.map(unsafeStorageKey))),
+    removeAll: (principal) => at((t) => perform("removeAll", steps.removeAll(principal, t)))
   })
   // Bounded statements keep each transaction and its locks short
   const sweep = at((t) => {
     const loop = (soFar: number): Effect.Effect<number, SessionStoreError> =>
-      Effect.flatMap(perform("cleanup", operations.cleanupBatch({ now: t })), (removed) =>
+      Effect.flatMap(perform("cleanup", steps.cleanupBatch(t)), (removed) =>
         Effect.logDebug(`${name} store: a cleanup batch removed ${removed} expired sessions`).pipe(
           Effect.annotateLogs({ "effect-session.store": name, "effect-session.removed": removed }),
           Effect.as(soFar + removed),
@@ -190,7 +177,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
         ))
     return loop(0)
   }).pipe(Effect.withSpan("effect-session.cleanup", { attributes: { "effect-session.store": name } }))
-  yield* forkSweeper(name, options?.cleanupInterval ?? "5 minutes", sweep)
+  yield* forkSweeper(name, options?.cleanupInterval ?? Sql.defaultCleanupInterval, sweep)
   return { store, index, sweep }
 })
 

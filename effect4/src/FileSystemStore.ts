@@ -17,9 +17,10 @@
  * @since 2.0.0
  */
 import type { Scope } from "effect"
-import { Config, Context, Data, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { Config, Data, Duration, Effect, Layer, Option, Schedule } from "effect"
 import * as Directory from "../../src/core/fileSystemStore.js"
 import * as Files from "../../src/core/files.js"
+import { storeAndIndex } from "./internal/layer.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
 import type { StorageKey } from "./SessionId.js"
@@ -38,12 +39,13 @@ export interface Options extends Directory.StoreOptions<Duration.Input> {}
  * @since 2.0.0
  * @category models
  */
-export interface FileSystemStore {
-  readonly store: SessionStore.SessionStore["Service"]
-  readonly index: SessionStore.SessionIndex["Service"]
-  /** Removes expired sessions, unreadable files, leftover temp files and stale locks; returns the sessions removed. */
-  readonly sweep: Effect.Effect<number, SessionStoreError>
-}
+export interface FileSystemStore extends
+  Directory.StoreParts<
+    SessionStore.SessionStore["Service"],
+    SessionStore.SessionIndex["Service"],
+    Effect.Effect<number, SessionStoreError>
+  >
+{}
 
 /**
  * A file system call failed; the message is the system's with storage keys
@@ -64,11 +66,7 @@ export class FileSystemFailure extends Data.TaggedError("FileSystemFailure")<{ r
  * @since 2.0.0
  * @category errors
  */
-export class StoreFull extends Data.TaggedError("StoreFull")<{
-  readonly sessions: number
-  readonly maxSessions: number
-  readonly anonymous: boolean
-}> {
+export class StoreFull extends Data.TaggedError("StoreFull")<Files.StoreFullCounts> {
   override get message(): string {
     return Files.storeFullMessage(this.sessions, this.maxSessions, this.anonymous)
   }
@@ -76,19 +74,16 @@ export class StoreFull extends Data.TaggedError("StoreFull")<{
 
 const name = "filesystem"
 
-// A system error names the file, and so the storage key: it reaches the
-// caller only as its redacted message. The core's own errors are redacted.
+// Every error but the core's own comes from node:fs, whose message names
+// the file, and so the storage key: it reaches the caller only as its
+// redacted message (the core's own errors are redacted already).
+const failures: Directory.FailureShell = {
+  isSystemError: (error) => !Directory.isStoreError(error),
+  storeFull: (full) => new StoreFull(full),
+  systemFailure: (detail) => new FileSystemFailure({ detail })
+}
 const failure = (operation: StoreOperation) => (cause: unknown) =>
-  new SessionStoreError({
-    store: name,
-    operation,
-    cause: cause instanceof Directory.StoreFull
-      ? new StoreFull({ sessions: cause.sessions, maxSessions: cause.maxSessions, anonymous: cause.anonymous })
-      : cause instanceof Directory.LockTimeout || cause instanceof Directory.InvalidStorageKey ||
-          cause instanceof Directory.CorruptRecord
-      ? cause
-      : new FileSystemFailure({ detail: Files.redact(cause instanceof Error ? cause.message : String(cause)) })
-  })
+  new SessionStoreError({ store: name, operation, cause: Directory.failureCause(cause, failures) })
 
 /**
  * One operation of the core at the fiber's `Clock`: an interruption stops
@@ -117,10 +112,8 @@ const recordOf = (record: Files.FileRecord): SessionStore.SessionRecord => ({
   expiresAt: record.expiresAt,
   principal: Option.fromUndefinedOr(record.principal)
 })
-const conflict = <A>(outcome: A | SessionConflict["reason"]): Effect.Effect<A, SessionConflict> =>
-  typeof outcome === "string"
-    ? Effect.fail(new SessionConflict({ reason: outcome as SessionConflict["reason"] }))
-    : Effect.succeed(outcome as A)
+const conflict = <A>(outcome: A | Directory.Conflict): Effect.Effect<A, SessionConflict> =>
+  Directory.isConflict(outcome) ? Effect.fail(new SessionConflict({ reason: outcome })) : Effect.succeed(outcome)
 
 /**
  * Builds the store over a directory, with its sweep fiber in the scope.
@@ -174,8 +167,7 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
  * @category layers
  */
 export const layer = (options: Options): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError> =>
-  Layer.effectContext(Effect.map(make(options), ({ index, store }) =>
-    Context.make(SessionStore.SessionStore, store).pipe(Context.add(SessionStore.SessionIndex, index))))
+  storeAndIndex(make(options))
 
 /**
  * `layer` with its options read from `Config`.

@@ -13,13 +13,13 @@
  * @since 2.0.0
  */
 import type { Scope } from "effect"
-import { Clock, Config, Context, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { Clock, Config, Duration, Effect, Layer, Option, Schedule } from "effect"
 import { SqlClient } from "effect/sql"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Sql from "../../src/core/sql.js"
+import { storeAndIndex } from "./internal/layer.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
-import type { StorageKey } from "./SessionId.js"
 import * as SessionId from "./SessionId.js"
 import * as SessionStore from "./SessionStore.js"
 
@@ -42,20 +42,20 @@ export interface Options extends Sql.StoreOptions<Duration.Input> {}
  * @since 2.0.0
  * @category models
  */
-export interface SqlStore {
-  readonly store: SessionStore.SessionStore["Service"]
-  readonly index: SessionStore.SessionIndex["Service"]
-  /**
-   * One sweep, as the cleanup fiber runs it: deletes the rows expired by
-   * `Clock`'s now in batches and returns how many went. For a maintenance
-   * command or an external scheduler.
-   */
-  readonly sweep: Effect.Effect<number, SessionStoreError>
-}
+export interface SqlStore extends
+  Sql.StoreParts<
+    SessionStore.SessionStore["Service"],
+    SessionStore.SessionIndex["Service"],
+    Effect.Effect<number, SessionStoreError>
+  >
+{}
 
 const name = "sql"
 
 const failure = (operation: StoreOperation) => (cause: unknown) => new SessionStoreError({ store: name, operation, cause })
+
+/** The conflict an operation can end in: none when it has no conflict reasons. */
+type ConflictOf<C extends Sql.SqlConflictReason> = [C] extends [never] ? never : SessionConflict
 
 /** The client and the core's checked settings, or the setup error naming what is wrong. */
 const setup = (options: TableOptions & { readonly cleanupBatchSize?: number | undefined } | undefined) =>
@@ -122,6 +122,17 @@ export const migrations = (
 // Effect 3 line's JSON codec writes them
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
+const writeOf = (write: SessionStore.SessionWrite): Sql.SessionWrite => ({
+  data: encoder.encode(write.text),
+  expiresAt: write.expiresAt,
+  principal: Option.getOrUndefined(write.principal)
+})
+const recordOf = (row: Sql.SessionRow): SessionStore.SessionRecord => ({
+  text: decoder.decode(row.data),
+  version: row.version,
+  expiresAt: row.expiresAt,
+  principal: Option.fromNullOr(row.principal)
+})
 
 /**
  * The store, its index and the sweep, on the `SqlClient` in context; the
@@ -137,77 +148,50 @@ export const make = Effect.fnUntraced(function*(
   options?: Options
 ): Effect.fn.Return<SqlStore, SessionStoreError, SqlClient.SqlClient | Scope.Scope> {
   const { batchSize, dialect, sql, table } = yield* setup(options)
-  if (options?.createTable ?? true) {
+  if (Sql.createsTable(options)) {
     yield* Effect.catchTag(ensureTable({ table }), "SqlError", (e) => Effect.fail(failure("setup")(e)))
   }
 
-  const operations = Sql.sessionOperations(dialect, table, batchSize)
-  const now = Clock.currentTimeMillis
+  const steps = Sql.storeSteps(dialect, table, batchSize)
   /** Runs an operation's steps on the client, to its outcome. */
-  const perform = <A, C extends Sql.SqlConflictReason>(
-    operation: StoreOperation,
-    step: Sql.SqlStep<A, C>
-  ): Effect.Effect<A, SessionStoreError | ([C] extends [never] ? never : SessionConflict)> => {
-    switch (step._tag) {
-      case "Done":
-        return Effect.succeed(step.value)
-      case "Conflict":
-        // a step of an operation without conflicts (C = never) is never one
-        return Effect.fail(new SessionConflict({ reason: step.reason })) as Effect.Effect<
-          never,
-          [C] extends [never] ? never : SessionConflict
-        >
-      case "Fail":
-        return Effect.fail(failure(operation)(step.cause))
-      case "Run": {
-        const statement = sql.unsafe(step.call.text, step.call.params)
-        return Effect.matchEffect(step.call.read === "values" ? statement.values : statement.raw, {
-          onFailure: (error: SqlError) => perform(operation, step.next({ _tag: "Failed", error, driverError: error.reason.cause })),
-          onSuccess: (result) => perform(operation, step.next({ _tag: "Answered", result }))
+  const perform = <A, C extends Sql.SqlConflictReason>(operation: StoreOperation, step: Sql.SqlStep<A, C>) =>
+    Sql.runSteps<A, C, Effect.Effect<A, SessionStoreError | ConflictOf<C>>>(step, {
+      done: Effect.succeed,
+      // a step of an operation without conflicts (C = never) is never one
+      conflict: (reason) => Effect.fail(new SessionConflict({ reason })) as Effect.Effect<never, ConflictOf<C>>,
+      fail: (cause) => Effect.fail(failure(operation)(cause)),
+      run: (call, answered, failed) => {
+        const statement = sql.unsafe(call.text, call.params)
+        return Effect.matchEffect(call.read === "values" ? statement.values : statement.raw, {
+          onFailure: (error: SqlError) => failed(error, error.reason.cause),
+          onSuccess: answered
         })
       }
-    }
-  }
-  const at = <A, E>(f: (t: number) => Effect.Effect<A, E>) => Effect.flatMap(now, f)
-  const rowInput = (key: StorageKey, write: SessionStore.SessionWrite, t: number): Sql.WriteInput => ({
-    key,
-    now: t,
-    data: encoder.encode(write.text),
-    expiresAt: write.expiresAt,
-    principal: Option.getOrUndefined(write.principal)
-  })
+    })
+  const at = <A, E>(f: (now: number) => Effect.Effect<A, E>) => Effect.flatMap(Clock.currentTimeMillis, f)
   const store = SessionStore.make(name, {
     load: (key) =>
-      at((t) =>
-        Effect.map(perform("load", operations.load({ key, now: t })), (row) =>
-          row === undefined ? Option.none() : Option.some({
-            text: decoder.decode(row.data),
-            version: row.version,
-            expiresAt: row.expiresAt,
-            principal: Option.fromNullOr(row.principal)
-          }))),
-    insert: (key, write) => at((t) => perform("insert", operations.insert(rowInput(key, write, t)))),
-    update: (key, write, expectedVersion) =>
-      at((t) => perform("update", operations.update({ ...rowInput(key, write, t), expectedVersion }))),
-    touch: (key, expiresAt) => at((t) => perform("touch", operations.touch({ key, expiresAt, now: t }))),
-    remove: (key) => perform("remove", operations.remove({ key }))
+      at((t) => Effect.map(perform("load", steps.load(key, t)), (row) => Option.map(Option.fromUndefinedOr(row), recordOf))),
+    insert: (key, write) => at((t) => perform("insert", steps.insert(key, writeOf(write), t))),
+    update: (key, write, expectedVersion) => at((t) => perform("update", steps.update(key, writeOf(write), expectedVersion, t))),
+    touch: (key, expiresAt) => at((t) => perform("touch", steps.touch(key, expiresAt, t))),
+    remove: (key) => perform("remove", steps.remove(key))
   })
   const index = SessionStore.makeIndex(name, {
-    keys: (principal) =>
-      at((t) => Effect.map(perform("keys", operations.keys({ principal, now: t })), (keys) => keys.map(SessionId.storageKeyUnsafe))),
-    removeAll: (principal) => at((t) => perform("removeAll", operations.removeAll({ principal, now: t })))
+    keys: (principal) => at((t) => Effect.map(perform("keys", steps.keys(principal, t)), (keys) => keys.map(SessionId.storageKeyUnsafe))),
+    removeAll: (principal) => at((t) => perform("removeAll", steps.removeAll(principal, t)))
   })
   // bounded statements keep each transaction and its locks short
   const sweep = at((t) => {
     const loop = (soFar: number): Effect.Effect<number, SessionStoreError> =>
-      Effect.flatMap(perform("cleanup", operations.cleanupBatch({ now: t })), (removed) =>
+      Effect.flatMap(perform("cleanup", steps.cleanupBatch(t)), (removed) =>
         Effect.logDebug(`${name} store: a cleanup batch removed ${removed} expired sessions`).pipe(
           Effect.annotateLogs({ "effect-session.store": name, "effect-session.removed": removed }),
           Effect.andThen(Sql.sweepContinues(removed, batchSize) ? loop(soFar + removed) : Effect.succeed(soFar + removed))
         ))
     return loop(0)
   }).pipe(Effect.withSpan("effect-session.cleanup", { attributes: { "effect-session.store": name } }))
-  yield* forkSweeper(options?.cleanupInterval ?? "5 minutes", sweep)
+  yield* forkSweeper(options?.cleanupInterval ?? Sql.defaultCleanupInterval, sweep)
   return { store, index, sweep }
 })
 
@@ -247,8 +231,7 @@ const forkSweeper = (interval: Duration.Input, sweep: Effect.Effect<number, Sess
 export const layer = (
   options?: Options
 ): Layer.Layer<SessionStore.SessionStore | SessionStore.SessionIndex, SessionStoreError, SqlClient.SqlClient> =>
-  Layer.effectContext(Effect.map(make(options), ({ index, store }) =>
-    Context.make(SessionStore.SessionStore, store).pipe(Context.add(SessionStore.SessionIndex, index))))
+  storeAndIndex(make(options))
 
 /**
  * `layer`, with its options read from `Config`.

@@ -163,6 +163,42 @@ class Cancelled extends Error {
   readonly _tag = "Cancelled"
 }
 
+/**
+ * The errors the store raises itself, their messages already redacted (a
+ * `StoreFull` besides, which a shell reports as its own error).
+ *
+ * @internal
+ */
+export const isStoreError = (error: unknown): boolean =>
+  error instanceof LockTimeout || error instanceof InvalidStorageKey || error instanceof CorruptRecord
+
+/**
+ * How a shell reports a full store and a file system failure, and which
+ * errors are the file system's.
+ *
+ * @internal
+ */
+export interface FailureShell {
+  readonly isSystemError: (error: unknown) => boolean
+  readonly storeFull: (full: Files.StoreFullCounts) => unknown
+  readonly systemFailure: (detail: string) => unknown
+}
+
+/**
+ * The cause a shell's store error carries for what an operation threw: a
+ * full store as the shell's own error, a file system error as the shell's
+ * failure with its message redacted (it names the file, and so the storage
+ * key), anything else as it is.
+ *
+ * @internal
+ */
+export const failureCause = (error: unknown, shell: FailureShell): unknown =>
+  error instanceof StoreFull
+    ? shell.storeFull({ sessions: error.sessions, maxSessions: error.maxSessions, anonymous: error.anonymous })
+    : shell.isSystemError(error)
+    ? shell.systemFailure(Files.redact(error instanceof Error ? error.message : String(error)))
+    : error
+
 // -- locks
 
 /**
@@ -414,8 +450,33 @@ export interface Write {
 /** @internal */
 export type FileSystemStore = Awaited<ReturnType<typeof open>>
 
+/**
+ * What a file-system store's `make` builds, as both lines' `FileSystemStore`
+ * declare it: `Store` and `Index` are the line's services, `Sweep` its
+ * effect answering a count (parameters, so that the core does not import
+ * Effect).
+ *
+ * @internal
+ */
+export interface StoreParts<Store, Index, Sweep> {
+  readonly store: Store
+  readonly index: Index
+  /** Removes expired sessions, unreadable files, leftover temp files and stale locks; returns the sessions removed. */
+  readonly sweep: Sweep
+}
+
 type Record = Files.FileRecord
-type Conflict = "Exists" | "VersionMismatch" | "Missing"
+
+/** @internal */
+export type Conflict = "Exists" | "VersionMismatch" | "Missing"
+
+/**
+ * Whether an outcome of `insert` or `update` is a conflict rather than its
+ * value (`undefined` or the new version).
+ *
+ * @internal
+ */
+export const isConflict = <A>(outcome: A | Conflict): outcome is Conflict => typeof outcome === "string"
 
 /**
  * Creates the directory (mode 0700) and its index directories, counts its

@@ -277,6 +277,18 @@ export const isRefused = (
 ): boolean =>
   maxSessions !== undefined && !replacing && sessions >= (anonymous ? Math.floor(maxSessions * 0.9) : maxSessions)
 
+/**
+ * What an insert refused by `isRefused` reports: the sessions the directory
+ * held, its limit, and whether the session had no principal.
+ *
+ * @internal
+ */
+export interface StoreFullCounts {
+  readonly sessions: number
+  readonly maxSessions: number
+  readonly anonymous: boolean
+}
+
 /** @internal */
 export const storeFullMessage = (sessions: number, maxSessions: number, anonymous: boolean): string =>
   anonymous

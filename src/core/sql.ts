@@ -773,3 +773,138 @@ export const sessionOperations = (dialect: SqlDialect, table: string, batchSize:
     cleanupBatch: (input) => count(s.cleanupBatch, input, done)
   }
 }
+
+// -- what both shells do with the operations
+
+/**
+ * What a SQL store's `make` builds, as both lines declare it: `Store` and
+ * `Index` are the line's services, `Sweep` its effect answering a count
+ * (parameters, so that the core does not import Effect).
+ *
+ * @internal
+ */
+export interface StoreParts<Store, Index, Sweep> {
+  readonly store: Store
+  readonly index: Index
+  /**
+   * One sweep, as the cleanup fiber runs it: deletes the rows expired by
+   * `Clock`'s now in batches and returns how many went. For a maintenance
+   * command or an external scheduler.
+   */
+  readonly sweep: Sweep
+}
+
+/** `cleanupInterval`'s default, in milliseconds (5 minutes). @internal */
+export const defaultCleanupInterval = 5 * 60_000
+
+/**
+ * Whether the layer creates the table when it starts: unless `createTable`
+ * is `false`.
+ *
+ * @internal
+ */
+export const createsTable = (options: Pick<StoreOptions<unknown>, "createTable"> | undefined): boolean =>
+  options?.createTable ?? true
+
+/**
+ * A session as the store's `insert` and `update` are given it: its bytes,
+ * its expiry and its principal as the application passed it (`undefined`
+ * for an anonymous session).
+ *
+ * @internal
+ */
+export interface SessionWrite {
+  readonly data: Uint8Array
+  readonly expiresAt: number
+  readonly principal: unknown
+}
+
+/**
+ * The operations with the arguments of the store's and the index's methods,
+ * `now` being the clock's when the method is called: a shell maps each
+ * method to one of these and runs the steps it gives.
+ *
+ * @internal
+ */
+export interface StoreSteps {
+  readonly load: (key: string, now: number) => SqlStep<SessionRow | undefined>
+  readonly insert: (key: string, write: SessionWrite, now: number) => SqlStep<void, "Exists">
+  readonly update: (
+    key: string,
+    write: SessionWrite,
+    expectedVersion: number,
+    now: number
+  ) => SqlStep<number, "VersionMismatch" | "Missing">
+  readonly touch: (key: string, expiresAt: number, now: number) => SqlStep<boolean>
+  readonly remove: (key: string) => SqlStep<void>
+  readonly keys: (principal: string, now: number) => SqlStep<ReadonlyArray<string>>
+  readonly removeAll: (principal: string, now: number) => SqlStep<number>
+  readonly cleanupBatch: (now: number) => SqlStep<number>
+}
+
+/**
+ * `sessionOperations` for the store's methods; `table` and `batchSize` must
+ * have passed `storeSetup`.
+ *
+ * @internal
+ */
+export const storeSteps = (dialect: SqlDialect, table: string, batchSize: number): StoreSteps => {
+  const operations = sessionOperations(dialect, table, batchSize)
+  const row = (key: string, write: SessionWrite, now: number): WriteInput => ({
+    key,
+    now,
+    data: write.data,
+    expiresAt: write.expiresAt,
+    principal: write.principal
+  })
+  return {
+    load: (key, now) => operations.load({ key, now }),
+    insert: (key, write, now) => operations.insert(row(key, write, now)),
+    update: (key, write, expectedVersion, now) => operations.update({ ...row(key, write, now), expectedVersion }),
+    touch: (key, expiresAt, now) => operations.touch({ key, expiresAt, now }),
+    remove: (key) => operations.remove({ key }),
+    keys: (principal, now) => operations.keys({ principal, now }),
+    removeAll: (principal, now) => operations.removeAll({ principal, now }),
+    cleanupBatch: (now) => operations.cleanupBatch({ now })
+  }
+}
+
+/**
+ * What a shell does at each kind of step, `R` being its effect of the
+ * operation's outcome: give the value, fail with the conflict or with the
+ * cause, or run the statement and go on with `answered` (its result) or
+ * `failed` (the shell's error, and the driver's inside it).
+ *
+ * @internal
+ */
+export interface StepRunner<A, C extends SqlConflictReason, R> {
+  readonly done: (value: A) => R
+  readonly conflict: (reason: C) => R
+  readonly fail: (cause: unknown) => R
+  readonly run: (call: SqlCall, answered: (result: unknown) => R, failed: (error: unknown, driverError: unknown) => R) => R
+}
+
+/**
+ * Runs an operation's steps to the runner's effect of its outcome; the
+ * runner only says how a statement is run and how an outcome is told.
+ *
+ * @internal
+ */
+export const runSteps = <A, C extends SqlConflictReason, R>(step: SqlStep<A, C>, runner: StepRunner<A, C, R>): R => {
+  switch (step._tag) {
+    case "Done":
+      return runner.done(step.value)
+    case "Conflict":
+      return runner.conflict(step.reason)
+    case "Fail":
+      return runner.fail(step.cause)
+    case "Run": {
+      const { call, next } = step
+      return runner.run(
+        call,
+        (result) => runSteps(next({ _tag: "Answered", result }), runner),
+        (error, driverError) => runSteps(next({ _tag: "Failed", error, driverError }), runner)
+      )
+    }
+  }
+}
