@@ -17,7 +17,8 @@
  * keys (so a shared backend may serve them all, even concurrently) and fails
  * with a `ConformanceFailure` that says what the store did wrong. The checks
  * themselves are the core's (`core/conformance.ts`), the same cases the
- * Effect 4 line runs; this module runs them on Effect 3.
+ * Effect 4 line runs, and so is the walk through their steps; this module
+ * answers the steps on Effect 3.
  *
  * @since 1.0.0
  */
@@ -49,33 +50,13 @@ export class ConformanceFailure extends Data.TaggedError("ConformanceFailure")<{
  * @since 1.0.0
  * @category models
  */
-export interface Check<R> {
-  readonly name: string
-  /** The check with the store layer provided. */
-  readonly run: Effect.Effect<void, unknown, R>
-}
+export interface Check<R> extends Conformance.ConformanceCheck<Effect.Effect<void, unknown, R>> {}
 
 /**
  * @since 1.0.0
  * @category models
  */
-export interface Options {
-  /**
-   * Moves the store's `Clock` forward. Defaults to `TestClock.adjust`.
-   */
-  readonly advance?: ((millis: number) => Effect.Effect<void>) | undefined
-  /**
-   * Runs before every check. Defaults to setting `TestClock` to the wall
-   * clock, so that backends with a server-side clock (Memcached's absolute
-   * expiry times) see realistic times.
-   */
-  readonly prepare?: Effect.Effect<void> | undefined
-  /**
-   * How many fibers race in the concurrent-update and the racing-insert
-   * checks. Default 50.
-   */
-  readonly concurrency?: number | undefined
-}
+export interface Options extends Conformance.ConformanceOptions<Effect.Effect<void>> {}
 
 /**
  * The checks every store must pass.
@@ -110,24 +91,44 @@ const build = <E, R>(
 ): ReadonlyArray<Check<R>> => {
   const advance = options?.advance ?? TestClock.adjust
   const prepare = options?.prepare ?? defaultPrepare
-  const context = { concurrency: options?.concurrency ?? 50 }
   return Conformance.casesFor(cases, "bytes").map((c) => ({
     name: c.name,
     run: Effect.zipRight(
       prepare,
       Effect.provide(
         Effect.flatMap(Effect.zip(SessionStore, Effect.serviceOption(SessionIndex)), ([store, index]) =>
-          runner({ check: c.name, store, index: Option.getOrUndefined(index), advance })(c.program(context))),
+          Conformance.runCase(c, runner(store, Option.getOrUndefined(index), advance), options)),
         layer
       )
     )
   }))
 }
 
-const writeOf = (write: Conformance.Write): SessionWrite => ({
-  data: typeof write.payload === "string" ? new TextEncoder().encode(write.payload) : write.payload,
-  expiresAt: write.expiresAt,
-  principal: Option.fromNullable(write.principal)
+/** The core's steps as Effect 3 operations on the store under test. */
+const runner = (
+  store: SessionStore["Type"],
+  index: SessionIndex["Type"] | undefined,
+  advance: (millis: number) => Effect.Effect<void>
+): Conformance.Runner<Effect.Effect<unknown, unknown>, StorageKey, SessionWrite, Option.Option<SessionRecord>> => ({
+  succeed: Effect.succeed,
+  fail: Effect.fail,
+  flatMap: (operation, next) => Effect.flatMap(operation, next),
+  match: (operation, onSuccess, onFailure) => Effect.match(operation, { onSuccess, onFailure }),
+  suspend: Effect.suspend,
+  all: (operations) => Effect.all(operations, { concurrency: "unbounded" }),
+  now: Clock.currentTimeMillis,
+  advance,
+  store,
+  index,
+  storageKey: (key) => key as StorageKey,
+  write: (write) => ({
+    data: Conformance.bytesOf(write.payload),
+    expiresAt: write.expiresAt,
+    principal: Option.fromNullable(write.principal)
+  }),
+  loaded: (record) => Option.isSome(record) ? storedOf(record.value) : undefined,
+  failure: (check, detail) => new ConformanceFailure({ check, detail }),
+  conflictOf: (error) => error instanceof SessionConflict ? error.reason : undefined
 })
 
 const storedOf = (record: SessionRecord): Conformance.Stored => ({
@@ -136,63 +137,3 @@ const storedOf = (record: SessionRecord): Conformance.Stored => ({
   expiresAt: record.expiresAt,
   principal: Option.getOrUndefined(record.principal)
 })
-
-const attempt = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<Conformance.Outcome<A>> =>
-  Effect.match(effect, {
-    onSuccess: (value) => ({ ok: true, value }),
-    onFailure: (error) => ({ ok: false, error, conflict: error instanceof SessionConflict ? error.reason : undefined })
-  })
-
-/** Runs a case's program, answering each of its steps with the store. */
-const runner = (context: {
-  readonly check: string
-  readonly store: SessionStore["Type"]
-  readonly index: SessionIndex["Type"] | undefined
-  readonly advance: (millis: number) => Effect.Effect<void>
-}) => {
-  const { advance, check, store } = context
-  const indexed = (): SessionIndex["Type"] => {
-    if (context.index === undefined) throw new Error(`${check}: the case needs SessionIndex`)
-    return context.index
-  }
-  const step = (s: Conformance.Step): Effect.Effect<unknown, unknown> => {
-    switch (s._tag) {
-      case "Now":
-        return Clock.currentTimeMillis
-      case "Advance":
-        return advance(s.millis)
-      case "Load":
-        return Effect.map(store.load(s.key as StorageKey), (r) => Option.isSome(r) ? storedOf(r.value) : undefined)
-      case "Insert": {
-        const insert = store.insert(s.key as StorageKey, writeOf(s.write))
-        return s.attempt ? attempt(insert) : insert
-      }
-      case "Update": {
-        const update = store.update(s.key as StorageKey, writeOf(s.write), s.expectedVersion)
-        return s.attempt ? attempt(update) : update
-      }
-      case "Touch":
-        return store.touch(s.key as StorageKey, s.expiresAt)
-      case "Remove":
-        return store.remove(s.key as StorageKey)
-      case "Keys":
-        return Effect.suspend(() => indexed().keys(s.principal))
-      case "RemoveAll":
-        return Effect.suspend(() => indexed().removeAll(s.principal))
-      case "All":
-        return Effect.all(s.programs.map(run), { concurrency: "unbounded" })
-      case "Fail":
-        return Effect.fail(new ConformanceFailure({ check, detail: s.detail }))
-      case "Raise":
-        return Effect.fail(s.error)
-    }
-  }
-  const run = <A>(program: Conformance.Program<A>): Effect.Effect<A, unknown> => {
-    const resume = (answer: unknown): Effect.Effect<A, unknown> => {
-      const next = program.next(answer)
-      return next.done ? Effect.succeed(next.value) : Effect.flatMap(step(next.value), resume)
-    }
-    return Effect.suspend(() => resume(undefined))
-  }
-  return run
-}

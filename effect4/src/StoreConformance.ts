@@ -10,8 +10,9 @@
  * ```
  *
  * The checks are the core's (`src/core/conformance.ts`), the cases the
- * Effect 3 line runs too, less those about bytes a text record cannot carry;
- * this module runs them on Effect 4.
+ * Effect 3 line runs too, less those about bytes a text record cannot carry,
+ * and so is the walk through their steps; this module answers the steps on
+ * Effect 4.
  *
  * @since 2.0.0
  */
@@ -45,23 +46,13 @@ export class ConformanceFailure extends Data.TaggedError("ConformanceFailure")<{
  * @since 2.0.0
  * @category models
  */
-export interface Check<R> {
-  readonly name: string
-  readonly run: Effect.Effect<void, unknown, R>
-}
+export interface Check<R> extends Conformance.ConformanceCheck<Effect.Effect<void, unknown, R>> {}
 
 /**
  * @since 2.0.0
  * @category models
  */
-export interface Options {
-  /** Moves the store's `Clock` forward. Default `TestClock.adjust`. */
-  readonly advance?: ((millis: number) => Effect.Effect<void>) | undefined
-  /** Runs before every check. Default: `TestClock` set to the wall clock. */
-  readonly prepare?: Effect.Effect<void> | undefined
-  /** How many fibers race in the racing checks. Default 50. */
-  readonly concurrency?: number | undefined
-}
+export interface Options extends Conformance.ConformanceOptions<Effect.Effect<void>> {}
 
 /**
  * The checks of the `SessionStore` contract.
@@ -92,7 +83,6 @@ const assemble = <E, R>(
   // the time is set before the layer is built: a store's sweep does not
   // replay every interval since the epoch
   const prepare = options?.prepare ?? Effect.suspend(() => TestClock.setTime(Date.now()))
-  const context = { concurrency: options?.concurrency ?? 50 }
   return Conformance.casesFor(cases, "text").map((c) => ({
     name: c.name,
     run: Effect.andThen(
@@ -101,7 +91,7 @@ const assemble = <E, R>(
         Effect.gen(function*() {
           const store = yield* SessionStore
           const index = Option.getOrUndefined(yield* Effect.serviceOption(SessionIndex))
-          return yield* interpreter({ check: c.name, store, index, advance })(c.program(context))
+          return yield* Conformance.runCase(c, runner(store, index, advance), options)
         }),
         layer
       )
@@ -109,10 +99,31 @@ const assemble = <E, R>(
   }))
 }
 
-const writeOf = (write: Conformance.Write): SessionWrite => ({
-  text: Conformance.textOf(write.payload),
-  expiresAt: write.expiresAt,
-  principal: Option.fromUndefinedOr(write.principal)
+/** The core's steps as Effect 4 operations on the store under test. */
+const runner = (
+  store: SessionStore["Service"],
+  index: SessionIndex["Service"] | undefined,
+  advance: (millis: number) => Effect.Effect<void>
+): Conformance.Runner<Effect.Effect<unknown, unknown>, StorageKey, SessionWrite, Option.Option<SessionRecord>> => ({
+  succeed: Effect.succeed,
+  fail: Effect.fail,
+  flatMap: (operation, next) => Effect.flatMap(operation, next),
+  match: (operation, onSuccess, onFailure) => Effect.match(operation, { onSuccess, onFailure }),
+  suspend: Effect.suspend,
+  all: (operations) => Effect.all(operations, { concurrency: "unbounded" }),
+  now: Clock.currentTimeMillis,
+  advance,
+  store,
+  index,
+  storageKey: (key) => key as StorageKey,
+  write: (write) => ({
+    text: Conformance.textOf(write.payload),
+    expiresAt: write.expiresAt,
+    principal: Option.fromUndefinedOr(write.principal)
+  }),
+  loaded: (record) => Option.isSome(record) ? storedOf(record.value) : undefined,
+  failure: (check, detail) => new ConformanceFailure({ check, detail }),
+  conflictOf: (error) => error instanceof SessionConflict ? error.reason : undefined
 })
 
 const storedOf = (record: SessionRecord): Conformance.Stored => ({
@@ -121,66 +132,3 @@ const storedOf = (record: SessionRecord): Conformance.Stored => ({
   expiresAt: record.expiresAt,
   principal: Option.getOrUndefined(record.principal)
 })
-
-const outcome = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<Conformance.Outcome<A>> =>
-  Effect.match(effect, {
-    onSuccess: (value): Conformance.Outcome<A> => ({ ok: true, value }),
-    onFailure: (error): Conformance.Outcome<A> => ({
-      ok: false,
-      error,
-      conflict: error instanceof SessionConflict ? error.reason : undefined
-    })
-  })
-
-/** Runs a case, answering each of its steps with the store. */
-const interpreter = (context: {
-  readonly check: string
-  readonly store: SessionStore["Service"]
-  readonly index: SessionIndex["Service"] | undefined
-  readonly advance: (millis: number) => Effect.Effect<void>
-}) => {
-  const { advance, check, index, store } = context
-  const needIndex = Effect.suspend(() =>
-    index === undefined ? Effect.die(new Error(`${check}: the case needs SessionIndex`)) : Effect.succeed(index)
-  )
-  const answer = (step: Conformance.Step): Effect.Effect<unknown, unknown> => {
-    switch (step._tag) {
-      case "Now":
-        return Clock.currentTimeMillis
-      case "Advance":
-        return advance(step.millis)
-      case "Load":
-        return Effect.map(store.load(step.key as StorageKey), (r) => Option.isSome(r) ? storedOf(r.value) : undefined)
-      case "Insert": {
-        const insert = store.insert(step.key as StorageKey, writeOf(step.write))
-        return step.attempt ? outcome(insert) : insert
-      }
-      case "Update": {
-        const update = store.update(step.key as StorageKey, writeOf(step.write), step.expectedVersion)
-        return step.attempt ? outcome(update) : update
-      }
-      case "Touch":
-        return store.touch(step.key as StorageKey, step.expiresAt)
-      case "Remove":
-        return store.remove(step.key as StorageKey)
-      case "Keys":
-        return Effect.flatMap(needIndex, (i) => i.keys(step.principal))
-      case "RemoveAll":
-        return Effect.flatMap(needIndex, (i) => i.removeAll(step.principal))
-      case "All":
-        return Effect.all(step.programs.map(run), { concurrency: "unbounded" })
-      case "Fail":
-        return Effect.fail(new ConformanceFailure({ check, detail: step.detail }))
-      case "Raise":
-        return Effect.fail(step.error)
-    }
-  }
-  const run = <A>(program: Conformance.Program<A>): Effect.Effect<A, unknown> => {
-    const resume = (input: unknown): Effect.Effect<A, unknown> => {
-      const next = program.next(input)
-      return next.done ? Effect.succeed(next.value) : Effect.flatMap(answer(next.value), resume)
-    }
-    return Effect.suspend(() => resume(undefined))
-  }
-  return run
-}

@@ -3,9 +3,11 @@
  * program that asks for store operations (load, insert, update, touch,
  * remove, keys, removeAll), the time, moving the time and racing
  * sub-programs, and says what it expected. A case is a generator of
- * `Step`s; each Effect line's `StoreConformance` runs a step against its
- * `SessionStore` and resumes the case with the answer, so the contract is
- * written once and both lines check every store against the same cases.
+ * `Step`s, and `runCase` walks it: each step becomes an operation of the
+ * line's `Runner` (its Effect, over its `SessionStore`) and the case resumes
+ * with the answer. The cases, how their steps are run and the suite's
+ * options are written once; each line's `StoreConformance` is Effect glue,
+ * and both lines check every store against the same cases.
  *
  * A record's payload is text or bytes: the Effect 3 line stores bytes, the
  * Effect 4 line text. A case that needs bytes no text can carry is marked
@@ -179,7 +181,8 @@ const day = 24 * 60 * minute
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
-const bytesOf = (payload: Payload): Uint8Array => typeof payload === "string" ? encoder.encode(payload) : payload
+/** A payload as bytes (text as UTF-8). @internal */
+export const bytesOf = (payload: Payload): Uint8Array => typeof payload === "string" ? encoder.encode(payload) : payload
 
 /** A payload as text, for comparisons and messages. @internal */
 export const textOf = (payload: Payload): string => typeof payload === "string" ? payload : decoder.decode(payload)
@@ -665,3 +668,170 @@ export const indexCases: ReadonlyArray<Case> = [
  */
 export const casesFor = (cases: ReadonlyArray<Case>, payload: "bytes" | "text"): ReadonlyArray<Case> =>
   payload === "bytes" ? cases : cases.filter((c) => c.needs !== "bytes")
+
+/**
+ * The options of the suite, as both lines' `StoreConformance.Options` take
+ * them: each line's public interface extends this with its effect `F` (a
+ * parameter, so that the core does not import Effect).
+ *
+ * @internal
+ */
+export interface ConformanceOptions<F> {
+  /**
+   * Moves the store's `Clock` forward. Defaults to `TestClock.adjust`.
+   */
+  readonly advance?: ((millis: number) => F) | undefined
+  /**
+   * Runs before every check. Defaults to setting `TestClock` to the wall
+   * clock, so that backends with a server-side clock (Memcached's absolute
+   * expiry times) see realistic times.
+   */
+  readonly prepare?: F | undefined
+  /**
+   * How many fibers race in the concurrent-update and the racing-insert
+   * checks. Default 50.
+   */
+  readonly concurrency?: number | undefined
+}
+
+/**
+ * One check as both lines' `StoreConformance.Check` hands it out, with the
+ * line's effect as `Run`.
+ *
+ * @internal
+ */
+export interface ConformanceCheck<Run> {
+  readonly name: string
+  /** The check with the store layer provided. */
+  readonly run: Run
+}
+
+/**
+ * A line's `SessionStore` as the runner sees it: its operations `M` over
+ * the line's storage key `K` and write `W`. Each fails with the store's own
+ * error.
+ *
+ * @internal
+ */
+export interface StoreOperations<M, K, W> {
+  readonly load: (key: K) => M
+  readonly insert: (key: K, write: W) => M
+  readonly update: (key: K, write: W, expectedVersion: number) => M
+  readonly touch: (key: K, expiresAt: number) => M
+  readonly remove: (key: K) => M
+}
+
+/** A line's `SessionIndex` as the runner sees it. @internal */
+export interface IndexOperations<M> {
+  readonly keys: (principal: string) => M
+  readonly removeAll: (principal: string) => M
+}
+
+/**
+ * What a line gives `runCase`: how its operations `M` (an Effect answering
+ * `unknown`) are made, chained and raced, its clock, its store with how a
+ * case's key and write become the store's and what the store's `load`
+ * answers (`L`) becomes for a case, and its errors. Nothing here knows a
+ * case.
+ *
+ * @internal
+ */
+export interface Runner<M, K, W, L> {
+  readonly succeed: (value: unknown) => M
+  readonly fail: (error: unknown) => M
+  readonly flatMap: (operation: M, next: (answer: unknown) => M) => M
+  /** Answers `onSuccess` of the value or `onFailure` of the error; never fails. */
+  readonly match: (
+    operation: M,
+    onSuccess: (value: unknown) => unknown,
+    onFailure: (error: unknown) => unknown
+  ) => M
+  /** Calls `operation` when run; a throw in it is a defect. */
+  readonly suspend: (operation: () => M) => M
+  /** Runs the operations concurrently, answering their answers in order. */
+  readonly all: (operations: ReadonlyArray<M>) => M
+  readonly now: M
+  readonly advance: (millis: number) => M
+  readonly store: StoreOperations<M, K, W>
+  /** Undefined where the store provides no `SessionIndex`. */
+  readonly index: IndexOperations<M> | undefined
+  /** A case's key, made as the middleware makes storage keys, as the store's key. */
+  readonly storageKey: (key: string) => K
+  readonly write: (write: Write) => W
+  readonly loaded: (answer: L) => Stored | undefined
+  /** The line's `ConformanceFailure`. */
+  readonly failure: (check: string, detail: string) => unknown
+  /** The reason of a `SessionConflict`; undefined for any other error. */
+  readonly conflictOf: (error: unknown) => ConflictReason | undefined
+}
+
+/**
+ * A case as one operation of the runner: each step is answered by the
+ * operation it names and the case resumes with the answer; an expectation
+ * the store does not meet fails it with the line's `ConformanceFailure`.
+ *
+ * @internal
+ */
+export const runCase = <M, K, W, L>(
+  c: Case,
+  runner: Runner<M, K, W, L>,
+  options?: { readonly concurrency?: number | undefined }
+): M => {
+  const { index, storageKey, store, write } = runner
+  // a defect rather than a failed check: the suite was given a store
+  // without the index the case is about
+  const indexed = (): IndexOperations<M> => {
+    if (index === undefined) throw new Error(`${c.name}: the case needs SessionIndex`)
+    return index
+  }
+  const attempt = (operation: M): M =>
+    runner.match(
+      operation,
+      (value): Outcome<unknown> => ({ ok: true, value }),
+      (error): Outcome<unknown> => ({ ok: false, error, conflict: runner.conflictOf(error) })
+    )
+  const answer = (step: Step): M => {
+    switch (step._tag) {
+      case "Now":
+        return runner.now
+      case "Advance":
+        return runner.advance(step.millis)
+      case "Load":
+        // M answers unknown: that its load answers L is the line's word
+        return runner.flatMap(
+          store.load(storageKey(step.key)),
+          (answer) => runner.succeed(runner.loaded(answer as L))
+        )
+      case "Insert": {
+        const insert = store.insert(storageKey(step.key), write(step.write))
+        return step.attempt ? attempt(insert) : insert
+      }
+      case "Update": {
+        const update = store.update(storageKey(step.key), write(step.write), step.expectedVersion)
+        return step.attempt ? attempt(update) : update
+      }
+      case "Touch":
+        return store.touch(storageKey(step.key), step.expiresAt)
+      case "Remove":
+        return store.remove(storageKey(step.key))
+      case "Keys":
+        return runner.suspend(() => indexed().keys(step.principal))
+      case "RemoveAll":
+        return runner.suspend(() => indexed().removeAll(step.principal))
+      case "All":
+        return runner.all(step.programs.map(run))
+      case "Fail":
+        return runner.fail(runner.failure(c.name, step.detail))
+      case "Raise":
+        return runner.fail(step.error)
+    }
+  }
+  const run = <A>(program: Program<A>): M => {
+    const resume = (input: unknown): M => {
+      const next = program.next(input)
+      return next.done ? runner.succeed(next.value) : runner.flatMap(answer(next.value), resume)
+    }
+    return runner.suspend(() => resume(undefined))
+  }
+  return run(c.program({ concurrency: options?.concurrency ?? 50 }))
+}

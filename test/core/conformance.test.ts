@@ -1,7 +1,9 @@
 /**
- * The store contract's cases (core/conformance.ts) without Effect: run by a
- * plain interpreter over a correct map-backed store they all pass, and over
- * stores with one classic bug each, the cases about that bug fail.
+ * The store contract's cases (core/conformance.ts) without Effect: walked by
+ * the core's `runCase`, as both lines walk them, with a runner whose
+ * operations are plain synchronous functions, over a correct map-backed
+ * store they all pass, and over stores with one classic bug each, the cases
+ * about that bug fail.
  */
 import { describe, expect, it } from "vitest"
 import * as Conformance from "../../src/core/conformance.js"
@@ -13,93 +15,131 @@ interface Entry {
   principal: string | undefined
 }
 
-type Bug = "none" | "loads expired" | "update ignores version" | "touch creates" | "insert overwrites"
+type Bug =
+  | "none"
+  | "loads expired"
+  | "update ignores version"
+  | "touch creates"
+  | "insert overwrites"
+  | "update errors"
 
-const failure = Symbol("failure")
+/** An operation of the runner: called, it answers or throws. */
+type Operation = () => unknown
 
-/**
- * Runs a case against an in-memory store with `bug`: undefined when it
- * passes, else the detail of its failure or the store's own error.
- */
-const runCase = (c: Conformance.Case, bug: Bug): string | undefined => {
+/** The runner over a store that takes the cases' keys and writes as they are. */
+type PlainRunner = Conformance.Runner<Operation, string, Conformance.Write, Conformance.Stored | undefined>
+
+class Conflict extends Error {
+  constructor(readonly reason: Conformance.ConflictReason) {
+    super(`SessionConflict(${reason})`)
+  }
+}
+
+class CaseFailure {
+  constructor(readonly detail: string) {}
+}
+
+/** A store over a map at a clock the case moves, with `bug`. */
+const storeWith = (bug: Bug) => {
   const table = new Map<string, Entry>()
   let now = 1_700_000_000_000
   const live = (key: string) => {
     const entry = table.get(key)
     return entry !== undefined && (bug === "loads expired" || entry.expiresAt > now) ? entry : undefined
   }
-  const conflict = (reason: Conformance.ConflictReason) => ({ ok: false as const, conflict: reason, error: reason })
-  const answer = (step: Conformance.Step): unknown => {
-    switch (step._tag) {
-      case "Now":
-        return now
-      case "Advance":
-        now += step.millis
-        return undefined
-      case "Load": {
-        const entry = live(step.key)
-        return entry === undefined ? undefined : { ...entry }
+  const store: Conformance.StoreOperations<Operation, string, Conformance.Write> = {
+    load: (key) => () => {
+      const entry = live(key)
+      return entry === undefined ? undefined : { ...entry }
+    },
+    insert: (key, write) => () => {
+      if (live(key) !== undefined && bug !== "insert overwrites") throw new Conflict("Exists")
+      table.set(key, { ...write, version: 1 })
+    },
+    update: (key, write, expectedVersion) => () => {
+      if (bug === "update errors") throw new Error("connection reset")
+      const entry = live(key)
+      if (entry === undefined) throw new Conflict("Missing")
+      if (entry.version !== expectedVersion && bug !== "update ignores version") throw new Conflict("VersionMismatch")
+      table.set(key, { ...write, version: entry.version + 1 })
+      return entry.version + 1
+    },
+    touch: (key, expiresAt) => () => {
+      const entry = live(key)
+      if (entry === undefined && bug === "touch creates") {
+        table.set(key, { payload: "", version: 1, expiresAt, principal: undefined })
+        return true
       }
-      case "Insert": {
-        const outcome = live(step.key) !== undefined && bug !== "insert overwrites"
-          ? conflict("Exists")
-          : (table.set(step.key, { ...step.write, version: 1 }), { ok: true as const, value: undefined })
-        if (!step.attempt && !outcome.ok) throw new Error(outcome.conflict)
-        return step.attempt ? outcome : undefined
-      }
-      case "Update": {
-        const entry = live(step.key)
-        const outcome = entry === undefined
-          ? conflict("Missing")
-          : entry.version !== step.expectedVersion && bug !== "update ignores version"
-          ? conflict("VersionMismatch")
-          : (table.set(step.key, { ...step.write, version: entry.version + 1 }),
-            { ok: true as const, value: entry.version + 1 })
-        if (!step.attempt && !outcome.ok) throw new Error(outcome.conflict)
-        return step.attempt ? outcome : outcome.ok ? outcome.value : undefined
-      }
-      case "Touch": {
-        const entry = live(step.key)
-        if (entry === undefined && bug === "touch creates") {
-          table.set(step.key, { payload: "", version: 1, expiresAt: step.expiresAt, principal: undefined })
-          return true
-        }
-        if (entry !== undefined) entry.expiresAt = step.expiresAt
-        return entry !== undefined
-      }
-      case "Remove":
-        table.delete(step.key)
-        return undefined
-      case "Keys":
-        return [...table].filter(([key, e]) => e.principal === step.principal && live(key) !== undefined).map(([k]) => k)
-      case "RemoveAll": {
-        const own = [...table].filter(([, e]) => e.principal === step.principal)
-        own.forEach(([key]) => table.delete(key))
-        return own.filter(([, e]) => e.expiresAt > now).length
-      }
-      case "All":
-        return step.programs.map(run)
-      case "Fail":
-        throw { [failure]: step.detail }
-      case "Raise":
-        throw step.error
+      if (entry !== undefined) entry.expiresAt = expiresAt
+      return entry !== undefined
+    },
+    remove: (key) => () => table.delete(key)
+  }
+  const index: Conformance.IndexOperations<Operation> = {
+    keys: (principal) => () =>
+      [...table].filter(([key, e]) => e.principal === principal && live(key) !== undefined).map(([key]) => key),
+    removeAll: (principal) => () => {
+      const own = [...table].filter(([, e]) => e.principal === principal)
+      own.forEach(([key]) => table.delete(key))
+      return own.filter(([, e]) => e.expiresAt > now).length
     }
   }
-  const run = <A>(program: Conformance.Program<A>): A => {
-    let next = program.next()
-    while (!next.done) next = program.next(answer(next.value))
-    return next.value
+  const clock = {
+    now: () => now,
+    advance: (millis: number) => () => {
+      now += millis
+    }
   }
+  return { store, index, clock }
+}
+
+const runner = (bug: Bug, withIndex = true): PlainRunner => {
+  const { clock, index, store } = storeWith(bug)
+  return {
+    succeed: (value) => () => value,
+    fail: (error) => () => {
+      throw error
+    },
+    flatMap: (operation, next) => () => next(operation())(),
+    match: (operation, onSuccess, onFailure) => () => {
+      let value: unknown
+      try {
+        value = operation()
+      } catch (error) {
+        return onFailure(error)
+      }
+      return onSuccess(value)
+    },
+    suspend: (operation) => () => operation()(),
+    all: (operations) => () => operations.map((operation) => operation()),
+    now: clock.now,
+    advance: clock.advance,
+    store,
+    index: withIndex ? index : undefined,
+    storageKey: (key) => key,
+    write: (write) => write,
+    loaded: (stored) => stored,
+    failure: (_check, detail) => new CaseFailure(detail),
+    conflictOf: (error) => error instanceof Conflict ? error.reason : undefined
+  }
+}
+
+/**
+ * Runs a case against the store with `bug`: undefined when it passes, else
+ * the detail of its failure or the store's own error.
+ */
+const runCase = (c: Conformance.Case, bug: Bug): string | undefined => {
   try {
-    run(c.program({ concurrency: 5 }))
+    Conformance.runCase(c, runner(bug), { concurrency: 5 })()
     return undefined
   } catch (error) {
-    return typeof error === "object" && error !== null && failure in error ? String(error[failure]) : `store: ${error}`
+    return error instanceof CaseFailure ? error.detail : `store: ${error}`
   }
 }
 
 const all = [...Conformance.storeCases, ...Conformance.indexCases]
 const failing = (bug: Bug) => all.filter((c) => runCase(c, bug) !== undefined).map((c) => c.name)
+const named = (name: string) => all.find((c) => c.name === name)!
 
 describe("core/conformance", () => {
   it("a correct store passes every case", () => {
@@ -123,8 +163,8 @@ describe("core/conformance", () => {
   })
 
   it("a store whose touch creates records fails the touch case, with what went wrong", () => {
-    const c = all.find((c) => c.name === "touch never creates a record")!
-    expect(runCase(c, "touch creates")).toBe("touch of an unknown key returned true")
+    expect(runCase(named("touch never creates a record"), "touch creates"))
+      .toBe("touch of an unknown key returned true")
   })
 
   it("a store whose insert overwrites fails the insert cases", () => {
@@ -132,6 +172,16 @@ describe("core/conformance", () => {
       "insert on a live key conflicts with Exists and keeps the stored record",
       "of N racing inserts of one key exactly one wins, over nothing and over an expired record"
     ]))
+  })
+
+  it("a store error that is no conflict ends the case with that error, even where the case expects conflicts", () => {
+    expect(runCase(named("concurrent compare-and-set increments lose nothing"), "update errors"))
+      .toBe("store: Error: connection reset")
+  })
+
+  it("an index case over a store without the index throws, naming the case", () => {
+    const c = Conformance.indexCases[0]!
+    expect(Conformance.runCase(c, runner("none", false))).toThrow(`${c.name}: the case needs SessionIndex`)
   })
 
   it("the text line runs every case but those needing bytes", () => {
