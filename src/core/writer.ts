@@ -13,7 +13,7 @@
  * @internal
  */
 import * as Lanes from "./lanes.js"
-import type { LoadedSession } from "./request.js"
+import type { LoadedSession, RequestState } from "./request.js"
 import * as Save from "./save.js"
 
 /**
@@ -49,6 +49,7 @@ export type Cause<F extends EffectTypes, E> = (F & { readonly E: E })["cause"]
 export interface Effects<F extends EffectTypes> {
   readonly void: Fx<F, void>
   readonly succeed: <A>(value: A) => Fx<F, A>
+  readonly fail: <E>(error: E) => Fx<F, never, E>
   readonly failCause: <E>(cause: Cause<F, E>) => Fx<F, never, E>
   readonly sync: <A>(f: () => A) => Fx<F, A>
   readonly suspend: <A, E>(f: () => Fx<F, A, E>) => Fx<F, A, E>
@@ -56,6 +57,7 @@ export interface Effects<F extends EffectTypes> {
   readonly andThen: <E1, A, E2>(first: Fx<F, unknown, E1>, second: Fx<F, A, E2>) => Fx<F, A, E1 | E2>
   readonly as: <E, B>(self: Fx<F, unknown, E>, value: B) => Fx<F, B, E>
   readonly map: <A, E, B>(self: Fx<F, A, E>, f: (a: A) => B) => Fx<F, B, E>
+  readonly tapError: <A, E, E2>(self: Fx<F, A, E>, f: (error: E) => Fx<F, unknown, E2>) => Fx<F, A, E | E2>
   readonly flatMap: <A, E, B, E2>(self: Fx<F, A, E>, f: (a: A) => Fx<F, B, E2>) => Fx<F, B, E | E2>
   readonly matchCause: <A, E, B, E2>(
     self: Fx<F, A, E>,
@@ -86,11 +88,12 @@ export interface Effects<F extends EffectTypes> {
 
 /**
  * A shell: its effects, and its store's side of the writes (`S` the store,
- * `C` a session definition's config, `E` the session's errors).
+ * `C` a session definition's config, `E` the session's errors, `W` a record
+ * as it writes one).
  *
  * @internal
  */
-export interface Shell<F extends EffectTypes, S, C, E> extends Effects<F> {
+export interface Shell<F extends EffectTypes, S, C, E, W extends Write> extends Effects<F> {
   /**
    * The update of `base` to the group's `data` at `t`: the shell encodes it
    * (an error fails the write), the core's `updateRecord` plans the record
@@ -103,16 +106,32 @@ export interface Shell<F extends EffectTypes, S, C, E> extends Effects<F> {
     base: LoadedSession<A>,
     data: A,
     t: number,
-    then: (outcome: Save.CasOutcome, version: number, write: UpdateWrite, tombstone: boolean) => Fx<F, B, E2>
+    then: (outcome: Save.CasOutcome, version: number, write: W, tombstone: boolean) => Fx<F, B, E2>
   ) => Fx<F, B, E | E2>
-  /** A compare-and-set of the ended tombstone `record` over `version`, and `then` on its answer. */
-  readonly writeEnded: <B, E2>(
+  /** A compare-and-set of the tombstone `record` over `version`, and `then` on its answer. */
+  readonly writeTombstone: <B, E2>(
     store: S,
     key: string,
     record: Save.TombstoneRecord,
     version: number,
     then: (outcome: Save.CasOutcome) => Fx<F, B, E2>
   ) => Fx<F, B, E | E2>
+  /**
+   * The record of a session moved to a new id (`regenerate`, `login`): the
+   * request's data and principal over `base`, its deadline the core's
+   * `movedExpiry`. An error (too large, a schema refinement) fails the move.
+   */
+  readonly encodeMove: <A>(config: C, state: MoveState<A>, base: LoadedSession<A>, t: number) => Fx<F, W, E>
+  /** Inserts under a fresh id: 256 random bits do not collide, so a conflict is a defect. */
+  readonly insertFresh: (store: S, key: string, write: W) => Fx<F, void, E>
+  /** A compare-and-set of `write` over `version`; a conflict is an error. */
+  readonly update: (store: S, key: string, write: W, version: number) => Fx<F, number, E>
+  /** The storage key of the session id `id`. */
+  readonly storageKey: (config: C, id: string) => string
+  /** Counts (and marks the span of) a move that happened. */
+  readonly regenerated: Fx<F, void>
+  /** Counts (and marks the span of) a move undone: the session ended meanwhile. */
+  readonly moveUndone: Fx<F, void>
   /** The record under `key` as the ending of a session reads it (absent: `undefined`). */
   readonly loadState: (store: S, key: string) => Fx<F, Save.StoredState | undefined, E>
   /** The live session under `key`; dead, ended and undecodable ones are absent. */
@@ -128,8 +147,12 @@ export interface Shell<F extends EffectTypes, S, C, E> extends Effects<F> {
   readonly failureTag: (cause: Cause<F, E>) => string | undefined
 }
 
-/** What a written update stored, for the lane's handoff. @internal */
-export interface UpdateWrite {
+/**
+ * A record as the shell writes it; the core reads what it stores.
+ *
+ * @internal
+ */
+export interface Write {
   readonly text: string
   readonly expiresAt: number
 }
@@ -181,7 +204,7 @@ export const coordinatedKeys = (store: object): number => lanesByStore.get(store
  *
  * @internal
  */
-export const withTurn = <F extends EffectTypes, S, C, E, B, E2>(fx: Shell<F, S, C, E>, turn: Lanes.Turn, self: Fx<F, B, E2>): Fx<F, B, E2> =>
+export const withTurn = <F extends EffectTypes, S, C, E, W extends Write, B, E2>(fx: Shell<F, S, C, E, W>, turn: Lanes.Turn, self: Fx<F, B, E2>): Fx<F, B, E2> =>
   fx.uninterruptibleMask((restore) =>
     fx.suspend(() => {
       const use = fx.ensuring(restore(self), fx.sync(() => turn.release()))
@@ -194,8 +217,8 @@ export const withTurn = <F extends EffectTypes, S, C, E, B, E2>(fx: Shell<F, S, 
  *
  * @internal
  */
-export const withLane = <F extends EffectTypes, S extends object, C, E, B, E2>(
-  fx: Shell<F, S, C, E>,
+export const withLane = <F extends EffectTypes, S extends object, C, E, W extends Write, B, E2>(
+  fx: Shell<F, S, C, E, W>,
   store: S,
   key: string,
   f: (lane: Lane) => Fx<F, B, E2>
@@ -213,8 +236,8 @@ export const withLane = <F extends EffectTypes, S extends object, C, E, B, E2>(
  *
  * @internal
  */
-export const endSession = <F extends EffectTypes, S extends object, C, E>(
-  shell: Shell<F, S, C, E>,
+export const endSession = <F extends EffectTypes, S extends object, C, E, W extends Write>(
+  shell: Shell<F, S, C, E, W>,
   config: C,
   store: S,
   lane: Lane,
@@ -233,7 +256,7 @@ export const endSession = <F extends EffectTypes, S extends object, C, E>(
         return shell.flatMap(shell.loadState(store, key), (state) => run(Save.nextEndStep({ _tag: "Loaded", state }, t, hops)))
       case "WriteTombstone": {
         const state = step.state
-        return shell.writeEnded(store, key, step.record, state.version, (outcome) => {
+        return shell.writeTombstone(store, key, step.record, state.version, (outcome) => {
           const next = run(Save.nextEndStep({ _tag: "Wrote", outcome, state }, t, hops))
           return outcome === "Written" && hops === 0 ? shell.andThen(shell.loggedOut, next) : next
         })
@@ -254,6 +277,154 @@ export const endSession = <F extends EffectTypes, S extends object, C, E>(
   return run(Save.nextEndStep({ _tag: "Start", known }, t, hops))
 }
 
+/**
+ * An encoding's answer to a question of the save plan: the answer, or the
+ * error that encoding the data met.
+ *
+ * @internal
+ */
+export type Checked<E> = boolean | { readonly error: E }
+
+/**
+ * The request's session as its save runs: the core's request state, and
+ * the shell's own steps for a touch, a new session's insert, an ending and
+ * the check of a login against `revokeAll`.
+ *
+ * @internal
+ */
+export interface Saving<F extends EffectTypes, S, C, E, A> {
+  readonly config: C
+  readonly store: S
+  readonly state: RequestState<A>
+  /** Whether the request's data is what `loaded` stored (it encodes the data). */
+  readonly unchanged: (loaded: LoadedSession<A>) => Checked<E>
+  /** Whether the request's data is the empty session with no principal (it encodes the data). */
+  readonly emptied: () => Checked<E>
+  readonly touch: (loaded: LoadedSession<A>, t: number) => Fx<F, Save.CookieDecision, E>
+  readonly insertNew: (t: number) => Fx<F, Save.CookieDecision, E>
+  readonly endPrevious: (t: number) => Fx<F, void, E>
+  /** `save` of a login or a move from a session of `from`, checked against a `revokeAll` begun meanwhile. */
+  readonly guardLogin: (from: string | null, save: Fx<F, Save.CookieDecision, E>) => Fx<F, Save.CookieDecision, E>
+}
+
+const expireCookie: Save.CookieDecision = { _tag: "Expire" }
+
+/**
+ * Saves what the request did at `t`, as the core's plan says (`planSave`);
+ * says what the response's cookie must do.
+ *
+ * @internal
+ */
+export const save = <F extends EffectTypes, S extends object, C, E, W extends Write, A>(
+  shell: Shell<F, S, C, E, W>,
+  session: Saving<F, S, C, E, A>,
+  t: number
+): Fx<F, Save.CookieDecision, E> => {
+  const state = session.state
+  // the plan asks for these only when it needs them (they encode the data);
+  // an encoding failure fails the save
+  let failure: { readonly error: E } | undefined
+  const answer = (checked: Checked<E>): boolean => {
+    if (typeof checked === "boolean") return checked
+    failure = checked
+    return false
+  }
+  const plan = state.plan((loaded) => answer(session.unchanged(loaded)), () => answer(session.emptied()))
+  if (failure !== undefined) return shell.fail(failure.error)
+  switch (plan._tag) {
+    case "Nothing":
+      return shell.succeed(noCookie)
+    case "Touch":
+      return session.touch(state.loaded!, t)
+    case "Update":
+      // written with the updates of this process to the session that wait with it (group commit)
+      return updateInGroup(shell, session.store, session.config, state, state.loaded!, t)
+    case "Rotate": {
+      // regenerate / login: the data moves to a new id
+      const loaded = state.loaded!
+      return session.guardLogin(
+        loaded.principal,
+        withLane(shell, session.store, loaded.key, (lane) => rotate(shell, session.config, session.store, lane, state, loaded, t))
+      )
+    }
+    case "New":
+      // the stored session (and whatever it moved to meanwhile) ends first
+      return shell.andThen(
+        plan.end ? session.endPrevious(t) : shell.void,
+        plan.insert ? session.guardLogin(null, session.insertNew(t)) : shell.succeed(plan.expireCookie ? expireCookie : noCookie)
+      )
+  }
+}
+
+/**
+ * What a move needs of the request: its data, replayed over a newer
+ * version, its principal and the id it moves to.
+ *
+ * @internal
+ */
+export type MoveState<A> = Pick<RequestState<A>, "data" | "principal" | "replayOver" | "targetId">
+
+const noCookie: Save.CookieDecision = { _tag: "None" }
+
+/**
+ * Moves the session to a new id (regenerate, login): the new record is
+ * inserted, then the old one is replaced by a tombstone pointing at it with a
+ * compare-and-set on the version the request loaded; the core says what each
+ * answer means (`Save.afterMove`). A concurrent write of the old session is
+ * replayed into the new one; a concurrent logout or `revokeAll` of the old
+ * session removes the new one again before the response is sent, so nothing
+ * revoked lives on.
+ *
+ * @internal
+ */
+export const rotate = <F extends EffectTypes, S, C, E, W extends Write, A>(
+  shell: Shell<F, S, C, E, W>,
+  config: C,
+  store: S,
+  lane: Lane,
+  state: MoveState<A>,
+  previous: LoadedSession<A>,
+  t: number
+): Fx<F, Save.CookieDecision, E> => {
+  const handed = Lanes.handoff(lane.last, config, previous.version)
+  if (handed === "Ended") return shell.succeed(noCookie)
+  if (handed !== undefined) state.data = state.replayOver(handed.data)
+  const id = state.targetId()
+  const newKey = shell.storageKey(config, id)
+  const pause = shell.replayBudget(config)
+  // ended meanwhile (a logout, `revokeAll`): the new id must not outlive it;
+  // the cookie is left alone (the logout's response expired it, and the
+  // browser may hold a newer one by now)
+  const undo = (): Fx<F, Save.CookieDecision, E> => {
+    lane.last = "Ended"
+    return shell.andThen(shell.remove(store, newKey), shell.as(shell.moveUndone, noCookie))
+  }
+  const pointFrom = (base: LoadedSession<A>, moved: W, movedVersion: number): Fx<F, Save.CookieDecision, E> =>
+    shell.writeTombstone(store, base.key, Save.tombstoneRecord(newKey, base.expiresAt, t), base.version, (outcome) => {
+      const next = Save.afterMove(outcome)
+      if (next === "Moved") {
+        lane.last = "Ended"
+        return shell.as(shell.regenerated, { _tag: "Set", id, expiresAt: moved.expiresAt } as const)
+      }
+      if (next === "Undo") return undo()
+      return shell.flatMap(shell.andThen(pause, shell.loadLive<A>(config, store, base.key)), (fresh) => {
+        if (fresh === undefined) return undo()
+        state.data = state.replayOver(fresh.data)
+        return shell.flatMap(shell.encodeMove(config, state, fresh, t), (moved) =>
+          shell.flatMap(
+            // only this request knows the new key: a conflict there is the store's fault
+            shell.tapError(shell.update(store, newKey, moved, movedVersion), () => shell.remove(store, newKey)),
+            (version) => pointFrom(fresh, moved, version)
+          ))
+      })
+    })
+  const base = handed ?? previous
+  return shell.flatMap(
+    shell.encodeMove(config, state, base, t),
+    (moved) => shell.flatMap(shell.insertFresh(store, newKey, moved), () => pointFrom(base, moved, 1))
+  )
+}
+
 // --- Group commit ------------------------------------------------------------
 
 /** Updates of one session definition form a group: another's data cannot be replayed over it. */
@@ -266,8 +437,8 @@ const sameDefinition = (first: Waiting<unknown, unknown>, other: Waiting<unknown
  * `afterUpdate`): replayed again over a concurrent writer's data (another
  * process) until the replay budget is spent.
  */
-const writeGroup = <F extends EffectTypes, S, C, E>(
-  shell: Shell<F, S, C, E>,
+const writeGroup = <F extends EffectTypes, S, C, E, W extends Write>(
+  shell: Shell<F, S, C, E, W>,
   store: S,
   lane: Lane,
   group: ReadonlyArray<Waiting<C, unknown>>
@@ -311,8 +482,8 @@ const writeGroup = <F extends EffectTypes, S, C, E>(
  * (`Save.afterGroupFailure`). A defect of this code while handing out the
  * outcomes goes to `abandon`, which must leave nothing queued waiting.
  */
-const writeAndSettle = <F extends EffectTypes, S, C, E, B, E2>(
-  shell: Shell<F, S, C, E>,
+const writeAndSettle = <F extends EffectTypes, S, C, E, W extends Write, B, E2>(
+  shell: Shell<F, S, C, E, W>,
   store: S,
   lane: Lane,
   group: ReadonlyArray<Waiting<C, Exit<F, Save.CookieDecision, E>>>,
@@ -357,8 +528,8 @@ const writeAndSettle = <F extends EffectTypes, S, C, E, B, E2>(
  *
  * @internal
  */
-export const updateInGroup = <F extends EffectTypes, S extends object, C, E, A>(
-  shell: Shell<F, S, C, E>,
+export const updateInGroup = <F extends EffectTypes, S extends object, C, E, W extends Write, A>(
+  shell: Shell<F, S, C, E, W>,
   store: S,
   config: C,
   request: Save.GroupMember<A>["request"],
@@ -403,8 +574,8 @@ export const updateInGroup = <F extends EffectTypes, S extends object, C, E, A>(
  * update and those of the others in its group. `release` ends the request's
  * use of the lane (or hands it to the writer fiber).
  */
-const writeInline = <F extends EffectTypes, S, C, E>(
-  shell: Shell<F, S, C, E>,
+const writeInline = <F extends EffectTypes, S, C, E, W extends Write>(
+  shell: Shell<F, S, C, E, W>,
   store: S,
   lane: Lane,
   release: () => void,
@@ -442,8 +613,8 @@ const writeInline = <F extends EffectTypes, S, C, E>(
  * turn. On its own fiber: an interrupted request (a client that went away)
  * does not stop the writes of the others.
  */
-const writeQueued = <F extends EffectTypes, S, C, E>(
-  shell: Shell<F, S, C, E>,
+const writeQueued = <F extends EffectTypes, S, C, E, W extends Write>(
+  shell: Shell<F, S, C, E, W>,
   store: S,
   lane: Lane,
   release: () => void,

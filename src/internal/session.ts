@@ -1,10 +1,11 @@
 /**
  * The request's session on Effect 3: the core decides (what was loaded is
  * alive, what a save must do, how operations replay, which updates are
- * written together, when replays stop), this file runs it with Effect 3 —
- * lazy load, the lanes in which the saves of one process to one key take
- * turns, group commit, compare-and-set with replay, the tombstones of moves
- * and logouts.
+ * written together, when replays stop) and writes (its writer: the lanes in
+ * which the saves of one process to one key take turns, group commit, the
+ * tombstones of moves and logouts, against the effect operations and store
+ * calls this file supplies once); this file runs it with Effect 3 — lazy
+ * load, compare-and-set with replay, the response's cookie.
  *
  * @internal
  */
@@ -382,44 +383,29 @@ export class RequestSession<A> implements SessionHandle<A> {
     return this.loadDone && this.state.nothingToSave(t)
   }
 
+  /** Saves what the request did, as the core's plan says (`Writer.save`). */
   private save(t: number): Effect.Effect<CookieAction, SessionError> {
-    const { codec } = this.config
-    const state = this.state
-    // the plan asks for these only when it needs them (they encode the data);
-    // an encoding failure fails the save
-    let failure: SessionError | undefined
-    const answer = (result: Either.Either<boolean, SessionError>): boolean => {
-      if (Either.isLeft(result)) failure = result.left
-      return Either.getOrElse(result, () => false)
-    }
-    const plan = state.plan(
-      (loaded) => answer(codec.unchanged(state.data, envelopeOf(loaded, loaded.data, loaded.principal), loaded.text)),
-      () => answer(isEmpty(this.config, state.data, state.principal))
-    )
-    if (failure !== undefined) return Effect.fail(failure)
-    switch (plan._tag) {
-      case "Nothing":
-        return Effect.succeed(noCookie)
-      case "Touch":
-        return this.touch(state.loaded!, t)
-      case "Update":
-        // written with the updates of this process to the session that wait with it (group commit)
-        return Writer.updateInGroup(shell, this.store, this.config, state, state.loaded!, t)
-      case "Rotate": {
-        // regenerate / login: the data moves to a new id
-        const loaded = state.loaded!
-        return Revocation.guardLogin(this, loaded.principal, withLane(this.store, loaded.key, (lane) => this.rotate(lane, loaded, t)))
-      }
-      case "New":
-        // the stored session (and whatever it moved to meanwhile) ends first
-        return Effect.zipRight(
-          plan.end ? this.endPrevious(t) : Effect.void,
-          plan.insert ? Revocation.guardLogin(this, null, this.insertNew(t)) : Effect.succeed(plan.expireCookie ? expired : noCookie)
-        )
-    }
+    return Writer.save(shell, this, t)
   }
 
-  private touch(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
+  /** Whether the request's data is what `loaded` stored (the save plan asks; it encodes the data). */
+  unchanged(loaded: Loaded<A>): Writer.Checked<SessionError> {
+    const unchanged = this.config.codec.unchanged(this.state.data, envelopeOf(loaded, loaded.data, loaded.principal), loaded.text)
+    return Either.isLeft(unchanged) ? { error: unchanged.left } : unchanged.right
+  }
+
+  /** Whether the request's data is the empty session with no principal (the save plan asks; it encodes the data). */
+  emptied(): Writer.Checked<SessionError> {
+    const empty = isEmpty(this.config, this.state.data, this.state.principal)
+    return Either.isLeft(empty) ? { error: empty.left } : empty.right
+  }
+
+  /** `save` of a login or a move from a session of `from`, checked against a `revokeAll` begun meanwhile (see revocation.ts). */
+  guardLogin(from: string | null, save: Effect.Effect<CookieAction, SessionError>): Effect.Effect<CookieAction, SessionError> {
+    return Revocation.guardLogin(this, from, save)
+  }
+
+  touch(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
     const expiresAt = this.state.nextExpiry(loaded, t)
     if (expiresAt === loaded.expiresAt) return Effect.succeed(noCookie)
     return Effect.map(
@@ -429,7 +415,7 @@ export class RequestSession<A> implements SessionHandle<A> {
   }
 
   /** A new session under a new id. */
-  private insertNew(t: number): Effect.Effect<CookieAction, SessionError> {
+  insertNew(t: number): Effect.Effect<CookieAction, SessionError> {
     const config = this.config
     return Effect.suspend(() => {
       const id = this.state.targetId() as SessionId
@@ -448,71 +434,12 @@ export class RequestSession<A> implements SessionHandle<A> {
    * Ends the session the request started from: its record (live, or the
    * tombstone of a move) — see `endSession`.
    */
-  private endPrevious(t: number): Effect.Effect<void, SessionError> {
+  endPrevious(t: number): Effect.Effect<void, SessionError> {
     const target = this.state.endTarget((id) => this.config.storageKey(id as SessionId))
     if (target === undefined) return Effect.void
     return withLane(this.store, target.key, (lane) =>
       Writer.endSession(shell, this.config, this.store, lane, target.key, target.known, t, 0))
   }
-
-  /**
-   * Moves the session to a new id: the new record is inserted, then the old
-   * one is replaced by a tombstone pointing at it with a compare-and-set on
-   * the version the request loaded; the core says what each answer means
-   * (`Save.afterMove`). A concurrent write of the old session is replayed
-   * into the new one; a concurrent logout or `revokeAll` of the old session
-   * removes the new one again before the response is sent, so nothing
-   * revoked lives on.
-   */
-  private rotate(lane: Lane, previous: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
-    const { config, state, store } = this
-    const encodeOver = (base: Loaded<A>) =>
-      Effect.map(
-        config.codec.encodeText(envelopeOf(base, state.data, state.principal)),
-        (text) =>
-          new TextWrite(text, Save.movedExpiry(config.timeouts, base.absoluteExpiresAt, t), Option.fromNullable(state.principal))
-      )
-    return Effect.gen(function*() {
-      const handed = handoff(lane, config, previous)
-      if (handed === ended) return noCookie
-      if (handed !== undefined) state.data = state.replayOver(handed.data)
-      let base = handed ?? previous
-      const id = state.targetId() as SessionId
-      const newKey = config.storageKey(id)
-      let moved = yield* encodeOver(base)
-      yield* insertFresh(store, newKey, moved)
-      let movedVersion = 1
-      const budget = new ConflictBudget(config.budget)
-      while (true) {
-        const pointer = tombstoneWrite(Save.tombstoneRecord(newKey, base.expiresAt, t))
-        const { outcome } = yield* casOutcome(store.update(keyOf(base), pointer, base.version))
-        const next = Save.afterMove(outcome)
-        const fresh = next === "Replay" ? yield* Effect.zipRight(budget.next, loadLive(config, store, keyOf(base))) : undefined
-        if (next === "Moved") {
-          lane.last = ended
-          yield* Metric.increment(SessionMetrics.regenerations)
-          yield* Effect.annotateCurrentSpan("effect-session.outcome", "regenerated")
-          return { _tag: "Set", id, expiresAt: moved.expiresAt } as const
-        }
-        if (fresh === undefined) {
-          // ended meanwhile (a logout, `revokeAll`): the new id must not outlive
-          // it; the cookie is left alone (the logout's response expired it, and
-          // the browser may hold a newer one by now)
-          lane.last = ended
-          yield* store.remove(newKey)
-          yield* Metric.increment(revokedBy.moveUndone)
-          yield* Effect.annotateCurrentSpan("effect-session.outcome", "move undone: the session ended meanwhile")
-          return noCookie
-        }
-        base = fresh
-        state.data = state.replayOver(fresh.data)
-        moved = yield* encodeOver(base)
-        // (only this request knows the new key: a conflict there is the store's fault)
-        movedVersion = yield* Effect.tapError(store.update(newKey, moved, movedVersion), () => store.remove(newKey))
-      }
-    })
-  }
-
 }
 
 const constVoid = (): void => undefined
@@ -566,12 +493,6 @@ const onCasOutcome = <B, E>(
     onSuccess: (version) => f("Written", version)
   })
 
-/** A compare-and-set's outcome, as a value (`onCasOutcome`). */
-const casOutcome = (
-  update: Effect.Effect<number, SessionConflict | SessionStoreError>
-): Effect.Effect<{ readonly outcome: Save.CasOutcome; readonly version: number }, SessionStoreError> =>
-  onCasOutcome(update, (outcome, version) => Effect.succeed({ outcome, version }))
-
 /** Inserts under a freshly generated id; 256 random bits do not collide, so a conflict is a defect. */
 const insertFresh = (
   store: SessionStore["Type"],
@@ -615,8 +536,6 @@ class ConflictBudget {
 
 // --- Lanes: the saves of one process to one storage key take turns ---------
 
-const ended = "Ended" as const
-
 /** One storage key's saves in this process (the core's lanes; its `Turn` is the lock). */
 type Lane = Writer.Lane
 
@@ -633,11 +552,7 @@ const waitTurn = (turn: Lanes.Turn): Effect.Effect<void> =>
 
 /** Runs `f` once the saves of this process to `key` that came first are done (the core's `withLane`). */
 const withLane = <B, E>(store: SessionStore["Type"], key: string, f: (lane: Lane) => Effect.Effect<B, E>): Effect.Effect<B, E> =>
-  Writer.withLane<Effect3, SessionStore["Type"], Config<any>, SessionError, B, E>(shell, store, key, f)
-
-/** What the previous save in the lane left, when a save of `config` that loaded `loaded` should start from it (the core decides). */
-const handoff = <A>(lane: Lane, config: Config<A>, loaded: Loaded<A>): Loaded<A> | typeof ended | undefined =>
-  Lanes.handoff(lane.last, config, loaded.version)
+  Writer.withLane<Effect3, SessionStore["Type"], Config<any>, SessionError, TextWrite, B, E>(shell, store, key, f)
 
 /**
  * How many storage keys of `store` have saves waiting or running in this
@@ -700,15 +615,17 @@ interface Effect3 extends Writer.EffectTypes {
  * the store's side of a write — the record encoded as text, compare-and-set,
  * its answer handled in its own step.
  */
-const shell: Writer.Shell<Effect3, SessionStore["Type"], Config<any>, SessionError> = {
+const shell: Writer.Shell<Effect3, SessionStore["Type"], Config<any>, SessionError, TextWrite> = {
   void: Effect.void,
   succeed: Effect.succeed,
+  fail: Effect.fail,
   failCause: Effect.failCause,
   sync: Effect.sync,
   suspend: Effect.suspend,
   andThen: (first, second) => Effect.zipRight(first, second),
   as: (self, value) => Effect.as(self, value),
   map: (self, f) => Effect.map(self, f),
+  tapError: (self, f) => Effect.tapError(self, f),
   flatMap: (self, f) => Effect.flatMap(self, f),
   matchCause: (self, options) => Effect.matchCauseEffect(self, options),
   exit: Effect.exit,
@@ -745,8 +662,24 @@ const shell: Writer.Shell<Effect3, SessionStore["Type"], Config<any>, SessionErr
       (outcome, version) => then(outcome, version, write, plan._tag === "Tombstone")
     )
   },
-  writeEnded: (store, key, record, version, then) =>
+  writeTombstone: (store, key, record, version, then) =>
     onCasOutcome(store.update(Id.unsafeStorageKey(key), tombstoneWrite(record), version), then),
+  encodeMove: (config, state, base, t) =>
+    Effect.map(
+      config.codec.encodeText(envelopeOf(base, state.data, state.principal)),
+      (text) => new TextWrite(text, Save.movedExpiry(config.timeouts, base.absoluteExpiresAt, t), Option.fromNullable(state.principal))
+    ),
+  insertFresh: (store, key, write) => insertFresh(store, Id.unsafeStorageKey(key), write),
+  update: (store, key, write, version) => store.update(Id.unsafeStorageKey(key), write, version),
+  storageKey: (config, id) => config.storageKey(id as SessionId),
+  regenerated: Effect.zipRight(
+    Metric.increment(SessionMetrics.regenerations),
+    Effect.annotateCurrentSpan("effect-session.outcome", "regenerated")
+  ),
+  moveUndone: Effect.zipRight(
+    Metric.increment(revokedBy.moveUndone),
+    Effect.annotateCurrentSpan("effect-session.outcome", "move undone: the session ended meanwhile")
+  ),
   loadState: (store, key) =>
     Effect.map(store.load(Id.unsafeStorageKey(key)), (record) =>
       Option.isSome(record) ? Save.storedState(record.value, readTombstone(record.value)) : undefined),

@@ -1,9 +1,11 @@
 /**
  * The request's session on Effect 4: the core decides (what was loaded is
- * alive, what a save must do, how operations replay, when replays stop), this
- * file runs it with Effect 4 — lazy load, the lanes in which the saves of one
- * process to one key take turns, compare-and-set with replay, the tombstones
- * of moves and logouts.
+ * alive, what a save must do, how operations replay, when replays stop) and
+ * writes (its writer: the lanes in which the saves of one process to one key
+ * take turns, group commit, the tombstones of moves and logouts, against the
+ * effect operations and store calls this file supplies once); this file runs
+ * it with Effect 4 — lazy load, compare-and-set with replay, the response's
+ * cookie.
  *
  * @internal
  */
@@ -212,8 +214,6 @@ const replayBudget = (budget: Config<unknown>["budget"]) => {
 
 // --- Lanes: the saves of one process to one storage key take turns ---------
 
-const ended = "Ended" as const
-
 /** One storage key's saves in this process (the core's lanes; its `Turn` is the lock). */
 type Lane = Writer.Lane
 
@@ -233,11 +233,7 @@ const waitTurn = (turn: Lanes.Turn): Effect.Effect<void> =>
 
 /** Runs `f` once the saves of this process to `key` that came first are done (the core's `withLane`). */
 const withLane = <B, E>(store: Store, key: string, f: (lane: Lane) => Effect.Effect<B, E>): Effect.Effect<B, E> =>
-  Writer.withLane<Effect4, Store, Config<any>, SessionError, B, E>(shell, store, key, f)
-
-/** What the previous save in the lane left, when a save of `config` that loaded `loaded` should start from it (the core decides). */
-const handoff = <A>(lane: Lane, config: Config<A>, loaded: Loaded<A>): Loaded<A> | typeof ended | undefined =>
-  Lanes.handoff(lane.last, config, loaded.version)
+  Writer.withLane<Effect4, Store, Config<any>, SessionError, SessionWrite, B, E>(shell, store, key, f)
 
 /**
  * How many storage keys of `store` have saves waiting or running in this
@@ -461,42 +457,29 @@ export class RequestSession<A> {
     )
   }
 
+  /** Saves what the request did, as the core's plan says (`Writer.save`). */
   private save(t: number): Effect.Effect<CookieAction, SessionError> {
-    const { codec } = this.config
-    const state = this.state
-    // the plan asks these only when it needs them (they encode the data); a
-    // failure to encode fails the save
-    let failure: SessionError | undefined
-    const answer = (result: Result.Result<boolean, SessionError>): boolean => {
-      if (Result.isFailure(result)) failure = result.failure
-      return Result.getOrElse(result, () => false)
-    }
-    const plan = state.plan(
-      (loaded) => answer(codec.unchanged(state.data, envelopeOf(loaded, loaded.data, loaded.principal), loaded.text)),
-      () => answer(isEmpty(this.config, state.data, state.principal))
-    )
-    if (failure !== undefined) return Effect.fail(failure)
-    switch (plan._tag) {
-      case "Nothing":
-        return Effect.succeed(noCookie)
-      case "Touch":
-        return this.touch(state.loaded!, t)
-      case "Update":
-        // written with the updates of this process to the session that wait with it (group commit)
-        return Writer.updateInGroup(shell, this.store, this.config, state, state.loaded!, t)
-      case "Rotate": {
-        const loaded = state.loaded!
-        return Revocation.guardLogin(this, loaded.principal, withLane(this.store, loaded.key, (lane) => this.rotate(lane, loaded, t)))
-      }
-      case "New":
-        return Effect.andThen(
-          plan.end ? this.endPrevious(t) : Effect.void,
-          plan.insert ? Revocation.guardLogin(this, null, this.insertNew(t)) : Effect.succeed(plan.expireCookie ? expireCookie : noCookie)
-        )
-    }
+    return Writer.save(shell, this, t)
   }
 
-  private touch(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
+  /** Whether the request's data is what `loaded` stored (the save plan asks; it encodes the data). */
+  unchanged(loaded: Loaded<A>): Writer.Checked<SessionError> {
+    const unchanged = this.config.codec.unchanged(this.state.data, envelopeOf(loaded, loaded.data, loaded.principal), loaded.text)
+    return Result.isFailure(unchanged) ? { error: unchanged.failure } : unchanged.success
+  }
+
+  /** Whether the request's data is the empty session with no principal (the save plan asks; it encodes the data). */
+  emptied(): Writer.Checked<SessionError> {
+    const empty = isEmpty(this.config, this.state.data, this.state.principal)
+    return Result.isFailure(empty) ? { error: empty.failure } : empty.success
+  }
+
+  /** `save` of a login or a move from a session of `from`, checked against a `revokeAll` begun meanwhile (see revocation.ts). */
+  guardLogin(from: string | null, save: Effect.Effect<CookieAction, SessionError>): Effect.Effect<CookieAction, SessionError> {
+    return Revocation.guardLogin(this, from, save)
+  }
+
+  touch(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
     const expiresAt = this.state.nextExpiry(loaded, t)
     if (expiresAt === loaded.expiresAt) return Effect.succeed(noCookie)
     const key = keyOf(loaded)
@@ -507,7 +490,7 @@ export class RequestSession<A> {
     })
   }
 
-  private insertNew(t: number): Effect.Effect<CookieAction, SessionError> {
+  insertNew(t: number): Effect.Effect<CookieAction, SessionError> {
     return Effect.suspend(() => {
       const id = this.state.targetId() as SessionId
       const deadlines = Core.newDeadlines(this.config.timeouts, t)
@@ -530,64 +513,11 @@ export class RequestSession<A> {
   }
 
   /** Ends the stored session the request started from (live, or the tombstone it left). */
-  private endPrevious(t: number): Effect.Effect<void, SessionError> {
+  endPrevious(t: number): Effect.Effect<void, SessionError> {
     const target = this.state.endTarget((id) => this.config.storageKey(id as SessionId))
     if (target === undefined) return Effect.void
     return withLane(this.store, target.key, (lane) =>
       Writer.endSession(shell, this.config, this.store, lane, target.key, target.known, t, 0))
-  }
-
-  /**
-   * Moves the session to a new id (regenerate, login): the new record is
-   * inserted, then the old one becomes a tombstone pointing at it; the core
-   * says what each answer of that compare-and-set means (`Save.afterMove`).
-   */
-  private rotate(lane: Lane, previous: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
-    const { config, state, store } = this
-    const pause = replayBudget(config.budget)
-    const encodeOver = (base: Loaded<A>) =>
-      Effect.map(
-        Effect.fromResult(config.codec.encodeText(envelopeOf(base, state.data, state.principal))),
-        (text): SessionWrite => ({
-          text,
-          expiresAt: Save.movedExpiry(config.timeouts, base.absoluteExpiresAt, t),
-          principal: Option.fromNullishOr(state.principal)
-        })
-      )
-    return Effect.gen(function*() {
-      const handed = handoff(lane, config, previous)
-      if (handed === ended) return noCookie
-      if (handed !== undefined) state.data = state.replayOver(handed.data)
-      let base = handed ?? previous
-      const id = state.targetId() as SessionId
-      const newKey = config.storageKey(id)
-      let moved = yield* encodeOver(base)
-      yield* insertFresh(store, newKey, moved)
-      let movedVersion = 1
-      while (true) {
-        const pointer = tombstoneWrite(Save.tombstoneRecord(newKey, base.expiresAt, t))
-        const { outcome } = yield* casOutcome(store.update(keyOf(base), pointer, base.version))
-        const next = Save.afterMove(outcome)
-        const fresh = next === "Replay" ? yield* Effect.andThen(pause, loadLive(config, store, keyOf(base))) : undefined
-        lane.last = next === "Replay" && fresh !== undefined ? lane.last : ended
-        if (next === "Moved") {
-          yield* Metric.update(SessionMetrics.regenerations, 1)
-          return { _tag: "Set", id, expiresAt: moved.expiresAt } as const
-        }
-        if (fresh === undefined) {
-          // the old session ended meanwhile: the new id must not outlive it (the
-          // logout's response expired the cookie: it is left alone)
-          yield* store.remove(newKey)
-          yield* Metric.update(revokedBy.moveUndone, 1)
-          return noCookie
-        }
-        base = fresh
-        state.data = state.replayOver(fresh.data)
-        moved = yield* encodeOver(base)
-        // only this request knows the new key: a conflict there is the store's fault
-        movedVersion = yield* Effect.tapError(store.update(newKey, moved, movedVersion), () => store.remove(newKey))
-      }
-    })
   }
 }
 
@@ -634,15 +564,17 @@ interface Effect4 extends Writer.EffectTypes {
  * and the record's text, a counted compare-and-set, its answer handled in
  * its own step.
  */
-const shell: Writer.Shell<Effect4, Store, Config<any>, SessionError> = {
+const shell: Writer.Shell<Effect4, Store, Config<any>, SessionError, SessionWrite> = {
   void: Effect.void,
   succeed: Effect.succeed,
+  fail: Effect.fail,
   failCause: Effect.failCause,
   sync: Effect.sync,
   suspend: Effect.suspend,
   andThen: (first, second) => Effect.andThen(first, second),
   as: (self, value) => Effect.as(self, value),
   map: (self, f) => Effect.map(self, f),
+  tapError: (self, f) => Effect.tapError(self, f),
   flatMap: (self, f) => Effect.flatMap(self, f),
   matchCause: (self, options) => Effect.matchCauseEffect(self, options),
   exit: Effect.exit,
@@ -686,8 +618,22 @@ const shell: Writer.Shell<Effect4, Store, Config<any>, SessionError> = {
       (outcome, version) => then(outcome, version, write, plan._tag === "Tombstone")
     )
   },
-  writeEnded: (store, key, record, version, then) =>
+  writeTombstone: (store, key, record, version, then) =>
     Effect.flatMap(casOutcome(store.update(Id.storageKeyUnsafe(key), tombstoneWrite(record), version)), ({ outcome }) => then(outcome)),
+  encodeMove: (config, state, base, t) =>
+    Effect.map(
+      Effect.fromResult(config.codec.encodeText(envelopeOf(base, state.data, state.principal))),
+      (text): SessionWrite => ({
+        text,
+        expiresAt: Save.movedExpiry(config.timeouts, base.absoluteExpiresAt, t),
+        principal: Option.fromNullishOr(state.principal)
+      })
+    ),
+  insertFresh: (store, key, write) => insertFresh(store, Id.storageKeyUnsafe(key), write),
+  update: (store, key, write, version) => store.update(Id.storageKeyUnsafe(key), write, version),
+  storageKey: (config, id) => config.storageKey(id as SessionId),
+  regenerated: Metric.update(SessionMetrics.regenerations, 1),
+  moveUndone: Metric.update(revokedBy.moveUndone, 1),
   loadState: (store, key) =>
     Effect.map(store.load(Id.storageKeyUnsafe(key)), (record) =>
       Option.isSome(record) ? tombstoneOf(record.value) ?? Save.storedState(record.value, undefined) : undefined),
