@@ -118,3 +118,30 @@ describe("a login racing revokeAll", () => {
     expect(Revocation.undoLogin({ text: "junk" }, t)).toBe(false)
   })
 })
+
+describe("the login guard's decisions", () => {
+  const session = (principal: string | null, startedAt: number | undefined) => ({
+    store: undefined,
+    config: { storageKey: (id: never) => id },
+    state: { principal },
+    startedAt
+  })
+
+  it("checks a save that binds the session to a new principal, on a store with an index", () => {
+    expect(Revocation.loginCheck(session("alice", t), null)).toEqual({ principal: "alice", startedAt: t })
+    expect(Revocation.loginCheck(session("alice", t), "bob")).toEqual({ principal: "alice", startedAt: t })
+  })
+
+  it("checks nothing when the principal stays, is cleared, or the store keeps no index", () => {
+    expect(Revocation.loginCheck(session("alice", t), "alice")).toBeUndefined()
+    expect(Revocation.loginCheck(session(null, t), "alice")).toBeUndefined()
+    expect(Revocation.loginCheck(session("alice", undefined), null)).toBeUndefined()
+  })
+
+  it("reads the principal's marker only when the save set a new cookie (a new record, which it can undo)", () => {
+    const check = { principal: "alice", startedAt: t }
+    expect(Revocation.markerToRead(check, { _tag: "Set", id: "x", expiresAt: t + 1 })).toBe(Revocation.markerKey("alice"))
+    expect(Revocation.markerToRead(check, { _tag: "None" })).toBeUndefined()
+    expect(Revocation.markerToRead(check, { _tag: "Expire" })).toBeUndefined()
+  })
+})
