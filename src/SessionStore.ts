@@ -198,7 +198,7 @@ const instrument = (store: string, operation: StoreOperation) => {
   // common path needs no uninterruptible region (`Effect.onExit`: 7 runtime
   // steps more per operation)
   // made outside `observe`, so that the observer holds the clock and the
-  // start only, not the fiber it observes (see `stayInLane` in the session)
+  // start only, not the fiber it observes and, through it, the request
   const whenInterrupted = (clock: Clock.Clock, start: bigint) => () => record(start, clock.unsafeCurrentTimeNanos(), failure)
   const observe = <A, E>(fiber: Fiber.RuntimeFiber<unknown, unknown>, effect: Effect.Effect<A, E>): Effect.Effect<A, E> => {
     const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)

@@ -296,8 +296,6 @@ export const Tag = <Self>() =>
         () => Id.parse(request.cookies[config.cookieName]),
         Revocation.requestStart(index, clock)
       )
-      // the request's place in its key's lane ends with this fiber at the latest
-      session.owner = fiber
       // the request's session is a service of the app's context, for its
       // handler and every fiber it forks. What `Effect.provideService` does,
       // with the context set here and put back by the app's own handlers
@@ -357,12 +355,10 @@ export const Tag = <Self>() =>
       return Effect.flatMap(Effect.zip(SessionStore, Revocation.hasIndex), ([store, index]) => Effect.withFiber((fiber) => {
         const startedAt = Revocation.requestStart(index, fiber.getRef(Clock.Clock))
         const session = new internal.RequestSession(config, store, () => Id.parse(sessionId), startedAt)
-        session.owner = fiber
         return Effect.provideService(effect, tag, new Handle(session)).pipe(
           // a failed effect saves nothing, except a logout, which always holds
           Effect.onError((cause) => session.revokeAfterFailure(cause)),
-          Effect.tap(() => session.commit),
-          Effect.ensuring(Effect.sync(() => session.releaseLane()))
+          Effect.tap(() => session.commit)
         )
       }))
     }

@@ -1,10 +1,10 @@
 /**
  * Lanes, without Effect: the saves of one process to one storage key take
  * turns in the key's lane, and each leaves the next what it stored. A lane
- * exists only while someone is in it — a save waiting or running, or a
- * request that loaded the session and may save it — so nothing is kept for
- * a key once its last user is gone. A lane's `Turn` is its lock: taken at
- * once when free, in the order asked otherwise.
+ * exists only while a save of its key waits or runs; what the last one
+ * stored is kept a second longer (`handoverKeptFor`), then nothing is kept
+ * for the key. A lane's `Turn` is its lock: taken at once when free, in the
+ * order asked otherwise.
  *
  * @internal
  */
@@ -117,22 +117,48 @@ export interface Lane<Lock, Last, Waiting = unknown> {
 }
 
 /**
+ * How long what the last save of a key left stays to be handed over once
+ * its lane is empty, and how many keys' hand-overs are kept at most.
+ *
+ * @internal
+ */
+export const handoverKeptFor = 1000
+/** @internal */
+export const handoversKeptAtMost = 10_000
+
+/**
  * The lanes of one store in this process.
+ *
+ * A request that loaded a session does not join its lane until it saves:
+ * what the last save of the key left is kept for `handoverKeptFor` ms after
+ * its lane empties, so that a save which ended between a request's load and
+ * its save still hands its result over (the request's compare-and-set is
+ * not lost to it). Joining from the load did the same with no time bound,
+ * but every reading request then had to leave the lane at its end, and the
+ * cleanup registered for that cost a read more than the rest of the lane
+ * (docs/performance.md, issue 16). A request slower than that bound loses
+ * its compare-and-set and replays over a reload instead: slower, not wrong.
  *
  * @internal
  */
 export class Lanes<Lock, Last, Waiting = unknown> {
-  constructor(private readonly makeLock: () => Lock) {}
+  constructor(
+    private readonly makeLock: () => Lock,
+    private readonly now: () => number = Date.now
+  ) {}
   private readonly byKey = new Map<string, Lane<Lock, Last, Waiting>>()
+  /** What the last save of a key whose lane is gone left, and when (oldest first). */
+  private readonly handovers = new Map<string, { readonly last: Last; readonly at: number }>()
 
   /**
-   * One more user of the lane of `key` (made if there is none); `release`
-   * (idempotent) ends its use, and the lane with its last user.
+   * One more user of the lane of `key` (made if there is none, with what a
+   * recent save of the key left); `release` (idempotent) ends its use, and
+   * the lane with its last user.
    */
   join(key: string): { readonly lane: Lane<Lock, Last, Waiting>; readonly release: () => void } {
     let lane = this.byKey.get(key)
     if (lane === undefined) {
-      this.byKey.set(key, lane = { lock: this.makeLock(), users: 0, last: undefined, updates: new UpdateQueue() })
+      this.byKey.set(key, lane = { lock: this.makeLock(), users: 0, last: this.handedOver(key), updates: new UpdateQueue() })
     }
     const held = lane
     held.users++
@@ -142,9 +168,36 @@ export class Lanes<Lock, Last, Waiting = unknown> {
       release: () => {
         if (released) return
         released = true
-        if (--held.users === 0 && this.byKey.get(key) === held) this.byKey.delete(key)
+        if (--held.users === 0 && this.byKey.get(key) === held) {
+          this.byKey.delete(key)
+          if (held.last !== undefined) this.keep(key, held.last)
+        }
       }
     }
+  }
+
+  private handedOver(key: string): Last | undefined {
+    if (this.handovers.size === 0) return undefined
+    const kept = this.handovers.get(key)
+    if (kept === undefined) return undefined
+    this.handovers.delete(key)
+    return this.now() - kept.at < handoverKeptFor ? kept.last : undefined
+  }
+
+  private keep(key: string, last: Last): void {
+    const now = this.now()
+    this.handovers.delete(key)
+    this.handovers.set(key, { last, at: now })
+    // oldest first: drop what is too old, and the oldest beyond the bound
+    for (const [old, kept] of this.handovers) {
+      if (now - kept.at < handoverKeptFor && this.handovers.size <= handoversKeptAtMost) break
+      this.handovers.delete(old)
+    }
+  }
+
+  /** How many keys' hand-overs are kept (for tests). */
+  get keptHandovers(): number {
+    return this.handovers.size
   }
 
   /** How many keys have a lane (nothing is kept once its users are gone). */

@@ -179,9 +179,9 @@ export type Lane = Lanes.Lane<Lanes.Turn, Lanes.LaneLast<LoadedSession<any>>, Wa
 const lanesByStore = new WeakMap<object, Lanes.Lanes<Lanes.Turn, Lanes.LaneLast<LoadedSession<any>>, Waiting<any, any>>>()
 
 /**
- * One more user of the lane of `key` in `store` (a save, or a request that
- * loaded the session and may save it: the lane, and the state the last save
- * handed over, live as long as one of them); `release` (idempotent) ends it.
+ * One more user of the lane of `key` in `store` (a save waiting or running:
+ * the lane lives as long as one of them, and what the last save stored a
+ * second longer, see `Lanes`); `release` (idempotent) ends it.
  *
  * @internal
  */

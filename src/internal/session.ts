@@ -209,12 +209,10 @@ export class RequestSession<A> implements SessionHandle<A> {
     this.loader = fiber
     const key = this.config.storageKey(clientId)
     const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-    // in the lane before the load: a save of this process that ends while
-    // the load is on its way still hands its result to this request
-    this.stayInLane(key, fiber)
+    // (no lane joined: a save of this process that ends before this
+    // request's save still hands its result over, see the core's Lanes)
     return Effect.matchCauseEffect(this.store.load(key), {
       onFailure: (cause) => {
-        this.releaseLane()
         this.settle(false)
         return Effect.failCause(cause)
       },
@@ -226,38 +224,12 @@ export class RequestSession<A> implements SessionHandle<A> {
           loaded: decoded?._tag === "Live" ? decoded.loaded : undefined,
           tombstone: decoded?._tag === "Tombstone" ? decoded.state : undefined
         })
-        if (state.loaded === undefined) this.releaseLane()
         this.settle(true)
         return decoded?._tag === "Undecodable"
           ? Effect.zipRight(logUndecodable(key), Effect.sync(() => f(state)))
           : Effect.succeed(f(state))
       }
     })
-  }
-
-  /** Ends this request's membership of its session's lane (idempotent). */
-  releaseLane: () => void = constVoid
-
-  /**
-   * The request loaded a stored session it may save: the lane of its key,
-   * and what the saves of other requests hand over in it, stay until this
-   * request is done (its save ended, or else its fiber), so that a save of
-   * this process never loses a compare-and-set to another one.
-   */
-  private stayInLane(key: StorageKey, fiber: Fiber.RuntimeFiber<unknown, unknown>): void {
-    this.releaseLane()
-    const { release } = Writer.joinLane(this.store, key)
-    // the observer is the lane's own `release`, which holds the lane and
-    // nothing of the request: a closure over this request (its fiber, its
-    // session) in the fiber's observer list is a path from that list to the
-    // whole request, and once V8 has moved the list to the old generation
-    // it keeps the request's objects alive through every scavenge until the
-    // next full collection (docs/performance.md, issue 16's section)
-    fiber.addObserver(release)
-    this.releaseLane = () => {
-      fiber.removeObserver(release)
-      release()
-    }
   }
 
   private settle(loaded: boolean): void {
@@ -336,20 +308,10 @@ export class RequestSession<A> implements SessionHandle<A> {
     if (!this.state.used) return Effect.succeed(noCookie)
     if (!this.loadDone) return Effect.flatMap(this.ensureLoaded, () => this.commit)
     this.committedAt = t
-    // one handler for both ends of the save (no finalizer: an interrupted
-    // save's use of the lane ends with the fiber, see `stayInLane`)
-    return Effect.matchCauseEffect(this.save(t), {
-      onFailure: (cause) => {
-        this.releaseLane()
-        return failureTag(cause) === "SessionTooLarge"
-          ? Effect.zipRight(Metric.increment(SessionMetrics.tooLarge), Effect.failCause(cause))
-          : Effect.failCause(cause)
-      },
-      onSuccess: (action) => {
-        this.releaseLane()
-        return Effect.succeed(action)
-      }
-    })
+    return Effect.catchAllCause(this.save(t), (cause) =>
+      failureTag(cause) === "SessionTooLarge"
+        ? Effect.zipRight(Metric.increment(SessionMetrics.tooLarge), Effect.failCause(cause))
+        : Effect.failCause(cause))
   }
 
   /**

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest"
 import * as Failure from "../../src/core/failure.js"
-import { handoff, Lanes } from "../../src/core/lanes.js"
+import { handoff, handoverKeptFor, handoversKeptAtMost, Lanes } from "../../src/core/lanes.js"
 import { readTombstone } from "../../src/core/record.js"
 import { liveSession, RequestState } from "../../src/core/request.js"
 import * as Writes from "../../src/core/redisWrites.js"
@@ -99,6 +99,47 @@ describe("lanes", () => {
     b.release()
     expect(lanes.size).toBe(0)
     expect(lanes.join(key).lane.lock).toBe(2)
+  })
+  it("keeps what the last save left for a while after its lane empties, for the next save of the key (a request that loaded before it)", () => {
+    let now = t
+    const lanes = new Lanes<number, string>(() => 0, () => now)
+    const save = lanes.join(key)
+    save.lane.last = "stored v2"
+    save.release()
+    expect(lanes.size).toBe(0)
+    expect(lanes.keptHandovers).toBe(1)
+    now += handoverKeptFor - 1
+    const next = lanes.join(key)
+    expect(next.lane.last).toBe("stored v2")
+    // taken: a lane holds it again while it has users
+    expect(lanes.keptHandovers).toBe(0)
+    next.release()
+    // too old: a save that comes later reloads instead
+    now += handoverKeptFor
+    expect(lanes.join(key).lane.last).toBeUndefined()
+  })
+  it("keeps nothing for a lane no save left anything in, and drops old hand-overs as new ones come", () => {
+    let now = t
+    const lanes = new Lanes<number, string>(() => 0, () => now)
+    lanes.join(key).release()
+    expect(lanes.keptHandovers).toBe(0)
+    const first = lanes.join("a".repeat(43))
+    first.lane.last = "a"
+    first.release()
+    now += handoverKeptFor
+    const second = lanes.join("b".repeat(43))
+    second.lane.last = "b"
+    second.release()
+    expect(lanes.keptHandovers).toBe(1)
+    // at most handoversKeptAtMost, the oldest dropped first
+    for (let i = 0; i < handoversKeptAtMost + 5; i++) {
+      const use = lanes.join(`k${i}`)
+      use.lane.last = String(i)
+      use.release()
+    }
+    expect(lanes.keptHandovers).toBe(handoversKeptAtMost)
+    expect(lanes.join("k0").lane.last).toBeUndefined()
+    expect(lanes.join(`k${handoversKeptAtMost + 4}`).lane.last).toBe(String(handoversKeptAtMost + 4))
   })
   it("hands a save the session the last one stored only when newer and of the same definition; an ending stops it", () => {
     const definition = {}

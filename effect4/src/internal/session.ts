@@ -298,19 +298,11 @@ export class RequestSession<A> {
    */
   private saving: CountedOperation<unknown, unknown> | undefined
 
-  /**
-   * The fiber the request runs on, when known (the middleware's, `withSession`'s):
-   * the request's place in its key's lane lasts until it ends, whichever of
-   * its fibers loaded the session.
-   */
-  owner: Fiber.Fiber<unknown, unknown> | undefined
 
   private loadDone = false
   /** The fiber running the load, while one runs; the request's other fibers wait for it. */
   private loader: Fiber.Fiber<unknown, unknown> | undefined
   private loadSettled: Deferred.Deferred<void> | undefined
-  /** Ends this request's membership of its key's lane (idempotent). */
-  releaseLane: () => void = constVoid
 
   /** `f` on the loaded session: one synchronous step once it is loaded. */
   access<B>(f: (state: Request.RequestState<A>) => B): Effect.Effect<B, SessionError> {
@@ -350,14 +342,12 @@ export class RequestSession<A> {
     this.loader = fiber
     const key = this.config.storageKey(clientId as SessionId)
     const clock = fiber.getRef(Clock.Clock)
-    // in the lane before the load: a save of this process that ends while
-    // the load is on its way still hands its result to this request
-    this.stayInLane(key, this.owner ?? fiber)
+    // (no lane joined: a save of this process that ends before this
+    // request's save still hands its result over, see the core's Lanes)
     const load = counted(this.store, "load", key, (store) => store.load(key))
     return Effect.matchCauseEffect(load.effect, {
       onFailure: (cause) => {
         load.failed(cause)
-        this.releaseLane()
         this.settle(false)
         return Effect.failCause(cause)
       },
@@ -370,29 +360,12 @@ export class RequestSession<A> {
           loaded: decoded?._tag === "Live" ? decoded.loaded : undefined,
           tombstone: decoded?._tag === "Tombstone" ? decoded.state : undefined
         })
-        if (state.loaded === undefined) this.releaseLane()
         this.settle(true)
         return decoded?._tag === "Undecodable"
           ? Effect.andThen(logUndecodable(key), Effect.sync(() => f(state)))
           : Effect.succeed(f(state))
       }
     })
-  }
-
-  /**
-   * The request loaded a stored session it may save: its key's lane, and
-   * what the saves of other requests hand over in it, stay until this
-   * request is done (its save ended, or else its fiber), so that a save of
-   * this process never loses a compare-and-set to another one.
-   */
-  private stayInLane(key: StorageKey, fiber: Fiber.Fiber<unknown, unknown>): void {
-    this.releaseLane()
-    const { release } = Writer.joinLane(this.store, key)
-    const removeObserver = fiber.addObserver(release)
-    this.releaseLane = () => {
-      removeObserver()
-      release()
-    }
   }
 
   private settle(loaded: boolean): void {
@@ -422,20 +395,11 @@ export class RequestSession<A> {
     if (!this.state.used) return Effect.succeed(noCookie)
     if (!this.loadDone) return Effect.andThen(this.access(constVoid), () => this.commit)
     this.committedAt = t
-    // one handler for both ends of the save (no finalizer: an interrupted
-    // save's use of the lane ends with the fiber, see `stayInLane`)
-    return Effect.matchCauseEffect(this.save(t), {
-      onFailure: (cause) => {
-        this.saving?.failed(cause)
-        this.releaseLane()
-        return failureTag(cause) === "SessionTooLarge"
-          ? Effect.andThen(Metric.update(SessionMetrics.tooLarge, 1), Effect.failCause(cause))
-          : Effect.failCause(cause)
-      },
-      onSuccess: (action) => {
-        this.releaseLane()
-        return Effect.succeed(action)
-      }
+    return Effect.catchCause(this.save(t), (cause) => {
+      this.saving?.failed(cause)
+      return failureTag(cause) === "SessionTooLarge"
+        ? Effect.andThen(Metric.update(SessionMetrics.tooLarge, 1), Effect.failCause(cause))
+        : Effect.failCause(cause)
     })
   }
 
@@ -452,8 +416,7 @@ export class RequestSession<A> {
       Effect.map(() => this.state.clientId !== undefined ? expireCookie : noCookie),
       Effect.catchCause((failure) =>
         Effect.as(Effect.logWarning("effect-session: a logout in a failed request could not be applied", failure), noCookie)
-      ),
-      Effect.ensuring(Effect.sync(() => this.releaseLane()))
+      )
     )
   }
 
