@@ -29,6 +29,7 @@ import { Clock, Config, Effect, Layer, Option, Result } from "effect"
 import * as Core from "../../src/core/dynamodb.js"
 import type { Abortable } from "./internal/dynamodb.js"
 import { deleteBatch, makeClient, name, prepareTable, send, sendExpecting, storeError } from "./internal/dynamodb.js"
+import { bytesWrite, textRecord } from "./internal/bytes.js"
 import { storeAndIndex } from "./internal/layer.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
@@ -80,14 +81,6 @@ export const defaultTableName: string = Core.defaultTableName
  */
 export const defaultIndexName: string = Core.defaultIndexName
 
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
-
-const writeOf = (write: SessionStore.SessionWrite): Core.DynamoWrite => ({
-  data: encoder.encode(write.text),
-  expiresAt: write.expiresAt,
-  principal: Option.getOrUndefined(write.principal)
-})
 
 // the live record an item holds, if any; an item this store did not write fails
 const liveRecord = (
@@ -102,8 +95,7 @@ const liveRecord = (
     case "Malformed":
       return Effect.fail(storeError(operation, new Error(read.message)))
     case "Live": {
-      const { data, expiresAt, principal, version } = read.record
-      return Effect.succeedSome({ text: decoder.decode(data), version, expiresAt, principal: Option.fromUndefinedOr(principal) })
+      return Effect.succeedSome(textRecord(read.record))
     }
   }
 }
@@ -139,13 +131,13 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   const store = SessionStore.make(name, {
     load: (key) => Effect.flatMap(Clock.currentTimeMillis, (now) => loadAt("load", key, now)),
     insert: Effect.fnUntraced(function*(key, write) {
-      const request = Core.insertRequest(tableName, key, writeOf(write), yield* Clock.currentTimeMillis)
+      const request = Core.insertRequest(tableName, key, bytesWrite(write), yield* Clock.currentTimeMillis)
       const written = yield* conditional("insert", (abortable) => client.send(new PutItemCommand(request), abortable))
       if (Result.isFailure(written)) return yield* new SessionConflict({ reason: "Exists" })
     }),
     update: Effect.fnUntraced(function*(key, write, expectedVersion) {
       const now = yield* Clock.currentTimeMillis
-      const request = Core.updateRequest(tableName, key, writeOf(write), expectedVersion, now)
+      const request = Core.updateRequest(tableName, key, bytesWrite(write), expectedVersion, now)
       const written = yield* conditional("update", (abortable) => client.send(new PutItemCommand(request), abortable))
       if (Result.isSuccess(written)) return expectedVersion + 1
       // the stored item comes with the failure; where it does not (dynalite),

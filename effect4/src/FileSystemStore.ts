@@ -20,6 +20,7 @@ import type { Scope } from "effect"
 import { Config, Data, Duration, Effect, Layer, Option, Schedule } from "effect"
 import * as Directory from "../../src/core/fileSystemStore.js"
 import * as Files from "../../src/core/files.js"
+import { bytesWrite, textRecord } from "./internal/bytes.js"
 import { storeAndIndex } from "./internal/layer.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
@@ -99,19 +100,6 @@ const run = <A>(operation: StoreOperation, f: (call: Directory.Call) => Promise<
     )
   })
 
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
-const fileWrite = (write: SessionStore.SessionWrite): Directory.Write => ({
-  data: encoder.encode(write.text),
-  expiresAt: write.expiresAt,
-  principal: Option.getOrUndefined(write.principal)
-})
-const recordOf = (record: Files.FileRecord): SessionStore.SessionRecord => ({
-  text: decoder.decode(record.data),
-  version: record.version,
-  expiresAt: record.expiresAt,
-  principal: Option.fromUndefinedOr(record.principal)
-})
 const conflict = <A>(outcome: A | Directory.Conflict): Effect.Effect<A, SessionConflict> =>
   Directory.isConflict(outcome) ? Effect.fail(new SessionConflict({ reason: outcome })) : Effect.succeed(outcome)
 
@@ -133,11 +121,11 @@ export const make = Effect.fnUntraced(function*(options: Options): Effect.fn.Ret
   })
 
   const store = SessionStore.make(name, {
-    load: (key) => Effect.map(run("load", (call) => directory.load(key, call)), (r) => Option.map(Option.fromUndefinedOr(r), recordOf)),
+    load: (key) => Effect.map(run("load", (call) => directory.load(key, call)), (r) => Option.map(Option.fromUndefinedOr(r), textRecord)),
     insert: (key, write) =>
-      Effect.flatMap(run("insert", (call) => directory.insert(key, fileWrite(write), call)), conflict<void>),
+      Effect.flatMap(run("insert", (call) => directory.insert(key, bytesWrite(write), call)), conflict<void>),
     update: (key, write, expectedVersion) =>
-      Effect.flatMap(run("update", (call) => directory.update(key, fileWrite(write), expectedVersion, call)), conflict<number>),
+      Effect.flatMap(run("update", (call) => directory.update(key, bytesWrite(write), expectedVersion, call)), conflict<number>),
     touch: (key, expiresAt) => run("touch", (call) => directory.touch(key, expiresAt, call)),
     remove: (key) => run("remove", (call) => directory.remove(key, call))
   })

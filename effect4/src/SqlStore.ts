@@ -17,6 +17,7 @@ import { Clock, Config, Duration, Effect, Layer, Option, Schedule } from "effect
 import { SqlClient } from "effect/sql"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Sql from "../../src/core/sql.js"
+import { bytesWrite as writeOf, textRecord as recordOf } from "./internal/bytes.js"
 import { storeAndIndex } from "./internal/layer.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
@@ -116,22 +117,6 @@ export const migrations = (
   options?: TableOptions
 ): Record<string, Effect.Effect<void, SqlError | SessionStoreError, SqlClient.SqlClient>> => ({
   [Sql.migrationName(options?.table ?? Sql.defaultTable)]: ensureTable(options)
-})
-
-// this line's records are text; the table holds its UTF-8 bytes, as the
-// Effect 3 line's JSON codec writes them
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
-const writeOf = (write: SessionStore.SessionWrite): Sql.SessionWrite => ({
-  data: encoder.encode(write.text),
-  expiresAt: write.expiresAt,
-  principal: Option.getOrUndefined(write.principal)
-})
-const recordOf = (row: Sql.SessionRow): SessionStore.SessionRecord => ({
-  text: decoder.decode(row.data),
-  version: row.version,
-  expiresAt: row.expiresAt,
-  principal: Option.fromNullOr(row.principal)
 })
 
 /**
