@@ -36,7 +36,7 @@ build() { # build <name> <rev|worktree>
   local dir="$work/$1"
   mkdir -p "$dir/bench"
   if [ "$2" = worktree ]; then cp -r src "$dir/src"; else git archive "$2" src | tar -x -C "$dir"; fi
-  cp bench/micro.ts "$dir/bench/"
+  cp bench/micro.ts bench/session-app.ts "$dir/bench/"
   ln -s "$root/node_modules" "$dir/node_modules"
   node_modules/.bin/esbuild "$dir/bench/micro.ts" --bundle --packages=external --platform=node \
     --format=esm --outfile="$dir/micro.mjs" --log-level=error
@@ -76,4 +76,13 @@ console.log(["route", ...names, ...names.slice(1).map((n) => `${n}/${names[0]}`)
 for (const route of routes) {
   const med = names.map((n) => median(rows.filter((r) => r[0] === route && r[1] === n).map((r) => Number(r[2]))))
   console.log([route, ...med.map((m) => m.toFixed(1)), ...med.slice(1).map((m) => (m / med[0]).toFixed(2) + "x")].join("\t"))
+}
+// the same ratios paired: each run over the first build'"'"'s run of its round
+// (the builds of one round run back to back), then the median of those; steadier
+// than the ratio of medians when the machine'"'"'s speed drifts between rounds
+console.log("\npaired: median over rounds of each build'"'"'s run / the first build'"'"'s run in the same round")
+for (const route of routes) {
+  const runs = names.map((n) => rows.filter((r) => r[0] === route && r[1] === n).map((r) => Number(r[2])))
+  const paired = runs.slice(1).map((xs) => median(xs.map((x, i) => x / runs[0][i])))
+  console.log([route, ...paired.map((p, i) => `${names[i + 1]}/${names[0]} ${p.toFixed(3)}x`)].join("\t"))
 }' "$results" "${names[@]}"

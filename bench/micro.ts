@@ -22,42 +22,17 @@
  *     --platform=node --format=esm --outfile=bench/.build/micro.mjs
  */
 import { HttpApp, HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Clock, Effect, Option, RuntimeFlags, RuntimeFlagsPatch, Schema, Scope, Supervisor } from "effect"
+import { Clock, Effect, RuntimeFlags, RuntimeFlagsPatch, Scope, Supervisor } from "effect"
 import { createHash } from "node:crypto"
-import * as Session from "../src/Session.js"
 import * as SessionStore from "../src/SessionStore.js"
 import * as Id from "../src/SessionId.js"
 import * as RedisStore from "../src/RedisStore.js"
 import { Redis } from "ioredis"
+import { AppSession, memoryOperations, sessionApp } from "./session-app.js"
 
 const iterations = Number(process.argv[2] ?? 20000)
 
-class AppSession extends Session.Tag<AppSession>()("micro/AppSession", {
-  value: Schema.optional(Schema.String),
-  counter: Schema.optional(Schema.Number)
-}) {}
-
-interface Rec { data: Uint8Array; version: number; expiresAt: number; principal: Option.Option<string> }
-const records = new Map<string, Rec>()
-const ops: SessionStore.SessionStoreOperations = ({
-  load: (key) => Effect.sync(() => Option.fromNullable(records.get(key))),
-  insert: (key, w) => Effect.sync(() => { records.set(key, { ...w, version: 1 }) }),
-  update: (key, w, v) => Effect.sync(() => { records.set(key, { ...w, version: v + 1 }); return v + 1 }),
-  touch: () => Effect.succeed(true),
-  remove: (key) => Effect.sync(() => { records.delete(key) })
-})
-let store: SessionStore.SessionStore["Type"] = SessionStore.make("micro", ops)
-
-const sessionApp = HttpRouter.empty.pipe(
-  HttpRouter.get("/get", Effect.map(AppSession.get("value"), (v) => HttpServerResponse.text(v ?? ""))),
-  HttpRouter.get("/incr", Effect.gen(function*() {
-    yield* AppSession.update("counter", (n) => (n ?? 0) + 1)
-    const counter = yield* AppSession.get("counter")
-    return HttpServerResponse.text(String(counter ?? 0))
-  })),
-  HttpRouter.get("/plain", HttpServerResponse.text("plain")),
-  AppSession.middleware({ cookie: { secure: false } })
-)
+let store: SessionStore.SessionStore["Type"] = SessionStore.make("micro", memoryOperations())
 
 const floorData = new Map<string, string>()
 const redisUrl = process.env.REDIS_URL
