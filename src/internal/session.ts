@@ -305,13 +305,31 @@ export class RequestSession<A> implements SessionHandle<A> {
    * is loaded first, and the time read again after it.
    */
   commitAt(t: number): Effect.Effect<CookieAction, SessionError> {
-    if (!this.state.used) return Effect.succeed(noCookie)
-    if (!this.loadDone) return Effect.flatMap(this.ensureLoaded, () => this.commit)
+    return this.commitThen(t, Effect.succeed, Effect.failCause)
+  }
+
+  /**
+   * `commitAt`, going on with `onSaved` (the cookie's action) or `onFailed`
+   * (the save's failure) in the save's own handlers: no step of its own
+   * between the save and what the caller does next.
+   */
+  commitThen<B, E2>(
+    t: number,
+    onSaved: (action: CookieAction) => Effect.Effect<B, E2>,
+    onFailed: (cause: Cause.Cause<SessionError>) => Effect.Effect<B, E2>
+  ): Effect.Effect<B, E2> {
+    if (!this.state.used) return onSaved(noCookie)
+    if (!this.loadDone) {
+      return Effect.matchCauseEffect(Effect.flatMap(this.ensureLoaded, () => this.commit), { onFailure: onFailed, onSuccess: onSaved })
+    }
     this.committedAt = t
-    return Effect.catchAllCause(this.save(t), (cause) =>
-      failureTag(cause) === "SessionTooLarge"
-        ? Effect.zipRight(Metric.increment(SessionMetrics.tooLarge), Effect.failCause(cause))
-        : Effect.failCause(cause))
+    return Effect.matchCauseEffect(this.save(t), {
+      onFailure: (cause) =>
+        failureTag(cause) === "SessionTooLarge"
+          ? Effect.zipRight(Metric.increment(SessionMetrics.tooLarge), onFailed(cause))
+          : onFailed(cause),
+      onSuccess: onSaved
+    })
   }
 
   /**
@@ -742,18 +760,6 @@ const withHeader = (
 ): HttpServerResponse.HttpServerResponse => value === undefined ? response : HttpServerResponse.setHeader(response, name, value)
 
 /**
- * The commit after the app answered with the session used, and its cookie.
- * A failed app skips this: like a transaction, a failed request saves nothing.
- */
-const finish = <A>(
-  config: Config<A>,
-  session: RequestSession<A>,
-  response: HttpServerResponse.HttpServerResponse,
-  t: number
-): Effect.Effect<HttpServerResponse.HttpServerResponse, SessionError> =>
-  Effect.flatMap(session.commitAt(t), (action) => Effect.succeed(applyCookie(config, response, action, session.committedAt)))
-
-/**
  * The session of the request `fiber` runs for: the one its context provides
  * (the middleware's, `withSession`'s, a test's).
  *
@@ -861,7 +867,13 @@ export const middleware = <Self, A>(
           )
         }
         const t = clock.unsafeCurrentTimeMillis()
-        return session.nothingToSave(t) ? leaveWith(response) : Effect.zipRight(leave, finish(config, session, response, t))
+        // the context is put back after the save (which never reads the
+        // session from it), in the save's own handlers
+        return session.nothingToSave(t) ? leaveWith(response) : session.commitThen(
+          t,
+          (action) => leaveWith(applyCookie(config, response, action, session.committedAt)),
+          (cause) => Effect.zipRight(leave, Effect.failCause(cause))
+        )
       }
     })
     return Effect.zipRight(
