@@ -51,7 +51,7 @@ const directiveName = (directive: string): string => directive.split("=", 1)[0].
 export const privateCacheControl = (current: string | undefined): string | undefined => {
   // (most responses have none: no splitting, no arrays)
   if (current === undefined) return "private"
-  const directives = (current ?? "").split(",").map((d) => d.trim()).filter((d) => d.length > 0)
+  const directives = current.split(",").map((d) => d.trim()).filter((d) => d.length > 0)
   if (directives.length === 0) return "private"
   if (directives.some((d) => ["private", "no-store"].includes(directiveName(d)))) return undefined
   const shared = new Set(["public", "s-maxage"])
@@ -66,7 +66,7 @@ export const privateCacheControl = (current: string | undefined): string | undef
  */
 export const varyOnCookie = (current: string | undefined): string | undefined => {
   if (current === undefined) return "Cookie"
-  const values = (current ?? "").split(",").map((v) => v.trim().toLowerCase()).filter((v) => v.length > 0)
+  const values = current.split(",").map((v) => v.trim().toLowerCase()).filter((v) => v.length > 0)
   if (values.length === 0) return "Cookie"
   return values.includes("cookie") || values.includes("*") ? undefined : `${current}, Cookie`
 }
