@@ -81,7 +81,6 @@ export const defaultTableName: string = Core.defaultTableName
  */
 export const defaultIndexName: string = Core.defaultIndexName
 
-
 // the live record an item holds, if any; an item this store did not write fails
 const liveRecord = (
   operation: StoreOperation,
@@ -94,9 +93,8 @@ const liveRecord = (
       return Effect.succeedNone
     case "Malformed":
       return Effect.fail(storeError(operation, new Error(read.message)))
-    case "Live": {
+    case "Live":
       return Effect.succeedSome(textRecord(read.record))
-    }
   }
 }
 

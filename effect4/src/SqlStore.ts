@@ -17,7 +17,7 @@ import { Clock, Config, Duration, Effect, Layer, Option, Schedule } from "effect
 import { SqlClient } from "effect/sql"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Sql from "../../src/core/sql.js"
-import { bytesWrite as writeOf, textRecord as recordOf } from "./internal/bytes.js"
+import { bytesWrite, textRecord } from "./internal/bytes.js"
 import { storeAndIndex } from "./internal/layer.js"
 import type { StoreOperation } from "./SessionError.js"
 import { SessionConflict, SessionStoreError } from "./SessionError.js"
@@ -156,9 +156,9 @@ export const make = Effect.fnUntraced(function*(
   const at = <A, E>(f: (now: number) => Effect.Effect<A, E>) => Effect.flatMap(Clock.currentTimeMillis, f)
   const store = SessionStore.make(name, {
     load: (key) =>
-      at((t) => Effect.map(perform("load", steps.load(key, t)), (row) => Option.map(Option.fromUndefinedOr(row), recordOf))),
-    insert: (key, write) => at((t) => perform("insert", steps.insert(key, writeOf(write), t))),
-    update: (key, write, expectedVersion) => at((t) => perform("update", steps.update(key, writeOf(write), expectedVersion, t))),
+      at((t) => Effect.map(perform("load", steps.load(key, t)), (row) => Option.map(Option.fromUndefinedOr(row), textRecord))),
+    insert: (key, write) => at((t) => perform("insert", steps.insert(key, bytesWrite(write), t))),
+    update: (key, write, expectedVersion) => at((t) => perform("update", steps.update(key, bytesWrite(write), expectedVersion, t))),
     touch: (key, expiresAt) => at((t) => perform("touch", steps.touch(key, expiresAt, t))),
     remove: (key) => perform("remove", steps.remove(key))
   })

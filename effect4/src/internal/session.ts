@@ -298,7 +298,6 @@ export class RequestSession<A> {
    */
   private saving: CountedOperation<unknown, unknown> | undefined
 
-
   private loadDone = false
   /** The fiber running the load, while one runs; the request's other fibers wait for it. */
   private loader: Fiber.Fiber<unknown, unknown> | undefined
