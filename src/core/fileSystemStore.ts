@@ -219,6 +219,8 @@ interface LockCall {
 
 const sleep = (millis: number, signal: AbortSignal | undefined) =>
   new Promise<void>((done) => {
+    // an abort that came before the wait began fires no event
+    if (signal?.aborted) return done()
     const timer = setTimeout(finish, millis)
     function finish() {
       clearTimeout(timer)
@@ -314,7 +316,13 @@ const makeLock = (fs: FileOps, options: { readonly staleAfterMillis: number; rea
     let backoff = Files.firstLockBackoff
     while (true) {
       if (signal?.aborted) throw new Cancelled()
-      if (await tryCreate(lockPath, token)) return token
+      if (await tryCreate(lockPath, token)) {
+        // taken after the caller gave up (its holder released it while the
+        // create was under way): given back, and nothing is written
+        if (!signal?.aborted) return token
+        await releaseOwned(lockPath, token, call.warn)
+        throw new Cancelled()
+      }
       const now = wallNow()
       if (now - start >= options.timeoutMillis) throw new LockTimeout(Files.redact(lockPath), now - start)
       const info = await statOrMissing(lockPath)
