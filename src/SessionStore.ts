@@ -8,6 +8,7 @@
 import { Cause, Clock, Context, Effect, FiberRef, MetricLabel, Option, Predicate } from "effect"
 import type { Fiber, Tracer } from "effect"
 import * as Ids from "./core/ids.js"
+import * as Metrics from "./core/metrics.js"
 import type { SessionConflict, SessionStoreError, StoreOperation } from "./SessionError.js"
 import * as SessionMetrics from "./SessionMetrics.js"
 import type { StorageKey } from "./SessionId.js"
@@ -140,20 +141,31 @@ export const make = (
     readonly readsText?: boolean | undefined
   }
 ): SessionStore["Type"] => {
-  const load = instrument(name, "load")
-  const insert = instrument(name, "insert")
-  const update = instrument(name, "update")
-  const touch = instrument(name, "touch")
-  const remove = instrument(name, "remove")
   const prepare = options?.readsText === true ? (write: SessionWrite) => write : plainWrite
-  return {
-    name,
-    load: (key) => load(key, operations.load(key)),
-    insert: (key, write) => insert(key, operations.insert(key, prepare(write))),
-    update: (key, write, expectedVersion) => update(key, operations.update(key, prepare(write), expectedVersion)),
-    touch: (key, expiresAt) => touch(key, operations.touch(key, expiresAt)),
-    remove: (key) => remove(key, operations.remove(key))
+  const prepared: SessionStoreOperations = {
+    load: operations.load,
+    insert: (key, write) => operations.insert(key, prepare(write)),
+    update: (key, write, expectedVersion) => operations.update(key, prepare(write), expectedVersion),
+    touch: operations.touch,
+    remove: operations.remove
   }
+  const parts = {
+    load: instrument(name, "load"),
+    insert: instrument(name, "insert"),
+    update: instrument(name, "update"),
+    touch: instrument(name, "touch")
+  }
+  const remove = instrument(name, "remove")
+  const service: SessionStore["Type"] = {
+    name,
+    load: (key) => observed(parts.load, key, prepared.load(key)),
+    insert: (key, write) => observed(parts.insert, key, prepared.insert(key, write)),
+    update: (key, write, expectedVersion) => observed(parts.update, key, prepared.update(key, write, expectedVersion)),
+    touch: (key, expiresAt) => observed(parts.touch, key, prepared.touch(key, expiresAt)),
+    remove: (key) => observed(remove, key, prepared.remove(key))
+  }
+  counting.register(service, prepared, parts)
+  return service
 }
 
 /**
@@ -169,7 +181,13 @@ export const make = (
  * the built-in tracer keeps a request that has no tracer installed as cheap
  * as before it had spans (see docs/design.md).
  */
-const instrument = (store: string, operation: StoreOperation) => {
+interface Instrument {
+  readonly store: string
+  readonly spanName: string
+  readonly record: (start: bigint, end: bigint, outcome: "success" | "conflict" | "failure") => void
+}
+
+const instrument = (store: string, operation: StoreOperation): Instrument => {
   // one label array per outcome, and one for the latency, made once:
   // `Metric` caches a metric's hook by its labels array, so updating the
   // untagged metric with the same array finds its hook at once, where
@@ -181,57 +199,121 @@ const instrument = (store: string, operation: StoreOperation) => {
     operationLabel,
     MetricLabel.make("outcome", outcome)
   ]
-  const success = countedBy("success")
-  const conflict = countedBy("conflict")
-  const failure = countedBy("failure")
+  const outcomes = { success: countedBy("success"), conflict: countedBy("conflict"), failure: countedBy("failure") }
   // the labels of `storeOperationDuration` (a timer tags `time_unit` first)
   const timed: ReadonlyArray<MetricLabel.MetricLabel> = [MetricLabel.make("time_unit", "milliseconds"), storeLabel, operationLabel]
-  const spanName = `effect-session.${operation}`
-  const record = (start: bigint, end: bigint, outcome: ReadonlyArray<MetricLabel.MetricLabel>) => {
-    SessionMetrics.storeOperationDurationMillis.unsafeUpdate(Number(end - start) / 1e6, timed)
-    SessionMetrics.storeOperations.unsafeUpdate(1, outcome)
+  return {
+    store,
+    spanName: `effect-session.${operation}`,
+    record: (start, end, outcome) => {
+      SessionMetrics.storeOperationDurationMillis.unsafeUpdate(Number(end - start) / 1e6, timed)
+      SessionMetrics.storeOperations.unsafeUpdate(1, outcomes[outcome])
+    }
   }
-  // the operation's success and failure handlers record both metrics, with
-  // `Metric`'s own synchronous update (every request runs one or two of
-  // these). An interruption skips those handlers: the fiber's end records
-  // it then, as a failure (an observer, removed when a handler ran), so the
-  // common path needs no uninterruptible region (`Effect.onExit`: 7 runtime
-  // steps more per operation)
-  // made outside `observe`, so that the observer holds the clock and the
-  // start only, not the fiber it observes and, through it, the request
-  const whenInterrupted = (clock: Clock.Clock, start: bigint) => () => record(start, clock.unsafeCurrentTimeNanos(), failure)
-  const observe = <A, E>(fiber: Fiber.RuntimeFiber<unknown, unknown>, effect: Effect.Effect<A, E>): Effect.Effect<A, E> => {
-    const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-    const start = clock.unsafeCurrentTimeNanos()
-    const interrupted = whenInterrupted(clock, start)
-    fiber.addObserver(interrupted)
-    return Effect.matchCauseEffect(effect, {
-      onFailure: (cause) => {
-        fiber.removeObserver(interrupted)
-        const conflicted = Option.exists(Cause.failureOption(cause), (error) => Predicate.isTagged(error, "SessionConflict"))
-        record(start, clock.unsafeCurrentTimeNanos(), conflicted ? conflict : failure)
-        return Effect.failCause(cause)
-      },
-      onSuccess: (value) => {
-        fiber.removeObserver(interrupted)
-        record(start, clock.unsafeCurrentTimeNanos(), success)
-        return Effect.succeed(value)
-      }
-    })
-  }
-  return <A, E>(key: string | undefined, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-    Effect.withFiberRuntime((fiber) => {
-      const observed = observe(fiber, effect)
-      return fiber.currentTracer === builtInTracer() || !fiber.getFiberRef(FiberRef.currentTracerEnabled)
-        ? observed
-        : Effect.withSpan(observed, spanName, {
-          captureStackTrace: false,
-          attributes: key === undefined
-            ? { "effect-session.store": store }
-            : { "effect-session.store": store, "effect-session.key": Ids.logPrefix(key) }
-        })
-    })
 }
+
+/** The operation in its span, when a tracer that reports spans can see it. */
+const traced = <A, E>(
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  instrument: Instrument,
+  key: string | undefined,
+  effect: Effect.Effect<A, E>
+): Effect.Effect<A, E> =>
+  fiber.currentTracer === builtInTracer() || !fiber.getFiberRef(FiberRef.currentTracerEnabled)
+    ? effect
+    : Effect.withSpan(effect, instrument.spanName, {
+      captureStackTrace: false,
+      attributes: key === undefined
+        ? { "effect-session.store": instrument.store }
+        : { "effect-session.store": instrument.store, "effect-session.key": Ids.logPrefix(key) }
+    })
+
+const isConflict = (cause: Cause.Cause<unknown>): boolean =>
+  Option.exists(Cause.failureOption(cause), (error) => Predicate.isTagged(error, "SessionConflict"))
+
+/**
+ * One call's metrics, recorded once: by a success or failure handler that
+ * runs on the operation anyway (with `Metric`'s own synchronous update), or,
+ * when the fiber is interrupted during it and skips those handlers, by the
+ * fiber's end, as a failure (an observer, removed when a handler ran). The
+ * common path needs no uninterruptible region (`Effect.onExit`: 7 runtime
+ * steps more per operation).
+ */
+class Run {
+  private fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
+  private clock: Clock.Clock | undefined = undefined
+  private start = BigInt(0)
+  // the fiber's observer, until a handler recorded the call
+  private readonly interrupted = () => this.failed()
+  constructor(readonly instrument: Instrument) {}
+
+  begin(fiber: Fiber.RuntimeFiber<unknown, unknown>): void {
+    this.fiber = fiber
+    this.clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+    this.start = this.clock.unsafeCurrentTimeNanos()
+    fiber.addObserver(this.interrupted)
+  }
+
+  succeeded(): void {
+    this.end("success")
+  }
+
+  failed(cause?: Cause.Cause<unknown>): void {
+    this.end(cause !== undefined && isConflict(cause) ? "conflict" : "failure")
+  }
+
+  private end(outcome: "success" | "conflict" | "failure"): void {
+    const fiber = this.fiber
+    if (fiber === undefined) return
+    this.fiber = undefined
+    fiber.removeObserver(this.interrupted)
+    this.instrument.record(this.start, this.clock!.unsafeCurrentTimeNanos(), outcome)
+  }
+}
+
+/** An operation called through the service: its span, and its metrics recorded by handlers of its own. */
+const observed = <A, E>(instrument: Instrument, key: string | undefined, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.withFiberRuntime((fiber) => {
+    const run = new Run(instrument)
+    run.begin(fiber)
+    return traced(
+      fiber,
+      instrument,
+      key,
+      Effect.matchCauseEffect(effect, {
+        onFailure: (cause) => {
+          run.failed(cause)
+          return Effect.failCause(cause)
+        },
+        onSuccess: (value) => {
+          run.succeeded()
+          return Effect.succeed(value)
+        }
+      })
+    )
+  })
+
+const counting = Metrics.makeCounting<SessionStore["Type"], SessionStoreOperations, Instrument, Run, Cause.Cause<unknown>>(
+  (instrument) => new Run(instrument)
+)
+
+/**
+ * A store operation whose caller records its metrics (the core's
+ * `CountedOperation`), in the store's span like a call through the service.
+ *
+ * @internal
+ */
+export const counted = <A, E>(
+  store: SessionStore["Type"],
+  operation: Metrics.CountedName,
+  key: StorageKey,
+  call: (operations: SessionStoreOperations) => Effect.Effect<A, E>
+): Metrics.CountedOperation<Effect.Effect<A, E>, Cause.Cause<unknown>> =>
+  counting.counted(store, operation, call, (run, effect) =>
+    Effect.withFiberRuntime((fiber) => {
+      run.begin(fiber)
+      return traced(fiber, run.instrument, key, effect)
+    }))
 
 /** Effect's built-in tracer, the one a fiber has when the application installs none. */
 let builtIn: Tracer.Tracer | undefined
@@ -247,7 +329,7 @@ export const makeIndex = (name: string, operations: SessionIndexOperations): Ses
   const keys = instrument(name, "keys")
   const removeAll = instrument(name, "removeAll")
   return {
-    keys: (principal) => keys(undefined, operations.keys(principal)),
-    removeAll: (principal) => removeAll(undefined, operations.removeAll(principal))
+    keys: (principal) => observed(keys, undefined, operations.keys(principal)),
+    removeAll: (principal) => observed(removeAll, undefined, operations.removeAll(principal))
   }
 }

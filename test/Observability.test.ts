@@ -63,6 +63,56 @@ describe("metrics", () => {
       expect(timer.metricState.count).toBeGreaterThanOrEqual(1)
     }).pipe(Effect.provide(Layer.provideMerge(serve(app), MemoryStore.layer()))))
 
+  // live: the read that touches comes a few real milliseconds after the write
+  it.live("each store operation of a request is counted once, by its outcome, and an interrupted one as a failure", () =>
+    Effect.gen(function*() {
+      const count = (store: string, operation: string, outcome: string) =>
+        counterValue(SessionMetrics.storeOperations, { store, operation, outcome })
+      const counts = (store: string) =>
+        Effect.all({
+          load: count(store, "load", "success"),
+          insert: count(store, "insert", "success"),
+          update: count(store, "update", "success"),
+          touch: count(store, "touch", "success"),
+          failed: Effect.map(
+            Effect.all(["load", "insert", "update", "touch"].map((operation) => count(store, operation, "failure"))),
+            (failures) => failures.reduce((a, b) => a + b, 0)
+          )
+        })
+      const inner = yield* SessionStore
+      const counted = SessionStoreModule.make("counted", inner)
+      const touching = routes.pipe(ObservedSession.middleware({ cookie: { secure: false }, touchAfter: "0 millis" }))
+      const before = yield* counts("counted")
+      yield* Effect.gen(function*() {
+        const browser = yield* makeBrowser
+        yield* browser.get("/incr") // insert
+        yield* browser.get("/incr") // load, update
+        yield* Effect.sleep("5 millis")
+        yield* browser.get("/show") // load, touch
+      }).pipe(Effect.provide(serve(touching)), Effect.provideService(SessionStore, counted))
+      const after = yield* counts("counted")
+      expect({
+        load: after.load - before.load,
+        insert: after.insert - before.insert,
+        update: after.update - before.update,
+        touch: after.touch - before.touch,
+        failed: after.failed - before.failed
+      }).toEqual({ load: 2, insert: 1, update: 1, touch: 1, failed: 0 })
+
+      // a load that never answers, given up by a timeout: one failure, no success
+      const id = yield* ObservedSession.withSession("", ObservedSession.id.pipe(Effect.zipLeft(ObservedSession.set("name", "a"))))
+      const stuck = SessionStoreModule.make("stuck", { ...inner, load: () => Effect.never })
+      const stuckBefore = yield* counts("stuck")
+      const exit = yield* ObservedSession.withSession(id, ObservedSession.get("name")).pipe(
+        Effect.provideService(SessionStore, stuck),
+        Effect.timeout("20 millis"),
+        Effect.exit
+      )
+      expect(exit._tag).toBe("Failure")
+      const stuckAfter = yield* counts("stuck")
+      expect([stuckAfter.load - stuckBefore.load, stuckAfter.failed - stuckBefore.failed]).toEqual([0, 1])
+    }).pipe(Effect.provide(MemoryStore.layer())))
+
   it.effect("moves, logouts, revokeAll, undecodable and oversized sessions are counted", () =>
     Effect.gen(function*() {
       const moved = yield* counterValue(SessionMetrics.regenerations)

@@ -9,6 +9,7 @@
 import type { Fiber, Metric } from "effect"
 import { Cause, Clock, Context, Effect, Exit, Option, Predicate, References, Tracer } from "effect"
 import * as Ids from "../../src/core/ids.js"
+import * as Metrics from "../../src/core/metrics.js"
 import * as SessionMetrics from "./SessionMetrics.js"
 import type { SessionConflict, SessionStoreError } from "./SessionError.js"
 import type { StorageKey } from "./SessionId.js"
@@ -201,57 +202,31 @@ const observed = <A, E>(instrument: Instrument, key: string | undefined, effect:
     })
   })
 
-/** What `make` built a service from: the backend's operations and their instruments. */
-interface Instrumented {
-  readonly operations: SessionStoreOperations
-  readonly load: Instrument
-  readonly insert: Instrument
-  readonly update: Instrument
-  readonly touch: Instrument
-}
-
-const instrumented = new WeakMap<SessionStore["Service"], Instrumented>()
+const counting = Metrics.makeCounting<SessionStore["Service"], SessionStoreOperations, Instrument, Run, Cause.Cause<unknown>>(
+  (instrument) => new Run(instrument)
+)
 
 /**
- * A store operation whose caller records its metrics: `succeeded` and
- * `failed` are called by the caller's own success and failure handlers,
- * which the middleware has on every operation of a request anyway. The
- * operation runs as through the service (its span included) without a
- * handler of its own, so counting it costs no runtime step. An interrupted
- * operation is counted when its fiber ends; `failed` and `succeeded` after
- * the first have no effect. On a service `make` did not build, the
- * service's own operation runs, and counting is left to it.
+ * A store operation whose caller records its metrics (the core's
+ * `CountedOperation`), in the store's span like a call through the service:
+ * counting it costs no runtime step.
  *
  * @internal
  */
-export interface CountedOperation<A, E> {
-  readonly effect: Effect.Effect<A, E>
-  readonly succeeded: () => void
-  readonly failed: (cause?: Cause.Cause<unknown>) => void
-}
-
-const notCounted = (): void => undefined
+export type CountedOperation<A, E> = Metrics.CountedOperation<Effect.Effect<A, E>, Cause.Cause<unknown>>
 
 /** @internal */
 export const counted = <A, E>(
   store: SessionStore["Service"],
-  operation: "load" | "insert" | "update" | "touch",
+  operation: Metrics.CountedName,
   key: StorageKey,
   call: (operations: SessionStoreOperations) => Effect.Effect<A, E>
-): CountedOperation<A, E> => {
-  const parts = instrumented.get(store)
-  if (parts === undefined) return { effect: call(store), succeeded: notCounted, failed: notCounted }
-  const run = new Run(parts[operation])
-  const effect = call(parts.operations)
-  return {
-    effect: Effect.withFiber((fiber) => {
+): CountedOperation<A, E> =>
+  counting.counted(store, operation, call, (run, effect) =>
+    Effect.withFiber((fiber) => {
       run.begin(fiber, true)
       return traced(fiber, run.instrument, key, effect)
-    }),
-    succeeded: () => run.succeeded(),
-    failed: (cause) => run.failed(cause)
-  }
-}
+    }))
 
 /**
  * Builds the `SessionStore` service from a backend's operations, each run in
@@ -262,8 +237,7 @@ export const counted = <A, E>(
  * @category constructors
  */
 export const make = (name: string, operations: SessionStoreOperations): SessionStore["Service"] => {
-  const parts: Instrumented = {
-    operations,
+  const parts = {
     load: instrument(name, "load"),
     insert: instrument(name, "insert"),
     update: instrument(name, "update"),
@@ -278,7 +252,7 @@ export const make = (name: string, operations: SessionStoreOperations): SessionS
     touch: (key, expiresAt) => observed(parts.touch, key, operations.touch(key, expiresAt)),
     remove: (key) => observed(remove, key, operations.remove(key))
   }
-  instrumented.set(service, parts)
+  counting.register(service, operations, parts)
   return service
 }
 

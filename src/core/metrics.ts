@@ -55,3 +55,64 @@ export const undecodable = metric("effect_session_undecodable_total", "stored se
 
 /** @internal */
 export const tooLarge = metric("effect_session_too_large_total", "saves refused because the session encoded to more than maxSize")
+
+// -- the middleware's own count of its store operations
+
+/** The operations whose caller may count them. @internal */
+export type CountedName = "load" | "insert" | "update" | "touch"
+
+/**
+ * A store operation whose caller records its metrics: `succeeded` and
+ * `failed` are called by the caller's own success and failure handlers,
+ * which the middleware has on every operation of a request anyway. The
+ * operation runs as through the service (its span included) without
+ * handlers of its own, two runtime steps fewer. An interrupted operation is
+ * counted when its fiber ends; `failed` and `succeeded` after the first have
+ * no effect. On a service its line's `SessionStore.make` did not build (a
+ * wrapper), the service's own operation runs, and counting is left to it.
+ *
+ * @internal
+ */
+export interface CountedOperation<Op, Cause> {
+  readonly effect: Op
+  readonly succeeded: () => void
+  readonly failed: (cause?: Cause) => void
+}
+
+/** A line's record of one call's metrics. @internal */
+export interface CallRun<Cause> {
+  succeeded(): void
+  failed(cause?: Cause): void
+}
+
+const notCounted = (): void => undefined
+
+/**
+ * The services a line's `SessionStore.make` built, each with the backend's
+ * operations and the instruments of the operations a caller may count; and
+ * `counted`, which runs one of them with `newRun`'s record begun by `begin`
+ * (the line's Effect glue).
+ *
+ * @internal
+ */
+export const makeCounting = <Service extends Operations & object, Operations, Instrument, Run extends CallRun<Cause>, Cause>(
+  newRun: (instrument: Instrument) => Run
+) => {
+  const built = new WeakMap<Service, { readonly operations: Operations; readonly instruments: Record<CountedName, Instrument> }>()
+  return {
+    register: (service: Service, operations: Operations, instruments: Record<CountedName, Instrument>): void => {
+      built.set(service, { operations, instruments })
+    },
+    counted: <Op>(
+      service: Service,
+      operation: CountedName,
+      call: (operations: Operations) => Op,
+      begin: (run: Run, effect: Op) => Op
+    ): CountedOperation<Op, Cause> => {
+      const parts = built.get(service)
+      if (parts === undefined) return { effect: call(service), succeeded: notCounted, failed: notCounted }
+      const run = newRun(parts.instruments[operation])
+      return { effect: begin(run, call(parts.operations)), succeeded: () => run.succeeded(), failed: (cause) => run.failed(cause) }
+    }
+  }
+}

@@ -29,7 +29,7 @@ import * as Id from "../SessionId.js"
 import type { Options } from "../Session.js"
 import * as SessionMetrics from "../SessionMetrics.js"
 import type { SessionIndex, SessionRecord } from "../SessionStore.js"
-import { SessionStore } from "../SessionStore.js"
+import { counted, SessionStore } from "../SessionStore.js"
 import * as Revocation from "./revocation.js"
 import { TextWrite } from "./text.js"
 
@@ -211,12 +211,15 @@ export class RequestSession<A> implements SessionHandle<A> {
     const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
     // (no lane joined: a save of this process that ends before this
     // request's save still hands its result over, see the core's Lanes)
-    return Effect.matchCauseEffect(this.store.load(key), {
+    const load = counted(this.store, "load", key, (store) => store.load(key))
+    return Effect.matchCauseEffect(load.effect, {
       onFailure: (cause) => {
+        load.failed(cause)
         this.settle(false)
         return Effect.failCause(cause)
       },
       onSuccess: (record) => {
+        load.succeeded()
         const decoded = Option.isNone(record)
           ? undefined
           : decodeRecord(this.config, key, record.value, clock.unsafeCurrentTimeMillis())
@@ -388,10 +391,18 @@ export class RequestSession<A> implements SessionHandle<A> {
   touch(loaded: Loaded<A>, t: number): Effect.Effect<CookieAction, SessionError> {
     const expiresAt = this.state.nextExpiry(loaded, t)
     if (expiresAt === loaded.expiresAt) return Effect.succeed(noCookie)
-    return Effect.map(
-      this.store.touch(keyOf(loaded), expiresAt),
-      (live) => live ? this.state.cookieFor(loaded, expiresAt) : noCookie
-    )
+    const key = keyOf(loaded)
+    const touch = counted(this.store, "touch", key, (store) => store.touch(key, expiresAt))
+    return Effect.matchCauseEffect(touch.effect, {
+      onFailure: (cause) => {
+        touch.failed(cause)
+        return Effect.failCause(cause)
+      },
+      onSuccess: (live) => {
+        touch.succeeded()
+        return Effect.succeed(live ? this.state.cookieFor(loaded, expiresAt) : noCookie)
+      }
+    })
   }
 
   /** A new session under a new id. */
@@ -462,16 +473,32 @@ const tombstoneOf = (record: SessionRecord): Save.StoredState | undefined => {
   return tombstone === undefined ? undefined : Save.storedState(record, tombstone)
 }
 
-/** `f` on a compare-and-set's outcome (and the new version when written), in the step of its answer: a conflict is an answer, not an error. */
+/**
+ * `f` on a counted compare-and-set's outcome (and the new version when
+ * written), in the step of its answer: a conflict is an answer, not an error.
+ */
 const onCasOutcome = <B, E>(
-  update: Effect.Effect<number, SessionConflict | SessionStoreError>,
+  store: SessionStore["Type"],
+  key: StorageKey,
+  write: TextWrite,
+  version: number,
   f: (outcome: Save.CasOutcome, version: number) => Effect.Effect<B, E>
-): Effect.Effect<B, E | SessionStoreError> =>
-  Effect.matchEffect(update, {
-    onFailure: (error): Effect.Effect<B, E | SessionStoreError> =>
-      error._tag === "SessionConflict" ? f(error.reason === "VersionMismatch" ? "VersionMismatch" : "Missing", 0) : Effect.fail(error),
-    onSuccess: (version) => f("Written", version)
+): Effect.Effect<B, E | SessionError> => {
+  const update = counted(store, "update", key, (store) => store.update(key, write, version))
+  return Effect.matchCauseEffect(update.effect, {
+    onFailure: (cause): Effect.Effect<B, E | SessionError> => {
+      update.failed(cause)
+      const error = Option.getOrUndefined(Cause.failureOption(cause))
+      return error?._tag === "SessionConflict"
+        ? f(error.reason === "VersionMismatch" ? "VersionMismatch" : "Missing", 0)
+        : Effect.failCause(cause)
+    },
+    onSuccess: (version) => {
+      update.succeeded()
+      return f("Written", version)
+    }
   })
+}
 
 /** Inserts under a freshly generated id; 256 random bits do not collide, so a conflict is a defect. */
 const insertFresh = (
@@ -638,12 +665,15 @@ const shell: Writer.Shell<Effect3, SessionStore["Type"], Config<any>, SessionErr
       write = new TextWrite(text.right, plan.expiresAt, Option.fromNullable(base.principal))
     }
     return onCasOutcome(
-      store.update(keyOf(base), write, base.version),
+      store,
+      keyOf(base),
+      write,
+      base.version,
       (outcome, version) => then(outcome, version, write, plan._tag === "Tombstone")
     )
   },
   writeTombstone: (store, key, record, version, then) =>
-    onCasOutcome(store.update(Id.unsafeStorageKey(key), tombstoneWrite(record), version), then),
+    onCasOutcome(store, Id.unsafeStorageKey(key), tombstoneWrite(record), version, then),
   encodeMove: (config, state, base, t) =>
     Effect.map(
       config.codec.encodeText(envelopeOf(base, state.data, state.principal)),
