@@ -5,7 +5,7 @@
 #
 #   bash bench/interleave.sh [rev ...]     default: 349455e (before the wave) and HEAD
 #
-# ROUTES, ROUNDS, BATCH, WARMUP: see bench/interleave.ts. A revision given
+# ROUTES, ROUNDS, BATCH, WARMUP, PROCESSES: see bench/interleave.ts. A revision given
 # twice runs twice, as a control (named with a trailing "+"). WORKTREE=1 also runs
 # the working tree's src/ (uncommitted changes). CORE (default 1): the core
 # the process is pinned to. NODE_FLAGS: default pins V8's seeds and runs the GC

@@ -3,10 +3,12 @@
  * by `bench/micro.ts`) and, for `bench/interleave.ts`, the app on a
  * synchronous in-memory store with its requests through `HttpApp.toHandled`
  * (no web `Response`, as micro.ts's DIRECT=1), bundled over one revision's
- * `src/` per build.
+ * `src/` per build; with `REDIS_URL` set, on the revision's `RedisStore`.
  */
 import { HttpApp, HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, Option, Schema } from "effect"
+import { Context, Effect, Layer, Option, Schema, Scope } from "effect"
+import { randomBytes } from "node:crypto"
+import * as RedisStore from "../src/RedisStore.js"
 import * as Session from "../src/Session.js"
 import * as SessionStore from "../src/SessionStore.js"
 
@@ -45,9 +47,22 @@ export const memoryOperations = (): SessionStore.SessionStoreOperations => {
 /** The app's handler: a request for `path` with `cookie`, resolved once answered. */
 export type Send = (path: string, cookie: string | undefined) => Promise<unknown>
 
+/**
+ * The store of `setup`: with `REDIS_URL` set, the revision's own `RedisStore`
+ * on that server (its records under a prefix of their own, the layer kept
+ * open for the process's life); otherwise the synchronous in-memory map.
+ */
+const storeOf = async (): Promise<SessionStore.SessionStore["Type"]> => {
+  const url = process.env.REDIS_URL
+  if (url === undefined || url === "") return SessionStore.make("interleave", memoryOperations())
+  const prefix = `interleave-${randomBytes(6).toString("hex")}:`
+  const context = await Effect.runPromise(Layer.buildWithScope(RedisStore.layer({ url, prefix }), Effect.runSync(Scope.make())))
+  return Context.get(context, SessionStore.SessionStore)
+}
+
 /** Builds the app on its own store and opens one session; `send` and its cookie. */
 export const setup = async (): Promise<{ readonly send: Send; readonly cookie: string }> => {
-  const store = SessionStore.make("interleave", memoryOperations())
+  const store = await storeOf()
   let response: HttpServerResponse.HttpServerResponse | undefined
   const handled = HttpApp.toHandled(
     Effect.provideService(sessionApp, SessionStore.SessionStore, store) as HttpApp.Default<unknown, never>,
