@@ -97,12 +97,32 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   }
   // The layer's own client has ioredis's `commandTimeout`; a client passed
   // in (whose options are the application's) gets the timeout here.
-  const call = <A>(operation: StoreOperation, send: () => Promise<A>): Effect.Effect<A, SessionStoreError> => {
-    const sent = Effect.tryPromise({ try: () => waiting.track(send), catch: (cause) => failure(operation, explain(cause)) })
+  // `then` turns the reply into the operation's result as the fiber
+  // resumes: one runtime step, where a `flatMap` after the call takes two.
+  const callThen = <A, B, E>(
+    operation: StoreOperation,
+    send: () => Promise<A>,
+    then: (reply: A) => Effect.Effect<B, E>
+  ): Effect.Effect<B, E | SessionStoreError> => {
+    const sent = Effect.async<B, E | SessionStoreError>((resume) =>
+      waiting.watch(send, (reply) => {
+        let result: Effect.Effect<B, E>
+        try {
+          result = then(reply)
+        } catch (defect) {
+          // the fiber dies with it, as a throw inside `flatMap` would make
+          // it, instead of a rejection nobody handles
+          result = Effect.die(defect)
+        }
+        resume(result)
+      }, (cause) => resume(Effect.fail(failure(operation, explain(cause)))))
+    )
     return passedIn === undefined
       ? sent
       : Effect.timeoutFail(sent, { duration: timeoutMillis, onTimeout: () => failure(operation, timedOut()) })
   }
+  const call = <A>(operation: StoreOperation, send: () => Promise<A>): Effect.Effect<A, SessionStoreError> =>
+    callThen(operation, send, Effect.succeed)
   const malformed = (operation: StoreOperation, detail: string) =>
     failure(operation, new Error(Protocol.unexpectedReply(detail)))
 
@@ -125,7 +145,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
       const principal = Option.getOrUndefined(w.principal)
       const data = w.text ?? Protocol.dataArgument(w.data)
       const script = Protocol.writeCall(prefix, cluster, key, t, { expiresAt: w.expiresAt, data, principal }, version)
-      return Effect.flatMap(call(operation, () => run(script)), (reply): Effect.Effect<A, Conflict> => {
+      return callThen(operation, () => run(script), (reply): Effect.Effect<A, Conflict> => {
         const decision = after(reply, cluster, principal)
         if (decision._tag !== "Conflict") return settle(operation, key, w.expiresAt, t, decision)
         return Effect.fail(new SessionConflict({ reason: decision.reason }))
@@ -186,7 +206,7 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   // The rare record whose string cannot hold its bytes exactly (see
   // parseRecordText) is read again as bytes.
   const loadBytes = (clock: Clock.Clock, key: StorageKey) =>
-    Effect.flatMap(call("load", () => commands.getBuffer(Protocol.recordKey(prefix, key))), (value) => {
+    callThen("load", () => commands.getBuffer(Protocol.recordKey(prefix, key)), (value) => {
       if (value === null) return Effect.succeedNone
       const parsed = Protocol.parseRecord(value)
       if (parsed === undefined) return Effect.fail(malformed("load", Protocol.notARecord))
@@ -198,8 +218,9 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     // one GET, read as a string (no Buffer per read), handed over as text
     load: (key) =>
       Effect.clockWith((clock) =>
-        Effect.flatMap(
-          call("load", () => commands.get(Protocol.recordKey(prefix, key))),
+        callThen(
+          "load",
+          () => commands.get(Protocol.recordKey(prefix, key)),
           (value): Effect.Effect<Option.Option<SessionStore.SessionRecord>, SessionStoreError> => {
             if (value === null) return Effect.succeedNone
             const parsed = Protocol.parseRecordText(value)
@@ -218,8 +239,9 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     touch: (key, expiresAt) =>
       Effect.clockWith((clock) => {
         const t = clock.unsafeCurrentTimeMillis()
-        return Effect.flatMap(
-          call("touch", () => run(Protocol.touchCall(prefix, key, t, expiresAt))),
+        return callThen(
+          "touch",
+          () => run(Protocol.touchCall(prefix, key, t, expiresAt)),
           (reply) => settle("touch", key, expiresAt, t, Writes.afterTouch(reply))
         )
       }),

@@ -671,22 +671,34 @@ export const notConnectedError = (
  * @internal
  */
 export class WaitingReplies {
-  readonly #rejects = new Set<(error: Error) => void>()
+  readonly #rejects = new Set<(error: unknown) => void>()
+
+  /**
+   * Calls `send` and hands what its promise settles with to `onReply` or
+   * `onError`, or an error with `layerClosed` to `onError` if `close` runs
+   * first: exactly one of them, once (a shell resumes its fiber from them,
+   * with no promise of its own per command). `onError` must be a new
+   * function per call.
+   */
+  watch<A>(send: () => Promise<A>, onReply: (reply: A) => void, onError: (error: unknown) => void): void {
+    let sent: Promise<A>
+    try {
+      sent = send()
+    } catch (error) {
+      return onError(error)
+    }
+    const rejects = this.#rejects
+    rejects.add(onError)
+    sent.then((reply) => {
+      if (rejects.delete(onError)) onReply(reply)
+    }, (error) => {
+      if (rejects.delete(onError)) onError(error)
+    })
+  }
 
   /** The reply `send` promises, or a rejection with `layerClosed` if `close` runs first. */
   track<A>(send: () => Promise<A>): Promise<A> {
-    return new Promise<A>((resolve, reject) => {
-      const sent = send()
-      const rejects = this.#rejects
-      rejects.add(reject)
-      sent.then((reply) => {
-        rejects.delete(reject)
-        resolve(reply)
-      }, (error) => {
-        rejects.delete(reject)
-        reject(error)
-      })
-    })
+    return new Promise<A>((resolve, reject) => this.watch(send, resolve, reject))
   }
 
   close(): void {

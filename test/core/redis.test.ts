@@ -250,6 +250,21 @@ describe("core/redis rejections", () => {
     await expect(waiting.track(() => Promise.resolve("later"))).resolves.toBe("later")
   })
 
+  it("hands each call exactly one outcome: a reply that comes after the close is dropped", async () => {
+    const waiting = new Redis.WaitingReplies()
+    let answer!: (reply: string) => void
+    const outcomes: Array<string> = []
+    waiting.watch(
+      () => new Promise<string>((resolve) => answer = resolve),
+      (reply) => outcomes.push(`reply ${reply}`),
+      (error) => outcomes.push(`error ${(error as Error).message}`)
+    )
+    waiting.close()
+    answer("late")
+    await new Promise((resolve) => setTimeout(resolve, 0))
+    expect(outcomes).toEqual([`error ${Redis.layerClosed}`])
+  })
+
   it("a send that throws rejects its reply with that error", async () => {
     const waiting = new Redis.WaitingReplies()
     await expect(waiting.track(() => {
