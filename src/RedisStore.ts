@@ -84,7 +84,6 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   // Both client classes share these command signatures; the union of their
   // overloads is not callable in TypeScript, so commands go through one view.
   const commands = client as Redis
-
   const waiting = new Protocol.WaitingReplies()
   yield* Effect.addFinalizer(() => Effect.sync(() => waiting.close()))
   const timedOut = () => new Cause.TimeoutException(Protocol.didNotAnswer(timeoutMillis))
@@ -96,9 +95,9 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
     return kind === "timeout" ? timedOut() : Protocol.notConnectedError(cluster ? "cluster" : commands.options, lastError())
   }
   // The layer's own client has ioredis's `commandTimeout`; a client passed
-  // in (whose options are the application's) gets the timeout here.
-  // `then` turns the reply into the operation's result as the fiber
-  // resumes: one runtime step, where a `flatMap` after the call takes two.
+  // in (whose options are the application's) gets the timeout here. `then`
+  // turns the reply into the result as the fiber resumes (one runtime step,
+  // where a `flatMap` after the call takes two); a throw in it is a defect.
   const callThen = <A, B, E>(
     operation: StoreOperation,
     send: () => Promise<A>,
@@ -110,8 +109,6 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
         try {
           result = then(reply)
         } catch (defect) {
-          // the fiber dies with it, as a throw inside `flatMap` would make
-          // it, instead of a rejection nobody handles
           result = Effect.die(defect)
         }
         resume(result)
