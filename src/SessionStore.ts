@@ -231,6 +231,13 @@ const traced = <A, E>(
 const isConflict = (cause: Cause.Cause<unknown>): boolean =>
   Option.exists(Cause.failureOption(cause), (error) => Predicate.isTagged(error, "SessionConflict"))
 
+// The fiber's observer of an interrupted call: a closure over what it
+// records, not over the run, which holds the fiber and through it the whole
+// request (a path from the fiber's observer list, which V8 may have moved to
+// the old generation, to the request's objects; see the lane's observer)
+const whenInterrupted = (instrument: Instrument, clock: Clock.Clock, start: bigint) => () =>
+  instrument.record(start, clock.unsafeCurrentTimeNanos(), "failure")
+
 /**
  * One call's metrics, recorded once: by a success or failure handler that
  * runs on the operation anyway (with `Metric`'s own synchronous update), or,
@@ -243,14 +250,14 @@ class Run {
   private fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
   private clock: Clock.Clock | undefined = undefined
   private start = BigInt(0)
-  // the fiber's observer, until a handler recorded the call
-  private readonly interrupted = () => this.failed()
+  private interrupted: (() => void) | undefined = undefined
   constructor(readonly instrument: Instrument) {}
 
   begin(fiber: Fiber.RuntimeFiber<unknown, unknown>): void {
     this.fiber = fiber
     this.clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
     this.start = this.clock.unsafeCurrentTimeNanos()
+    this.interrupted = whenInterrupted(this.instrument, this.clock, this.start)
     fiber.addObserver(this.interrupted)
   }
 
@@ -266,7 +273,8 @@ class Run {
     const fiber = this.fiber
     if (fiber === undefined) return
     this.fiber = undefined
-    fiber.removeObserver(this.interrupted)
+    fiber.removeObserver(this.interrupted!)
+    this.interrupted = undefined
     this.instrument.record(this.start, this.clock!.unsafeCurrentTimeNanos(), outcome)
   }
 }
