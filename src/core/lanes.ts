@@ -126,6 +126,11 @@ export const handoverKeptFor = 1000
 /** @internal */
 export const handoversKeptAtMost = 10_000
 
+/** A lane, with when its last user left (kept for its hand-over meanwhile). */
+interface Kept<Lock, Last, Waiting> extends Lane<Lock, Last, Waiting> {
+  idleSince: number
+}
+
 /**
  * The lanes of one store in this process.
  *
@@ -139,6 +144,16 @@ export const handoversKeptAtMost = 10_000
  * (docs/performance.md, issue 16). A request slower than that bound loses
  * its compare-and-set and replays over a reload instead: slower, not wrong.
  *
+ * An empty lane that has something to hand over stays in the table, idle,
+ * and the next save of its key takes it up again: a save of a key written a
+ * moment ago changes no table. A `Map` whose entries come and go one at a
+ * time reallocates its storage whenever it empties, and once the map has
+ * lived long enough to be in V8's old generation, that reallocation is made
+ * there: about 1 µs per delete (docs/performance.md, "A table that empties").
+ * Idle lanes are dropped by a sweep at most once per `handoverKeptFor` (those
+ * idle that long), and at once beyond `handoversKeptAtMost` (the oldest
+ * lanes first).
+ *
  * @internal
  */
 export class Lanes<Lock, Last, Waiting = unknown> {
@@ -146,63 +161,77 @@ export class Lanes<Lock, Last, Waiting = unknown> {
     private readonly makeLock: () => Lock,
     private readonly now: () => number = Date.now
   ) {}
-  private readonly byKey = new Map<string, Lane<Lock, Last, Waiting>>()
-  /** What the last save of a key whose lane is gone left, and when (oldest first). */
-  private readonly handovers = new Map<string, { readonly last: Last; readonly at: number }>()
+  /** Lanes with users, and idle lanes kept for their hand-over (in the order made). */
+  private readonly byKey = new Map<string, Kept<Lock, Last, Waiting>>()
+  private used = 0
+  private idle = 0
+  private sweptAt = 0
 
   /**
-   * One more user of the lane of `key` (made if there is none, with what a
-   * recent save of the key left); `release` (idempotent) ends its use, and
-   * the lane with its last user.
+   * One more user of the lane of `key` (made if there is none, or taken up
+   * again from idle with what its last save left, if recent); `release`
+   * (idempotent) ends its use, and the lane's with its last user.
    */
   join(key: string): { readonly lane: Lane<Lock, Last, Waiting>; readonly release: () => void } {
     let lane = this.byKey.get(key)
     if (lane === undefined) {
-      this.byKey.set(key, lane = { lock: this.makeLock(), users: 0, last: this.handedOver(key), updates: new UpdateQueue() })
+      this.byKey.set(key, lane = { lock: this.makeLock(), users: 0, last: undefined, updates: new UpdateQueue(), idleSince: 0 })
+    } else if (lane.users === 0) {
+      this.idle--
+      if (this.now() - lane.idleSince >= handoverKeptFor) lane.last = undefined
     }
     const held = lane
-    held.users++
+    if (held.users++ === 0) this.used++
     let released = false
     return {
       lane: held,
       release: () => {
         if (released) return
         released = true
-        if (--held.users === 0 && this.byKey.get(key) === held) {
-          this.byKey.delete(key)
-          if (held.last !== undefined) this.keep(key, held.last)
-        }
+        if (--held.users === 0) this.leave(key, held)
       }
     }
   }
 
-  private handedOver(key: string): Last | undefined {
-    if (this.handovers.size === 0) return undefined
-    const kept = this.handovers.get(key)
-    if (kept === undefined) return undefined
-    this.handovers.delete(key)
-    return this.now() - kept.at < handoverKeptFor ? kept.last : undefined
+  /** The last user of `lane` left: kept idle when it has something to hand over. */
+  private leave(key: string, lane: Kept<Lock, Last, Waiting>): void {
+    this.used--
+    if (lane.last === undefined) {
+      this.byKey.delete(key)
+      return
+    }
+    const now = this.now()
+    lane.idleSince = now
+    this.idle++
+    if (this.idle > handoversKeptAtMost || now - this.sweptAt >= handoverKeptFor) this.sweep(now)
   }
 
-  private keep(key: string, last: Last): void {
-    const now = this.now()
-    this.handovers.delete(key)
-    this.handovers.set(key, { last, at: now })
-    // oldest first: drop what is too old, and the oldest beyond the bound
-    for (const [old, kept] of this.handovers) {
-      if (now - kept.at < handoverKeptFor && this.handovers.size <= handoversKeptAtMost) break
-      this.handovers.delete(old)
+  /** Drops idle lanes: those idle for `handoverKeptFor`, then the oldest beyond `handoversKeptAtMost`. */
+  private sweep(now: number): void {
+    const expired = now - this.sweptAt >= handoverKeptFor
+    if (expired) this.sweptAt = now
+    for (const [key, lane] of this.byKey) {
+      if (this.idle <= handoversKeptAtMost && !expired) return
+      if (lane.users === 0 && (this.idle > handoversKeptAtMost || now - lane.idleSince >= handoverKeptFor)) {
+        this.byKey.delete(key)
+        this.idle--
+      }
     }
   }
 
   /** How many keys' hand-overs are kept (for tests). */
   get keptHandovers(): number {
-    return this.handovers.size
+    const now = this.now()
+    let kept = 0
+    for (const lane of this.byKey.values()) {
+      if (lane.users === 0 && now - lane.idleSince < handoverKeptFor) kept++
+    }
+    return kept
   }
 
-  /** How many keys have a lane (nothing is kept once its users are gone). */
+  /** How many keys have a lane with users (nothing is kept once its users are gone, but a hand-over). */
   get size(): number {
-    return this.byKey.size
+    return this.used
   }
 }
 

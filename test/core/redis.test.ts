@@ -265,6 +265,26 @@ describe("core/redis rejections", () => {
     expect(outcomes).toEqual([`error ${Redis.layerClosed}`])
   })
 
+  it("fails on close exactly the replies still waiting, whichever answered before (first, middle or last sent)", async () => {
+    for (const answeredFirst of [[0], [1], [2], [0, 2], [1, 2], [0, 1, 2]]) {
+      const waiting = new Redis.WaitingReplies()
+      const answers: Array<(reply: string) => void> = []
+      const outcomes = [0, 1, 2].map((i) =>
+        waiting.track(() => new Promise<string>((resolve) => answers[i] = resolve)).then(
+          (reply) => `reply ${reply}`,
+          (error: Error) => `error ${error.message}`
+        )
+      )
+      for (const i of answeredFirst) answers[i]!(String(i))
+      await new Promise((resolve) => setTimeout(resolve, 0))
+      waiting.close()
+      for (const i of [0, 1, 2]) answers[i]!("late")
+      expect(await Promise.all(outcomes)).toEqual(
+        [0, 1, 2].map((i) => answeredFirst.includes(i) ? `reply ${i}` : `error ${Redis.layerClosed}`)
+      )
+    }
+  })
+
   it("a send that throws rejects its reply with that error", async () => {
     const waiting = new Redis.WaitingReplies()
     await expect(waiting.track(() => {

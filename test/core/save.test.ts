@@ -86,6 +86,13 @@ describe("updating and moving", () => {
 })
 
 describe("lanes", () => {
+  // a save of `key` that left `last`, done: the lane it used
+  const saved = <Lock>(lanes: Lanes<Lock, string>, key: string, last: string) => {
+    const use = lanes.join(key)
+    use.lane.last = last
+    use.release()
+    return use.lane
+  }
   it("one lane per key while it has users, gone with the last release (release is idempotent)", () => {
     let locks = 0
     const lanes = new Lanes<number, string>(() => ++locks)
@@ -123,23 +130,34 @@ describe("lanes", () => {
     const lanes = new Lanes<number, string>(() => 0, () => now)
     lanes.join(key).release()
     expect(lanes.keptHandovers).toBe(0)
-    const first = lanes.join("a".repeat(43))
-    first.lane.last = "a"
-    first.release()
+    saved(lanes, "a".repeat(43), "a")
     now += handoverKeptFor
-    const second = lanes.join("b".repeat(43))
-    second.lane.last = "b"
-    second.release()
+    saved(lanes, "b".repeat(43), "b")
     expect(lanes.keptHandovers).toBe(1)
     // at most handoversKeptAtMost, the oldest dropped first
-    for (let i = 0; i < handoversKeptAtMost + 5; i++) {
-      const use = lanes.join(`k${i}`)
-      use.lane.last = String(i)
-      use.release()
-    }
+    for (let i = 0; i < handoversKeptAtMost + 5; i++) saved(lanes, `k${i}`, String(i))
     expect(lanes.keptHandovers).toBe(handoversKeptAtMost)
     expect(lanes.join("k0").lane.last).toBeUndefined()
     expect(lanes.join(`k${handoversKeptAtMost + 4}`).lane.last).toBe(String(handoversKeptAtMost + 4))
+  })
+  it("takes a lane emptied a moment ago up again (its turn and what it left), and sweeps lanes idle for handoverKeptFor", () => {
+    let now = t
+    let locks = 0
+    const lanes = new Lanes<number, string>(() => ++locks, () => now)
+    const first = saved(lanes, key, "stored v2")
+    expect(lanes.size).toBe(0)
+    now += handoverKeptFor - 1
+    const again = lanes.join(key)
+    expect(again.lane).toBe(first)
+    expect(again.lane.last).toBe("stored v2")
+    again.release()
+    // a save of another key a second later sweeps this key's idle lane: the next one is made anew
+    now += handoverKeptFor
+    saved(lanes, "b".repeat(43), "b")
+    expect(lanes.keptHandovers).toBe(1)
+    const later = lanes.join(key)
+    expect(later.lane.lock).toBe(3)
+    expect(later.lane.last).toBeUndefined()
   })
   it("hands a save the session the last one stored only when newer and of the same definition; an ending stops it", () => {
     const definition = {}
