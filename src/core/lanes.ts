@@ -147,9 +147,9 @@ interface Kept<Lock, Last, Waiting> extends Lane<Lock, Last, Waiting> {
  * An empty lane that has something to hand over stays in the table, idle,
  * and the next save of its key takes it up again: a save of a key written a
  * moment ago changes no table. A `Map` whose entries come and go one at a
- * time reallocates its storage whenever it empties, and once the map has
- * lived long enough to be in V8's old generation, that reallocation is made
- * there: about 1 µs per delete (docs/performance.md, "A table that empties").
+ * time reallocates its storage (a call into V8's runtime) whenever a delete
+ * empties it: about 1 µs per delete, timed in the app (docs/performance.md,
+ * "A table that empties").
  * Idle lanes are dropped by a sweep at most once per `handoverKeptFor` (those
  * idle that long), and at once beyond `handoversKeptAtMost` (the oldest
  * lanes first).

@@ -673,8 +673,8 @@ export const notConnectedError = (
 export class WaitingReplies {
   // a list linked through the waiters, not a `Set`: a set that empties after
   // every command (one request at a time) reallocates its table on each
-  // delete, in V8's old generation once the set has lived there (about
-  // 1 µs per command; docs/performance.md, "A table that empties")
+  // such delete (about 1 µs per command; docs/performance.md, "A table that
+  // empties")
   #first: Waiter | undefined = undefined
 
   /**
