@@ -163,7 +163,7 @@ export class Lanes<Lock, Last, Waiting = unknown> {
   ) {}
   /** Lanes with users, and idle lanes kept for their hand-over (in the order made). */
   private readonly byKey = new Map<string, Kept<Lock, Last, Waiting>>()
-  private used = 0
+  /** How many lanes of `byKey` are idle (checked against the bound on every leave). */
   private idle = 0
   private sweptAt = 0
 
@@ -181,7 +181,7 @@ export class Lanes<Lock, Last, Waiting = unknown> {
       if (this.now() - lane.idleSince >= handoverKeptFor) lane.last = undefined
     }
     const held = lane
-    if (held.users++ === 0) this.used++
+    held.users++
     let released = false
     return {
       lane: held,
@@ -195,7 +195,6 @@ export class Lanes<Lock, Last, Waiting = unknown> {
 
   /** The last user of `lane` left: kept idle when it has something to hand over. */
   private leave(key: string, lane: Kept<Lock, Last, Waiting>): void {
-    this.used--
     if (lane.last === undefined) {
       this.byKey.delete(key)
       return
@@ -229,9 +228,11 @@ export class Lanes<Lock, Last, Waiting = unknown> {
     return kept
   }
 
-  /** How many keys have a lane with users (nothing is kept once its users are gone, but a hand-over). */
+  /** How many keys have a lane with users (for tests: nothing is kept once its users are gone, but a hand-over). */
   get size(): number {
-    return this.used
+    let used = 0
+    for (const lane of this.byKey.values()) if (lane.users > 0) used++
+    return used
   }
 }
 

@@ -707,11 +707,16 @@ export class WaitingReplies {
 
   close(): void {
     const error = new Error(layerClosed)
-    for (let waiter = this.#first; waiter !== undefined; waiter = waiter.next) {
-      waiter.done = true
-      waiter.onError(error)
-    }
+    let waiter = this.#first
     this.#first = undefined
+    while (waiter !== undefined) {
+      const next = waiter.next
+      // unlinked: a command that never answers keeps only its own waiter
+      waiter.done = true
+      waiter.previous = waiter.next = undefined
+      waiter.onError(error)
+      waiter = next
+    }
   }
 
   /** Takes `waiter` out of the list; `false` when it was already answered (by `close`). */
