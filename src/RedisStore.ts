@@ -72,9 +72,9 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   const prefix = options?.prefix ?? Protocol.defaultPrefix
   const timeoutMillis = Math.max(1, Duration.toMillis(Duration.decode(options?.commandTimeout ?? "2 seconds")))
   const passedIn = options?.client
-  const { client, lastError } = passedIn === undefined
+  const { beforeSend, client, lastError } = passedIn === undefined
     ? yield* connect(options ?? {}, timeoutMillis)
-    : { client: passedIn, lastError: () => undefined }
+    : { client: passedIn, lastError: () => undefined, beforeSend: undefined }
   const cluster = client.isCluster
   if (cluster && Protocol.hasHashTag(prefix)) {
     return yield* failure("setup", new Error(Protocol.hashTagMessage(prefix)))
@@ -84,7 +84,8 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   // Both client classes share these command signatures; the union of their
   // overloads is not callable in TypeScript, so commands go through one view.
   const commands = client as Redis
-  const waiting = new Protocol.WaitingReplies()
+  // the layer's own client gathers each busy turn's commands into one write
+  const waiting = new Protocol.WaitingReplies(beforeSend)
   yield* Effect.addFinalizer(() => Effect.sync(() => waiting.close()))
   const timedOut = () => new Cause.TimeoutException(Protocol.didNotAnswer(timeoutMillis))
   // ioredis's timeout as a TimeoutException; a command refused while
@@ -123,10 +124,9 @@ export const make = Effect.fnUntraced(function*(options?: Options): Effect.fn.Re
   const malformed = (operation: StoreOperation, detail: string) =>
     failure(operation, new Error(Protocol.unexpectedReply(detail)))
 
-  // ioredis spreads an array argument into several, which would shift a
-  // script's arguments: a principal that is not a string is refused first.
-  // The core's decision on the reply is acted on in the same step as the
-  // call's result.
+  // ioredis spreads an array argument into several, which would shift a script's arguments:
+  // a principal that is not a string is refused first. The core's decision on the reply is
+  // acted on in the same step as the call's result.
   const write = <A>(
     operation: "insert" | "update",
     key: StorageKey,

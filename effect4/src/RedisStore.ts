@@ -68,15 +68,16 @@ const failure = (operation: StoreOperation, cause: unknown) => new SessionStoreE
 const ioredisTransport = Effect.fnUntraced(function*(options: Options | undefined) {
   const timeoutMillis = Math.max(1, Duration.toMillis(options?.commandTimeout ?? "2 seconds"))
   const owned = options?.client === undefined
-  const { client, lastError } = options?.client === undefined
+  const { beforeSend, client, lastError } = options?.client === undefined
     ? yield* connect(options ?? {}, timeoutMillis)
-    : { client: options.client, lastError: () => undefined }
+    : { client: options.client, lastError: () => undefined, beforeSend: undefined }
   const cluster = client.isCluster
   const run = RedisClient.defineScripts(client)
   // one view of the commands both client classes share (their overloads'
   // union is not callable)
   const commands = client as Redis
-  const waiting = new Protocol.WaitingReplies()
+  // the layer's own client gathers each busy turn's commands into one write
+  const waiting = new Protocol.WaitingReplies(beforeSend)
   yield* Effect.addFinalizer(() => Effect.sync(() => waiting.close()))
   const explain = (cause: unknown) => {
     const kind = Protocol.rejectionKind(cause, client.status === "ready")

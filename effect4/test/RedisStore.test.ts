@@ -5,10 +5,10 @@
  * SESSION_TEST_REQUIRE_ALL=1 a missing server fails it instead.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Option, Schema } from "effect"
+import { Context, Effect, Layer, Option, Schema } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { Redis } from "ioredis"
-import { connect } from "node:net"
+import { connect, Socket } from "node:net"
 import { NodeRedis } from "@effect/platform-node"
 import * as RedisStore from "../src/RedisStore.js"
 import * as Session from "../src/Session.js"
@@ -88,6 +88,40 @@ describe.skipIf(!reachable)(`RedisStore${reachable ? "" : ` (skipped: no Redis a
       yield* Effect.forEach(Array.from({ length: 200 }), () => get(`${base}/incr`, cookie), { concurrency: "unbounded" })
       expect((yield* get(`${base}/incr`, cookie)).body).toBe("202")
     }).pipe(Effect.scoped), 60_000)
+
+  it.live("the layer's own client sends the commands of a busy turn in one write, and one at a time each at once", () =>
+    Effect.gen(function*() {
+      const store = Context.get(yield* Layer.build(StoreLive), SessionStore)
+      const keys = Array.from({ length: 200 }, (_, i) => `${String(i).padStart(3, "0")}${"w".repeat(40)}` as never)
+      const write = (key: never, i: number) =>
+        Effect.andThen(store.remove(key), store.insert(key, { text: String(i), expiresAt: Date.now() + 60_000, principal: Option.none() }))
+      // the system calls that write to Redis, counted on every socket to it
+      // (only this layer's is used meanwhile)
+      const writes = { count: 0 }
+      const socket = Socket.prototype as unknown as Record<"_write" | "_writev", (this: Socket, ...args: Array<unknown>) => void>
+      const original = { _write: socket._write, _writev: socket._writev }
+      for (const method of ["_write", "_writev"] as const) {
+        socket[method] = function(this: Socket, ...args) {
+          if (this.remotePort === Number(port || 6379)) writes.count++
+          return original[method].apply(this, args)
+        }
+      }
+      yield* Effect.addFinalizer(() => Effect.sync(() => Object.assign(socket, original)))
+
+      // one at a time: a write per command (a remove and an insert each)
+      for (const [i, key] of keys.slice(0, 10).entries()) yield* write(key, i)
+      expect(writes.count).toBe(20)
+
+      // 200 at once: the first command is written at once, the rest of the
+      // turn's together; every reply still reaches its own operation
+      writes.count = 0
+      yield* Effect.forEach(keys.slice(10), (key, i) => write(key, 10 + i), { concurrency: "unbounded", discard: true })
+      expect(writes.count).toBeLessThan(20)
+      writes.count = 0
+      const loaded = yield* Effect.forEach(keys, (key) => store.load(key), { concurrency: "unbounded" })
+      expect(writes.count).toBeLessThan(10)
+      expect(loaded.map((record) => Option.getOrThrow(record).text)).toEqual(keys.map((_, i) => String(i)))
+    }).pipe(Effect.scoped))
 
   it.live("a store whose server is down fails with SessionStoreError naming it, not a hang", () =>
     Effect.gen(function*() {

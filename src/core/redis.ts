@@ -668,6 +668,9 @@ export const notConnectedError = (
  * server's QUIT waits for the command timeout). A command sent after the
  * close is not refused: a client passed in outlives the layer.
  *
+ * `beforeSend` is called right before each command is handed to the client,
+ * with whether replies are awaited (`coalesceWrites` of `redisClient.ts`).
+ *
  * @internal
  */
 export class WaitingReplies {
@@ -676,6 +679,8 @@ export class WaitingReplies {
   // such delete (about 1 µs per command; docs/performance.md, "A table that
   // empties")
   #first: Waiter | undefined = undefined
+
+  constructor(readonly beforeSend: (busy: boolean) => void = writeAtOnce) {}
 
   /**
    * Calls `send` and hands what its promise settles with to `onReply` or
@@ -686,6 +691,7 @@ export class WaitingReplies {
   watch<A>(send: () => Promise<A>, onReply: (reply: A) => void, onError: (error: unknown) => void): void {
     let sent: Promise<A>
     try {
+      this.beforeSend(this.#first !== undefined)
       sent = send()
     } catch (error) {
       return onError(error)
@@ -729,6 +735,9 @@ export class WaitingReplies {
     return true
   }
 }
+
+/** Sends every command at once (a client passed in, whose writes are the application's). */
+const writeAtOnce = (_busy: boolean): void => undefined
 
 interface Waiter {
   readonly onError: (error: unknown) => void

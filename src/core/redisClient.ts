@@ -3,7 +3,8 @@
  * without importing ioredis (a client is seen through the few members used
  * here): the scripts defined on a client, the check of a URL before a client
  * is made from it, the wait for a new client's first connection, the watch
- * over its connection and its close. Each line logs and schedules through
+ * over its connection, the gathering of a busy turn's commands into one
+ * write, and its close. Each line logs and schedules through
  * its own Effect; the protocol itself is `redis.ts`.
  *
  * @internal
@@ -88,28 +89,84 @@ export interface ClientClass<O, C> {
 
 /**
  * The client a layer makes for itself (`makeClient`, with `Redis`), watched
- * (`watchConnection`) for its whole life. `close` ends the watch, then closes
- * the client (`close`): the layer's release is this one call. Throws where
+ * (`watchConnection`) for its whole life, with the `beforeSend` that gathers
+ * its busy turns' commands (`coalesceWrites`, for the layer's
+ * `WaitingReplies`). `close` ends the watch, then closes the client
+ * (`close`): the layer's release is this one call. Throws where
  * `makeClient` does; the start-up wait (`awaitReady`) is left to the caller,
  * since each line waits in its own Effect.
  *
  * @internal
  */
-export const open = <O extends OwnOptions, C extends Client>(
+export const open = <O extends OwnOptions, C extends Client & Connection>(
   options: O,
   timeoutMillis: number,
   Redis: ClientClass<Omit<O, keyof OwnOptions> & { enableOfflineQueue: boolean; commandTimeout: number }, C>,
   log: (level: "Warn" | "Debug" | "Info", ...message: ReadonlyArray<unknown>) => void
-): { readonly client: C; readonly lastError: () => Error | undefined; readonly close: () => Promise<void> } => {
+): {
+  readonly client: C
+  readonly lastError: () => Error | undefined
+  readonly beforeSend: (busy: boolean) => void
+  readonly close: () => Promise<void>
+} => {
   const client = makeClient(options, timeoutMillis, (url, o) => url === undefined ? new Redis(o) : new Redis(url, o))
   const watch = watchConnection(client, log)
   return {
     client,
     lastError: watch.lastError,
+    beforeSend: coalesceWrites(client),
     close: () => {
       watch.close()
       return close(client)
     }
+  }
+}
+
+/**
+ * What `coalesceWrites` uses of a client: its status and the socket of its
+ * connection (ioredis's `stream`, replaced on each reconnection).
+ *
+ * @internal
+ */
+export interface Connection {
+  readonly status: string
+  readonly stream?: { cork(): void; uncork(): void } | undefined
+}
+
+/**
+ * Gathers the commands sent to a client in one turn of the event loop into
+ * one write to its socket, while the client is busy. A command sent while
+ * an earlier one still awaits its reply corks the socket, and once the
+ * turn's I/O callbacks have run (`setImmediate`) it is uncorked, so that Node
+ * writes what the turn queued with one system call. A server under load
+ * answers several requests per turn, and their commands then leave together
+ * instead of one write each (a write to a socket costs several µs of kernel
+ * time, more than the store's own work on a command; docs/design.md, "Redis
+ * writes gathered per turn"). A command sent to an idle client (one request
+ * at a time) is written at once, as without this. The same commands in the
+ * same order, the same round trips; replies are not touched. A command is
+ * held back by at most the rest of its turn.
+ *
+ * Returns the function to call right before each command is handed to the
+ * client, with whether replies are awaited. Nothing is held while the client
+ * is not ready (ioredis refuses the command then) or has no socket.
+ *
+ * @internal
+ */
+export const coalesceWrites = (client: Connection): (busy: boolean) => void => {
+  let corked: NonNullable<Connection["stream"]> | undefined
+  const uncork = () => {
+    const stream = corked
+    corked = undefined
+    stream?.uncork()
+  }
+  return (busy) => {
+    if (!busy || corked !== undefined || client.status !== "ready") return
+    const stream = client.stream
+    if (stream === undefined) return
+    corked = stream
+    stream.cork()
+    setImmediate(uncork)
   }
 }
 

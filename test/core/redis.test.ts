@@ -291,4 +291,23 @@ describe("core/redis rejections", () => {
       throw new Error("refused synchronously")
     })).rejects.toThrow("refused synchronously")
   })
+  it("tells beforeSend, right before each command, whether replies are awaited", async () => {
+    const told: Array<string> = []
+    const waiting = new Redis.WaitingReplies((busy) => told.push(busy ? "busy" : "idle"))
+    const answers: Array<(reply: string) => void> = []
+    const send = () => {
+      told.push("sent")
+      return new Promise<string>((resolve) => answers.push(resolve))
+    }
+    const first = waiting.track(send)
+    const second = waiting.track(send)
+    answers[0]!("a")
+    await first
+    const third = waiting.track(send)
+    answers[1]!("b")
+    answers[2]!("c")
+    await Promise.all([second, third])
+    waiting.track(send)
+    expect(told).toEqual(["idle", "sent", "busy", "sent", "busy", "sent", "idle", "sent"])
+  })
 })

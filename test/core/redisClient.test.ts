@@ -1,12 +1,13 @@
 /**
  * The layer's own Redis client as the core opens and closes it
  * (`src/core/redisClient.ts`), over a stand-in for ioredis's class: the
- * options it is made with, the watch over its connection, and the order of
- * the close.
+ * options it is made with, the watch over its connection, the order of the
+ * close, and the gathering of a busy client's commands into one write per
+ * turn (`coalesceWrites`).
  */
 import { EventEmitter } from "node:events"
 import { describe, expect, it } from "vitest"
-import { open } from "../../src/core/redisClient.js"
+import { coalesceWrites, open } from "../../src/core/redisClient.js"
 
 class FakeRedis extends EventEmitter {
   static made: Array<FakeRedis> = []
@@ -74,5 +75,75 @@ describe("open", () => {
     second.client.quitFails = true
     await second.close()
     expect(second.client.calls).toEqual(["quit (listeners: 0)", "disconnect"])
+  })
+})
+
+/** A socket that records its corks and uncorks. */
+class FakeSocket {
+  constructor(readonly name: string, readonly log: Array<string>) {}
+  cork() {
+    this.log.push(`cork ${this.name}`)
+  }
+  uncork() {
+    this.log.push(`uncork ${this.name}`)
+  }
+}
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+describe("coalesceWrites", () => {
+  it("corks a busy client's socket once per turn and uncorks it after the turn's callbacks", async () => {
+    const log: Array<string> = []
+    const client = { status: "ready", stream: new FakeSocket("a", log) }
+    const beforeSend = coalesceWrites(client)
+    beforeSend(true)
+    beforeSend(true)
+    beforeSend(true)
+    expect(log).toEqual(["cork a"])
+    // still corked after the microtasks of this turn
+    await Promise.resolve()
+    expect(log).toEqual(["cork a"])
+    await nextTurn()
+    expect(log).toEqual(["cork a", "uncork a"])
+    beforeSend(true)
+    await nextTurn()
+    expect(log).toEqual(["cork a", "uncork a", "cork a", "uncork a"])
+  })
+
+  it("writes at once to an idle client, a client not ready, or one without a socket", async () => {
+    const log: Array<string> = []
+    const client: { status: string; stream: FakeSocket | undefined } = { status: "ready", stream: new FakeSocket("a", log) }
+    const beforeSend = coalesceWrites(client)
+    beforeSend(false)
+    client.status = "reconnecting"
+    beforeSend(true)
+    client.status = "ready"
+    client.stream = undefined
+    beforeSend(true)
+    await nextTurn()
+    expect(log).toEqual([])
+  })
+
+  it("uncorks the socket it corked when the connection is replaced meanwhile, and corks the new one next", async () => {
+    const log: Array<string> = []
+    const client = { status: "ready", stream: new FakeSocket("old", log) }
+    const beforeSend = coalesceWrites(client)
+    beforeSend(true)
+    client.stream = new FakeSocket("new", log)
+    // the old socket is still held this turn: nothing corks the new one yet
+    beforeSend(true)
+    await nextTurn()
+    beforeSend(true)
+    await nextTurn()
+    expect(log).toEqual(["cork old", "uncork old", "cork new", "uncork new"])
+  })
+
+  it("is what open gives the layer for its own client", async () => {
+    const log: Array<string> = []
+    const { beforeSend, client } = opened({})
+    Object.assign(client, { status: "ready", stream: new FakeSocket("own", log) })
+    beforeSend(true)
+    await nextTurn()
+    expect(log).toEqual(["cork own", "uncork own"])
   })
 })

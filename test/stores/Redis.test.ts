@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Cause, Config, ConfigProvider, Context, Effect, Exit, Layer, Option, Scope } from "effect"
 import { Redis } from "ioredis"
 import { randomBytes } from "node:crypto"
+import { Socket } from "node:net"
 import { performance } from "node:perf_hooks"
 import { parseRecord, parseRecordText } from "../../src/core/redis.js"
 import * as RedisStore from "../../src/RedisStore.js"
@@ -250,6 +251,45 @@ describeBackend("RedisStore (single node)", {
       expect(yield* Effect.promise(names)).toContain(`name=${connectionName}`)
       yield* Scope.close(created, Exit.void)
       expect(yield* Effect.promise(names)).not.toContain(`name=${connectionName}`)
+    }).pipe(Effect.scoped))
+
+  it.live("the layer's own client sends the commands of a busy turn in one write, and one at a time each at once", () =>
+    Effect.gen(function*() {
+      const store = Context.get(yield* Layer.build(RedisStore.layer({ host, port, prefix })), SessionStore)
+      const t = yield* now
+      const keys = Array.from({ length: 200 }, () => SessionId.storageKey(SessionId.unsafeGenerate()))
+      // the system calls that write to Redis, counted on every socket to it
+      // (only this layer's is used meanwhile)
+      const writes = { count: 0 }
+      const socket = Socket.prototype as unknown as Record<"_write" | "_writev", (this: Socket, ...args: Array<unknown>) => void>
+      const original = { _write: socket._write, _writev: socket._writev }
+      for (const method of ["_write", "_writev"] as const) {
+        socket[method] = function(this: Socket, ...args) {
+          if (this.remotePort === port) writes.count++
+          return original[method].apply(this, args)
+        }
+      }
+      yield* Effect.addFinalizer(() => Effect.sync(() => Object.assign(socket, original)))
+
+      // one at a time: a write per command
+      for (const [i, key] of keys.slice(0, 20).entries()) {
+        yield* store.insert(key, { data: new Uint8Array([i]), expiresAt: t + 60_000, principal: Option.none() })
+      }
+      expect(writes.count).toBe(20)
+
+      // 200 at once: the first command is written at once, the rest of the
+      // turn's together; every reply still reaches its own operation
+      writes.count = 0
+      yield* Effect.forEach(
+        keys.slice(20),
+        (key, i) => store.insert(key, { data: new Uint8Array([20 + i]), expiresAt: t + 60_000, principal: Option.none() }),
+        { concurrency: "unbounded", discard: true }
+      )
+      expect(writes.count).toBeLessThan(10)
+      writes.count = 0
+      const loaded = yield* Effect.forEach(keys, (key) => store.load(key), { concurrency: "unbounded" })
+      expect(writes.count).toBeLessThan(10)
+      expect(loaded.map((record) => Option.getOrThrow(record).data[0])).toEqual(keys.map((_, i) => i))
     }).pipe(Effect.scoped))
 
   it.effect("a client call that throws fails the operation; a reply of the wrong shape is a defect, not a hang", () =>
