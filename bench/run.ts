@@ -833,13 +833,21 @@ const report = (
   }
 
   // value: ratio of req/s; cpu: ratio of requests per CPU-second (b's CPU
-  // time per request over a's), the same comparison free of other load.
-  const ratios: Array<{ name: string; value: number | undefined; cpu: number | undefined; target: number }> = []
+  // time per request over a's), the same comparison free of other load;
+  // rounds: the median over the rounds of the two servers' ratio within a
+  // round (a round runs every server once, back to back), which a machine
+  // whose speed changes between rounds moves less than the ratio of medians
+  const ratios: Array<
+    { name: string; value: number | undefined; cpu: number | undefined; rounds: number | undefined; target: number }
+  > = []
+  const sameRound = (a: RouteResult, b: RouteResult) =>
+    a.runs.length === b.runs.length ? median(a.runs.map((run, i) => run.rps / b.runs[i]!.rps)) : undefined
   const ratio = (name: string, a: RouteResult | undefined, b: RouteResult | undefined, target: number) =>
     ratios.push({
       name,
       value: a && b ? a.rps / b.rps : undefined,
       cpu: a && b ? b.cpuUsPerRequest / a.cpuUsPerRequest : undefined,
+      rounds: a && b ? sameRound(a, b) : undefined,
       target
     })
   ratio("effect-session / effect-floor, read (/get)", find("effect-session", "get"), find("effect-floor", "get"), 0.9)
@@ -877,14 +885,15 @@ const report = (
   ratio("effect4-session / effect-session, write", find("effect4-session", "incr"), find("effect-session", "incr"), 0)
 
   lines.push("")
-  lines.push("| ratio | req/s | requests per CPU-second | target (req/s) |")
-  lines.push("|---|---:|---:|---|")
+  lines.push("| ratio | req/s | requests per CPU-second | req/s, same round | target (req/s) |")
+  lines.push("|---|---:|---:|---:|---|")
   // only the ratios of servers in this run
   for (const r of ratios.filter((r) => r.value !== undefined)) {
     const value = r.value === undefined ? "n/a" : `${r.value.toFixed(2)}x`
     const cpu = r.cpu === undefined || Number.isNaN(r.cpu) ? "n/a" : `${r.cpu.toFixed(2)}x`
     const target = r.target === 0 ? "—" : `>= ${r.target}x ${r.value === undefined ? "" : r.value >= r.target ? "met" : "MISSED"}`
-    lines.push(`| ${r.name} | ${value} | ${cpu} | ${target} |`)
+    const rounds = r.rounds === undefined ? "n/a" : `${r.rounds.toFixed(2)}x`
+    lines.push(`| ${r.name} | ${value} | ${cpu} | ${rounds} | ${target} |`)
   }
 
   // both lines' effect-session: 1 command to read, 2 to write, none untouched
