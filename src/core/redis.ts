@@ -680,7 +680,7 @@ export class WaitingReplies {
   // empties")
   #first: Waiter | undefined = undefined
 
-  constructor(readonly beforeSend: (busy: boolean) => void = writeAtOnce) {}
+  constructor(private readonly beforeSend: (busy: boolean) => void = writeAtOnce) {}
 
   /**
    * Calls `send` and hands what its promise settles with to `onReply` or

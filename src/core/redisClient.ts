@@ -4,8 +4,8 @@
  * here): the scripts defined on a client, the check of a URL before a client
  * is made from it, the wait for a new client's first connection, the watch
  * over its connection, the gathering of a busy turn's commands into one
- * write, and its close. Each line logs and schedules through
- * its own Effect; the protocol itself is `redis.ts`.
+ * write, and its close. Each line logs and schedules through its own
+ * Effect; the protocol itself is `redis.ts`.
  *
  * @internal
  */
