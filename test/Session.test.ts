@@ -453,6 +453,40 @@ describe("Session middleware over HTTP", () => {
       }).pipe(Effect.provide(env(slow)))
     }))
 
+  /**
+   * A request that reads, pauses, then adds 10 with `update` (its function
+   * counted), over a session at 1; `raced`: another request's increment is
+   * saved while it pauses. The function's runs, and the stored visits.
+   */
+  const slowUpdate = (raced: boolean) =>
+    Effect.gen(function*() {
+      let runs = 0
+      const { app: slow, paused, release } = yield* withPausedRoute(
+        "/slow-update",
+        TestSession.get("visits"),
+        TestSession.update("visits", (n) => (runs++, n + 10))
+      )
+      return yield* Effect.gen(function*() {
+        const browser = yield* makeBrowser
+        yield* browser.get("/incr")
+        const cookie = `session=${browser.jar.get("session")}`
+        const request = yield* Effect.fork(browser.get("/slow-update", { cookie }))
+        yield* Deferred.await(paused)
+        if (raced) expect((yield* browser.get("/incr", { cookie })).body).toBe("2")
+        yield* Deferred.succeed(release, void 0)
+        expect((yield* Effect.flatten(request.await)).body).toBe("slow done")
+        return { runs, stored: (yield* browser.get("/get", { cookie })).body }
+      }).pipe(Effect.provide(env(slow)))
+    })
+
+  it.live("an update's function runs once when its save meets no other writer, and again over a winner's data", () =>
+    Effect.gen(function*() {
+      // alone: run when recorded; the save writes what the request saw
+      expect(yield* slowUpdate(false)).toEqual({ runs: 1, stored: "anonymous:11" })
+      // raced: recorded over 1, then replayed over the other request's 2
+      expect(yield* slowUpdate(true)).toEqual({ runs: 2, stored: "anonymous:12" })
+    }))
+
   it.live("a slow login racing a logout does not carry the logged-out session to a new id", () =>
     Effect.gen(function*() {
       const { app: slow, paused, release } = yield* withPausedRoute(

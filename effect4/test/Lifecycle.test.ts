@@ -23,6 +23,9 @@ const state = Effect.gen(function*() {
   return HttpServerResponse.jsonUnsafe({ ...data, principal: Option.getOrNull(principal) })
 })
 
+/** How many times `/incr-counted`'s update function has run. */
+let updateRuns = 0
+
 const param = (name: string) => Effect.map(HttpRouter.params, (params) => params[name] ?? "")
 
 /**
@@ -48,6 +51,7 @@ const app = (memory: MemoryStore.MemoryStore, store = overlapping(memory.store))
   const routes = Layer.mergeAll(
     HttpRouter.add("GET", "/read", state),
     HttpRouter.add("GET", "/incr", Effect.andThen(Counter.update("count", (n) => n + 1), state)),
+    HttpRouter.add("GET", "/incr-counted", Effect.andThen(Counter.update("count", (n) => (updateRuns++, n + 1)), state)),
     HttpRouter.add("GET", "/name/:name", Effect.andThen(Effect.flatMap(param("name"), (n) => Counter.set("name", n)), state)),
     HttpRouter.add("GET", "/regenerate", Effect.andThen(Counter.regenerate, state)),
     HttpRouter.add("GET", "/login/:user", Effect.andThen(Effect.flatMap(param("user"), (u) => Counter.login(u)), state)),
@@ -186,6 +190,24 @@ describe("the session over HTTP (Effect 4 router)", () => {
       expect(writes).toBeLessThanOrEqual(200)
       // (the lanes are kept per store object: the one the middleware was given)
       expect(coordinatedKeys(store)).toBe(0)
+    }).pipe(Effect.scoped))
+
+  it.live("an update's function runs once in a save no other writer meets, and again for each replay over another's data", () =>
+    Effect.gen(function*() {
+      const memory = MemoryStore.make()
+      const base = yield* serve(app(memory))
+      const client = browser(base)
+      yield* client.get("/incr")
+      updateRuns = 0
+      for (let i = 0; i < 5; i++) yield* client.get("/incr-counted")
+      expect(updateRuns).toBe(5)
+      expect(json((yield* client.get("/read")).body).count).toBe(6)
+      // 50 at once: each runs when recorded, and again over what the others stored first
+      updateRuns = 0
+      const cookie = client.cookie!
+      yield* Effect.forEach(Array.from({ length: 50 }), () => get(`${base}/incr-counted`, cookie), { concurrency: "unbounded" })
+      expect(json((yield* client.get("/read")).body).count).toBe(56)
+      expect(updateRuns).toBeGreaterThan(50)
     }).pipe(Effect.scoped))
 
   it.live("revokeAll ends every session of a principal and no other", () =>

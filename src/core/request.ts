@@ -85,21 +85,35 @@ export class RequestState<A, L extends LoadedSession<A> = LoadedSession<A>> {
   /** The id the session moves to or starts under, once chosen. */
   newId: string | undefined = undefined
 
+  /** The loaded data, and `data` as `ops` made it from that (see `replayOver`). */
+  private loadedData: A | undefined = undefined
+  private madeByOps: A | undefined = undefined
+
   /** Starts from what the load found: nothing, a tombstone, or a live session. */
   adopt(found: { readonly loaded?: L | undefined; readonly tombstone?: StoredState | undefined }): void {
     this.tombstone = found.tombstone
     this.loaded = found.loaded
     this.data = found.loaded === undefined ? this.empty.make() : found.loaded.data
     this.principal = found.loaded === undefined ? null : found.loaded.principal
+    this.loadedData = this.madeByOps = found.loaded?.data
   }
 
   record(op: Op<A>): void {
+    const before = this.data
     this.ops.push(op)
-    this.data = applyOps(this.empty, this.data, [op])
+    this.data = applyOps(this.empty, before, [op])
+    if (this.madeByOps === before) this.madeByOps = this.data
   }
 
-  /** The request's operations replayed over another writer's data. */
+  /**
+   * The request's operations replayed over another writer's data. Over the
+   * data the request loaded, while nothing but its operations changed it,
+   * that is `data` itself: the same object, not a copy made again (an
+   * update's function runs when recorded, and again only over data another
+   * writer stored; the codec's cached JSON of `data` is used by the write).
+   */
   replayOver(data: A): A {
+    if (data === this.loadedData && this.madeByOps === this.data && data !== undefined) return this.data
     return applyOps(this.empty, data, this.ops)
   }
 

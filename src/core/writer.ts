@@ -67,6 +67,7 @@ export interface Effects<F extends EffectTypes> {
   readonly forEachDiscard: <A, E>(items: Iterable<A>, f: (a: A) => Fx<F, unknown, E>) => Fx<F, void, E>
   readonly ensuring: <A, E>(self: Fx<F, A, E>, finalizer: Fx<F, unknown>) => Fx<F, A, E>
   readonly onExit: <A, E>(self: Fx<F, A, E>, f: (exit: Exit<F, A, E>) => Fx<F, unknown>) => Fx<F, A, E>
+  /** `f` runs when the region is entered (both lines' `uninterruptibleMask`): it may do the region's first work. */
   readonly uninterruptibleMask: <A, E>(
     f: (restore: <A2, E2>(self: Fx<F, A2, E2>) => Fx<F, A2, E2>) => Fx<F, A, E>
   ) => Fx<F, A, E>
@@ -205,12 +206,10 @@ export const coordinatedKeys = (store: object): number => lanesByStore.get(store
  * @internal
  */
 export const withTurn = <F extends EffectTypes, S, C, E, W extends Write, B, E2>(fx: Shell<F, S, C, E, W>, turn: Lanes.Turn, self: Fx<F, B, E2>): Fx<F, B, E2> =>
-  fx.uninterruptibleMask((restore) =>
-    fx.suspend(() => {
-      const use = fx.ensuring(restore(self), fx.sync(() => turn.release()))
-      return turn.tryTake() ? use : fx.andThen(restore(fx.waitTurn(turn)), use)
-    })
-  )
+  fx.uninterruptibleMask((restore) => {
+    const use = fx.ensuring(restore(self), fx.sync(() => turn.release()))
+    return turn.tryTake() ? use : fx.andThen(restore(fx.waitTurn(turn)), use)
+  })
 
 /**
  * Runs `f` once the saves of this process to `key` that came first are done.
@@ -541,28 +540,26 @@ export const updateInGroup = <F extends EffectTypes, S extends object, C, E, W e
   // before it, and one queued is written (a queue whose writer never ran
   // would leave every later update of the session waiting); only the wait
   // for another request's writer can be interrupted
-  shell.uninterruptibleMask((restore) =>
-    shell.suspend(() => {
-      const { lane, release } = joinLane(store, loaded.key)
-      let outcome: Exit<F, Save.CookieDecision, E> | undefined
-      let done: ((exit: Exit<F, Save.CookieDecision, E>) => void) | undefined
-      const settle = (exit: Exit<F, Save.CookieDecision, E>) => {
-        if (outcome !== undefined) return
-        outcome = exit
-        if (done !== undefined) done(exit)
-      }
-      // the lane is kept by the writer while updates wait (the queue's writer
-      // takes this request's use of the lane over, and no update waits
-      // without one), so a waiting request needs no finalizer of its own
-      if (!lane.updates.enqueue({ config, request, loaded, t, settle })) {
-        release()
-        const deferred = shell.deferred<Save.CookieDecision, E>()
-        done = deferred.done
-        return restore(deferred.await)
-      }
-      return writeInline(shell, store, lane, release, () => outcome!)
-    })
-  )
+  shell.uninterruptibleMask((restore) => {
+    const { lane, release } = joinLane(store, loaded.key)
+    let outcome: Exit<F, Save.CookieDecision, E> | undefined
+    let done: ((exit: Exit<F, Save.CookieDecision, E>) => void) | undefined
+    const settle = (exit: Exit<F, Save.CookieDecision, E>) => {
+      if (outcome !== undefined) return
+      outcome = exit
+      if (done !== undefined) done(exit)
+    }
+    // the lane is kept by the writer while updates wait (the queue's writer
+    // takes this request's use of the lane over, and no update waits
+    // without one), so a waiting request needs no finalizer of its own
+    if (!lane.updates.enqueue({ config, request, loaded, t, settle })) {
+      release()
+      const deferred = shell.deferred<Save.CookieDecision, E>()
+      done = deferred.done
+      return restore(deferred.await)
+    }
+    return writeInline(shell, store, lane, release, () => outcome!)
+  })
 
 /**
  * The writer, on the fiber of the request that started it: takes the lane's

@@ -210,6 +210,33 @@ describe("the request's state", () => {
     expect(state.replayOver({ n: 10 })).toEqual({ n: 11 })
     expect(state.plan(() => false, () => false)).toEqual({ _tag: "Update" })
   })
+  it("replayed over the data it loaded, gives its own data (an update's function is not run again); over other data, runs them again", () => {
+    const state = stateOf()
+    let runs = 0
+    state.record({ _tag: "Update", key: "n", f: (n: number) => (runs++, n + 1) })
+    state.record({ _tag: "Set", key: "n", value: 7 })
+    state.record({ _tag: "Update", key: "n", f: (n: number) => (runs++, n * 2) })
+    expect([state.data, runs]).toEqual([{ n: 14 }, 2])
+    expect(state.replayOver(loaded.data)).toBe(state.data)
+    expect(runs).toBe(2)
+    // an equal but other object is another writer's data: replayed
+    const other = { n: 5 }
+    const replayed = state.replayOver(other)
+    expect(replayed).toEqual({ n: 14 })
+    expect(replayed).not.toBe(state.data)
+    expect(runs).toBe(4)
+    // once something but its operations changed the data, the loaded data is replayed over too
+    state.invalidate()
+    expect(state.replayOver(loaded.data)).toEqual({ n: 5 })
+    const moved = stateOf()
+    moved.record({ _tag: "Update", key: "n", f: (n: number) => n + 1 })
+    moved.data = moved.replayOver({ n: 100 })
+    expect(moved.replayOver(loaded.data)).toEqual({ n: 6 })
+    const fresh = new RequestState<{ n: number }>(empty, timeouts)
+    fresh.adopt({})
+    fresh.record({ _tag: "Set", key: "n", value: 1 })
+    expect(fresh.replayOver(empty.empty)).toEqual({ n: 1 })
+  })
   it("sends the cookie of a kept session only when its deadline moved, and never without the client's id", () => {
     const state = stateOf()
     expect(state.cookieFor(loaded, t + 90_000)).toEqual({ _tag: "Set", id: "c".repeat(43), expiresAt: t + 90_000 })

@@ -104,7 +104,8 @@ const shell: Writer.Shell<Async, Store, Config, unknown, Write> = {
     await f(exit)()
     return unwrap(exit)
   },
-  uninterruptibleMask: (f) => f((self) => self),
+  // (the function runs when the region is entered, as in both lines)
+  uninterruptibleMask: (f) => () => f((self) => self)(),
   forkDetach: (self) => async () => {
     void run(self)
   },
