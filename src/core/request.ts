@@ -85,8 +85,7 @@ export class RequestState<A, L extends LoadedSession<A> = LoadedSession<A>> {
   /** The id the session moves to or starts under, once chosen. */
   newId: string | undefined = undefined
 
-  /** The loaded data, and `data` as `ops` made it from that (see `replayOver`). */
-  private loadedData: A | undefined = undefined
+  /** `data` as `ops` made it from the loaded data, while it is (see `replayOver`). */
   private madeByOps: A | undefined = undefined
 
   /** Starts from what the load found: nothing, a tombstone, or a live session. */
@@ -95,7 +94,7 @@ export class RequestState<A, L extends LoadedSession<A> = LoadedSession<A>> {
     this.loaded = found.loaded
     this.data = found.loaded === undefined ? this.empty.make() : found.loaded.data
     this.principal = found.loaded === undefined ? null : found.loaded.principal
-    this.loadedData = this.madeByOps = found.loaded?.data
+    this.madeByOps = found.loaded?.data
   }
 
   record(op: Op<A>): void {
@@ -113,7 +112,7 @@ export class RequestState<A, L extends LoadedSession<A> = LoadedSession<A>> {
    * writer stored; the codec's cached JSON of `data` is used by the write).
    */
   replayOver(data: A): A {
-    if (data === this.loadedData && this.madeByOps === this.data && data !== undefined) return this.data
+    if (this.loaded !== undefined && data === this.loaded.data && this.madeByOps === this.data) return this.data
     return applyOps(this.empty, data, this.ops)
   }
 
