@@ -108,8 +108,9 @@ export class RequestState<A, L extends LoadedSession<A> = LoadedSession<A>> {
    * The request's operations replayed over another writer's data. Over the
    * data the request loaded, while nothing but its operations changed it,
    * that is `data` itself: the same object, not a copy made again (an
-   * update's function runs when recorded, and again only over data another
-   * writer stored; the codec's cached JSON of `data` is used by the write).
+   * update's function runs when recorded, and again only when replayed over
+   * another request's changes; the codec's cached JSON of `data` is used by
+   * the write).
    */
   replayOver(data: A): A {
     if (this.loaded !== undefined && data === this.loaded.data && this.madeByOps === this.data) return this.data
