@@ -617,6 +617,40 @@ describe("where a request finds its session", () => {
       )
     ))))
 
+  it.effect("a nested middleware of the same tag whose app fails gives the outer one its own session back", () =>
+    Effect.gen(function*() {
+      const browser = yield* makeBrowser
+      const res = yield* browser.get("/outer")
+      // the inner app failed after a write: it saved nothing, and the outer
+      // handler, catching the failure, read and wrote its own session
+      expect(res.body).toBe("caught|outer:1")
+      expect(res.setCookies.map((c) => parseSetCookie(c).name)).toEqual(["outer"])
+      expect((yield* browser.get("/outer")).body).toBe("caught|outer:2")
+    }).pipe(Effect.provide(env(
+      HttpRouter.empty.pipe(
+        HttpRouter.get(
+          "/outer",
+          Effect.gen(function*() {
+            yield* TestSession.set("username", "outer")
+            const inner = yield* HttpRouter.empty.pipe(
+              HttpRouter.get(
+                "/outer",
+                Effect.zipRight(TestSession.set("username", "inner"), Effect.fail("inner failed" as const))
+              ),
+              TestSession.middleware({ cookie: { secure: false, name: "inner" } }),
+              Effect.as("unexpected"),
+              Effect.catchAll(() => Effect.succeed("caught"))
+            )
+            yield* TestSession.update("visits", (n) => n + 1)
+            return HttpServerResponse.text(
+              `${inner}|${(yield* TestSession.get("username")) ?? ""}:${yield* TestSession.get("visits")}`
+            )
+          })
+        ),
+        TestSession.middleware({ cookie: { secure: false, name: "outer" } })
+      )
+    ))))
+
   it.effect("withSession inside a request works on its own session; the request's session is untouched by it", () =>
     Effect.gen(function*() {
       const browser = yield* makeBrowser

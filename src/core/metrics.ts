@@ -87,6 +87,17 @@ export interface CallRun<Cause> {
 
 const notCounted = (): void => undefined
 
+/** A counted operation: its effect, and its run's record (one object per call, no closures). */
+class Counted<Op, Cause> implements CountedOperation<Op, Cause> {
+  constructor(readonly effect: Op, private readonly run: CallRun<Cause>) {}
+  succeeded(): void {
+    this.run.succeeded()
+  }
+  failed(cause?: Cause): void {
+    this.run.failed(cause)
+  }
+}
+
 /**
  * The services a line's `SessionStore.make` built, each with the backend's
  * operations and the instruments of the operations a caller may count; and
@@ -112,7 +123,7 @@ export const makeCounting = <Service extends Operations & object, Operations, In
       const parts = built.get(service)
       if (parts === undefined) return { effect: call(service), succeeded: notCounted, failed: notCounted }
       const run = newRun(parts.instruments[operation])
-      return { effect: begin(run, call(parts.operations)), succeeded: () => run.succeeded(), failed: (cause) => run.failed(cause) }
+      return new Counted(begin(run, call(parts.operations)), run)
     }
   }
 }

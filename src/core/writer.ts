@@ -443,7 +443,8 @@ const writeGroup = <F extends EffectTypes, S, C, E, W extends Write>(
   group: ReadonlyArray<Waiting<C, unknown>>
 ): Fx<F, Save.GroupOutcome, E> => {
   const config = group[0].config
-  const pause = shell.replayBudget(config)
+  // made at the first replay (most writes have none), then shared by the replays of the group
+  let pause: Fx<F, void, E> | undefined
   const { base: newest, t } = Save.groupStart(group)
   const attempt = (base: LoadedSession<unknown>): Fx<F, Save.GroupOutcome, E> => {
     const key = base.key
@@ -462,7 +463,7 @@ const writeGroup = <F extends EffectTypes, S, C, E, W extends Write>(
           lane.last = "Ended"
           return shell.dropped
         case "Replay":
-          return shell.flatMap(shell.andThen(pause, shell.loadLive(config, store, key)), (fresh) => {
+          return shell.flatMap(shell.andThen(pause ??= shell.replayBudget(config), shell.loadLive(config, store, key)), (fresh) => {
             if (fresh !== undefined) return attempt(fresh)
             lane.last = "Ended"
             return shell.dropped

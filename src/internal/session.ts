@@ -868,20 +868,27 @@ export const middleware = <Self, A>(
     // the request's session is a service of its context, for its handler and
     // every fiber it forks; a middleware of the same tag nested in this one
     // provides its own for its part of the app. What `Effect.provideService`
-    // does, with the context set and put back by the app's own handlers
-    // instead of a scoped region around it (about 20 runtime steps less for
-    // every request, see docs/design.md); an interrupted app skips those
-    // handlers, and its fiber ends with the session still in its context
+    // does, without its scoped region around the app (about 20 runtime steps
+    // less for every request, see docs/design.md). The context found is put
+    // back by the app's own handlers only where something after the
+    // middleware can name the tag: when it provides the tag already (an outer
+    // middleware of the same tag, `withSession` around the app). Elsewhere
+    // nothing after it can (the middleware's type removes the tag from what
+    // the app requires, and nothing outside provides it), and the fiber ends
+    // with the session still in its context, as an interrupted app's does:
+    // a fiber-ref write less for every request
     const outer = fiber.currentContext
-    const leave = FiberRef.set(FiberRef.currentContext, outer)
-    // puts the context back and answers `response`, in one step
+    const restores = Option.isSome(Context.getOption(outer, tag))
+    // puts the context back (where it must) before `next`
+    const leaving = <B, E2>(next: Effect.Effect<B, E2>): Effect.Effect<B, E2> =>
+      restores ? Effect.zipRight(FiberRef.set(FiberRef.currentContext, outer), next) : next
+    // answers `response`, the context put back (where it must) in the same step
     const leaveWith = (response: HttpServerResponse.HttpServerResponse) =>
-      FiberRef.modify(FiberRef.currentContext, () => [response, outer] as const)
+      restores ? FiberRef.modify(FiberRef.currentContext, () => [response, outer] as const) : Effect.succeed(response)
     const run = Effect.matchCauseEffect(app, {
       // a failed request saves nothing, but a logout in it still holds
       onFailure: (cause) =>
-        Effect.zipRight(
-          leave,
+        leaving(
           session.state.invalidated ? Effect.zipRight(session.revokeAfterFailure(cause), Effect.failCause(cause)) : Effect.failCause(cause)
         ),
       onSuccess: (appResponse) => {
@@ -891,10 +898,7 @@ export const middleware = <Self, A>(
         // an error response saves nothing (but a logout); a read-only request has nothing to save
         if (next === "Keep") return leaveWith(response)
         if (next === "Logout") {
-          return Effect.zipRight(
-            leave,
-            Effect.map(session.revokeAfterFailure(), (action) => applyCookie(config, response, action, session.committedAt))
-          )
+          return leaving(Effect.map(session.revokeAfterFailure(), (action) => applyCookie(config, response, action, session.committedAt)))
         }
         const t = clock.unsafeCurrentTimeMillis()
         // the context is put back after the save (which never reads the
@@ -902,7 +906,7 @@ export const middleware = <Self, A>(
         return session.nothingToSave(t) ? leaveWith(response) : session.commitThen(
           t,
           (action) => leaveWith(applyCookie(config, response, action, session.committedAt)),
-          (cause) => Effect.zipRight(leave, Effect.failCause(cause))
+          (cause) => leaving(Effect.failCause(cause))
         )
       }
     })
