@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Instructions per request of each revision's build of bench/session-app.ts,
+# counted by Valgrind's callgrind (bench/instructions.ts says how): a count
+# the machine's speed does not move, for comparisons that time cannot settle
+# on a noisy machine (docs/performance.md, "The context put back only where
+# it must be").
+#
+#   bash bench/instructions.sh [rev ...]     default: 349455e (before the wave) and HEAD
+#
+# Per route and build it prints instructions per request: in all, in V8's
+# garbage collector, in V8's compilers (its JSON and regular expression
+# engines are the request's work), and the rest (the request's own work: JIT
+# code, builtins, the runtime), with the rest's ratio to the first build.
+# A window that holds a major GC or a tier-up compilation counts it, which is
+# why the rest is shown apart; REPEAT=n runs each n times and shows the
+# median. Settings: ROUTES (default "/get /incr /plain"), WARMUP (default
+# 10000), N (counted requests, default 2000), REPEAT (default 1), JOBS
+# (processes at once, default 2), WORKTREE=1 (the working tree's src/ too).
+# Needs valgrind (Debian `valgrind`); a build's three routes take about 2
+# minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is not installed (apt-get install -y valgrind)" >&2; exit 1; }
+revs=("$@")
+[ ${#revs[@]} -eq 0 ] && revs=(349455e HEAD)
+routes=${ROUTES:-/get /incr /plain}
+warmup=${WARMUP:-10000}
+n=${N:-2000}
+repeat=${REPEAT:-1}
+jobs=${JOBS:-2}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+names=()
+build() { # build <name> <rev|worktree>
+  local dir="$work/$1"
+  mkdir -p "$dir/bench"
+  if [ "$2" = worktree ]; then cp -r src "$dir/src"; else git archive "$2" src | tar -x -C "$dir"; fi
+  cp bench/session-app.ts "$dir/bench/"
+  ln -s "$root/node_modules" "$dir/node_modules"
+  node_modules/.bin/esbuild "$dir/bench/session-app.ts" --bundle --packages=external --platform=node \
+    --format=esm --outfile="$dir/app.mjs" --log-level=error
+  names+=("$1")
+}
+for rev in "${revs[@]}"; do
+  name=$(git rev-parse --short "$rev")
+  while [ -e "$work/$name" ]; do name="$name+"; done
+  build "$name" "$rev"
+done
+if [ "${WORKTREE:-}" = 1 ]; then build worktree worktree; fi
+node_modules/.bin/esbuild bench/instructions.ts --platform=node --format=esm --outfile="$work/instructions.mjs" --log-level=error
+
+# one valgrind run per build, route and repetition, JOBS at a time
+runs=()
+for route in $routes; do
+  for name in "${names[@]}"; do
+    for ((i = 1; i <= repeat; i++)); do runs+=("$name ${route#/} $route $i"); done
+  done
+done
+printf '%s\n' "${runs[@]}" | xargs -P "$jobs" -L 1 bash -c '
+  out="$0/$1-$2-$4.callgrind"
+  valgrind --tool=callgrind --instr-atstart=no --smc-check=all-non-file --callgrind-out-file="$out" \
+    node --single-threaded --hash-seed=1 --random-seed=1 "$0/instructions.mjs" "$0/$1/app.mjs" "$3" '"$warmup $n"' \
+    >"$out.log" 2>&1 || { echo "instructions.sh: the run of $1 $3 failed:" >&2; tail -5 "$out.log" >&2; exit 255; }
+' "$work"
+
+# split each profile: the garbage collector, the compilers, the rest
+split() { # split <profile> -> "total gc compiler rest" per request
+  callgrind_annotate --threshold=100 "$1" 2>/dev/null | awk -v n="$n" '
+    /PROGRAM TOTALS/ { v = $1; gsub(",", "", v); total = v }
+    /:.*\[/ && !/PROGRAM TOTALS/ {
+      v = $1; gsub(",", "", v)
+      if ($0 ~ /Scaveng|MarkCompact|Marking|Sweeper|Sweep|Evacuat|MinorMC|Heap::|GCTracer|RememberedSet|PagedSpace|MemoryAllocator|MemoryChunk/) gc += v
+      else if ($0 !~ /JsonParser|RegExp/ && $0 ~ /compiler::|Compiler|maglev::|turboshaft::|internal::Parser|ParserBase|PreParser|Deoptimizer|BytecodeGenerator|CodeGenerator|RegisterAllocator|Zone::/) comp += v
+    }
+    END { printf "%.0f %.0f %.0f %.0f\n", total / n, gc / n, comp / n, (total - gc - comp) / n }'
+}
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
+
+echo "instructions per request (thousands): all / garbage collector / compilers / rest; $n requests after $warmup, median of $repeat"
+for route in $routes; do
+  line="${route}"
+  first=""
+  for name in "${names[@]}"; do
+    rows=$(for ((i = 1; i <= repeat; i++)); do split "$work/$name-${route#/}-$i.callgrind"; done)
+    total=$(awk '{ print $1 }' <<<"$rows" | median)
+    gc=$(awk '{ print $2 }' <<<"$rows" | median)
+    comp=$(awk '{ print $3 }' <<<"$rows" | median)
+    rest=$(awk '{ print $4 }' <<<"$rows" | median)
+    [ -z "$first" ] && first=$rest
+    ratio=$(awk -v a="$rest" -v b="$first" 'BEGIN { printf "%.3f", a / b }')
+    line="$line   $name $(awk -v t="$total" -v g="$gc" -v c="$comp" -v r="$rest" 'BEGIN { printf "%.0f / %.0f / %.0f / %.0f", t / 1000, g / 1000, c / 1000, r / 1000 }') (rest ${ratio}x)"
+  done
+  echo "$line"
+done
