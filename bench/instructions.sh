@@ -20,7 +20,6 @@
 # minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is not installed (apt-get install -y valgrind)" >&2; exit 1; }
 revs=("$@")
 [ ${#revs[@]} -eq 0 ] && revs=(349455e HEAD)
@@ -32,23 +31,9 @@ jobs=${JOBS:-2}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-names=()
-build() { # build <name> <rev|worktree>
-  local dir="$work/$1"
-  mkdir -p "$dir/bench"
-  if [ "$2" = worktree ]; then cp -r src "$dir/src"; else git archive "$2" src | tar -x -C "$dir"; fi
-  cp bench/session-app.ts "$dir/bench/"
-  ln -s "$root/node_modules" "$dir/node_modules"
-  node_modules/.bin/esbuild "$dir/bench/session-app.ts" --bundle --packages=external --platform=node \
-    --format=esm --outfile="$dir/app.mjs" --log-level=error
-  names+=("$1")
-}
-for rev in "${revs[@]}"; do
-  name=$(git rev-parse --short "$rev")
-  while [ -e "$work/$name" ]; do name="$name+"; done
-  build "$name" "$rev"
-done
-if [ "${WORKTREE:-}" = 1 ]; then build worktree worktree; fi
+# shellcheck source=bench/build-apps.sh
+. bench/build-apps.sh
+build_apps "$work" "${revs[@]}"
 node_modules/.bin/esbuild bench/instructions.ts --platform=node --format=esm --outfile="$work/instructions.mjs" --log-level=error
 
 # one valgrind run per build, route and repetition, JOBS at a time
