@@ -5,7 +5,8 @@
 # on a noisy machine (docs/performance.md, "The context put back only where
 # it must be").
 #
-#   bash bench/instructions.sh [rev ...]     default: 349455e (before the wave) and HEAD
+#   bash bench/instructions.sh [rev|dir ...]   default: 349455e (before the wave) and HEAD
+#                                            (a dir holding a src/: that tree, see build-apps.sh)
 #
 # Per route and build it prints instructions per request: in all, in V8's
 # garbage collector, in V8's compilers (its JSON and regular expression
@@ -15,7 +16,11 @@
 # why the rest is shown apart; REPEAT=n runs each n times and shows the
 # median. Settings: ROUTES (default "/get /incr /plain"), WARMUP (default
 # 10000), N (counted requests, default 2000), REPEAT (default 1), JOBS
-# (processes at once, default 2), WORKTREE=1 (the working tree's src/ too).
+# (processes at once, default 2), WORKTREE=1 (the working tree's src/ too),
+# FUNCTIONS=n (then, per route, the n functions whose instructions per
+# request differ most between the first build and each other one: V8 names
+# its JIT code for it with --perf-basic-prof, see
+# bench/instructions-functions.ts).
 # Needs valgrind (Debian `valgrind`); a build's three routes take about 2
 # minutes.
 set -euo pipefail
@@ -35,6 +40,12 @@ trap 'rm -rf "$work"' EXIT
 . bench/build-apps.sh
 build_apps "$work" "${revs[@]}"
 node_modules/.bin/esbuild bench/instructions.ts --platform=node --format=esm --outfile="$work/instructions.mjs" --log-level=error
+functions=${FUNCTIONS:-0}
+perf=()
+if [ "$functions" != 0 ]; then
+  perf=(--perf-basic-prof)
+  node_modules/.bin/esbuild bench/instructions-functions.ts --platform=node --format=esm --outfile="$work/functions.mjs" --log-level=error
+fi
 
 # one valgrind run per build, route and repetition, JOBS at a time
 runs=()
@@ -45,9 +56,14 @@ for route in $routes; do
 done
 printf '%s\n' "${runs[@]}" | xargs -P "$jobs" -L 1 bash -c '
   out="$0/$1-$2-$4.callgrind"
+  # (in the work directory: with --perf-basic-prof V8 also writes a log file where it runs)
+  cd "$0"
   valgrind --tool=callgrind --instr-atstart=no --smc-check=all-non-file --callgrind-out-file="$out" \
-    node --single-threaded --hash-seed=1 --random-seed=1 "$0/instructions.mjs" "$0/$1/app.mjs" "$3" '"$warmup $n"' \
+    node '"${perf[*]}"' --single-threaded --hash-seed=1 --random-seed=1 "$0/instructions.mjs" "$0/$1/app.mjs" "$3" '"$warmup $n"' \
     >"$out.log" 2>&1 || { echo "instructions.sh: the run of $1 $3 failed:" >&2; tail -5 "$out.log" >&2; exit 255; }
+  # V8 writes its map of JIT code to /tmp/perf-<pid>.map; it is kept with the profile
+  pid=$(sed -n "s/^pid: //p" "$out" | head -1)
+  if [ -n "$pid" ] && [ -f "/tmp/perf-$pid.map" ]; then mv "/tmp/perf-$pid.map" "${out%.callgrind}.map"; fi
 ' "$work"
 
 # split each profile: the garbage collector, the compilers, the rest
@@ -56,7 +72,7 @@ split() { # split <profile> -> "total gc compiler rest" per request
     /PROGRAM TOTALS/ { v = $1; gsub(",", "", v); total = v }
     /:.*\[/ && !/PROGRAM TOTALS/ {
       v = $1; gsub(",", "", v)
-      if ($0 ~ /Scaveng|MarkCompact|Marking|Sweeper|Sweep|Evacuat|MinorMC|Heap::|GCTracer|RememberedSet|PagedSpace|MemoryAllocator|MemoryChunk/) gc += v
+      if ($0 ~ /Scaveng|MarkCompact|Marking|Sweeper|Sweep|Evacuat|MinorMC|Heap::|GCTracer|RememberedSet|PagedSpace|MemoryAllocator|MemoryChunk|RecordMigratedSlot|LiveObjectRange|BodyDescriptor|PretenuringHandler|ShouldBePromoted|IterateObjectCache/) gc += v
       else if ($0 !~ /JsonParser|RegExp/ && $0 ~ /compiler::|Compiler|maglev::|turboshaft::|internal::Parser|ParserBase|PreParser|Deoptimizer|BytecodeGenerator|CodeGenerator|RegisterAllocator|Zone::/) comp += v
     }
     END { printf "%.0f %.0f %.0f %.0f\n", total / n, gc / n, comp / n, (total - gc - comp) / n }'
@@ -79,3 +95,9 @@ for route in $routes; do
   done
   echo "$line"
 done
+if [ "$functions" != 0 ]; then
+  for route in $routes; do
+    echo
+    node "$work/functions.mjs" "$work" "${route#/}" "$n" "$functions" "${names[@]}"
+  done
+fi

@@ -3,7 +3,8 @@
 # by side in one process (bench/interleave.ts, whose header says why and what
 # it prints).
 #
-#   bash bench/interleave.sh [rev ...]     default: 349455e (before the wave) and HEAD
+#   bash bench/interleave.sh [rev|dir ...]   default: 349455e (before the wave) and HEAD
+#                                          (a dir holding a src/: that tree, see build-apps.sh)
 #
 # ROUTES, ROUNDS, BATCH, WARMUP, PROCESSES: see bench/interleave.ts. A revision given
 # twice runs twice, as a control (named with a trailing "+"). WORKTREE=1 also runs

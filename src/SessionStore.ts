@@ -5,8 +5,8 @@
  *
  * @since 1.0.0
  */
-import { Cause, Clock, Context, Effect, FiberRef, MetricLabel, Option, Predicate } from "effect"
-import type { Fiber, Tracer } from "effect"
+import { Cause, Clock, Context, Effect, FiberRef, MetricLabel, Option, Predicate, RuntimeFlags } from "effect"
+import type { Fiber, FiberStatus, Tracer } from "effect"
 import * as Ids from "./core/ids.js"
 import * as Metrics from "./core/metrics.js"
 import type { SessionConflict, SessionStoreError, StoreOperation } from "./SessionError.js"
@@ -244,7 +244,9 @@ const whenInterrupted = (instrument: Instrument, clock: Clock.Clock, start: bigi
  * when the fiber is interrupted during it and skips those handlers, by the
  * fiber's end, as a failure (an observer, removed when a handler ran). The
  * common path needs no uninterruptible region (`Effect.onExit`: 7 runtime
- * steps more per operation).
+ * steps more per operation). A call begun where the fiber cannot be
+ * interrupted (the writer's region) always reaches its handlers, and needs
+ * no observer.
  */
 class Run {
   private fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
@@ -253,12 +255,14 @@ class Run {
   private interrupted: (() => void) | undefined = undefined
   constructor(readonly instrument: Instrument) {}
 
-  begin(fiber: Fiber.RuntimeFiber<unknown, unknown>): void {
+  begin(fiber: Fiber.RuntimeFiber<unknown, unknown>, status: FiberStatus.Running): void {
     this.fiber = fiber
     this.clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
     this.start = this.clock.unsafeCurrentTimeNanos()
-    this.interrupted = whenInterrupted(this.instrument, this.clock, this.start)
-    fiber.addObserver(this.interrupted)
+    if (RuntimeFlags.interruption(status.runtimeFlags)) {
+      this.interrupted = whenInterrupted(this.instrument, this.clock, this.start)
+      fiber.addObserver(this.interrupted)
+    }
   }
 
   succeeded(): void {
@@ -273,17 +277,19 @@ class Run {
     const fiber = this.fiber
     if (fiber === undefined) return
     this.fiber = undefined
-    fiber.removeObserver(this.interrupted!)
-    this.interrupted = undefined
+    if (this.interrupted !== undefined) {
+      fiber.removeObserver(this.interrupted)
+      this.interrupted = undefined
+    }
     this.instrument.record(this.start, this.clock!.unsafeCurrentTimeNanos(), outcome)
   }
 }
 
 /** An operation called through the service: its span, and its metrics recorded by handlers of its own. */
 const observed = <A, E>(instrument: Instrument, key: string | undefined, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-  Effect.withFiberRuntime((fiber) => {
+  Effect.withFiberRuntime((fiber, status) => {
     const run = new Run(instrument)
-    run.begin(fiber)
+    run.begin(fiber, status)
     return traced(
       fiber,
       instrument,
@@ -318,8 +324,8 @@ export const counted = <A, E>(
   call: (operations: SessionStoreOperations) => Effect.Effect<A, E>
 ): Metrics.CountedOperation<Effect.Effect<A, E>, Cause.Cause<unknown>> =>
   counting.counted(store, operation, call, (run, effect) =>
-    Effect.withFiberRuntime((fiber) => {
-      run.begin(fiber)
+    Effect.withFiberRuntime((fiber, status) => {
+      run.begin(fiber, status)
       return traced(fiber, run.instrument, key, effect)
     }))
 

@@ -245,7 +245,7 @@ export class Lanes<Lock, Last, Waiting = unknown> {
  * @internal
  */
 export class UpdateQueue<U> {
-  private readonly waiting: Array<U> = []
+  private waiting: Array<U> = []
   private writing = false
 
   /**
@@ -273,7 +273,11 @@ export class UpdateQueue<U> {
     const first = this.waiting[0]
     let size = 1
     while (size < this.waiting.length && sameGroup(first, this.waiting[size])) size++
-    return this.waiting.splice(0, size)
+    if (size < this.waiting.length) return this.waiting.splice(0, size)
+    // all of them (most often the one update): the array itself, a new one for the next
+    const group = this.waiting
+    this.waiting = []
+    return group
   }
 
   /**
@@ -282,7 +286,9 @@ export class UpdateQueue<U> {
    */
   abandon(): Array<U> {
     this.writing = false
-    return this.waiting.splice(0)
+    const waiting = this.waiting
+    this.waiting = []
+    return waiting
   }
 
   /** How many updates wait. */

@@ -352,11 +352,18 @@ export const afterGroupFailure = (size: number, failure: string | undefined): "O
 /**
  * The session a written update leaves stored (handed to the next save in
  * the lane): the base it was written over, with its new version, deadline,
- * data and text.
+ * data and text. (Built field by field: every update makes one, and two
+ * object spreads cost V8 about ten times a literal.)
  *
  * @internal
  */
-export const savedSession = <A, L extends LoadedSession<A>>(
-  base: L,
-  written: { readonly version: number; readonly expiresAt: number; readonly data: A; readonly text: string }
-): L => ({ ...base, ...written })
+export const savedSession = <A>(base: LoadedSession<A>, version: number, expiresAt: number, data: A, text: string): LoadedSession<A> => ({
+  key: base.key,
+  version,
+  expiresAt,
+  createdAt: base.createdAt,
+  absoluteExpiresAt: base.absoluteExpiresAt,
+  principal: base.principal,
+  data,
+  text
+})

@@ -63,7 +63,6 @@ export interface Effects<F extends EffectTypes> {
     self: Fx<F, A, E>,
     options: { readonly onFailure: (cause: Cause<F, E>) => Fx<F, B, E2>; readonly onSuccess: (a: A) => Fx<F, B, E2> }
   ) => Fx<F, B, E2>
-  readonly exit: <A, E>(self: Fx<F, A, E>) => Fx<F, Exit<F, A, E>>
   readonly forEachDiscard: <A, E>(items: Iterable<A>, f: (a: A) => Fx<F, unknown, E>) => Fx<F, void, E>
   readonly ensuring: <A, E>(self: Fx<F, A, E>, finalizer: Fx<F, unknown>) => Fx<F, A, E>
   readonly onExit: <A, E>(self: Fx<F, A, E>, f: (exit: Exit<F, A, E>) => Fx<F, unknown>) => Fx<F, A, E>
@@ -82,7 +81,6 @@ export interface Effects<F extends EffectTypes> {
   readonly fromExit: <A, E>(exit: Exit<F, A, E>) => Fx<F, A, E>
   readonly exitSucceed: <A>(value: A) => Exit<F, A, never>
   readonly exitFailCause: <E>(cause: Cause<F, E>) => Exit<F, never, E>
-  readonly exitMap: <A, E, B>(exit: Exit<F, A, E>, f: (a: A) => B) => Exit<F, B, E>
   /** `exit` when it is a failure, `undefined` when a success. */
   readonly exitFailure: <A, E>(exit: Exit<F, A, E>) => Exit<F, never, E> | undefined
 }
@@ -96,10 +94,13 @@ export interface Effects<F extends EffectTypes> {
  */
 export interface Shell<F extends EffectTypes, S, C, E, W extends Write> extends Effects<F> {
   /**
-   * The update of `base` to the group's `data` at `t`: the shell encodes it
-   * (an error fails the write), the core's `updateRecord` plans the record
-   * (a tombstone when the data is the empty session), and `then` goes on with
-   * the answer of its compare-and-set on `base.version`, in that answer's step.
+   * The update of `base` to the group's `data` at `t`: the shell encodes it,
+   * the core's `updateRecord` plans the record (a tombstone when the data is
+   * the empty session), and `then` goes on with the answer of its
+   * compare-and-set on `base.version`, in that answer's step; an encoding
+   * error or the store's failure (any cause but a conflict, which is an
+   * answer) goes on with `orElse` instead, in the same way. The write needs
+   * no handler around it: every way it ends is one of the two.
    */
   readonly writeUpdate: <A, B, E2>(
     config: C,
@@ -107,8 +108,9 @@ export interface Shell<F extends EffectTypes, S, C, E, W extends Write> extends 
     base: LoadedSession<A>,
     data: A,
     t: number,
-    then: (outcome: Save.CasOutcome, version: number, write: W, tombstone: boolean) => Fx<F, B, E2>
-  ) => Fx<F, B, E | E2>
+    then: (outcome: Save.CasOutcome, version: number, write: W, tombstone: boolean) => Fx<F, B, E2>,
+    orElse: (cause: Cause<F, E>) => Fx<F, B, E2>
+  ) => Fx<F, B, E2>
   /** A compare-and-set of the tombstone `record` over `version`, and `then` on its answer. */
   readonly writeTombstone: <B, E2>(
     store: S,
@@ -434,45 +436,55 @@ const sameDefinition = (first: Waiting<unknown, unknown>, other: Waiting<unknown
  * The updates of a group, written with one compare-and-set over the newest
  * data (the core's `groupStart`, `replayGroup`, `updateRecord`,
  * `afterUpdate`): replayed again over a concurrent writer's data (another
- * process) until the replay budget is spent.
+ * process) until the replay budget is spent. Goes on with `done` (the
+ * group's outcome) or `failed` (why it could not be written) in the step
+ * that decided it: a group written at the first try costs no runtime step
+ * but its store call's.
  */
-const writeGroup = <F extends EffectTypes, S, C, E, W extends Write>(
+const writeGroup = <F extends EffectTypes, S, C, E, W extends Write, B, E2>(
   shell: Shell<F, S, C, E, W>,
   store: S,
   lane: Lane,
-  group: ReadonlyArray<Waiting<C, unknown>>
-): Fx<F, Save.GroupOutcome, E> => {
+  group: ReadonlyArray<Waiting<C, unknown>>,
+  done: (outcome: Save.GroupOutcome) => Fx<F, B, E2>,
+  failed: (cause: Cause<F, E>) => Fx<F, B, E2>
+): Fx<F, B, E2> => {
   const config = group[0].config
   // made at the first replay (most writes have none), then shared by the replays of the group
   let pause: Fx<F, void, E> | undefined
   const { base: newest, t } = Save.groupStart(group)
-  const attempt = (base: LoadedSession<unknown>): Fx<F, Save.GroupOutcome, E> => {
+  const dropped = (): Fx<F, B, E2> => {
+    // removed or expired meanwhile (a logout won the race): never recreate it
+    lane.last = "Ended"
+    return shell.flatMap(shell.dropped, done)
+  }
+  const attempt = (base: LoadedSession<unknown>): Fx<F, B, E2> => {
     const key = base.key
     const data = Save.replayGroup(group, base.data)
-    return shell.writeUpdate(config, store, base, data, t, (outcome, version, write, tombstone): Fx<F, Save.GroupOutcome, E> => {
+    return shell.writeUpdate(config, store, base, data, t, (outcome, version, write, tombstone): Fx<F, B, E2> => {
       const next = Save.afterUpdate(outcome, tombstone)
       switch (next) {
         case "Saved":
-          lane.last = { definition: config, session: Save.savedSession(base, { version, expiresAt: write.expiresAt, data, text: write.text }) }
-          return shell.succeed(Save.groupOutcome(next, write.expiresAt))
+          lane.last = { definition: config, session: Save.savedSession(base, version, write.expiresAt, data, write.text) }
+          return done(Save.groupOutcome(next, write.expiresAt))
         case "Ended":
           lane.last = "Ended"
-          return shell.as(shell.remove(store, key), Save.groupOutcome(next, write.expiresAt))
+          return shell.matchCause(shell.remove(store, key), {
+            onFailure: failed,
+            onSuccess: () => done(Save.groupOutcome(next, write.expiresAt))
+          })
         case "Dropped":
-          // removed or expired meanwhile (a logout won the race): never recreate it
-          lane.last = "Ended"
-          return shell.dropped
+          return dropped()
         case "Replay":
-          return shell.flatMap(shell.andThen(pause ??= shell.replayBudget(config), shell.loadLive(config, store, key)), (fresh) => {
-            if (fresh !== undefined) return attempt(fresh)
-            lane.last = "Ended"
-            return shell.dropped
+          return shell.matchCause(shell.andThen(pause ??= shell.replayBudget(config), shell.loadLive(config, store, key)), {
+            onFailure: failed,
+            onSuccess: (fresh) => fresh !== undefined ? attempt(fresh) : dropped()
           })
       }
-    })
+    }, failed)
   }
   const handed = Lanes.handoff(lane.last, config, newest.version)
-  return handed === "Ended" ? shell.dropped : attempt(handed ?? newest)
+  return handed === "Ended" ? dropped() : attempt(handed ?? newest)
 }
 
 /**
@@ -498,20 +510,28 @@ const writeAndSettle = <F extends EffectTypes, S, C, E, W extends Write, B, E2>(
     }
     return then()
   }
-  return shell.matchCause(writeGroup(shell, store, lane, group), {
-    onSuccess: (outcome) => settleAll((member) => shell.exitSucceed(Save.cookieAfterGroup(member, outcome))),
-    onFailure: (cause) => {
+  return writeGroup(
+    shell,
+    store,
+    lane,
+    group,
+    (outcome) => settleAll((member) => shell.exitSucceed(Save.cookieAfterGroup(member, outcome))),
+    (cause) => {
       if (Save.afterGroupFailure(group.length, shell.failureTag(cause)) === "OneAtATime") {
         const oneAtATime = shell.forEachDiscard(group, (member) =>
-          shell.map(
-            shell.exit(writeGroup(shell, store, lane, [member])),
-            (alone) => member.settle(shell.exitMap(alone, (outcome) => Save.cookieAfterGroup(member, outcome)))
+          writeGroup(
+            shell,
+            store,
+            lane,
+            [member],
+            (outcome) => shell.sync(() => member.settle(shell.exitSucceed(Save.cookieAfterGroup(member, outcome)))),
+            (alone) => shell.sync(() => member.settle(shell.exitFailCause(alone)))
           ))
         return shell.matchCause(oneAtATime, { onFailure: abandon, onSuccess: then })
       }
       return settleAll(() => shell.exitFailCause(cause))
     }
-  })
+  )
 }
 
 /**

@@ -475,23 +475,25 @@ const tombstoneOf = (record: SessionRecord): Save.StoredState | undefined => {
 
 /**
  * `f` on a counted compare-and-set's outcome (and the new version when
- * written), in the step of its answer: a conflict is an answer, not an error.
+ * written), in the step of its answer: a conflict is an answer, not an
+ * error; any other failure goes on with `orElse`.
  */
-const onCasOutcome = <B, E>(
+const onCasOutcome = <B, E, E2>(
   store: SessionStore["Type"],
   key: StorageKey,
   write: TextWrite,
   version: number,
-  f: (outcome: Save.CasOutcome, version: number) => Effect.Effect<B, E>
-): Effect.Effect<B, E | SessionError> => {
+  f: (outcome: Save.CasOutcome, version: number) => Effect.Effect<B, E>,
+  orElse: (cause: Cause.Cause<SessionError>) => Effect.Effect<B, E2>
+): Effect.Effect<B, E | E2> => {
   const update = counted(store, "update", key, (store) => store.update(key, write, version))
   return Effect.matchCauseEffect(update.effect, {
-    onFailure: (cause): Effect.Effect<B, E | SessionError> => {
+    onFailure: (cause): Effect.Effect<B, E | E2> => {
       update.failed(cause)
       const error = Option.getOrUndefined(Cause.failureOption(cause))
       return error?._tag === "SessionConflict"
         ? f(error.reason === "VersionMismatch" ? "VersionMismatch" : "Missing", 0)
-        : Effect.failCause(cause)
+        : orElse(cause)
     },
     onSuccess: (version) => {
       update.succeeded()
@@ -635,7 +637,6 @@ const shell: Writer.Shell<Effect3, SessionStore["Type"], Config<any>, SessionErr
   tapError: (self, f) => Effect.tapError(self, f),
   flatMap: (self, f) => Effect.flatMap(self, f),
   matchCause: (self, options) => Effect.matchCauseEffect(self, options),
-  exit: Effect.exit,
   forEachDiscard: (items, f) => Effect.forEach(items, f, { discard: true }),
   ensuring: (self, finalizer) => Effect.ensuring(self, finalizer),
   onExit: (self, f) => Effect.onExit(self, f),
@@ -650,18 +651,17 @@ const shell: Writer.Shell<Effect3, SessionStore["Type"], Config<any>, SessionErr
   fromExit: (exit) => exit,
   exitSucceed: Exit.succeed,
   exitFailCause: Exit.failCause,
-  exitMap: (exit, f) => Exit.map(exit, f),
   exitFailure: <A, E>(exit: Exit.Exit<A, E>) => Exit.isFailure(exit) ? exit as Exit.Exit<never, E> : undefined,
-  writeUpdate: (config, store, base, data, t, then) => {
+  writeUpdate: (config, store, base, data, t, then, orElse) => {
     const emptied = isEmpty(config, data, base.principal)
-    if (Either.isLeft(emptied)) return Effect.fail(emptied.left)
+    if (Either.isLeft(emptied)) return orElse(Cause.fail(emptied.left))
     const plan = Save.updateRecord(emptied.right, base, Core.nextExpiry(config.timeouts, base, t), t)
     let write: TextWrite
     if (plan._tag === "Tombstone") {
       write = tombstoneWrite(plan.record)
     } else {
       const text = config.codec.encodeText(envelopeOf(base, data, base.principal))
-      if (Either.isLeft(text)) return Effect.fail(text.left)
+      if (Either.isLeft(text)) return orElse(Cause.fail(text.left))
       write = new TextWrite(text.right, plan.expiresAt, Option.fromNullable(base.principal))
     }
     return onCasOutcome(
@@ -669,11 +669,12 @@ const shell: Writer.Shell<Effect3, SessionStore["Type"], Config<any>, SessionErr
       keyOf(base),
       write,
       base.version,
-      (outcome, version) => then(outcome, version, write, plan._tag === "Tombstone")
+      (outcome, version) => then(outcome, version, write, plan._tag === "Tombstone"),
+      orElse
     )
   },
   writeTombstone: (store, key, record, version, then) =>
-    onCasOutcome(store, Id.unsafeStorageKey(key), tombstoneWrite(record), version, then),
+    onCasOutcome(store, Id.unsafeStorageKey(key), tombstoneWrite(record), version, then, Effect.failCause),
   encodeMove: (config, state, base, t) =>
     Effect.map(
       config.codec.encodeText(envelopeOf(base, state.data, state.principal)),

@@ -102,7 +102,7 @@ describe("a group's write (save.ts)", () => {
   })
   it("leaves the session it wrote for the next save in the lane: the base with the new version, deadline, data and text", () => {
     const base = loadedAt(4, t + 60_000)
-    const saved = Save.savedSession(base, { version: 5, expiresAt: t + 70_000, data: { n: 9, tags: [] }, text: "{}" })
+    const saved = Save.savedSession(base, 5, t + 70_000, { n: 9, tags: [] }, "{}")
     expect(saved).toEqual({ ...base, version: 5, expiresAt: t + 70_000, data: { n: 9, tags: [] }, text: "{}" })
     expect(Save.handoffFrom(saved, 4)).toBe(saved)
   })

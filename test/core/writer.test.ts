@@ -1,9 +1,9 @@
 /**
  * The core's writer (src/core/writer.ts) with no Effect at all: run against a
  * shell whose effects are async functions and whose store is a map, the
- * algorithm both lines share writes a burst of updates as groups, drops the
- * writes of a session removed meanwhile, and undoes a move whose old session
- * ended meanwhile.
+ * algorithm both lines share writes a burst of updates as groups, hands a
+ * group's failure to each of its updates, drops the writes of a session
+ * removed meanwhile, and undoes a move whose old session ended meanwhile.
  */
 import { describe, expect, it } from "vitest"
 import { RequestState } from "../../src/core/request.js"
@@ -45,7 +45,13 @@ interface Write {
   readonly text: string
   readonly expiresAt: number
 }
-type Store = { readonly records: Map<string, Stored>; updates: number; gate?: Promise<void> | undefined }
+type Store = {
+  readonly records: Map<string, Stored>
+  updates: number
+  gate?: Promise<void> | undefined
+  /** Every compare-and-set fails with this, while set (the store is down). */
+  failure?: Cause | undefined
+}
 type Config = { readonly name: string }
 type Data = { readonly n: number }
 
@@ -88,7 +94,6 @@ const shell: Writer.Shell<Async, Store, Config, unknown, Write> = {
     const exit = await run(self)
     return exit._tag === "Success" ? onSuccess(exit.value)() : onFailure(exit.cause)()
   },
-  exit: (self) => () => run(self),
   forEachDiscard: (items, f) => async () => {
     for (const item of items) await f(item)()
   },
@@ -119,11 +124,11 @@ const shell: Writer.Shell<Async, Store, Config, unknown, Write> = {
   fromExit: (exit) => async () => unwrap(exit),
   exitSucceed: (value) => ({ _tag: "Success", value }),
   exitFailCause: (cause) => ({ _tag: "Failure", cause }),
-  exitMap: (exit, f) => exit._tag === "Success" ? { _tag: "Success", value: f(exit.value) } : exit,
   exitFailure: (exit) => exit._tag === "Failure" ? exit : undefined,
-  writeUpdate: (_config, store, base, data, _t, then) => async () => {
+  writeUpdate: (_config, store, base, data, _t, then, orElse) => async () => {
     await store.gate
     store.updates++
+    if (store.failure !== undefined) return orElse(store.failure)()
     const write = { text: JSON.stringify(data), expiresAt: base.expiresAt + 1 }
     const stored = store.records.get(base.key)
     if (stored === undefined) return then("Missing", 0, write, false)()
@@ -190,16 +195,21 @@ const update = (store: Store) => {
   return run(Writer.updateInGroup(shell, store, config, request, loaded, t))
 }
 
+/** Three updates at once: the store holds the first one's write until the other two have queued behind it. */
+const threeAtOnce = async (store: Store) => {
+  let open!: () => void
+  store.gate = new Promise((resolve) => open = resolve)
+  const outcomes = Promise.all([update(store), update(store), update(store)])
+  await new Promise((resolve) => setTimeout(resolve, 10))
+  store.gate = undefined
+  open()
+  return outcomes
+}
+
 describe("the core's writer", () => {
   it("writes the updates that queue behind a write as one group, over what the write stored", async () => {
     const store = storeWithSession()
-    let open!: () => void
-    store.gate = new Promise((resolve) => open = resolve)
-    const outcomes = Promise.all([update(store), update(store), update(store)])
-    await new Promise((resolve) => setTimeout(resolve, 10))
-    store.gate = undefined
-    open()
-    const exits = await outcomes
+    const exits = await threeAtOnce(store)
     expect(exits.map((exit) => exit._tag)).toEqual(["Success", "Success", "Success"])
     // the first alone, the two queued behind it together: two compare-and-sets
     expect(store.updates).toBe(2)
@@ -207,6 +217,22 @@ describe("the core's writer", () => {
     // the writer that took the queued group over ends its use of the lane once it has handed out their outcomes
     await new Promise((resolve) => setTimeout(resolve, 0))
     expect(Writer.coordinatedKeys(store)).toBe(0)
+  })
+
+  it("fails every update of a group whose compare-and-set fails, and leaves the lane to the next write", async () => {
+    const store = storeWithSession()
+    const down = { _tag: "Fail", error: { _tag: "SessionStoreError" } } as const
+    store.failure = down
+    const exits = await threeAtOnce(store)
+    // the first alone, the two queued behind it as one group: each handed the store's failure
+    expect(exits).toEqual([0, 1, 2].map(() => ({ _tag: "Failure", cause: down })))
+    expect(store.updates).toBe(2)
+    await new Promise((resolve) => setTimeout(resolve, 0))
+    expect(Writer.coordinatedKeys(store)).toBe(0)
+    // the store is back: the next update is written
+    store.failure = undefined
+    expect(await update(store)).toMatchObject({ _tag: "Success" })
+    expect(store.records.get(key)).toMatchObject({ version: 2, text: "{\"n\":1}" })
   })
 
   it("drops the writes of a session removed meanwhile, and leaves the cookie alone", async () => {

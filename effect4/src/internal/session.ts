@@ -157,14 +157,16 @@ const conflictOutcome = (conflict: SessionConflict): Save.CasOutcome =>
  * the step of its answer: a conflict is an answer, not an error. The same
  * handlers count the update in the store's metrics.
  */
-const onCasOutcome = <B, E>(
+const onCasOutcome = <B, E, E2>(
   update: CountedOperation<number, SessionConflict | SessionStoreError>,
-  f: (outcome: Save.CasOutcome, version: number) => Effect.Effect<B, E>
-): Effect.Effect<B, E | SessionStoreError> =>
-  Effect.matchEffect(update.effect, {
-    onFailure: (error): Effect.Effect<B, E | SessionStoreError> => {
-      update.failed(C.fail(error))
-      return error._tag === "SessionConflict" ? f(conflictOutcome(error), 0) : Effect.fail(error)
+  f: (outcome: Save.CasOutcome, version: number) => Effect.Effect<B, E>,
+  orElse: (cause: Cause.Cause<SessionError>) => Effect.Effect<B, E2>
+): Effect.Effect<B, E | E2> =>
+  Effect.matchCauseEffect(update.effect, {
+    onFailure: (cause): Effect.Effect<B, E | E2> => {
+      update.failed(cause)
+      const error = Option.getOrUndefined(C.findErrorOption(cause))
+      return error?._tag === "SessionConflict" ? f(conflictOutcome(error), 0) : orElse(cause)
     },
     onSuccess: (version) => {
       update.succeeded()
@@ -539,7 +541,6 @@ const shell: Writer.Shell<Effect4, Store, Config<any>, SessionError, SessionWrit
   tapError: (self, f) => Effect.tapError(self, f),
   flatMap: (self, f) => Effect.flatMap(self, f),
   matchCause: (self, options) => Effect.matchCauseEffect(self, options),
-  exit: Effect.exit,
   forEachDiscard: (items, f) => Effect.forEach(items, f, { discard: true }),
   ensuring: (self, finalizer) => Effect.ensuring(self, finalizer),
   onExit: (self, f) => Effect.onExit(self, f),
@@ -554,13 +555,12 @@ const shell: Writer.Shell<Effect4, Store, Config<any>, SessionError, SessionWrit
   fromExit: (exit) => exit,
   exitSucceed: Exit.succeed,
   exitFailCause: Exit.failCause,
-  exitMap: (exit, f) => Exit.map(exit, f),
   exitFailure: <A, E>(exit: Exit.Exit<A, E>) => Exit.isFailure(exit) ? exit as Exit.Exit<never, E> : undefined,
-  writeUpdate: (config, store, base, data, t, then) => {
+  writeUpdate: (config, store, base, data, t, then, orElse) => {
     const key = keyOf(base)
     // the data encoded once, for the emptiness test and the record's text
     const json = config.codec.fingerprint(data)
-    if (Result.isFailure(json)) return Effect.fail(json.failure)
+    if (Result.isFailure(json)) return orElse(C.fail(json.failure))
     const plan = Save.updateRecord(
       json.success === config.emptyFingerprint && base.principal === null,
       base,
@@ -572,12 +572,13 @@ const shell: Writer.Shell<Effect4, Store, Config<any>, SessionError, SessionWrit
       write = tombstoneWrite(plan.record)
     } else {
       const text = config.codec.encodeFingerprint(json.success, envelopeOf(base, data, base.principal))
-      if (Result.isFailure(text)) return Effect.fail(text.failure)
+      if (Result.isFailure(text)) return orElse(C.fail(text.failure))
       write = { text: text.success, expiresAt: plan.expiresAt, principal: Option.fromNullishOr(base.principal) }
     }
     return onCasOutcome(
       counted(store, "update", key, (store) => store.update(key, write, base.version)),
-      (outcome, version) => then(outcome, version, write, plan._tag === "Tombstone")
+      (outcome, version) => then(outcome, version, write, plan._tag === "Tombstone"),
+      orElse
     )
   },
   writeTombstone: (store, key, record, version, then) =>
