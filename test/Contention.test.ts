@@ -273,3 +273,48 @@ describe("an interruption as a save begins", () => {
       expect(keys).toBe(0)
     }))
 })
+
+describe("a store that breaks during a group's write", () => {
+  it.scopedLive("a compare-and-set that dies with updates queued behind it fails each of them (500), none hangs, and the next update is written", () =>
+    Effect.gen(function*() {
+      const inner = Context.get(yield* Layer.build(MemoryStore.layer()), SessionStore)
+      // while `breaking`, every compare-and-set waits for the gate, then dies
+      const gate = yield* Deferred.make<void>()
+      let breaking = false
+      let held = 0
+      const store: SessionStore["Type"] = {
+        ...inner,
+        update: (key, write, version) =>
+          Effect.suspend(() => {
+            if (!breaking) return inner.update(key, write, version)
+            held += 1
+            return Effect.zipRight(Deferred.await(gate), Effect.dieMessage("the store's client broke"))
+          })
+      }
+      const server = yield* Layer.build(serve(counterApp(Effect.void)).pipe(Layer.provideMerge(Layer.succeed(SessionStore, store))))
+      const browser = yield* Effect.provide(makeBrowser, server)
+      expect((yield* browser.get("/start")).status).toBe(200)
+      const cookie = `session=${browser.jar.get("session")}`
+      breaking = true
+      // the first update's compare-and-set is held; two more queue behind it as one group
+      const first = yield* Effect.fork(browser.get("/incr", { cookie }))
+      yield* Effect.sync(() => held).pipe(Effect.repeat({ until: (n) => n === 1, schedule: Schedule.spaced("5 millis") }))
+      const queued = yield* Effect.fork(Effect.all([browser.get("/incr", { cookie }), browser.get("/incr", { cookie })], { concurrency: 2 }))
+      yield* Effect.sleep("100 millis")
+      expect(held).toBe(1)
+      yield* Deferred.succeed(gate, undefined)
+      const answers = yield* Effect.all([Fiber.join(first), Fiber.join(queued)]).pipe(Effect.timeout("5 seconds"))
+      expect([answers[0].status, ...answers[1].map((res) => res.status)]).toEqual([500, 500, 500])
+      // one compare-and-set for the first, one for the group of the two queued
+      expect(held).toBe(2)
+      breaking = false
+      const next = yield* browser.get("/incr", { cookie }).pipe(Effect.timeout("2 seconds"))
+      expect(next.status).toBe(200)
+      expect(next.body).toBe("1")
+      const keys = yield* Effect.sync(() => coordinatedKeys(store)).pipe(
+        Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("10 millis") }),
+        Effect.timeoutTo({ duration: "2 seconds", onTimeout: () => coordinatedKeys(store), onSuccess: (n) => n })
+      )
+      expect(keys).toBe(0)
+    }))
+})

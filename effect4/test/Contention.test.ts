@@ -6,7 +6,7 @@
  * once a burst is over.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Context, Effect, Exit, Fiber, Option, Schedule, Schema, SchemaTransformation } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Option, Schedule, Schema, SchemaTransformation } from "effect"
 import { TestClock } from "effect/testing"
 import { coordinatedKeys } from "../src/internal/session.js"
 import * as MemoryStore from "../src/MemoryStore.js"
@@ -279,4 +279,43 @@ describe("an interruption as a save begins", () => {
       expect([1, 2]).toContain(counter)
       expect(yield* keysLeftIn(store)).toBe(0)
     }))
+})
+
+describe("a store that breaks during a group's write", () => {
+  it.live("a compare-and-set that dies with updates queued behind it fails each of them (500), none hangs, and the next update is written", () =>
+    Effect.gen(function*() {
+      const memory = MemoryStore.make()
+      // while `breaking`, every compare-and-set waits for the gate, then dies
+      const gate = yield* Deferred.make<void>()
+      let breaking = false
+      let held = 0
+      const store: SessionStore["Service"] = {
+        ...memory.store,
+        update: (key, write, version) =>
+          Effect.suspend(() => {
+            if (!breaking) return memory.store.update(key, write, version)
+            held += 1
+            return Effect.andThen(Deferred.await(gate), Effect.die(new Error("the store's client broke")))
+          })
+      }
+      const server = { base: yield* serveOn(counterRoutes(Effect.void), Context.make(SessionStore, store)), store }
+      const cookie = yield* startSession(server)
+      breaking = true
+      // the first update's compare-and-set is held; two more queue behind it as one group
+      const first = yield* Effect.forkChild(get(`${server.base}/incr`, cookie))
+      while (held < 1) yield* Effect.sleep("5 millis")
+      const queued = yield* Effect.forEach([1, 2], () => Effect.forkChild(get(`${server.base}/incr`, cookie)))
+      yield* Effect.sleep("100 millis")
+      expect(held).toBe(1)
+      yield* Deferred.succeed(gate, undefined)
+      const answers = yield* Effect.forEach([first, ...queued], Fiber.join).pipe(Effect.timeout("5 seconds"))
+      expect(answers.map((res) => res.status)).toEqual([500, 500, 500])
+      // one compare-and-set for the first, one for the group of the two queued
+      expect(held).toBe(2)
+      breaking = false
+      const next = yield* get(`${server.base}/incr`, cookie).pipe(Effect.timeout("2 seconds"))
+      expect(next.status).toBe(200)
+      expect(next.body).toBe("1")
+      expect(yield* keysLeft(server)).toBe(0)
+    }).pipe(Effect.scoped))
 })
