@@ -1,4 +1,12 @@
 /**
+ * Reads the callgrind profiles of `bench/instructions.sh`, in two ways.
+ *
+ *   node instructions-functions.mjs split PROFILE N
+ *
+ * prints one profile's instructions per request (N requests): in all, in
+ * V8's garbage collector, in its compilers, and the rest (the request's own
+ * work), the split the script reports; it is made here, once, for both uses.
+ *
  * Where two builds' instructions per request differ, function by function:
  * `bench/instructions.sh` with `FUNCTIONS=n` runs each build under callgrind
  * with V8's `--perf-basic-prof` (V8 writes the address range and name of
@@ -21,17 +29,57 @@
 import { execFileSync } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 
-const [work, route, nArg, topArg, ...names] = process.argv.slice(2)
+// V8's garbage collector, its evacuation and pretenuring visitors included
+const garbageCollector =
+  /Scaveng|MarkCompact|Marking|Sweeper|Sweep|Evacuat|MinorMC|Heap::|GCTracer|RememberedSet|PagedSpace|MemoryAllocator|MemoryChunk|RecordMigratedSlot|LiveObjectRange|BodyDescriptor|PretenuringHandler|ShouldBePromoted|IterateObjectCache/
+// V8's compilers (its JSON and regular expression engines are the request's work)
+const compilers =
+  /compiler::|Compiler|maglev::|turboshaft::|internal::Parser|ParserBase|PreParser|Deoptimizer|BytecodeGenerator|CodeGenerator|RegisterAllocator|Zone::/
+const requestsOwn = /JsonParser|RegExp/
+
+/** What a function of a profile is: the garbage collector's, a compiler's, or the request's own work. */
+const kindOf = (name: string): "gc" | "compiler" | "rest" =>
+  garbageCollector.test(name) ? "gc" : !requestsOwn.test(name) && compilers.test(name) ? "compiler" : "rest"
+
+/** callgrind_annotate's lines of a profile: each function's name and instructions, and the total. */
+const annotate = (profile: string): { readonly total: number; readonly functions: Array<[string, number]> } => {
+  const annotated = execFileSync("callgrind_annotate", ["--threshold=100", profile], { maxBuffer: 1 << 28 }).toString()
+  let total = 0
+  const functions: Array<[string, number]> = []
+  for (const line of annotated.split("\n")) {
+    const match = /^\s*([0-9,]+) \([^)]*\)\s+(.*)$/.exec(line)
+    if (match === null) continue
+    const count = Number(match[1].replace(/,/g, ""))
+    if (match[2].includes("PROGRAM TOTALS")) total = count
+    // (a function's line names its object: `file:function [object]`)
+    else if (/:.*\[/.test(match[2])) functions.push([match[2], count])
+  }
+  return { total, functions }
+}
+
+const args = process.argv.slice(2)
+if (args[0] === "split") {
+  const [profile, nArg] = args.slice(1)
+  const n = Number(nArg ?? 2000)
+  const { functions, total } = annotate(profile)
+  let gc = 0
+  let compiler = 0
+  for (const [name, count] of functions) {
+    const kind = kindOf(name)
+    if (kind === "gc") gc += count
+    else if (kind === "compiler") compiler += count
+  }
+  console.log([total, gc, compiler, total - gc - compiler].map((count) => (count / n).toFixed(0)).join(" "))
+  process.exit(0)
+}
+
+const [work, route, nArg, topArg, ...names] = args
 if (work === undefined || route === undefined || names.length < 2) {
   console.error("usage: instructions-functions.mjs WORK ROUTE N TOP NAME NAME...  (see bench/instructions.sh)")
   process.exit(2)
 }
 const n = Number(nArg ?? 2000)
 const top = Number(topArg ?? 30)
-
-// the same split as instructions.sh's: what is not the request's own work
-const notTheRequest =
-  /Scaveng|MarkCompact|Marking|Sweeper|Sweep|Evacuat|MinorMC|Heap::|GCTracer|RememberedSet|PagedSpace|MemoryAllocator|MemoryChunk|RecordMigratedSlot|LiveObjectRange|BodyDescriptor|PretenuringHandler|ShouldBePromoted|IterateObjectCache|compiler::|Compiler|maglev::|turboshaft::|internal::Parser|ParserBase|PreParser|Deoptimizer|BytecodeGenerator|CodeGenerator|RegisterAllocator|Zone::/
 
 interface CodeRange {
   readonly start: number
@@ -78,14 +126,12 @@ const normalize = (name: string): string =>
 /** One profile's instructions by function, for the whole window. */
 const byFunction = (profile: string, map: string): Map<string, number> => {
   const ranges = existsSync(map) ? readMap(map) : []
-  const annotated = execFileSync("callgrind_annotate", ["--threshold=100", profile], { maxBuffer: 1 << 28 }).toString()
   const counts = new Map<string, number>()
-  for (const line of annotated.split("\n")) {
-    const match = /^\s*([0-9,]+) \([^)]*\)\s+(.*)$/.exec(line)
-    if (match === null || match[2].includes("PROGRAM TOTALS") || notTheRequest.test(match[2])) continue
-    const address = /^\?\?\?:0x([0-9a-f]+) \[\?\?\?\]/.exec(match[2])
-    const name = normalize(address === null ? match[2] : nameAt(ranges, parseInt(address[1], 16)) ?? "(JIT code no map names)")
-    counts.set(name, (counts.get(name) ?? 0) + Number(match[1].replace(/,/g, "")))
+  for (const [symbol, count] of annotate(profile).functions) {
+    if (kindOf(symbol) !== "rest") continue
+    const address = /^\?\?\?:0x([0-9a-f]+) \[\?\?\?\]/.exec(symbol)
+    const name = normalize(address === null ? symbol : nameAt(ranges, parseInt(address[1], 16)) ?? "(JIT code no map names)")
+    counts.set(name, (counts.get(name) ?? 0) + count)
   }
   return counts
 }

@@ -40,12 +40,11 @@ trap 'rm -rf "$work"' EXIT
 . bench/build-apps.sh
 build_apps "$work" "${revs[@]}"
 node_modules/.bin/esbuild bench/instructions.ts --platform=node --format=esm --outfile="$work/instructions.mjs" --log-level=error
+# reads the profiles: the split below, and FUNCTIONS's table
+node_modules/.bin/esbuild bench/instructions-functions.ts --platform=node --format=esm --outfile="$work/functions.mjs" --log-level=error
 functions=${FUNCTIONS:-0}
 perf=()
-if [ "$functions" != 0 ]; then
-  perf=(--perf-basic-prof)
-  node_modules/.bin/esbuild bench/instructions-functions.ts --platform=node --format=esm --outfile="$work/functions.mjs" --log-level=error
-fi
+if [ "$functions" != 0 ]; then perf=(--perf-basic-prof); fi
 
 # one valgrind run per build, route and repetition, JOBS at a time
 runs=()
@@ -68,14 +67,7 @@ printf '%s\n' "${runs[@]}" | xargs -P "$jobs" -L 1 bash -c '
 
 # split each profile: the garbage collector, the compilers, the rest
 split() { # split <profile> -> "total gc compiler rest" per request
-  callgrind_annotate --threshold=100 "$1" 2>/dev/null | awk -v n="$n" '
-    /PROGRAM TOTALS/ { v = $1; gsub(",", "", v); total = v }
-    /:.*\[/ && !/PROGRAM TOTALS/ {
-      v = $1; gsub(",", "", v)
-      if ($0 ~ /Scaveng|MarkCompact|Marking|Sweeper|Sweep|Evacuat|MinorMC|Heap::|GCTracer|RememberedSet|PagedSpace|MemoryAllocator|MemoryChunk|RecordMigratedSlot|LiveObjectRange|BodyDescriptor|PretenuringHandler|ShouldBePromoted|IterateObjectCache/) gc += v
-      else if ($0 !~ /JsonParser|RegExp/ && $0 ~ /compiler::|Compiler|maglev::|turboshaft::|internal::Parser|ParserBase|PreParser|Deoptimizer|BytecodeGenerator|CodeGenerator|RegisterAllocator|Zone::/) comp += v
-    }
-    END { printf "%.0f %.0f %.0f %.0f\n", total / n, gc / n, comp / n, (total - gc - comp) / n }'
+  node "$work/functions.mjs" split "$1" "$n"
 }
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 
