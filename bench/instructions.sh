@@ -14,9 +14,15 @@
 # code, builtins, the runtime), with the rest's ratio to the first build.
 # A window that holds a major GC or a tier-up compilation counts it, which is
 # why the rest is shown apart; REPEAT=n runs each n times and shows the
-# median. Settings: ROUTES (default "/get /incr /plain"), WARMUP (default
+# median. A major GC's marking also costs the request's own code (its write
+# barrier: about 9k more in the rest per request of a 2,000-request window
+# that holds one), and whether a window holds one is chance: N=8000 spreads
+# it over more requests. Settings: ROUTES (default "/get /incr /plain"), WARMUP (default
 # 10000), N (counted requests, default 2000), REPEAT (default 1), JOBS
 # (processes at once, default 2), WORKTREE=1 (the working tree's src/ too),
+# NODE_FLAGS (node flags added to the fixed ones, e.g. --no-memory-reducer:
+# without it V8 may start a full collection on a timer, which under
+# valgrind's slowness lands in some windows and not others),
 # FUNCTIONS=n (then, per route, the n functions whose instructions per
 # request differ most between the first build and each other one: V8 names
 # its JIT code for it with --perf-basic-prof, see
@@ -58,7 +64,7 @@ printf '%s\n' "${runs[@]}" | xargs -P "$jobs" -L 1 bash -c '
   # (in the work directory: with --perf-basic-prof V8 also writes a log file where it runs)
   cd "$0"
   valgrind --tool=callgrind --instr-atstart=no --smc-check=all-non-file --callgrind-out-file="$out" \
-    node '"${perf[*]}"' --single-threaded --hash-seed=1 --random-seed=1 "$0/instructions.mjs" "$0/$1/app.mjs" "$3" '"$warmup $n"' \
+    node '"${perf[*]} ${NODE_FLAGS:-}"' --single-threaded --hash-seed=1 --random-seed=1 "$0/instructions.mjs" "$0/$1/app.mjs" "$3" '"$warmup $n"' \
     >"$out.log" 2>&1 || { echo "instructions.sh: the run of $1 $3 failed:" >&2; tail -5 "$out.log" >&2; exit 255; }
   # V8 writes its map of JIT code to /tmp/perf-<pid>.map; it is kept with the profile
   pid=$(sed -n "s/^pid: //p" "$out" | head -1)
